@@ -1,0 +1,152 @@
+"""Thin adapters that run core generators/functions off the GUI thread.
+
+Threaded mode uses :func:`napari.qt.threading.create_worker` (a QRunnable in the global
+thread pool whose ``yielded``/``returned``/``errored`` signals arrive on the GUI thread).
+
+With ``SEGSTUDIO_NO_THREADS=1`` the same generator runs *inline* on the GUI thread, one step per
+event-loop turn (a zero-interval ``QTimer``), behind the same signal interface. This is for
+debugging (breakpoints, tracebacks) and for tests that want determinism.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Generator
+from typing import Any
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+NO_THREADS_ENV = "SEGSTUDIO_NO_THREADS"
+
+
+def threads_disabled() -> bool:
+    """``True`` when ``SEGSTUDIO_NO_THREADS`` asks for inline execution."""
+    return os.environ.get(NO_THREADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class InlineWorker(QObject):
+    """Runs a generator (or a plain function) on the GUI thread, one step per event-loop turn.
+
+    Mirrors the parts of napari's ``GeneratorWorker``/``FunctionWorker`` API segstudio uses:
+    ``started``, ``yielded``, ``returned``, ``errored``, ``finished``, ``aborted``, ``paused``,
+    ``resumed`` signals and ``start``/``pause``/``resume``/``quit``/``is_running``.
+    """
+
+    started = Signal()
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    finished = Signal()
+    aborted = Signal()
+    paused = Signal()
+    resumed = Signal()
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._func, self._args, self._kwargs = func, args, kwargs
+        self._gen: Generator[Any, Any, Any] | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._step)
+        self._running = False
+        self._paused = False
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused
+
+    def start(self) -> None:
+        self._running = True
+        self.started.emit()
+        if inspect.isgeneratorfunction(self._func):
+            self._gen = self._func(*self._args, **self._kwargs)
+            self._timer.start()
+        else:
+            QTimer.singleShot(0, self._call)
+
+    def _call(self) -> None:
+        try:
+            result = self._func(*self._args, **self._kwargs)
+        except Exception as e:  # noqa: BLE001 - forwarded like a thread worker does
+            self.errored.emit(e)
+        else:
+            self.returned.emit(result)
+        self._finish()
+
+    def _step(self) -> None:
+        assert self._gen is not None
+        try:
+            value = next(self._gen)
+        except StopIteration as stop:
+            self.returned.emit(stop.value)
+            self._finish()
+        except Exception as e:  # noqa: BLE001
+            self.errored.emit(e)
+            self._finish()
+        else:
+            self.yielded.emit(value)
+
+    def _finish(self) -> None:
+        self._timer.stop()
+        self._running = False
+        self.finished.emit()
+
+    def pause(self) -> None:
+        if self._running and not self._paused:
+            self._paused = True
+            self._timer.stop()
+            self.paused.emit()
+
+    def resume(self) -> None:
+        if self._running and self._paused:
+            self._paused = False
+            self._timer.start()
+            self.resumed.emit()
+
+    def quit(self) -> None:
+        if not self._running:
+            return
+        self._timer.stop()
+        if self._gen is not None:
+            self._gen.close()
+        self.aborted.emit()
+        self._finish()
+
+
+def start_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    yielded: Callable[[Any], None] | None = None,
+    returned: Callable[[Any], None] | None = None,
+    errored: Callable[[BaseException], None] | None = None,
+    finished: Callable[[], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Start ``func(*args, **kwargs)`` in a worker and connect the given callbacks.
+
+    Returns the worker (napari ``GeneratorWorker``/``FunctionWorker``, or an
+    :class:`InlineWorker` when threads are disabled).
+    """
+    if threads_disabled():
+        worker: Any = InlineWorker(func, *args, **kwargs)
+    else:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(
+            func, *args, _start_thread=False, _ignore_errors=errored is not None, **kwargs
+        )
+    if yielded is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(yielded)
+    if returned is not None:
+        worker.returned.connect(returned)
+    if errored is not None:
+        worker.errored.connect(errored)
+    if finished is not None:
+        worker.finished.connect(finished)
+    worker.start()
+    return worker

@@ -1,0 +1,377 @@
+"""Command line: ``segstudio`` (the app) and ``segstudio train|predict|weights|info``.
+
+User mistakes print one line to stderr and exit with code 2 (``--debug`` shows the
+traceback); see DESIGN.md for the contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_FAILED = 1
+PROGRESS_LINE_EVERY_S = 5.0
+SUBCOMMANDS = ("train", "predict", "weights", "info")
+
+
+# --------------------------------------------------------------------------- helpers
+def _channel_axis(meta_axes: str | None, given: int | None, ndim: int) -> int | None:
+    """The channel axis: as given, else from the file's axes ('C'), else none."""
+    if given is not None:
+        if not -ndim <= given < ndim:
+            from segstudio.core.errors import UserInputError
+
+            raise UserInputError(f"--channel-axis {given} is out of range for a {ndim}-D image")
+        return given % ndim
+    if meta_axes and "C" in meta_axes.upper():
+        return meta_axes.upper().index("C")
+    return None
+
+
+def _load_image(path: str, channel_axis: int | None, what: str = "image"):
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.io import read_image
+
+    image, meta = read_image(path)
+    ch = _channel_axis(meta.axes, channel_axis, image.ndim)
+    spatial = image.ndim - (ch is not None)
+    if spatial not in (2, 3):
+        raise UserInputError(
+            f"{what} '{path}' has shape {image.shape}: expected a 2D or 3D image "
+            "(use --channel-axis for multi-channel images)"
+        )
+    return image, meta, ch
+
+
+def _print_progress(ev, start: float, tty: bool, state: dict) -> None:
+    total = f"/{ev.total}" if ev.total else ""
+    eta = f" · ETA {int(ev.eta_s // 60)}:{int(ev.eta_s % 60):02d}" if ev.eta_s is not None else ""
+    line = (
+        f"it {ev.iteration}{total} · loss {ev.loss:.4f} · "
+        f"{ev.samples_per_s:.1f} patches/s{eta}"
+    )
+    if tty:
+        width = 24
+        frac = min(ev.iteration / ev.total, 1.0) if ev.total else 0.0
+        bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
+        sys.stderr.write(f"\r{bar} {line}   ")
+        sys.stderr.flush()
+    elif time.perf_counter() - state.get("last", 0.0) >= PROGRESS_LINE_EVERY_S:
+        state["last"] = time.perf_counter()
+        print(line, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_weights(args: argparse.Namespace) -> int:
+    """``segstudio weights``: class weights from label files."""
+    from segstudio.core.io import read_labels
+    from segstudio.core.weights import compute_weights
+
+    arrays = [read_labels(p)[0] for p in args.labels]
+    cw = compute_weights(arrays, args.mode, args.method)
+    for w in cw.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(cw.to_json()))
+        return 0
+    kind = "pos_weight" if args.mode == "multilabel" else f"weight ({cw.method})"
+    print(f"{'class':>5}  {'painted':>10}  {kind}")
+    for i, (n, w) in enumerate(zip(cw.counts, cw.weights), start=1):
+        print(f"{i:>5}  {n:>10}  {w:.4f}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``segstudio info``: what a file holds and how segstudio reads it."""
+    from segstudio.core.io import describe
+
+    info = describe(args.file)
+    if args.json:
+        print(json.dumps(info, default=str))
+        return 0
+    for key, value in info.items():
+        print(f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``segstudio train``: the trainer, headless."""
+    from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
+    from segstudio.core.config import MODEL_PRESETS
+    from segstudio.core.data import SnapshotSource, TrainingImage
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.io import read_labels
+    from segstudio.core.trainer import (
+        Checkpoint, Failed, Finished, Notice, Progress, Started, Validation, WeightsUpdated,
+        infer_config,
+    )
+    from segstudio.core.trainer import train as run_training
+
+    if len(args.image) != len(args.labels):
+        raise UserInputError(
+            f"give one --labels per --image (got {len(args.image)} images, {len(args.labels)} label files)"
+        )
+    items = []
+    spacing = None
+    for img_path, lab_path in zip(args.image, args.labels):
+        image, meta, ch = _load_image(img_path, args.channel_axis)
+        labels, _ = read_labels(lab_path)
+        spatial = tuple(s for i, s in enumerate(image.shape) if i != ch)
+        validate = validate_exclusive if args.mode == EXCLUSIVE else validate_multilabel
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            validate(labels, spatial_shape=spatial, image=image, channel_axis=ch, what=f"'{lab_path}'")
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        items.append(TrainingImage(image, labels, ch))
+        spacing = spacing or meta.spacing
+    first = items[0]
+    n_classes = None
+    if args.mode == EXCLUSIVE:
+        n_classes = max(int(it.paintings.max()) for it in items)
+    overrides = dict(
+        iterations=None if args.minutes is not None and args.iterations is None else (args.iterations or 500),
+        minutes=args.minutes, device=args.device, loss=args.loss, weight_method=args.weights,
+        seed=args.seed, features=MODEL_PRESETS[args.model_size], amp=not args.no_amp,
+        spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
+    )
+    if args.patch:
+        overrides["patch_size"] = tuple(args.patch)
+    if args.batch:
+        overrides["batch_size"] = args.batch
+    if args.lr:
+        overrides["lr"] = args.lr
+    if args.class_names:
+        overrides["class_names"] = tuple(args.class_names)
+    cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
+                       n_classes=n_classes, **overrides)
+    validation = None
+    if args.val_labels:
+        truth, _ = read_labels(args.val_labels)
+        validation = (0, truth)
+    source = SnapshotSource()
+    source.put(items)
+    tty = sys.stderr.isatty()
+    state: dict = {}
+    start = time.perf_counter()
+    gen = run_training(cfg, source, args.out, resume=args.resume, validation=validation)
+    status = 0
+    try:
+        for ev in gen:
+            if isinstance(ev, Started):
+                amp = f", AMP {ev.amp}" if ev.amp else ""
+                print(f"training on {ev.device}{amp}: {ev.parameters:,} parameters → {args.out}", file=sys.stderr)
+            elif isinstance(ev, WeightsUpdated):
+                ws = ", ".join(f"{w:.3g}" for w in ev.weights.weights)
+                print(f"class weights ({ev.weights.method}): {ws}", file=sys.stderr)
+            elif isinstance(ev, Progress):
+                _print_progress(ev, start, tty, state)
+            elif isinstance(ev, Notice):
+                print(f"\n{ev.message}", file=sys.stderr)
+            elif isinstance(ev, Validation):
+                ds = ", ".join(f"{d:.3f}" for d in ev.dice)
+                print(f"\nvalidation it {ev.iteration}: dice {ds}", file=sys.stderr)
+            elif isinstance(ev, Checkpoint) and args.verbose:
+                print(f"\ncheckpoint at it {ev.iteration}", file=sys.stderr)
+            elif isinstance(ev, Failed):
+                print(f"\nsegstudio: training failed: {ev.message}", file=sys.stderr)
+                if args.debug:
+                    print(ev.traceback, file=sys.stderr)
+                status = EXIT_USER_ERROR if ev.user_error else EXIT_FAILED
+            elif isinstance(ev, Finished):
+                if tty:
+                    sys.stderr.write("\n")
+                print(f"finished: {ev.iteration} iterations in {ev.seconds:.1f} s ({ev.reason}) → {ev.run_dir}",
+                      file=sys.stderr)
+    except KeyboardInterrupt:
+        gen.close()  # saves a final checkpoint
+        print(f"\ninterrupted: the last checkpoint is in {args.out}", file=sys.stderr)
+        return 130
+    return status
+
+
+def split_ext(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``("name", ".nii.gz")`` for double extensions, else ``Path.stem``/``Path.suffix``."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)], name[-len(ext):]
+    return Path(name).stem, Path(name).suffix
+
+
+def _output_path(out: str, image_path: str, several: bool) -> Path:
+    from segstudio.core.io import format_of
+
+    out_p = Path(out)
+    if several or out_p.is_dir() or out.endswith(os.sep):
+        stem, suffix = split_ext(image_path)
+        if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+            suffix = ".png"  # labels must not go through lossy compression
+        return out_p / f"{stem}_labels{suffix}"
+    format_of(out)  # validates the extension
+    return out_p
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``segstudio predict``: labels (and probabilities) for one or more images."""
+    from segstudio.core.io import write_image
+
+    predictor = load_predictor(args.model, args.device)
+    several = len(args.image) > 1
+    if several:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    for path in args.image:
+        image, meta, ch = _load_image(path, args.channel_axis)
+        t0 = time.perf_counter()
+        result = predictor.predict(image, ch, probabilities=args.probabilities, tta=args.tta)
+        out = _output_path(args.out, path, several)
+        write_image(out, result.labels, like=meta)
+        msg = f"{path} → {out} ({time.perf_counter() - t0:.1f} s)"
+        if args.probabilities and result.probabilities is not None:
+            stem = split_ext(out)[0].removesuffix("_labels")
+            prob_path = out.with_name(f"{stem}_probabilities.tif")
+            write_image(prob_path, result.probabilities, like=None)
+            msg += f", probabilities → {prob_path}"
+        print(msg, file=sys.stderr)
+    return 0
+
+
+def load_predictor(model: str, device: str = "auto"):
+    """A :class:`~segstudio.core.predictor.Predictor` from a run directory."""
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.predictor import Predictor
+
+    path = Path(model)
+    if path.is_dir():
+        return Predictor.from_run(path, device=device)
+    if not path.exists():
+        raise UserInputError(f"cannot load model '{model}': not found")
+    raise UserInputError(f"cannot load model '{model}': expected a run directory (with config.json and model.pt)")
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """``segstudio [IMAGE ...]``: the desktop app."""
+    from segstudio._qt.app import main as app_main
+
+    return app_main(args.images, sample=args.sample)
+
+
+# --------------------------------------------------------------------------- parsers
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``segstudio`` argument parser (sub-commands)."""
+    from segstudio.core.losses import LOSS_NAMES
+    from segstudio.core.weights import METHODS
+
+    parser = argparse.ArgumentParser(prog="segstudio", description="Paint a few strokes, train a U-Net, segment.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("weights", help="class weights from label files")
+    w.add_argument("--labels", action="append", required=True, help="label file (repeat for several images)")
+    w.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
+    w.add_argument("--method", choices=METHODS, default="balanced")
+    w.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_common(w)
+    w.set_defaults(func=cmd_weights)
+
+    i = sub.add_parser("info", help="shape, dtype, spacing: what segstudio sees in a file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    _add_common(i)
+    i.set_defaults(func=cmd_info)
+
+    losses = sorted({n for names in LOSS_NAMES.values() for n in names})
+    t = sub.add_parser("train", help="train a U-Net from an image and its paintings")
+    t.add_argument("--image", action="append", required=True, help="image file (repeat with --labels)")
+    t.add_argument("--labels", action="append", required=True, help="paintings: 0 unpainted, 1..K classes "
+                   "(exclusive) or (C, ...) 0/1/2 (multilabel)")
+    t.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--iterations", type=int, default=None, help="stop after N iterations (default 500)")
+    t.add_argument("--minutes", type=float, default=None, help="stop after M minutes")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    t.add_argument("--loss", choices=losses, default=None, help="ce, focal, gdl, dice_ce / bce, dice, …")
+    t.add_argument("--weights", choices=METHODS, default="balanced", help="class-weight method")
+    t.add_argument("--patch", type=int, nargs="+", help="patch size, e.g. 128 128 or 32 96 96")
+    t.add_argument("--batch", type=int, help="patches per step")
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default="fast")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
+    t.add_argument("--class-names", nargs="+", help="names of classes 1..K")
+    t.add_argument("--val-labels", help="ground truth for the first image: report Dice while training")
+    t.add_argument("--resume", help="continue from this run directory (may equal --out)")
+    t.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    t.add_argument("--verbose", action="store_true")
+    _add_common(t)
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="segment images with a trained run")
+    pr.add_argument("--model", required=True, help="run directory")
+    pr.add_argument("--image", nargs="+", required=True)
+    pr.add_argument("--out", required=True, help="output file, or folder for several images")
+    pr.add_argument("--probabilities", action="store_true", help="also write class probabilities (TIFF)")
+    pr.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--channel-axis", type=int)
+    _add_common(pr)
+    pr.set_defaults(func=cmd_predict)
+    return parser
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    """Parser for ``segstudio [IMAGE ...]``."""
+    p = argparse.ArgumentParser(
+        prog="segstudio",
+        description="Open the segstudio app. Sub-commands: " + ", ".join(SUBCOMMANDS) + " (segstudio CMD -h).",
+    )
+    p.add_argument("images", nargs="*", help="images to open")
+    p.add_argument("--sample", choices=("nuclei2d", "nuclei3d"), help="open a built-in sample image")
+    _add_common(p)
+    p.set_defaults(func=cmd_gui)
+    return p
+
+
+def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; user mistakes become one line on stderr and exit code 2."""
+    from segstudio.core.errors import UserInputError
+
+    try:
+        return int(func(args) or 0)
+    except UserInputError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"segstudio: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"segstudio: error: {e.strerror or e}: '{e.filename}'", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segstudio`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        args = build_parser().parse_args(argv)
+        if args.command == "train" and args.loss is None:
+            args.loss = "ce" if args.mode == "exclusive" else "bce"
+    else:
+        args = build_gui_parser().parse_args(argv)
+    return run_guarded(args.func, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

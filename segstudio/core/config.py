@@ -1,0 +1,189 @@
+"""Training configuration: one frozen dataclass that holds every default.
+
+A run directory's ``config.json`` is :meth:`TrainConfig.to_dict`; it is all that is needed to
+rebuild the model and its input normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from segstudio.core.annotations import EXCLUSIVE, check_mode
+from segstudio.core.data import DEFAULT_PERCENTILES, AugmentConfig, Normalization
+from segstudio.core.errors import UserInputError
+from segstudio.core.weights import DEFAULT_CLAMP, DEFAULT_METHOD
+
+CONFIG_VERSION = 1
+
+#: Model size presets shown in the GUI: channels per U-Net level.
+MODEL_PRESETS: dict[str, tuple[int, ...]] = {
+    "fast": (8, 16, 32, 64),
+    "balanced": (16, 32, 64, 128),
+    "accurate": (32, 64, 128, 256),
+}
+DEFAULT_PRESET = "fast"
+
+#: Default training patch per image rank.
+DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (32, 96, 96)}
+DEFAULT_BATCH: dict[int, int] = {2: 8, 3: 2}
+
+#: Default class colours (napari-friendly, distinguishable, colour-blind aware first three).
+DEFAULT_COLORS: tuple[str, ...] = (
+    "#3a86ff", "#ffbe0b", "#fb5607", "#8338ec", "#06d6a0", "#ef476f", "#118ab2", "#bdb2ff",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data.
+
+    Attributes
+    ----------
+    mode
+        ``"exclusive"`` or ``"multilabel"``.
+    n_classes
+        Number of classes (exclusive: K of values 1..K; multilabel: channels).
+    class_names, class_colors
+        Display names and ``#rrggbb`` colours, one per class.
+    spatial_dims, in_channels
+        Image rank (2 or 3) and channel count.
+    spacing
+        Physical voxel size per spatial axis; drives anisotropic pooling.
+    model, features
+        Registered model name and channels per level.
+    patch_size, batch_size
+        Training patch (per spatial axis) and patches per step; ``None`` = rank default.
+    iterations, minutes
+        Stop after this many iterations or minutes, whichever first; both ``None`` = until
+        stopped.
+    lr, weight_decay, warmup, min_lr_ratio
+        AdamW with linear warm-up then cosine decay to ``lr * min_lr_ratio`` over the planned
+        length (iterations or minutes); constant after warm-up when training until stopped.
+    loss, weight_method, weight_clamp, pinned_weights
+        Loss name (see :mod:`segstudio.core.losses`) and class-weight rules.
+    device, amp, grad_accum
+        ``auto``/``cpu``/``cuda``/``mps``; mixed precision on CUDA; gradient accumulation steps.
+    seed
+        Seed for numpy and torch (deterministic on CPU).
+    random_fraction, augment, percentiles
+        Sampler and augmentation settings; normalisation percentiles.
+    checkpoint_every_s, preview_every_s, val_every, history_every
+        Timings of side effects.
+    num_threads
+        CPU threads for torch (``None`` = torch's default).
+    normalization
+        Statistics of the (first) training image, filled in by the trainer.
+    """
+
+    mode: str = EXCLUSIVE
+    n_classes: int = 2
+    class_names: tuple[str, ...] = ()
+    class_colors: tuple[str, ...] = ()
+    spatial_dims: int = 2
+    in_channels: int = 1
+    spacing: tuple[float, ...] | None = None
+    model: str = "unet"
+    features: tuple[int, ...] = MODEL_PRESETS[DEFAULT_PRESET]
+    patch_size: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    iterations: int | None = 500
+    minutes: float | None = None
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: int = 20
+    min_lr_ratio: float = 0.05
+    loss: str = "ce"
+    weight_method: str = DEFAULT_METHOD
+    weight_clamp: tuple[float, float] = DEFAULT_CLAMP
+    pinned_weights: tuple[tuple[int, float], ...] = ()
+    device: str = "auto"
+    amp: bool = True
+    grad_accum: int = 1
+    seed: int | None = None
+    random_fraction: float = 0.1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    checkpoint_every_s: float = 30.0
+    preview_every_s: float = 2.0
+    val_every: int = 50
+    history_every: int = 1
+    num_threads: int | None = None
+    normalization: Normalization | None = None
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        if self.spatial_dims not in (2, 3):
+            raise UserInputError(f"images must be 2D or 3D, got {self.spatial_dims} spatial dimensions")
+        if self.n_classes < 1:
+            raise UserInputError("at least one class is needed")
+        if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:
+            raise UserInputError(
+                f"--patch needs {self.spatial_dims} numbers for a {self.spatial_dims}D image, "
+                f"got {len(self.patch_size)}"
+            )
+        if self.iterations is not None and self.iterations < 0:
+            raise UserInputError("iterations must be >= 0")
+
+    @property
+    def patch(self) -> tuple[int, ...]:
+        """The training patch size (explicit or the rank default)."""
+        return tuple(self.patch_size) if self.patch_size else DEFAULT_PATCH[self.spatial_dims]
+
+    @property
+    def batch(self) -> int:
+        """The batch size (explicit or the rank default)."""
+        return int(self.batch_size) if self.batch_size else DEFAULT_BATCH[self.spatial_dims]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Class names, filled with ``class k`` where none was given."""
+        given = list(self.class_names)
+        return tuple(given[i] if i < len(given) else f"class {i + 1}" for i in range(self.n_classes))
+
+    @property
+    def colors(self) -> tuple[str, ...]:
+        """Class colours, filled from :data:`DEFAULT_COLORS`."""
+        given = list(self.class_colors)
+        return tuple(
+            given[i] if i < len(given) else DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
+            for i in range(self.n_classes)
+        )
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``config.json``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are ignored, newer versions refused."""
+        version = int(data.get("version", CONFIG_VERSION))
+        if version > CONFIG_VERSION:
+            raise UserInputError(
+                f"this run was written by a newer segstudio (config version {version}); please upgrade"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        tuple_fields = (
+            "class_names", "class_colors", "features", "patch_size", "weight_clamp", "percentiles", "spacing",
+        )
+        for key in tuple_fields:
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        if "pinned_weights" in kw:
+            kw["pinned_weights"] = tuple((int(i), float(w)) for i, w in kw["pinned_weights"])
+        if isinstance(kw.get("augment"), Mapping):
+            kw["augment"] = AugmentConfig(**kw["augment"])
+        norm = kw.get("normalization")
+        if isinstance(norm, Mapping):
+            kw["normalization"] = Normalization(
+                percentiles=tuple(norm["percentiles"]), lo=tuple(norm["lo"]), hi=tuple(norm["hi"])
+            )
+        return cls(**kw)

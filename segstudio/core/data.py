@@ -1,0 +1,379 @@
+"""Training data: normalisation, the patch sampler around painted pixels, augmentation, and
+the snapshot source through which new paintings reach a running trainer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from segstudio.core.annotations import (
+    EXCLUSIVE,
+    IGNORE_INDEX,
+    MULTILABEL,
+    UNPAINTED,
+    check_mode,
+    exclusive_target,
+    mask_nonfinite,
+    multilabel_target,
+    stack_multilabel,
+)
+from segstudio.core.errors import UserInputError
+
+DEFAULT_PERCENTILES: tuple[float, float] = (1.0, 99.8)
+MAX_STATS_SAMPLES = 2_000_000
+
+
+# --------------------------------------------------------------------------- normalisation
+@dataclass(frozen=True)
+class Normalization:
+    """Per-image, per-channel percentile scaling: ``(x - lo) / (hi - lo)``.
+
+    The same rule (the percentiles, not the values) is applied to every image at predict time,
+    so prediction on a new image matches training. ``lo``/``hi`` of the training image are kept
+    for export metadata and for fast previews on the training image.
+    """
+
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    lo: tuple[float, ...] = ()
+    hi: tuple[float, ...] = ()
+
+
+def to_channels_first(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Return ``image`` as ``(C, *spatial)`` (a view where possible)."""
+    arr = np.asarray(image) if not hasattr(image, "shape") else image
+    if channel_axis is None:
+        return arr[None]
+    return np.moveaxis(arr, channel_axis, 0)
+
+
+def spatial_shape(shape: Sequence[int], channel_axis: int | None) -> tuple[int, ...]:
+    """Spatial part of an image shape given its channel axis."""
+    dims = list(shape)
+    if channel_axis is not None:
+        del dims[channel_axis]
+    return tuple(int(d) for d in dims)
+
+
+def image_stats(
+    image: np.ndarray,
+    channel_axis: int | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    *,
+    max_samples: int = MAX_STATS_SAMPLES,
+    seed: int = 0,
+) -> Normalization:
+    """Compute percentile statistics per channel, ignoring NaN/inf.
+
+    Large images are subsampled (``max_samples`` random voxels per channel) so this stays fast
+    on big volumes.
+    """
+    chw = to_channels_first(image, channel_axis)
+    rng = np.random.default_rng(seed)
+    lo: list[float] = []
+    hi: list[float] = []
+    for c in range(chw.shape[0]):
+        ch = chw[c]
+        n = int(np.prod(ch.shape))
+        if n > max_samples:
+            idx = rng.integers(0, n, size=max_samples)
+            vals = np.asarray(ch).reshape(-1)[idx]
+        else:
+            vals = np.asarray(ch).reshape(-1)
+        vals = vals.astype(np.float64, copy=False)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            raise UserInputError("the image has no finite pixel values (all NaN or inf)")
+        a, b = np.percentile(vals, percentiles)
+        if b <= a:  # constant (or nearly) image: avoid a division by zero
+            b = a + 1.0
+        lo.append(float(a))
+        hi.append(float(b))
+    return Normalization(percentiles=tuple(percentiles), lo=tuple(lo), hi=tuple(hi))  # type: ignore[arg-type]
+
+
+def normalize(image: np.ndarray, stats: Normalization, channel_axis: int | None = None) -> np.ndarray:
+    """Apply percentile scaling; returns float32 ``(C, *spatial)`` with NaN/inf set to 0."""
+    chw = to_channels_first(np.asarray(image), channel_axis).astype(np.float32, copy=True)
+    for c in range(chw.shape[0]):
+        chw[c] -= stats.lo[c]
+        chw[c] /= stats.hi[c] - stats.lo[c]
+    np.nan_to_num(chw, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return chw
+
+
+# --------------------------------------------------------------------------- snapshots
+@dataclass(frozen=True)
+class TrainingImage:
+    """One image with its paintings, as the trainer sees it.
+
+    Attributes
+    ----------
+    image
+        The raw image (any dtype), with ``channel_axis`` if it has channels.
+    paintings
+        Exclusive: integer array with the spatial shape. Multilabel: ``(C, *spatial)``.
+    channel_axis
+        Channel axis of ``image`` or ``None``.
+    """
+
+    image: np.ndarray
+    paintings: np.ndarray
+    channel_axis: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the trainer needs from the user at one moment.
+
+    ``version`` increases with every :meth:`SnapshotSource.put`. ``weights`` are the class
+    weights to use (``None``: the trainer computes them from the paintings).
+    """
+
+    images: tuple[TrainingImage, ...]
+    weights: tuple[float, ...] | None = None
+    version: int = 0
+
+
+class SnapshotSource:
+    """Thread-safe, single-slot mailbox of paintings for a running trainer.
+
+    The GUI calls :meth:`put` after painting settles; the trainer calls :meth:`latest` between
+    iterations and swaps the data in when the version changed. A newer snapshot replaces an
+    older one that was not taken yet.
+    """
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = snapshot
+        self._version = snapshot.version if snapshot is not None else 0
+
+    def put(self, images: Sequence[TrainingImage], weights: Sequence[float] | None = None) -> int:
+        """Publish new paintings (copied by the caller); returns the new version."""
+        with self._lock:
+            self._version += 1
+            self._snapshot = Snapshot(
+                images=tuple(images),
+                weights=None if weights is None else tuple(float(w) for w in weights),
+                version=self._version,
+            )
+            return self._version
+
+    def latest(self) -> Snapshot | None:
+        """The newest snapshot (or ``None`` if nothing was put yet)."""
+        with self._lock:
+            return self._snapshot
+
+    @property
+    def version(self) -> int:
+        """Version of the newest snapshot."""
+        with self._lock:
+            return self._version
+
+
+# --------------------------------------------------------------------------- sampling
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation suited to sparse paintings; applied identically to image and target."""
+
+    flip: bool = True
+    rot90: bool = True
+    intensity_scale: float = 0.25
+    intensity_shift: float = 0.1
+    gamma: float = 0.3
+    noise_std: float = 0.05
+    p_intensity: float = 0.8
+
+
+@dataclass
+class _PreparedImage:
+    image: np.ndarray  # float32 (C, *spatial), normalised
+    target: np.ndarray  # exclusive: int64 (*spatial); multilabel: float32 (K, *spatial)
+    mask: np.ndarray | None  # multilabel: float32 (K, *spatial)
+    coords: list[np.ndarray] = field(default_factory=list)  # flat indices of painted px per class
+
+
+def prepare_image(
+    item: TrainingImage,
+    mode: str,
+    n_classes: int,
+    stats: Normalization | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> tuple[_PreparedImage, Normalization]:
+    """Normalise one image and convert its paintings to targets plus per-class coordinates."""
+    check_mode(mode)
+    norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
+    img = normalize(item.image, norm, item.channel_axis)
+    paint = mask_nonfinite(item.paintings, item.image, item.channel_axis, mode)
+    if mode == EXCLUSIVE:
+        target = exclusive_target(paint)
+        flat = np.asarray(paint).reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(1, n_classes + 2))
+        coords = [order[bounds[k] : bounds[k + 1]] for k in range(n_classes)]
+        return _PreparedImage(img, target, None, coords), norm
+    stacked = stack_multilabel(paint)
+    target, mask = multilabel_target(stacked)
+    coords = [np.flatnonzero(stacked[k] != UNPAINTED) for k in range(stacked.shape[0])]
+    return _PreparedImage(img, target, mask, coords), norm
+
+
+class PatchSampler:
+    """Draws training patches centred near painted pixels, balanced across classes.
+
+    Each patch picks a class uniformly among the painted classes (so a class painted with 50
+    pixels appears as often as one painted with 50 000), then a random painted pixel of that
+    class, jittered by up to a quarter patch; ``random_fraction`` of the patches are placed
+    uniformly at random. Images smaller than the patch are padded (image with reflection,
+    targets with "unpainted").
+    """
+
+    def __init__(
+        self,
+        images: Sequence[_PreparedImage],
+        mode: str,
+        patch_size: Sequence[int],
+        *,
+        random_fraction: float = 0.1,
+        augment: AugmentConfig | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.images = list(images)
+        self.mode = check_mode(mode)
+        self.patch = tuple(int(p) for p in patch_size)
+        self.random_fraction = random_fraction
+        self.augment = augment
+        self.rng = rng if rng is not None else np.random.default_rng()
+        # (image index, class index) pairs that have paint.
+        self._choices = [
+            (i, k) for i, im in enumerate(self.images) for k, c in enumerate(im.coords) if c.size
+        ]
+        if not self._choices:
+            raise UserInputError("nothing is painted yet; paint at least two classes")
+
+    def _centre(self) -> tuple[int, tuple[int, ...]]:
+        if self.rng.random() < self.random_fraction:
+            i = int(self.rng.integers(len(self.images)))
+            shape = self.images[i].image.shape[1:]
+            return i, tuple(int(self.rng.integers(n)) for n in shape)
+        classes = sorted({k for _, k in self._choices})
+        k = classes[int(self.rng.integers(len(classes)))]
+        owners = [i for i, kk in self._choices if kk == k]
+        i = owners[int(self.rng.integers(len(owners)))]
+        coords = self.images[i].coords[k]
+        flat = int(coords[int(self.rng.integers(coords.size))])
+        shape = self.images[i].image.shape[1:]
+        centre = np.unravel_index(flat, shape)
+        jitter = [int(self.rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
+        return i, tuple(int(c) + j for c, j in zip(centre, jitter))
+
+    def _crop(self, arr: np.ndarray, start: Sequence[int], fill: float | None, lead: int) -> np.ndarray:
+        """Crop ``arr`` (with ``lead`` leading non-spatial axes) to the patch at ``start``;
+        out-of-bounds parts are padded (reflect when ``fill`` is None, else constant)."""
+        spatial = arr.shape[lead:]
+        src = []
+        pads = [(0, 0)] * lead
+        for s, p, n in zip(start, self.patch, spatial):
+            a, b = max(s, 0), min(s + p, n)
+            src.append(slice(a, b))
+            pads.append((a - s, s + p - b))
+        out = arr[(slice(None),) * lead + tuple(src)]
+        if any(pa or pb for pa, pb in pads):
+            if fill is None:
+                out = np.pad(out, pads, mode="reflect" if all(
+                    pa < m and pb < m for (pa, pb), m in zip(pads[lead:], out.shape[lead:])
+                ) else "edge")
+            else:
+                out = np.pad(out, pads, mode="constant", constant_values=fill)
+        return out
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One patch: ``(image (C, *patch), target, mask or None)``."""
+        i, centre = self._centre()
+        im = self.images[i]
+        shape = im.image.shape[1:]
+        start = []
+        for c, p, n in zip(centre, self.patch, shape):
+            s = c - p // 2
+            if n >= p:
+                s = min(max(s, 0), n - p)
+            else:
+                s = -((p - n) // 2)
+            start.append(s)
+        x = self._crop(im.image, start, None, 1)
+        if self.mode == EXCLUSIVE:
+            y = self._crop(im.target, start, IGNORE_INDEX, 0)
+            m = None
+        else:
+            y = self._crop(im.target, start, 0.0, 1)
+            m = self._crop(im.mask, start, 0.0, 1)  # type: ignore[arg-type]
+        if self.augment is not None:
+            x, y, m = augment_patch(x, y, m, self.augment, self.rng)
+        return x, y, m
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Stack ``n`` patches into a batch."""
+        parts = [self.sample() for _ in range(n)]
+        xs = np.stack([p[0] for p in parts])
+        ys = np.stack([p[1] for p in parts])
+        ms = None if parts[0][2] is None else np.stack([p[2] for p in parts])  # type: ignore[misc]
+        return xs, ys, ms
+
+
+def augment_patch(
+    x: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray | None,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Flip / rotate (in-plane) image, target and mask together; jitter the image intensity.
+
+    ``x`` is ``(C, *spatial)``; ``y`` is ``(*spatial)`` (exclusive) or ``(K, *spatial)``.
+    """
+    nd = x.ndim - 1
+    ylead = y.ndim - nd
+
+    def geo(fn):  # apply the same spatial op to all three arrays
+        nonlocal x, y, m
+        x = fn(x, 1)
+        y = fn(y, ylead)
+        if m is not None:
+            m = fn(m, 1)
+
+    if cfg.flip:
+        for ax in range(nd):
+            if rng.random() < 0.5:
+                geo(lambda a, lead, ax=ax: np.flip(a, lead + ax))
+    if cfg.rot90 and x.shape[-1] == x.shape[-2]:
+        k = int(rng.integers(4))
+        if k:
+            geo(lambda a, lead: np.rot90(a, k, axes=(a.ndim - 2, a.ndim - 1)))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.ascontiguousarray(y)
+    m = None if m is None else np.ascontiguousarray(m)
+    if rng.random() < cfg.p_intensity:
+        scale = 1.0 + rng.uniform(-cfg.intensity_scale, cfg.intensity_scale)
+        shift = rng.uniform(-cfg.intensity_shift, cfg.intensity_shift)
+        if cfg.gamma > 0:
+            gamma = float(np.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
+            lo = x.min()
+            rngx = x.max() - lo
+            if rngx > 0:
+                x = ((x - lo) / rngx) ** gamma * rngx + lo
+        x = x * scale + shift
+        if cfg.noise_std > 0:
+            x = x + rng.normal(0.0, cfg.noise_std * rng.random(), size=x.shape).astype(np.float32)
+    return x.astype(np.float32, copy=False), y, m
+
+
+def n_classes_of(mode: str, paintings: np.ndarray, n_classes: int | None) -> int:
+    """Number of classes for ``mode`` (explicit, else from the paintings)."""
+    if n_classes is not None:
+        return int(n_classes)
+    if mode == MULTILABEL:
+        return int(stack_multilabel(paintings).shape[0])
+    return int(np.max(paintings))

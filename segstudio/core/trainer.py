@@ -1,0 +1,538 @@
+"""The trainer: a generator of small, typed events.
+
+>>> for event in train(config, source, run_dir="runs/a"):   # doctest: +SKIP
+...     print(event)
+
+The same generator runs inline (tests, CLI) or inside a napari/superqt thread worker (GUI):
+each ``yield`` is a point where the consumer may stop it (``generator.close()``). Closing saves
+a final checkpoint. New paintings arrive through a :class:`~segstudio.core.data.SnapshotSource`
+and are swapped in between iterations without restarting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.config import TrainConfig
+from segstudio.core.data import (
+    Normalization,
+    PatchSampler,
+    Snapshot,
+    SnapshotSource,
+    prepare_image,
+)
+from segstudio.core.errors import UserInputError
+from segstudio.core.losses import make_loss
+from segstudio.core.run import load_run, model_from_config, save_run
+from segstudio.core.weights import ClassWeights, compute_weights
+
+StateDict = dict[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Started:
+    """Training began on ``device`` (``amp``: mixed-precision dtype or ``None``)."""
+
+    device: str
+    amp: str | None
+    parameters: int
+    start_iteration: int
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimisation step finished."""
+
+    iteration: int
+    loss: float
+    lr: float
+    seconds: float
+    samples_per_s: float
+    total: int | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The run directory was written (atomically) at ``iteration``."""
+
+    path: str
+    iteration: int
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A CPU copy of the current weights, for live predictions."""
+
+    iteration: int
+    state_dict: StateDict
+
+
+@dataclass(frozen=True)
+class WeightsUpdated:
+    """New paintings were swapped in; the class weights in use now."""
+
+    iteration: int
+    weights: ClassWeights
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know (out-of-memory recovery, ...)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Per-class Dice (and HD95 in 3D) against a ground truth."""
+
+    iteration: int
+    dice: tuple[float, ...]
+    hd95: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Training ended normally (``reason``: ``iterations``, ``time`` or ``stopped``)."""
+
+    iteration: int
+    seconds: float
+    reason: str
+    run_dir: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Training crashed; the paintings and the last checkpoint are intact."""
+
+    message: str
+    traceback: str = ""
+    user_error: bool = False
+
+
+Event = Started | Progress | Checkpoint | Preview | WeightsUpdated | Notice | Validation | Finished | Failed
+
+
+# --------------------------------------------------------------------------- helpers
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA, then MPS, then CPU. Asking for an absent device is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for, but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserInputError("--device mps was asked for, but MPS is not available")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise UserInputError(f"unknown device {name!r}: expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with a GradScaler); ``None`` off CUDA."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
+    """Linear warm-up, then cosine decay over the planned length (iterations or minutes)."""
+    if iteration < config.warmup:
+        return config.lr * (iteration + 1) / config.warmup
+    fractions = []
+    if config.iterations:
+        fractions.append(iteration / config.iterations)
+    if config.minutes:
+        fractions.append(elapsed_s / (60.0 * config.minutes))
+    if not fractions:
+        return config.lr
+    frac = min(max(fractions), 1.0)
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * frac))
+
+
+def cpu_state(model: torch.nn.Module) -> StateDict:
+    """A detached CPU copy of the model's weights."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Stateful trainer with small hooks; :meth:`run` is the event generator.
+
+    Parameters
+    ----------
+    config
+        Training settings.
+    source
+        Where paintings come from (swapped in between iterations when a newer one is put).
+    run_dir
+        Where checkpoints go (``None``: nowhere, e.g. for a throw-away preview run).
+    resume
+        A run directory whose weights (and optimizer state, when the classes match) to start
+        from. May equal ``run_dir``; the history then continues.
+    validation
+        ``(image_index, truth)``: a label image (values 1..K exclusive, ``(C, *spatial)`` 0/1
+        multilabel) to report Dice against every ``config.val_every`` iterations.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        source: SnapshotSource,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        resume: str | os.PathLike[str] | None = None,
+        validation: tuple[int, np.ndarray] | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume = Path(resume) if resume is not None else None
+        self.validation = validation
+        self.history: list[dict[str, float]] = []
+        self.iteration = 0
+        self.snapshot_version = -1
+        self.weights: ClassWeights | None = None
+        self.elapsed = 0.0
+        self._last_checkpoint_iteration = -1
+        self._norm_cache: dict[int, tuple[np.ndarray, Normalization]] = {}
+
+    # -- set-up hooks -------------------------------------------------------------------
+    def setup(self) -> None:
+        """Pick the device, seed, build model/optimizer, load a run to resume from."""
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.amp = amp_dtype(self.device, cfg.amp)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.model = model_from_config(cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if self.resume is not None:
+            loaded = load_run(self.resume, map_location="cpu")
+            old = loaded.config
+            if (old.mode, old.spatial_dims, old.in_channels) != (cfg.mode, cfg.spatial_dims, cfg.in_channels):
+                raise UserInputError(
+                    f"cannot resume '{self.resume}': it was trained for {old.mode} {old.spatial_dims}D "
+                    f"images with {old.in_channels} channel(s)"
+                )
+            if old.n_classes != cfg.n_classes or old.features != cfg.features:
+                raise UserInputError(
+                    f"cannot resume '{self.resume}': it has {old.n_classes} classes / model "
+                    f"{old.features}, this training has {cfg.n_classes} / {cfg.features}"
+                )
+            self.model.load_state_dict(loaded.model.state_dict())
+            if loaded.optimizer_state is not None:
+                try:
+                    self.optimizer.load_state_dict(loaded.optimizer_state)
+                except (ValueError, KeyError):
+                    pass  # a fresh optimizer is fine
+            if self.run_dir is not None and self.run_dir.resolve() == self.resume.resolve():
+                self.history = [dict(r) for r in loaded.history]
+            self.iteration = loaded.iteration
+            self.elapsed = self.history[-1]["seconds"] if self.history else 0.0
+        self.start_iteration = self.iteration
+        self.batch_size = cfg.batch
+        self.patch = cfg.patch
+
+    def swap_snapshot(self, snapshot: Snapshot) -> ClassWeights:
+        """Prepare a new snapshot of paintings: targets, sampler and loss weights.
+
+        Each image is normalised with its own percentiles (per-image rule); the normalised
+        copy is cached while the snapshot keeps handing in the same image object.
+        """
+        cfg = self.config
+        prepared = []
+        cache: dict[int, tuple[np.ndarray, Normalization]] = {}
+        for item in snapshot.images:
+            hit = self._norm_cache.get(id(item.image))
+            stats = hit[1] if hit is not None and hit[0] is item.image else None
+            p, n = prepare_image(item, cfg.mode, cfg.n_classes, stats, cfg.percentiles)
+            prepared.append(p)
+            cache[id(item.image)] = (item.image, n)
+        self._norm_cache = cache
+        self.config = cfg = cfg.replace(normalization=cache[id(snapshot.images[0].image)][1])
+        self.sampler = PatchSampler(
+            prepared, cfg.mode, self.patch, random_fraction=cfg.random_fraction,
+            augment=cfg.augment, rng=self.rng,
+        )
+        self.prepared = prepared
+        pins = dict(cfg.pinned_weights)
+        paintings = [item.paintings for item in snapshot.images]
+        computed = compute_weights(
+            paintings if cfg.mode == EXCLUSIVE else [np.asarray(p) for p in paintings],
+            cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
+            clamp=cfg.weight_clamp, pinned=pins,
+        )
+        if snapshot.weights is not None:
+            if len(snapshot.weights) != cfg.n_classes:
+                raise UserInputError(
+                    f"{len(snapshot.weights)} class weights given for {cfg.n_classes} classes"
+                )
+            computed = ClassWeights(
+                mode=computed.mode, method="given", counts=computed.counts,
+                weights=tuple(snapshot.weights), absent_counts=computed.absent_counts,
+                warnings=computed.warnings,
+            )
+        self.weights = computed
+        self.loss_fn = make_loss(cfg.mode, cfg.loss, computed.weights).to(self.device)
+        self.snapshot_version = snapshot.version
+        return computed
+
+    def maybe_swap(self) -> WeightsUpdated | None:
+        """Swap in the newest snapshot if it changed; returns the event to report."""
+        snap = self.source.latest()
+        if snap is None:
+            raise UserInputError("no image and paintings were given to train on")
+        if snap.version == self.snapshot_version:
+            return None
+        weights = self.swap_snapshot(snap)
+        return WeightsUpdated(self.iteration, weights)
+
+    # -- step hooks ---------------------------------------------------------------------
+    def step(self) -> float:
+        """One optimisation step (with gradient accumulation). Returns the mean loss."""
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(max(cfg.grad_accum, 1)):
+            x, y, m = self.sampler.batch(self.batch_size)
+            xt = torch.from_numpy(x).to(self.device, non_blocking=True)
+            yt = torch.from_numpy(y).to(self.device, non_blocking=True)
+            mt = None if m is None else torch.from_numpy(m).to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                logits = self.model(xt)
+            loss = self.loss_fn(logits.float(), yt, mt) / max(cfg.grad_accum, 1)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            total += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return total
+
+    def shrink_for_oom(self) -> str:
+        """Halve the batch (or, at batch 1, the patch) after CUDA ran out of memory."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.batch_size > 1:
+            self.batch_size //= 2
+            what = f"batch size {self.batch_size}"
+        else:
+            div = self.model.divisor  # type: ignore[attr-defined]
+            new = tuple(max(d * 2, (p // 2) // d * d) for p, d in zip(self.patch, div))
+            if new == tuple(self.patch):
+                raise UserInputError("out of memory even at batch 1 and the smallest patch")
+            self.patch = new
+            self.sampler.patch = new
+            what = f"patch {'x'.join(map(str, new))}"
+        return f"GPU out of memory: continuing with {what}"
+
+    def validate(self) -> Validation | None:
+        """Dice against the ground truth, if one was given."""
+        if self.validation is None:
+            return None
+        from segstudio.core.metrics import dice_binary, hd95
+        from segstudio.core.predictor import predict_normalized
+
+        index, truth = self.validation
+        result = predict_normalized(
+            self.model, self.prepared[index].image, self.config, device=self.device, amp=self.amp
+        )
+        pred = result.labels
+        dice: list[float] = []
+        hds: list[float] = []
+        for k in range(self.config.n_classes):
+            if self.config.mode == MULTILABEL:
+                p, t = pred[k] > 0, np.asarray(truth[k]) > 0
+            else:
+                p, t = pred == k + 1, np.asarray(truth) == k + 1
+            dice.append(dice_binary(p, t))
+            if self.config.spatial_dims == 3:
+                hds.append(hd95(p, t, self.config.spacing))
+        return Validation(self.iteration, tuple(dice), tuple(hds))
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Write the run directory (atomically)."""
+        if self.run_dir is None or self._last_checkpoint_iteration == self.iteration:
+            return None
+        save_run(
+            self.run_dir, self.config, self.model, history=self.history,
+            weights=None if self.weights is None else self.weights.weights,
+            optimizer_state=self.optimizer.state_dict(), iteration=self.iteration,
+        )
+        self._last_checkpoint_iteration = self.iteration
+        return Checkpoint(str(self.run_dir), self.iteration)
+
+    def _done(self, started: float) -> str | None:
+        cfg = self.config
+        if cfg.iterations is not None and self.iteration >= cfg.iterations + (
+            self.start_iteration if self.resume is not None else 0
+        ):
+            return "iterations"
+        if cfg.minutes is not None and time.perf_counter() - started >= 60.0 * cfg.minutes:
+            return "time"
+        return None
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> Iterator[Event]:
+        """The event generator. Close it to stop; a final checkpoint is written."""
+        started = time.perf_counter()
+        try:
+            self.setup()
+            swapped = self.maybe_swap()
+        except Exception as e:  # noqa: BLE001 - every failure becomes an event
+            yield _failed(e)
+            return
+        cfg = self.config
+        yield Started(
+            device=str(self.device), amp=None if self.amp is None else str(self.amp).removeprefix("torch."),
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            start_iteration=self.iteration, run_dir=None if self.run_dir is None else str(self.run_dir),
+        )
+        if swapped is not None:
+            yield swapped
+        total = None
+        if cfg.iterations is not None:
+            total = cfg.iterations + (self.start_iteration if self.resume is not None else 0)
+        base_elapsed = self.elapsed
+        last_ckpt = last_preview = time.perf_counter()
+        reason = "stopped"
+        try:
+            while (reason := self._done(started) or "") == "":
+                t0 = time.perf_counter()
+                swapped = self.maybe_swap()
+                if swapped is not None:
+                    yield swapped
+                for param_group in self.optimizer.param_groups:
+                    param_group["lr"] = lr = lr_at(cfg, self.iteration - self.start_iteration, t0 - started)
+                try:
+                    loss = self.step()
+                except RuntimeError as e:
+                    if not _is_oom(e):
+                        raise
+                    yield Notice(self.shrink_for_oom())
+                    continue
+                self.iteration += 1
+                now = time.perf_counter()
+                self.elapsed = base_elapsed + (now - started)
+                dt = now - t0
+                if self.iteration % cfg.history_every == 0:
+                    self.history.append(
+                        {"iteration": self.iteration, "loss": loss, "seconds": round(self.elapsed, 3), "lr": lr}
+                    )
+                eta = None
+                if total is not None and self.iteration > self.start_iteration:
+                    rate = (now - started) / (self.iteration - self.start_iteration)
+                    eta = rate * (total - self.iteration)
+                if cfg.minutes is not None:
+                    left = 60.0 * cfg.minutes - (now - started)
+                    eta = left if eta is None else min(eta, left)
+                yield Progress(
+                    iteration=self.iteration, loss=loss, lr=lr, seconds=self.elapsed,
+                    samples_per_s=self.batch_size * max(cfg.grad_accum, 1) / max(dt, 1e-9),
+                    total=total, eta_s=eta,
+                )
+                if cfg.val_every and self.validation is not None and self.iteration % cfg.val_every == 0:
+                    val = self.validate()
+                    if val is not None:
+                        yield val
+                if now - last_preview >= cfg.preview_every_s:
+                    last_preview = now
+                    yield Preview(self.iteration, cpu_state(self.model))
+                if now - last_ckpt >= cfg.checkpoint_every_s:
+                    last_ckpt = now
+                    ck = self.checkpoint()
+                    if ck is not None:
+                        yield ck
+        except GeneratorExit:
+            # Stopped by the consumer: keep what was learned, then let the generator close.
+            self._safe_checkpoint()
+            raise
+        except Exception as e:  # noqa: BLE001
+            yield _failed(e)
+            return
+        try:
+            ck = self.checkpoint()
+        except Exception as e:  # noqa: BLE001
+            yield _failed(e)
+            return
+        if ck is not None:
+            yield ck
+        yield Preview(self.iteration, cpu_state(self.model))
+        yield Finished(self.iteration, self.elapsed, reason, None if self.run_dir is None else str(self.run_dir))
+
+    def _safe_checkpoint(self) -> None:
+        try:
+            if hasattr(self, "model"):
+                self.checkpoint()
+        except Exception:  # noqa: BLE001 - never mask the close with a write error
+            pass
+
+
+def _failed(e: BaseException) -> Failed:
+    user = isinstance(e, UserInputError)
+    msg = str(e) if user else f"{type(e).__name__}: {e}"
+    return Failed(message=msg, traceback=traceback.format_exc(), user_error=user)
+
+
+def train(
+    config: TrainConfig,
+    source: SnapshotSource,
+    run_dir: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> Iterator[Event]:
+    """Train and yield events. See :class:`Trainer` for the parameters."""
+    return Trainer(config, source, run_dir, **kwargs).run()
+
+
+def infer_config(
+    image_shape: Sequence[int],
+    paintings: np.ndarray,
+    mode: str,
+    *,
+    channel_axis: int | None = None,
+    n_classes: int | None = None,
+    **overrides: Any,
+) -> TrainConfig:
+    """A :class:`TrainConfig` that fits an image and its paintings (rank, channels, classes)."""
+    from segstudio.core.data import n_classes_of, spatial_shape
+
+    spatial = spatial_shape(image_shape, channel_axis)
+    in_ch = 1 if channel_axis is None else int(image_shape[channel_axis])
+    k = n_classes_of(mode, paintings, n_classes)
+    if k < 1:
+        raise UserInputError("nothing is painted yet; paint at least two classes")
+    return TrainConfig(mode=mode, n_classes=k, spatial_dims=len(spatial), in_channels=in_ch, **overrides)

@@ -1,0 +1,296 @@
+"""Class weights computed from the paintings.
+
+Exclusive mode
+    Counts ``n_c`` of painted pixels per class, ``N = sum(n_c)`` over painted classes, ``C`` the
+    number of painted classes:
+
+    ``balanced`` (default)
+        ``N / (C * n_c)`` (scikit-learn's "balanced").
+    ``median_frequency``
+        ``median(f) / f_c`` with ``f_c = n_c / N`` (Eigen & Fergus 2015).
+    ``inverse_sqrt``
+        ``1 / sqrt(n_c)``.
+    ``effective_number``
+        ``(1 - β) / (1 - β**n_c)`` (Cui et al. 2019) with ``β = (N - 1) / N``: the effective
+        number of samples then saturates at the scale of the paintings, so small classes get
+        close to inverse-frequency weights and large classes are damped; a fixed β such as 0.99
+        would make every class of a few hundred pixels weigh the same.
+    ``none``
+        1 for every painted class.
+
+    Weights are normalised to mean 1 over painted classes and clamped to ``[lo, hi]``
+    (default ``[0.1, 10]``). A class with no paint gets weight 0 and a warning.
+
+Multilabel mode
+    ``pos_weight_c = n_absent_c / n_present_c`` clamped to the same range; a class without
+    present paint gets 1 (it has no positives to weigh) and a warning.
+
+Pinned weights (set by the user) replace the computed ones; the others still follow the paint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from segstudio.core.annotations import (
+    EXCLUSIVE,
+    MULTILABEL,
+    as_integer_labels,
+    check_mode,
+)
+from segstudio.core.errors import UserInputError
+
+METHODS: tuple[str, ...] = ("balanced", "median_frequency", "inverse_sqrt", "effective_number", "none")
+DEFAULT_METHOD = "balanced"
+DEFAULT_CLAMP: tuple[float, float] = (0.1, 10.0)
+
+
+@dataclass(frozen=True)
+class ClassWeights:
+    """Weights for the loss, with the counts they came from.
+
+    Attributes
+    ----------
+    mode
+        ``"exclusive"`` or ``"multilabel"``.
+    method
+        Method used (``"pos_weight"`` for multilabel).
+    counts
+        Exclusive: painted pixels per class. Multilabel: *present* pixels per class.
+    weights
+        One weight per class (``pos_weight`` for multilabel), float64.
+    absent_counts
+        Multilabel: *absent* pixels per class; empty for exclusive.
+    pinned
+        Class indices (0-based) whose weight was set by the user.
+    warnings
+        One-line warnings (unpainted classes, ...).
+    """
+
+    mode: str
+    method: str
+    counts: tuple[int, ...]
+    weights: tuple[float, ...]
+    absent_counts: tuple[int, ...] = ()
+    pinned: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """Return the weights as a 1-D float32 tensor (for the loss factory)."""
+        return torch.tensor(self.weights, dtype=torch.float32, device=device)
+
+    def to_json(self) -> dict[str, object]:
+        """Return the JSON object printed by ``segstudio weights --json``."""
+        return {
+            "mode": self.mode,
+            "method": self.method,
+            "classes": list(range(1, len(self.weights) + 1)),
+            "counts": list(self.counts),
+            "weights": [round(float(w), 6) for w in self.weights],
+        }
+
+
+def count_exclusive(labels: np.ndarray | Sequence[np.ndarray], n_classes: int | None = None) -> np.ndarray:
+    """Painted pixels per class 1..K of one or several exclusive paintings.
+
+    Several arrays (one per image) count together.
+    """
+    arrays = [labels] if isinstance(labels, np.ndarray) else list(labels)
+    if not arrays:
+        raise UserInputError("no paintings given")
+    ints = [as_integer_labels(a) for a in arrays]
+    for a in ints:
+        if a.size and int(a.min()) < 0:
+            raise UserInputError(f"labels must not be negative (found {int(a.min())})")
+    k = max(int(a.max()) if a.size else 0 for a in ints) if n_classes is None else int(n_classes)
+    total = np.zeros(k + 1, dtype=np.int64)
+    for a in ints:
+        c = np.bincount(a.ravel().astype(np.int64), minlength=k + 1)
+        if c.size > k + 1:
+            raise UserInputError(
+                f"label value {c.size - 1} is beyond the {k} classes (expected 0..{k})"
+            )
+        total += c
+    return total[1:]
+
+
+def weights_from_counts(
+    counts: Sequence[int] | np.ndarray,
+    method: str = DEFAULT_METHOD,
+    *,
+    clamp: tuple[float, float] = DEFAULT_CLAMP,
+    pinned: Mapping[int, float] | None = None,
+) -> ClassWeights:
+    """Exclusive-mode class weights from painted-pixel counts.
+
+    Parameters
+    ----------
+    counts
+        Painted pixels per class (index 0 = class 1).
+    method
+        One of :data:`METHODS`.
+    clamp
+        ``(lo, hi)`` range applied after normalisation to mean 1.
+    pinned
+        ``{class_index: weight}`` (0-based) set by the user; they replace computed weights.
+
+    Returns
+    -------
+    ClassWeights
+    """
+    if method not in METHODS:
+        raise UserInputError(f"unknown weight method {method!r}: expected one of {', '.join(METHODS)}")
+    lo, hi = clamp
+    if not 0 <= lo <= hi:
+        raise UserInputError(f"weight clamp range must satisfy 0 <= lo <= hi, got {clamp}")
+    n = np.asarray(counts, dtype=np.float64)
+    present = n > 0
+    w = np.zeros_like(n)
+    msgs = [f"class {i + 1} has no paint: weight 0" for i in np.flatnonzero(~present)]
+    if present.any():
+        nc = n[present]
+        total = nc.sum()
+        c = nc.size
+        if method == "balanced":
+            raw = total / (c * nc)
+        elif method == "median_frequency":
+            freq = nc / total
+            raw = np.median(freq) / freq
+        elif method == "inverse_sqrt":
+            raw = 1.0 / np.sqrt(nc)
+        elif method == "effective_number":
+            beta = (total - 1.0) / total if total > 1 else 0.0
+            # (1 - beta**n) computed stably as -expm1(n * log(beta)).
+            eff = -np.expm1(nc * np.log(beta)) if beta > 0 else np.ones_like(nc)
+            raw = (1.0 - beta) / eff
+        else:  # none
+            raw = np.ones_like(nc)
+        raw = raw / raw.mean()
+        w[present] = np.clip(raw, lo, hi)
+    pins = dict(pinned or {})
+    for idx, value in pins.items():
+        if not 0 <= idx < n.size:
+            raise UserInputError(f"pinned weight for class {idx + 1}, but there are {n.size} classes")
+        if not np.isfinite(value) or value < 0:
+            raise UserInputError(f"pinned weight for class {idx + 1} must be a finite number >= 0")
+        w[idx] = float(value)
+    return ClassWeights(
+        mode=EXCLUSIVE,
+        method=method,
+        counts=tuple(int(x) for x in n),
+        weights=tuple(float(x) for x in w),
+        pinned=tuple(sorted(pins)),
+        warnings=tuple(msgs),
+    )
+
+
+def pos_weights_from_counts(
+    present: Sequence[int] | np.ndarray,
+    absent: Sequence[int] | np.ndarray,
+    *,
+    clamp: tuple[float, float] = DEFAULT_CLAMP,
+    pinned: Mapping[int, float] | None = None,
+) -> ClassWeights:
+    """Multilabel ``pos_weight_c = n_absent_c / n_present_c``, clamped.
+
+    A class without present paint gets ``1.0`` (nothing to up-weight) and a warning.
+    """
+    p = np.asarray(present, dtype=np.float64)
+    a = np.asarray(absent, dtype=np.float64)
+    if p.shape != a.shape:
+        raise UserInputError("present and absent counts differ in length")
+    lo, hi = clamp
+    w = np.ones_like(p)
+    has = p > 0
+    w[has] = np.clip(a[has] / p[has], lo, hi)
+    msgs = [f"class {i + 1} has no 'present' paint: pos_weight 1" for i in np.flatnonzero(~has)]
+    pins = dict(pinned or {})
+    for idx, value in pins.items():
+        if not 0 <= idx < p.size:
+            raise UserInputError(f"pinned weight for class {idx + 1}, but there are {p.size} classes")
+        w[idx] = float(value)
+    return ClassWeights(
+        mode=MULTILABEL,
+        method="pos_weight",
+        counts=tuple(int(x) for x in p),
+        absent_counts=tuple(int(x) for x in a),
+        weights=tuple(float(x) for x in w),
+        pinned=tuple(sorted(pins)),
+        warnings=tuple(msgs),
+    )
+
+
+def count_multilabel(labels: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Present and absent pixel counts per class of one or several ``(C, *spatial)`` paintings.
+
+    ``labels`` may be one array or a list of arrays (one per image, same C). Per-class layers
+    of one image are stacked first with :func:`~segstudio.core.annotations.stack_multilabel`.
+    """
+    arrays = [labels] if isinstance(labels, np.ndarray) else [np.asarray(a) for a in labels]
+    if not arrays:
+        raise UserInputError("no paintings given")
+    present = absent = None
+    for arr in arrays:
+        if arr.ndim < 3:
+            raise UserInputError(f"multilabel labels need a class axis first, got shape {arr.shape}")
+        x = as_integer_labels(arr).reshape(arr.shape[0], -1)
+        p = (x == 1).sum(axis=1)
+        a = (x == 2).sum(axis=1)
+        if present is None:
+            present, absent = p, a
+        elif p.shape != present.shape:
+            raise UserInputError("multilabel label files have different numbers of classes")
+        else:
+            present, absent = present + p, absent + a
+    assert present is not None and absent is not None
+    return present, absent
+
+
+def compute_weights(
+    labels: np.ndarray | Sequence[np.ndarray],
+    mode: str,
+    method: str = DEFAULT_METHOD,
+    *,
+    n_classes: int | None = None,
+    clamp: tuple[float, float] = DEFAULT_CLAMP,
+    pinned: Mapping[int, float] | None = None,
+) -> ClassWeights:
+    """Class weights straight from paintings, for either mode.
+
+    Parameters
+    ----------
+    labels
+        Exclusive: one label array or a list (one per image). Multilabel: one ``(C, *spatial)``
+        array or a list of them (one per image).
+    mode
+        ``"exclusive"`` or ``"multilabel"``.
+    method
+        Exclusive weight method (ignored for multilabel, which always uses pos_weight).
+    n_classes
+        Number of classes (exclusive); inferred from the largest value when ``None``.
+    clamp, pinned
+        See :func:`weights_from_counts`.
+    """
+    check_mode(mode)
+    if mode == EXCLUSIVE:
+        return weights_from_counts(count_exclusive(labels, n_classes), method, clamp=clamp, pinned=pinned)
+    present, absent = count_multilabel(labels)
+    return pos_weights_from_counts(present, absent, clamp=clamp, pinned=pinned)
+
+
+def pos_weight_view(weights: torch.Tensor | Sequence[float], spatial_dims: int) -> torch.Tensor:
+    """Shape a ``(C,)`` pos_weight as ``(C, 1, 1)`` (2D) or ``(C, 1, 1, 1)`` (3D).
+
+    ``BCEWithLogitsLoss(pos_weight=...)`` broadcasts ``pos_weight`` against the *last* axes of
+    the target, so a ``(C,)`` tensor on an ``(N, C, H, W)`` target is wrong (it is matched to W).
+    """
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    if w.ndim != 1:
+        raise ValueError(f"pos_weight must be 1-D (C,), got shape {tuple(w.shape)}")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    return w.view(-1, *([1] * spatial_dims))

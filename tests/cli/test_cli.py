@@ -1,0 +1,124 @@
+"""The headless CLI: weights, info, train, predict and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+
+from segstudio.cli import main
+from segstudio.core.io import read_image, read_labels
+
+TINY = ["--iterations", "3", "--patch", "32", "32", "--batch", "2", "--seed", "0"]
+
+
+@pytest.fixture
+def tiff_pair(tmp_path):
+    img = np.zeros((48, 48), np.uint16)
+    img[16:32, 16:32] = 1000
+    lab = np.zeros((48, 48), np.uint8)
+    lab[2:4, :] = 1
+    lab[20:24, 20:24] = 2
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    return tmp_path / "img.tif", tmp_path / "lab.tif"
+
+
+def test_weights_json_tiff_and_nifti(tiff_pair, tmp_path, capsys):
+    _, lab = tiff_pair
+    assert main(["weights", "--labels", str(lab), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    n = [96, 16]
+    raw = np.array([sum(n) / (2 * k) for k in n])
+    assert out["mode"] == "exclusive" and out["method"] == "balanced" and out["classes"] == [1, 2]
+    assert out["counts"] == n
+    np.testing.assert_allclose(out["weights"], np.clip(raw / raw.mean(), 0.1, 10), rtol=1e-5)
+    vol = np.zeros((4, 5, 6), np.uint8)
+    vol[0, 0, :3] = 1
+    vol[1, 1, :] = 2
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "lab.nii.gz")
+    assert main(["weights", "--labels", str(tmp_path / "lab.nii.gz"), "--labels", str(lab), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"] == [99, 22]
+
+
+def test_info(tiff_pair, capsys):
+    img, _ = tiff_pair
+    assert main(["info", str(img), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["shape"] == [48, 48] or tuple(info["shape"]) == (48, 48)
+
+
+def test_train_then_predict_2d_tiff(tiff_pair, tmp_path, capsys):
+    img, lab = tiff_pair
+    run = tmp_path / "run"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(run), *TINY]) == 0
+    assert (run / "model.pt").exists()
+    out = tmp_path / "pred.tif"
+    assert main(["predict", "--model", str(run), "--image", str(img), "--out", str(out), "--probabilities"]) == 0
+    labels, _ = read_labels(out)
+    assert labels.shape == (48, 48) and set(np.unique(labels)) <= {1, 2}
+    assert (tmp_path / "pred_probabilities.tif").exists()
+    # resume into the same run continues its history
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(run), "--resume", str(run),
+                 *TINY]) == 0
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 1 + 6
+
+
+def test_train_predict_3d_nifti_multilabel(tmp_path):
+    rng = np.random.default_rng(0)
+    vol = rng.random((24, 24, 6)).astype(np.float32)  # nibabel order (x, y, z)
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "vol.nii.gz")
+    lab = np.zeros((2, 6, 24, 24), np.uint8)  # segstudio order (C, z, y, x)
+    lab[0, 1, :4] = 1
+    lab[0, 2, 10:] = 2
+    lab[1, 3, :, :3] = 1
+    lab[1, 4, :, 20:] = 2
+    np.save(tmp_path / "lab.npy", lab)
+    run = tmp_path / "run"
+    assert main(["train", "--image", str(tmp_path / "vol.nii.gz"), "--labels", str(tmp_path / "lab.npy"),
+                 "--mode", "multilabel", "--out", str(run), "--iterations", "2", "--patch", "4", "16", "16",
+                 "--batch", "1"]) == 0
+    assert main(["predict", "--model", str(run), "--image", str(tmp_path / "vol.nii.gz"),
+                 "--out", str(tmp_path / "pred.nii.gz")]) == 0
+    img = nib.load(tmp_path / "pred.nii.gz")
+    np.testing.assert_allclose(img.affine, affine)
+    pred, meta = read_image(tmp_path / "pred.nii.gz")
+    assert pred.shape[-3:] == (6, 24, 24)
+
+
+def test_predict_folder_output(tiff_pair, tmp_path):
+    img, lab = tiff_pair
+    run = tmp_path / "run"
+    main(["train", "--image", str(img), "--labels", str(lab), "--out", str(run), *TINY])
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((30, 40), np.uint16))
+    out = tmp_path / "preds"
+    assert main(["predict", "--model", str(run), "--image", str(img), str(tmp_path / "b.tif"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["b_labels.tif", "img_labels.tif"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--image", "{d}/missing.tif", "--labels", "{lab}", "--out", "{d}/r"], "missing.tif"),
+        (["train", "--image", "{img}", "--labels", "{d}/small.tif", "--out", "{d}/r"], "does not match image shape"),
+        (["train", "--image", "{img}", "--labels", "{d}/empty.tif", "--out", "{d}/r"], "nothing is painted"),
+        (["predict", "--model", "{d}/nope", "--image", "{img}", "--out", "{d}/o.tif"], "cannot load model"),
+        (["weights", "--labels", "{d}/lab.xyz"], "lab.xyz"),
+        (["predict", "--model", "{d}", "--image", "{img}", "--out", "{d}/o.tif"], "config.json is missing"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(tiff_pair, tmp_path, capsys, argv, message):
+    img, lab = tiff_pair
+    tifffile.imwrite(tmp_path / "small.tif", np.ones((10, 10), np.uint8))
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((48, 48), np.uint8))
+    (tmp_path / "lab.xyz").write_text("x")
+    filled = [a.format(d=tmp_path, img=img, lab=lab) for a in argv]
+    assert main(filled) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("segstudio: ")

@@ -1,0 +1,36 @@
+"""U-Net: both ranks, any input size, anisotropic pooling, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segstudio.core.models import available_models, build_model, pooling_plan
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5, 7), (2, 1, 33, 64), (1, 1, 1, 1)])
+def test_2d_any_size(shape):
+    net = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3, features=(4, 8, 16))
+    assert net(torch.randn(shape)).shape == (shape[0], 3, *shape[2:])
+
+
+def test_3d_anisotropic_does_not_pool_thin_z():
+    plan = pooling_plan(3, 4, spacing=(4.0, 0.5, 0.5), patch_size=(8, 64, 64))
+    assert plan[0] == (1, 2, 2)  # z is 8x coarser: keep it
+    assert all(s[0] == 1 for s in plan[:2])
+    net = build_model("unet", spatial_dims=3, out_channels=2, features=(4, 8, 8, 8), strides=plan)
+    x = torch.randn(1, 1, 5, 30, 31)
+    assert net(x).shape == (1, 2, 5, 30, 31)
+
+
+def test_isotropic_plan_stops_at_small_sizes():
+    # 16 -> 8 -> 4, then 4 would fall below the minimum feature map of 4
+    assert pooling_plan(2, 4, patch_size=(16, 128)) == [(2, 2), (2, 2), (1, 2)]
+
+
+def test_multichannel_input_and_registry():
+    assert "unet" in available_models()
+    net = build_model("unet", spatial_dims=2, in_channels=3, out_channels=2, features=(4, 8))
+    assert net(torch.randn(1, 3, 16, 16)).shape == (1, 2, 16, 16)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("nope")

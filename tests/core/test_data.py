@@ -1,0 +1,112 @@
+"""Normalisation, patch sampling around paint, augmentation, snapshot swaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segstudio.core.annotations import IGNORE_INDEX
+from segstudio.core.data import (
+    AugmentConfig,
+    PatchSampler,
+    SnapshotSource,
+    TrainingImage,
+    augment_patch,
+    image_stats,
+    normalize,
+    prepare_image,
+)
+from segstudio.core.errors import UserInputError
+
+
+def test_percentile_normalisation_is_robust_and_ignores_nan():
+    rng = np.random.default_rng(0)
+    img = rng.normal(1000, 50, (64, 64)).astype(np.float32)
+    img[0, 0] = 1e9  # a hot pixel
+    img[1, 1] = np.nan
+    stats = image_stats(img)
+    out = normalize(img, stats)
+    assert out.shape == (1, 64, 64) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert 0.0 <= np.median(out) <= 1.0
+
+
+def test_constant_image_does_not_divide_by_zero():
+    out = normalize(np.full((4, 4), 7.0), image_stats(np.full((4, 4), 7.0)))
+    assert np.isfinite(out).all()
+
+
+def test_all_nan_image_is_a_user_error():
+    with pytest.raises(UserInputError, match="no finite"):
+        image_stats(np.full((4, 4), np.nan))
+
+
+def test_channels_last_image():
+    img = np.random.default_rng(0).random((16, 16, 3))
+    stats = image_stats(img, channel_axis=-1)
+    assert len(stats.lo) == 3
+    assert normalize(img, stats, -1).shape == (3, 16, 16)
+
+
+def _sampler(shape=(40, 40), patch=(16, 16), rare=3):
+    lab = np.zeros(shape, np.uint8)
+    lab[0, :] = 1  # lots of class 1
+    lab[shape[0] // 2, 2 : 2 + rare] = 2  # a few pixels of class 2
+    item = TrainingImage(np.random.default_rng(0).random(shape).astype(np.float32), lab)
+    prepared, _ = prepare_image(item, "exclusive", 2)
+    return PatchSampler([prepared], "exclusive", patch, random_fraction=0.0,
+                        rng=np.random.default_rng(1))
+
+
+def test_rare_class_appears_in_most_patches():
+    sampler = _sampler()
+    hits = sum((sampler.sample()[1] == 1).any() for _ in range(200))
+    assert hits > 80  # ~half of the patches are centred on the rare class
+
+
+def test_image_smaller_than_patch_is_padded_with_unpainted():
+    sampler = _sampler(shape=(10, 12), patch=(32, 32), rare=2)
+    x, y, m = sampler.sample()
+    assert x.shape == (1, 32, 32) and y.shape == (32, 32) and m is None
+    assert (y == IGNORE_INDEX).sum() >= 32 * 32 - 10 * 12
+
+
+def test_augmentation_moves_image_and_target_together():
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, 8, 8), np.float32)
+    x[0, 1, 2] = 1.0
+    y = np.full((8, 8), IGNORE_INDEX, np.int64)
+    y[1, 2] = 1
+    cfg = AugmentConfig(p_intensity=0.0)
+    for _ in range(20):
+        xa, ya, _ = augment_patch(x, y, None, cfg, rng)
+        assert np.argmax(xa[0]) == np.argmax(ya)
+
+
+def test_multilabel_sampler_returns_mask():
+    lab = np.zeros((2, 20, 20), np.uint8)
+    lab[0, 2] = 1
+    lab[0, 10] = 2
+    lab[1, 5] = 2
+    lab[1, 15] = 1
+    item = TrainingImage(np.ones((20, 20), np.float32), lab)
+    prepared, _ = prepare_image(item, "multilabel", 2)
+    x, y, m = PatchSampler([prepared], "multilabel", (8, 8), rng=np.random.default_rng(0)).batch(4)
+    assert x.shape == (4, 1, 8, 8) and y.shape == (4, 2, 8, 8) and m.shape == (4, 2, 8, 8)
+    assert set(np.unique(m)) <= {0.0, 1.0}
+
+
+def test_no_paint_is_a_user_error():
+    item = TrainingImage(np.ones((8, 8), np.float32), np.zeros((8, 8), np.uint8))
+    prepared, _ = prepare_image(item, "exclusive", 2)
+    with pytest.raises(UserInputError, match="nothing is painted"):
+        PatchSampler([prepared], "exclusive", (4, 4))
+
+
+def test_snapshot_source_keeps_only_the_newest():
+    src = SnapshotSource()
+    assert src.latest() is None
+    item = TrainingImage(np.ones((2, 2)), np.ones((2, 2), np.uint8))
+    v1 = src.put([item])
+    v2 = src.put([item], weights=[1.0])
+    assert v2 == v1 + 1 and src.latest().version == v2 and src.latest().weights == (1.0,)

@@ -1,0 +1,217 @@
+"""The trainer generator: events, checkpoints, resume, snapshot swaps, failures, OOM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.run import load_run
+from segstudio.core.trainer import (
+    Checkpoint,
+    Failed,
+    Finished,
+    Notice,
+    Preview,
+    Progress,
+    Started,
+    Trainer,
+    Validation,
+    WeightsUpdated,
+    infer_config,
+    lr_at,
+    train,
+)
+
+TINY = dict(features=(4, 8), patch_size=(32, 32), batch_size=2, num_threads=1, warmup=2, seed=0)
+
+
+def blobs(shape=(48, 48)):
+    """An image with a bright square and paintings for background (1) and square (2)."""
+    img = np.zeros(shape, np.float32)
+    img[16:32, 16:32] = 1.0
+    img += np.random.default_rng(0).normal(0, 0.05, shape).astype(np.float32)
+    lab = np.zeros(shape, np.uint8)
+    lab[2:5, 2:40] = 1
+    lab[20:26, 20:26] = 2
+    truth = np.ones(shape, np.uint8)
+    truth[16:32, 16:32] = 2
+    return img, lab, truth
+
+
+def run_all(gen):
+    return list(gen)
+
+
+def test_events_checkpoint_and_reload(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=6, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    events = run_all(train(cfg, src, tmp_path / "run"))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Started and kinds[-1] is Finished
+    assert WeightsUpdated in kinds and Checkpoint in kinds and Preview in kinds
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [p.iteration for p in progress] == list(range(1, 7))
+    assert all(np.isfinite(p.loss) for p in progress)
+    assert events[-1].reason == "iterations"
+    loaded = load_run(tmp_path / "run")
+    assert loaded.iteration == 6 and len(loaded.history) == 6
+    assert loaded.config.normalization is not None
+    assert {"config.json", "model.pt", "history.csv", "classes.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+
+def test_seed_makes_cpu_training_deterministic(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=4, **TINY)
+    losses = []
+    for i in range(2):
+        src = SnapshotSource()
+        src.put([TrainingImage(img, lab)])
+        losses.append([e.loss for e in train(cfg, src) if isinstance(e, Progress)])
+    assert losses[0] == losses[1]
+
+
+def test_new_paintings_are_swapped_in_without_restart():
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=6, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    gen = train(cfg, src)
+    updates = []
+    for ev in gen:
+        if isinstance(ev, WeightsUpdated):
+            updates.append(ev)
+        if isinstance(ev, Progress) and ev.iteration == 2:
+            more = lab.copy()
+            more[40:44, 2:40] = 1
+            src.put([TrainingImage(img, more)])
+    assert len(updates) == 2
+    assert updates[1].iteration == 2 and updates[1].weights.counts[0] > updates[0].weights.counts[0]
+
+
+def test_closing_the_generator_saves_a_checkpoint(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=None, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    gen = train(cfg, src, tmp_path / "run")
+    for ev in gen:
+        if isinstance(ev, Progress) and ev.iteration == 3:
+            break
+    gen.close()
+    assert load_run(tmp_path / "run").iteration == 3
+
+
+def test_resume_continues_history(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    run_all(train(cfg, src, tmp_path / "run"))
+    events = run_all(train(cfg, src, tmp_path / "run", resume=tmp_path / "run"))
+    assert [e.iteration for e in events if isinstance(e, Progress)] == [4, 5, 6]
+    assert len(load_run(tmp_path / "run").history) == 6
+
+
+def test_resume_with_other_classes_fails_clearly(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    run_all(train(cfg, src, tmp_path / "run"))
+    lab3 = lab.copy()
+    lab3[45, :] = 3
+    src.put([TrainingImage(img, lab3)])
+    cfg3 = infer_config(img.shape, lab3, "exclusive", iterations=2, **TINY)
+    events = run_all(train(cfg3, src, tmp_path / "b", resume=tmp_path / "run"))
+    assert isinstance(events[-1], Failed) and "2 classes" in events[-1].message and events[-1].user_error
+
+
+def test_empty_paintings_fail_with_a_message():
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, np.zeros_like(lab))])
+    events = run_all(train(cfg, src))
+    assert isinstance(events[-1], Failed) and "nothing is painted" in events[-1].message
+
+
+def test_crash_mid_training_keeps_last_checkpoint(tmp_path, monkeypatch):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    run_all(train(cfg, src, tmp_path / "run"))
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+
+    def boom(self):
+        raise ValueError("simulated crash")
+
+    monkeypatch.setattr(Trainer, "step", boom)
+    events = run_all(train(cfg, src, tmp_path / "run", resume=tmp_path / "run"))
+    assert isinstance(events[-1], Failed) and "simulated crash" in events[-1].message
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    load_run(tmp_path / "run")
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(monkeypatch):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, **{**TINY, "batch_size": 4})
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    real_step = Trainer.step
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", flaky)
+    events = run_all(train(cfg, src))
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert notices and "batch size 2" in notices[0].message
+    assert isinstance(events[-1], Finished) and events[-1].iteration == 3
+
+
+@pytest.mark.parametrize("loss", ["bce", "dice_bce"])
+def test_multilabel_3d_trains(loss):
+    rng = np.random.default_rng(0)
+    img = rng.random((6, 24, 24)).astype(np.float32)
+    lab = np.zeros((2, 6, 24, 24), np.uint8)
+    lab[0, 2, 2:6, 2:6] = 1
+    lab[0, 3, 10:14, 10:14] = 2
+    lab[1, 2, 12:16, 2:6] = 1
+    lab[1, 4, 20:22, 2:6] = 2
+    tiny = {**TINY, "patch_size": (4, 16, 16), "spacing": (3.0, 1.0, 1.0)}
+    cfg = infer_config(img.shape, lab, "multilabel", iterations=3, loss=loss, **tiny)
+    assert cfg.n_classes == 2 and cfg.spatial_dims == 3
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    events = run_all(train(cfg, src))
+    assert isinstance(events[-1], Finished), events[-1]
+
+
+def test_validation_reports_dice():
+    img, lab, truth = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=4, val_every=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    vals = [e for e in train(cfg, src, validation=(0, truth)) if isinstance(e, Validation)]
+    assert [v.iteration for v in vals] == [2, 4]
+    assert all(0.0 <= d <= 1.0 for v in vals for d in v.dice)
+
+
+def test_lr_schedule_warms_up_and_decays():
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert lr_at(cfg, 0, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 10, 0) > lr_at(cfg, 50, 0) > lr_at(cfg, 99, 0) >= 0.1
+    timed = cfg.replace(iterations=None, minutes=1.0)
+    assert lr_at(timed, 20, 59.9) == pytest.approx(0.1, rel=1e-2)
+    forever = cfg.replace(iterations=None)
+    assert lr_at(forever, 500, 1e6) == 1.0
