@@ -96,10 +96,13 @@ def scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def format_line(tag: str, result: dict[str, float], seconds: float, painted: float) -> str:
-    """One summary line, e.g. ``rf 2d: nucleus dice 0.80 interior ... in 0.9 s``."""
+    """One summary line, e.g. ``rf 2d: nucleus dice 0.80 interior ... in 0.9 s``.
+
+    ``tag`` names the method and case (``"rf 2d"``); ``painted`` is a fraction of pixels.
+    """
     parts = " ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "nucleus")
     return (
-        f"rf {tag}: nucleus dice {result['nucleus']:.2f} {parts} in {seconds:.1f} s "
+        f"{tag}: nucleus dice {result['nucleus']:.2f} {parts} in {seconds:.1f} s "
         f"(painted {100 * painted:.2f} %)"
     )
 
@@ -110,7 +113,7 @@ def run_case(tag: str, sample: Sample, correction_rounds: int = 0, seed: int = 0
     paintings = sample.paintings
     for round_ in range(correction_rounds + 1):
         prediction, seconds = rf_baseline(sample.image, paintings)
-        label = tag if round_ == 0 else f"{tag} +corr{round_}"
+        label = f"rf {tag}" if round_ == 0 else f"rf {tag} +corr{round_}"
         lines.append(format_line(label, scores(prediction, sample.truth), seconds, float(np.mean(paintings > 0))))
         if round_ < correction_rounds:
             paintings = correction_strokes(sample.truth, prediction, paintings, seed=seed + round_)

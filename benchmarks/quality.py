@@ -48,7 +48,7 @@ def train_for(sample: Sample, paintings: np.ndarray, seconds: float, run: Path, 
 
 
 def run_case(tag: str, sample: Sample, seconds: float, round_seconds: float, threads: int) -> list[str]:
-    painted = lambda p: 100.0 * np.count_nonzero(p) / p.size  # noqa: E731
+    painted = lambda p: np.count_nonzero(p) / p.size  # noqa: E731
     lines = []
     rf_pred, rf_s = rf_baseline(sample.image, sample.paintings)
     lines.append(format_line(f"rf {tag}", scores(rf_pred, sample.truth), rf_s, painted(sample.paintings)))
