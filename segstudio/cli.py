@@ -18,7 +18,7 @@ from pathlib import Path
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
-SUBCOMMANDS = ("train", "predict", "weights", "info")
+SUBCOMMANDS = ("train", "predict", "weights", "info", "demo")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -260,7 +260,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     """``segstudio [IMAGE ...]``: the desktop app."""
     from segstudio._qt.app import main as app_main
 
-    return app_main(args.images, sample=args.sample)
+    return app_main(list(args.images), sample=args.sample, demo=bool(getattr(args, "demo", False)))
 
 
 # --------------------------------------------------------------------------- parsers
@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--channel-axis", type=int)
     _add_common(pr)
     pr.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("demo", help="open the app on the 2D sample with example strokes and start training")
+    _add_common(d)
+    d.set_defaults(func=cmd_gui, images=[], sample="nuclei2d", demo=True)
     return parser
 
 
@@ -339,7 +343,7 @@ def build_gui_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="images to open")
     p.add_argument("--sample", choices=("nuclei2d", "nuclei3d"), help="open a built-in sample image")
     _add_common(p)
-    p.set_defaults(func=cmd_gui)
+    p.set_defaults(func=cmd_gui, demo=False)
     return p
 
 

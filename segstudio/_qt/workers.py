@@ -1,7 +1,8 @@
 """Thin adapters that run core generators/functions off the GUI thread.
 
-Threaded mode uses :func:`napari.qt.threading.create_worker` (a QRunnable in the global
-thread pool whose ``yielded``/``returned``/``errored`` signals arrive on the GUI thread).
+Threaded mode uses superqt's ``create_worker`` (the function behind
+:func:`napari.qt.threading.create_worker`): a QRunnable in the global thread pool whose
+``yielded``/``returned``/``errored`` signals arrive on the GUI thread.
 
 With ``SEGSTUDIO_NO_THREADS=1`` the same generator runs *inline* on the GUI thread, one step per
 event-loop turn (a zero-interval ``QTimer``), behind the same signal interface. This is for
@@ -135,7 +136,10 @@ def start_worker(
     if threads_disabled():
         worker: Any = InlineWorker(func, *args, **kwargs)
     else:
-        from napari.qt.threading import create_worker
+        # superqt's create_worker (what napari.qt.threading wraps): napari 0.9's wrapper adds a
+        # task-status hook whose ``errored`` handler raises TypeError (it drops the exception
+        # argument), which would hide our own error report.
+        from superqt.utils import create_worker
 
         worker = create_worker(
             func, *args, _start_thread=False, _ignore_errors=errored is not None, **kwargs

@@ -1,0 +1,79 @@
+"""Make the README screenshots: the app on the 2D and 3D samples after a short training run.
+
+Run under a display (``make screenshots`` uses Xvfb when there is none)::
+
+    python docs/make_screenshots.py [--seconds 30]
+
+Writes ``docs/screenshot_2d.png`` and ``docs/screenshot_3d.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WINDOW_SIZE = (1500, 940)
+
+
+def _spin(app, seconds: float, until=None) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        if until is not None and until():
+            return
+        time.sleep(0.02)
+
+
+def shoot(sample: str, out: Path, seconds: float) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    from segstudio._qt.app import build_viewer
+
+    viewer, widget = build_viewer([], sample, show=True)
+    app = QApplication.instance()
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    c = widget.controller
+    widget.preset_combo.setCurrentText("fast")
+    widget.length_combo.setCurrentText("until stopped")
+    _spin(app, 0.5)
+    viewer.reset_view()
+    if sample == "nuclei3d":
+        viewer.dims.set_current_step(0, c.spatial_shape[0] // 2)
+    _spin(app, 1.0)
+    widget.train_btn.click()
+    started = time.monotonic()
+    _spin(app, seconds, until=lambda: c.last_error is not None)
+    if c.last_error:
+        raise SystemExit(f"{sample}: {c.last_error}")
+    # Make sure an overlay and a loss curve are there before the picture is taken.
+    _spin(app, 120, until=lambda: bool(c.prediction_layers) and len(c.loss_values) > 5 and not c.preview_busy)
+    widget._redraw_progress()
+    if c.paint_layers:
+        viewer.layers.selection.active = c.paint_layers[0]
+        widget.class_table.selectRow(1)
+    _spin(app, 1.0)
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"{out}: {c.iteration} iterations in {time.monotonic() - started:.0f} s", flush=True)
+    c.stop_training()
+    _spin(app, 60, until=lambda: c.state == "idle")
+    viewer.close()
+    _spin(app, 0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=30.0, help="training time per screenshot")
+    p.add_argument("--only", choices=("2d", "3d"))
+    args = p.parse_args(argv)
+    if args.only in (None, "2d"):
+        shoot("nuclei2d", HERE / "screenshot_2d.png", args.seconds)
+    if args.only in (None, "3d"):
+        shoot("nuclei3d", HERE / "screenshot_3d.png", args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

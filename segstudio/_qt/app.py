@@ -1,0 +1,75 @@
+"""The ``segstudio`` desktop app: a napari viewer with the segstudio dock widget."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+#: Environment variable: close the app this many ms after the event loop started (smoke tests,
+#: screenshots).
+QUIT_AFTER_ENV = "SEGSTUDIO_QUIT_AFTER_MS"
+SAMPLES = ("nuclei2d", "nuclei3d")
+WINDOW_TITLE = "segstudio"
+
+
+def load_layers(images: list[str]) -> list[tuple[Any, dict[str, Any], str]]:
+    """Read every image (before any window opens, so a bad path is one clear error)."""
+    from segstudio._napari._reader import layer_data_from_file
+
+    out = []
+    for path in images:
+        out.extend(layer_data_from_file(path))
+    return out
+
+
+def sample_layers(name: str) -> list[tuple[Any, dict[str, Any], str]]:
+    from segstudio._napari import _sample
+    from segstudio.core.errors import UserInputError
+
+    if name not in SAMPLES:
+        raise UserInputError(f"unknown sample {name!r}: expected one of {', '.join(SAMPLES)}")
+    return _sample.sample_2d() if name == "nuclei2d" else _sample.sample_3d()
+
+
+def add_layer_data(viewer: Any, layer_data: list[tuple[Any, dict[str, Any], str]]) -> None:
+    for data, kwargs, kind in layer_data:
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def build_viewer(images: list[str], sample: str | None = None, *, show: bool = True) -> tuple[Any, Any]:
+    """Create the viewer with its layers and the dock widget; returns ``(viewer, widget)``."""
+    import napari
+
+    from segstudio._qt.widget import SegStudioWidget
+
+    layer_data = load_layers(list(images))
+    if sample:
+        layer_data += sample_layers(sample)
+    viewer = napari.Viewer(title=WINDOW_TITLE, show=show)
+    add_layer_data(viewer, layer_data)
+    widget = SegStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="segstudio", area="right")
+    viewer.reset_view()
+    # Paint layer first in the layer list selection, so the user can paint right away.
+    if widget.controller.paint_layers:
+        viewer.layers.selection.active = widget.controller.paint_layers[0]
+    return viewer, widget
+
+
+def main(images: list[str], sample: str | None = None, demo: bool = False) -> int:
+    """Open the app; ``demo`` = the 2D sample with its example strokes, training started."""
+    import napari
+    from qtpy.QtCore import QTimer
+
+    if demo and not sample and not images:
+        sample = "nuclei2d"
+    viewer, widget = build_viewer(images, sample)
+    if demo:
+        widget.controller.set_settings(length="until stopped")
+        widget.length_combo.setCurrentText("until stopped")
+        QTimer.singleShot(300, widget.controller.start_training)
+    quit_after = os.environ.get(QUIT_AFTER_ENV)
+    if quit_after:
+        QTimer.singleShot(int(quit_after), viewer.close)
+    napari.run()
+    return 0

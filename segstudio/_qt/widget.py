@@ -1,0 +1,766 @@
+"""The segstudio dock widget: thin Qt controls over :class:`SegController`.
+
+Layout (one column, see DESIGN.md "The dock widget"): image and mode, the class table, the
+training group (settings, buttons, progress, loss curve, live preview) and the results group.
+Slots only forward to the controller; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QColorDialog,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QStyle,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segstudio._qt.controller import DEVICES, LENGTHS, PREVIEW_REGIONS, SegController
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.config import MODEL_PRESETS
+from segstudio.core.losses import LOSS_NAMES
+from segstudio.core.weights import METHODS
+
+#: How often the progress text and loss curve are redrawn while training (ms).
+REDRAW_MS = 250
+#: Smoothing of the loss curve (exponential moving average factor).
+LOSS_EMA = 0.05
+EMA_WARMUP = 4.0
+PLOT_HEIGHT = 130
+SWATCH_PX = 14
+COL_SWATCH, COL_NAME, COL_COUNT, COL_WEIGHT, COL_PIN = range(5)
+LOSS_LABELS = {
+    "ce": "CE", "focal": "focal", "gdl": "gen. Dice", "dice_ce": "Dice + CE",
+    "bce": "BCE", "dice": "soft Dice", "dice_bce": "Dice + BCE",
+}
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "–"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _swatch_icon(color: str) -> QIcon:
+    pix = QPixmap(SWATCH_PX, SWATCH_PX)
+    pix.fill(QColor(color))
+    return QIcon(pix)
+
+
+def _group_count(n: int) -> str:
+    return f"{n:,}".replace(",", "\u2009")  # thin space as thousands separator
+
+
+class SegStudioWidget(QWidget):
+    """Dock widget: paint → train → preview → predict.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer to work in (napari passes it to plugin widgets).
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.controller = SegController(napari_viewer, parent=self)
+        self._updating = False
+        self._progress = None
+        self._plotted = 0
+        self._ema: list[float] = []
+        self._build()
+        self._connect()
+        self._refresh_layer_combos()
+        self._on_mode_changed(self.controller.mode)
+        self._refresh_classes()
+        self._on_state(self.controller.state)
+        ctrl = self.controller
+        self.destroyed.connect(lambda *_: ctrl.shutdown())
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+        col = QVBoxLayout(body)
+        col.setContentsMargins(6, 6, 6, 6)
+        col.setSpacing(8)
+
+        # -- image and mode
+        data = QGroupBox("Image")
+        form = QFormLayout(data)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("The image layer to segment")
+        self.channel_spin = QSpinBox()
+        self.channel_spin.setRange(-1, 0)
+        self.channel_spin.setSpecialValueText("none")
+        self.channel_spin.setToolTip("Axis of the image that holds channels (none: single channel)")
+        row = QHBoxLayout()
+        row.addWidget(self.image_combo, 1)
+        row.addWidget(QLabel("channels"))
+        row.addWidget(self.channel_spin)
+        form.addRow("Image", row)
+        self.mode_exclusive = QRadioButton("exclusive")
+        self.mode_exclusive.setToolTip("Every pixel has exactly one class (softmax)")
+        self.mode_multilabel = QRadioButton("multi-label")
+        self.mode_multilabel.setToolTip(
+            "A pixel may carry several classes (sigmoid); one paint layer per class, "
+            "1 = present, 2 = absent"
+        )
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.mode_exclusive)
+        self.mode_group.addButton(self.mode_multilabel)
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(self.mode_exclusive)
+        mode_row.addWidget(self.mode_multilabel)
+        mode_row.addStretch(1)
+        form.addRow("Mode", mode_row)
+        col.addWidget(data)
+
+        # -- classes
+        classes = QGroupBox("Classes")
+        cl = QVBoxLayout(classes)
+        self.class_table = QTableWidget(0, 5)
+        self.class_table.setHorizontalHeaderLabels(["", "Class", "Painted px", "Weight", "Pin"])
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.class_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.class_table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
+        header = self.class_table.horizontalHeader()
+        header.setSectionResizeMode(COL_SWATCH, QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        for c in (COL_COUNT, COL_WEIGHT, COL_PIN):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.class_table.setColumnWidth(COL_SWATCH, SWATCH_PX + 12)
+        self.class_table.setToolTip(
+            "Click a class to paint it. Double-click the name to rename, the swatch to change "
+            "the colour, the weight to pin it."
+        )
+        self.class_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.class_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        cl.addWidget(self.class_table)
+        row = QHBoxLayout()
+        self.add_class_btn = QPushButton("+ class")
+        self.add_class_btn.setToolTip("Add a class")
+        self.remove_class_btn = QPushButton("− class")
+        self.remove_class_btn.setToolTip("Remove the selected class (its strokes are erased)")
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(METHODS))
+        self.method_combo.setToolTip("How class weights are computed from the painted pixel counts")
+        row.addWidget(self.add_class_btn)
+        row.addWidget(self.remove_class_btn)
+        row.addStretch(1)
+        row.addWidget(QLabel("weights"))
+        row.addWidget(self.method_combo)
+        cl.addLayout(row)
+        self.weights_note = QLabel("")
+        self.weights_note.setWordWrap(True)
+        self.weights_note.setStyleSheet("color: #d9a03f;")
+        self.weights_note.setVisible(False)
+        cl.addWidget(self.weights_note)
+        col.addWidget(classes)
+
+        # -- training
+        training = QGroupBox("Training")
+        tl = QVBoxLayout(training)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(6)
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(list(MODEL_PRESETS))
+        self.preset_combo.setToolTip(
+            "U-Net size: " + "; ".join(f"{k} {v}" for k, v in MODEL_PRESETS.items())
+        )
+        self.loss_combo = QComboBox()
+        self.loss_combo.setToolTip("Loss function (depends on the mode)")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setToolTip("auto: CUDA, then MPS, then CPU")
+        for i, (label, w) in enumerate((("Model", self.preset_combo), ("Loss", self.loss_combo),
+                                        ("Device", self.device_combo))):
+            grid.addWidget(QLabel(label), 0, 2 * i)
+            grid.addWidget(w, 0, 2 * i + 1)
+            grid.setColumnStretch(2 * i + 1, 1)
+        tl.addLayout(grid)
+        row = QHBoxLayout()
+        self.length_combo = QComboBox()
+        self.length_combo.addItems(list(LENGTHS))
+        self.length_combo.setToolTip("When training stops by itself")
+        self.iter_spin = QSpinBox()
+        self.iter_spin.setRange(1, 10_000_000)
+        self.iter_spin.setSingleStep(100)
+        self.iter_spin.setValue(self.controller.settings.iterations)
+        self.iter_spin.setSuffix(" it")
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.1, 10_000)
+        self.minutes_spin.setValue(self.controller.settings.minutes)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setVisible(False)
+        row.addWidget(QLabel("Length"))
+        row.addWidget(self.length_combo)
+        row.addWidget(self.iter_spin, 1)
+        row.addWidget(self.minutes_spin, 1)
+        tl.addLayout(row)
+        row = QHBoxLayout()
+        icons = self.style()
+        self.train_btn = QPushButton(icons.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
+        self.train_btn.setToolTip("Train (continues the current model when the settings allow)")
+        self.pause_btn = QPushButton(icons.standardIcon(QStyle.StandardPixmap.SP_MediaPause), "Pause")
+        self.pause_btn.setToolTip("Pause / resume training")
+        self.stop_btn = QPushButton(icons.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
+        self.stop_btn.setToolTip("Stop training (a checkpoint is written)")
+        for b in (self.train_btn, self.pause_btn, self.stop_btn):
+            row.addWidget(b)
+        tl.addLayout(row)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setFixedHeight(8)
+        tl.addWidget(self.progress_bar)
+        self.progress_label = QLabel("not trained yet")
+        self.progress_label.setToolTip("iteration · loss · speed · time left")
+        tl.addWidget(self.progress_label)
+        self.plot = self._make_plot()
+        tl.addWidget(self.plot)
+        row = QHBoxLayout()
+        self.live_check = QCheckBox("Live preview")
+        self.live_check.setChecked(self.controller.settings.live_preview)
+        self.live_check.setToolTip("Predict the visible region with the newest weights while training")
+        self.interval_spin = QDoubleSpinBox()
+        self.interval_spin.setRange(0.2, 600)
+        self.interval_spin.setDecimals(1)
+        self.interval_spin.setValue(self.controller.settings.preview_every_s)
+        self.interval_spin.setSuffix(" s")
+        self.interval_spin.setToolTip("Seconds between previews (takes effect at the next Train)")
+        self.region_combo = QComboBox()
+        self.region_combo.addItems(list(PREVIEW_REGIONS))
+        self.region_combo.setToolTip("view: the current slice / visible part; image: everything")
+        row.addWidget(self.live_check)
+        row.addWidget(QLabel("every"))
+        row.addWidget(self.interval_spin)
+        row.addWidget(QLabel("region"))
+        row.addWidget(self.region_combo)
+        row.addStretch(1)
+        tl.addLayout(row)
+        col.addWidget(training)
+
+        # -- results
+        results = QGroupBox("Results")
+        rl = QVBoxLayout(results)
+        row = QHBoxLayout()
+        self.predict_btn = QPushButton("Predict image")
+        self.predict_btn.setToolTip("Predict the whole image with the newest weights")
+        self.folder_btn = QPushButton("Predict folder…")
+        self.folder_btn.setToolTip("Predict every image in a folder and write label files")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Cancel the running prediction")
+        self.cancel_btn.setEnabled(False)
+        row.addWidget(self.predict_btn)
+        row.addWidget(self.folder_btn)
+        row.addWidget(self.cancel_btn)
+        rl.addLayout(row)
+        self.predict_bar = QProgressBar()
+        self.predict_bar.setFixedHeight(8)
+        self.predict_bar.setTextVisible(False)
+        self.predict_bar.setVisible(False)
+        rl.addWidget(self.predict_bar)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Metrics vs"))
+        self.truth_combo = QComboBox()
+        self.truth_combo.setToolTip("Ground-truth Labels layer (values 1..K)")
+        row.addWidget(self.truth_combo, 1)
+        self.metrics_btn = QPushButton("Compute")
+        self.metrics_btn.setToolTip("Dice and 95% Hausdorff distance per class (whole image)")
+        row.addWidget(self.metrics_btn)
+        rl.addLayout(row)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setTextFormat(Qt.TextFormat.RichText)
+        self.metrics_label.setVisible(False)
+        rl.addWidget(self.metrics_label)
+        row = QHBoxLayout()
+        self.save_btn = QPushButton("Save run…")
+        self.save_btn.setToolTip("Copy the run directory (config.json, model.pt, history.csv, classes.json)")
+        row.addWidget(self.save_btn)
+        row.addStretch(1)
+        rl.addLayout(row)
+        col.addWidget(results)
+
+        self.status_label = QLabel("Pick an image, paint a few strokes per class, press Train.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        col.addWidget(self.status_label)
+        col.addStretch(1)
+
+        self._redraw = QTimer(self)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self._redraw_progress)
+
+    def _make_plot(self) -> QWidget:
+        import pyqtgraph as pg
+
+        plot = pg.PlotWidget()
+        plot.setBackground(None)
+        plot.setFixedHeight(PLOT_HEIGHT)
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        item = plot.getPlotItem()
+        item.setDownsampling(auto=True, mode="mean")
+        item.setClipToView(True)
+        item.setLabel("left", "loss")
+        item.setLabel("bottom", "iteration")
+        for axis in ("left", "bottom"):
+            item.getAxis(axis).setTextPen("#aaaaaa")
+            item.getAxis(axis).setPen("#777777")
+        self._raw_curve = plot.plot([], [], pen=pg.mkPen("#6b7a8f", width=1))
+        self._ema_curve = plot.plot([], [], pen=pg.mkPen("#ffbe0b", width=2))
+        item.setYRange(0, 1)
+        item.enableAutoRange(axis="y", enable=True)
+        item.getViewBox().setLimits(yMin=0)
+        return plot
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        c = self.controller
+        c.classes_changed.connect(self._refresh_classes)
+        c.weights_changed.connect(self._on_weights)
+        c.mode_changed.connect(self._on_mode_changed)
+        c.image_changed.connect(self._on_image_changed)
+        c.training_state_changed.connect(self._on_state)
+        c.progress.connect(self._on_progress)
+        c.status.connect(self._set_status)
+        c.error.connect(self._set_error)
+        c.predict_progress.connect(self._on_predict_progress)
+        c.metrics_ready.connect(self._on_metrics)
+
+        self.image_combo.currentIndexChanged.connect(self._on_image_combo)
+        self.channel_spin.valueChanged.connect(
+            lambda v: c.set_channel_axis(None if v < 0 else int(v)) if not self._updating else None
+        )
+        self.mode_exclusive.toggled.connect(lambda on: on and not self._updating and c.set_mode(EXCLUSIVE))
+        self.mode_multilabel.toggled.connect(lambda on: on and not self._updating and c.set_mode(MULTILABEL))
+        self.add_class_btn.clicked.connect(lambda: c.add_class())
+        self.remove_class_btn.clicked.connect(self._on_remove_class)
+        self.method_combo.currentTextChanged.connect(c.set_weight_method)
+        self.class_table.itemChanged.connect(self._on_item_changed)
+        self.class_table.currentCellChanged.connect(lambda row, *_: row >= 0 and c.select_class(row))
+        self.class_table.cellDoubleClicked.connect(self._on_cell_double_clicked)
+
+        self.preset_combo.currentTextChanged.connect(lambda v: c.set_settings(preset=v))
+        self.loss_combo.currentIndexChanged.connect(self._on_loss)
+        self.device_combo.currentTextChanged.connect(lambda v: c.set_settings(device=v))
+        self.length_combo.currentTextChanged.connect(self._on_length)
+        self.iter_spin.valueChanged.connect(lambda v: c.set_settings(iterations=int(v)))
+        self.minutes_spin.valueChanged.connect(lambda v: c.set_settings(minutes=float(v)))
+        self.train_btn.clicked.connect(c.start_training)
+        self.pause_btn.clicked.connect(c.toggle_pause)
+        self.stop_btn.clicked.connect(c.stop_training)
+        self.live_check.toggled.connect(lambda v: c.set_settings(live_preview=bool(v)))
+        self.interval_spin.valueChanged.connect(lambda v: c.set_settings(preview_every_s=float(v)))
+        self.region_combo.currentTextChanged.connect(lambda v: c.set_settings(preview_region=v))
+
+        self.predict_btn.clicked.connect(lambda: c.predict_image())
+        self.cancel_btn.clicked.connect(c.cancel_predict)
+        self.folder_btn.clicked.connect(self._on_predict_folder)
+        self.metrics_btn.clicked.connect(self._on_metrics_clicked)
+        self.save_btn.clicked.connect(self._on_save)
+
+        layers = self.viewer.layers.events
+        for ev in (layers.inserted, layers.removed, layers.reordered):
+            ev.connect(self._refresh_layer_combos)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        self.controller.shutdown()
+        super().closeEvent(event)
+
+    def event(self, event: Any) -> bool:
+        # napari's remove_dock_widget() orphans the widget (setParent(None)) without closing
+        # it: treat "lost its dock" as the end of the session.
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._had_parent = True
+                # The dock joins the main window right after this: look once it has.
+                QTimer.singleShot(0, self._watch_main_window)
+            elif getattr(self, "_had_parent", False):
+                self.controller.shutdown()
+        return super().event(event)
+
+    def _watch_main_window(self) -> None:
+        try:
+            top = self.window()
+        except RuntimeError:  # deleted before the event loop came back
+            return
+        if isinstance(top, QMainWindow) and not getattr(self, "_watching", False):
+            self._watching = True  # (no reference to the window: it would keep it alive)
+            self.controller.watch_window(top)
+
+    def _disconnect_viewer(self) -> None:
+        layers = self.viewer.layers.events
+        for ev in (layers.inserted, layers.removed, layers.reordered):
+            try:
+                ev.disconnect(self._refresh_layer_combos)
+            except Exception:  # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------------ layer combos
+    def _image_layers(self) -> list[Any]:
+        return [lyr for lyr in self.viewer.layers if lyr.__class__.__name__ == "Image"]
+
+    def _truth_layers(self) -> list[Any]:
+        c = self.controller
+        own = set(map(id, c.paint_layers + c.prediction_layers))
+        return [
+            lyr for lyr in self.viewer.layers
+            if lyr.__class__.__name__ == "Labels" and id(lyr) not in own
+            and (lyr.metadata or {}).get("segstudio", {}).get("role") not in ("paintings", "prediction")
+        ]
+
+    def _refresh_layer_combos(self, event: Any = None) -> None:
+        if self.controller.closed:
+            self._disconnect_viewer()
+            return
+        self._updating = True
+        try:
+            images = self._image_layers()
+            self.image_combo.clear()
+            for lyr in images:
+                self.image_combo.addItem(lyr.name, lyr)
+            current = self.controller.image_layer
+            if current in images:
+                self.image_combo.setCurrentIndex(images.index(current))
+            truths = self._truth_layers()
+            keep = self.truth_combo.currentData()
+            self.truth_combo.clear()
+            for lyr in truths:
+                self.truth_combo.addItem(lyr.name, lyr)
+            if keep in truths:
+                self.truth_combo.setCurrentIndex(truths.index(keep))
+            else:
+                preferred = [i for i, lyr in enumerate(truths)
+                             if (lyr.metadata or {}).get("segstudio", {}).get("role") == "truth"]
+                if preferred:
+                    self.truth_combo.setCurrentIndex(preferred[0])
+        finally:
+            self._updating = False
+        if (self.controller.image_layer is None or self.controller.image_layer not in images) and images:
+            self.image_combo.setCurrentIndex(len(images) - 1)
+            self.controller.set_image_layer(images[-1])
+        elif not images and self.controller.image_layer is not None:
+            self.controller.set_image_layer(None)
+        self.metrics_btn.setEnabled(self.truth_combo.count() > 0)
+
+    def _on_image_combo(self, index: int) -> None:
+        if self._updating or index < 0:
+            return
+        self.controller.set_image_layer(self.image_combo.itemData(index))
+
+    def _on_image_changed(self) -> None:
+        c = self.controller
+        self._updating = True
+        try:
+            if c.image_layer is not None:
+                ndim = c.image_array().ndim
+                self.channel_spin.setRange(-1, ndim - 1)
+                self.channel_spin.setValue(-1 if c.channel_axis is None else c.channel_axis)
+                self.channel_spin.setEnabled(not getattr(c.image_layer, "rgb", False))
+        finally:
+            self._updating = False
+        self._refresh_layer_combos()
+
+    # ------------------------------------------------------------------ classes
+    def _refresh_classes(self) -> None:
+        c = self.controller
+        self._updating = True
+        try:
+            table = self.class_table
+            table.setRowCount(len(c.classes))
+            for row, spec in enumerate(c.classes):
+                swatch = QTableWidgetItem("")
+                swatch.setIcon(_swatch_icon(spec.color))
+                swatch.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                swatch.setToolTip("double-click to change the colour")
+                table.setItem(row, COL_SWATCH, swatch)
+                name = QTableWidgetItem(spec.name)
+                table.setItem(row, COL_NAME, name)
+                for col in (COL_COUNT, COL_WEIGHT):
+                    if table.item(row, col) is None:
+                        item = QTableWidgetItem("–")
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                        table.setItem(row, col, item)
+                table.item(row, COL_COUNT).setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                pin = QTableWidgetItem("")
+                pin.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsSelectable)
+                pin.setCheckState(Qt.CheckState.Checked if spec.pinned is not None else Qt.CheckState.Unchecked)
+                pin.setToolTip("pin: keep this weight instead of the computed one")
+                table.setItem(row, COL_PIN, pin)
+            self._fit_table_height()
+        finally:
+            self._updating = False
+        if c.weights is not None and len(c.weights.weights) == len(c.classes):
+            self._on_weights(c.weights)
+        training = c.is_training
+        self.add_class_btn.setEnabled(not training)
+        self.remove_class_btn.setEnabled(not training and len(c.classes) > 1)
+
+    def _fit_table_height(self) -> None:
+        t = self.class_table
+        rows = t.verticalHeader().defaultSectionSize() * t.rowCount()
+        header = max(t.horizontalHeader().sizeHint().height(), t.horizontalHeader().height())
+        t.setFixedHeight(header + rows + 2 * t.frameWidth() + 2)
+
+    def _on_weights(self, weights: Any) -> None:
+        c = self.controller
+        self._updating = True
+        try:
+            multi = weights.mode == MULTILABEL
+            for row in range(min(self.class_table.rowCount(), len(weights.weights))):
+                count = self.class_table.item(row, COL_COUNT)
+                if count is not None:
+                    n = weights.counts[row]
+                    if multi and weights.absent_counts:
+                        count.setText(f"{_group_count(n)} / {_group_count(weights.absent_counts[row])}")
+                        count.setToolTip("present / absent pixels")
+                    else:
+                        count.setText(_group_count(n))
+                w = self.class_table.item(row, COL_WEIGHT)
+                if w is not None:
+                    pinned = row < len(c.classes) and c.classes[row].pinned is not None
+                    w.setText(f"{weights.weights[row]:.2f}")
+                    font = w.font()
+                    font.setBold(pinned)
+                    w.setFont(font)
+                    w.setToolTip("pos_weight" if multi else f"weight ({weights.method})")
+        finally:
+            self._updating = False
+        self.weights_note.setText("\n".join(weights.warnings))
+        self.weights_note.setVisible(bool(weights.warnings))
+
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        if self._updating:
+            return
+        c, row, col = self.controller, item.row(), item.column()
+        if col == COL_NAME:
+            c.rename_class(row, item.text())
+        elif col == COL_WEIGHT:
+            try:
+                value = float(item.text())
+            except ValueError:
+                self._set_error(f"'{item.text()}' is not a number")
+                self._refresh_classes()
+                return
+            c.set_pinned_weight(row, value)
+        elif col == COL_PIN:
+            if item.checkState() == Qt.CheckState.Checked:
+                current = c.weights.weights[row] if c.weights is not None and row < len(c.weights.weights) else 1.0
+                c.set_pinned_weight(row, float(current))
+            else:
+                c.set_pinned_weight(row, None)
+
+    def _on_cell_double_clicked(self, row: int, col: int) -> None:
+        if col != COL_SWATCH:
+            return
+        spec = self.controller.classes[row]
+        color = QColorDialog.getColor(QColor(spec.color), self, f"Colour of {spec.name}")
+        if color.isValid():
+            self.controller.set_class_color(row, color.name())
+
+    def _on_remove_class(self) -> None:
+        row = self.class_table.currentRow()
+        self.controller.remove_class(row if row >= 0 else len(self.controller.classes) - 1)
+
+    # ------------------------------------------------------------------ mode / settings
+    def _on_mode_changed(self, mode: str) -> None:
+        self._updating = True
+        try:
+            self.mode_exclusive.setChecked(mode == EXCLUSIVE)
+            self.mode_multilabel.setChecked(mode == MULTILABEL)
+            self.loss_combo.clear()
+            for name in LOSS_NAMES[mode]:
+                self.loss_combo.addItem(LOSS_LABELS.get(name, name), name)
+            current = self.controller.loss_name()
+            self.loss_combo.setCurrentIndex(max(self.loss_combo.findData(current), 0))
+            self.method_combo.setEnabled(mode == EXCLUSIVE)
+            self.method_combo.setToolTip(
+                "How class weights are computed from the painted pixel counts"
+                if mode == EXCLUSIVE else "multi-label mode uses pos_weight = absent / present"
+            )
+        finally:
+            self._updating = False
+
+    def _on_loss(self, index: int) -> None:
+        if not self._updating and index >= 0:
+            self.controller.set_settings(loss=self.loss_combo.itemData(index))
+
+    def _on_length(self, length: str) -> None:
+        self.controller.set_settings(length=length)
+        self.iter_spin.setVisible(length == "iterations")
+        self.minutes_spin.setVisible(length == "minutes")
+
+    # ------------------------------------------------------------------ training display
+    def _on_state(self, state: str) -> None:
+        running = state in ("running", "paused", "stopping")
+        self.train_btn.setEnabled(not running)
+        self.pause_btn.setEnabled(state in ("running", "paused"))
+        paused = state == "paused"
+        self.pause_btn.setText("Resume" if paused else "Pause")
+        self.pause_btn.setIcon(self.style().standardIcon(
+            QStyle.StandardPixmap.SP_MediaPlay if paused else QStyle.StandardPixmap.SP_MediaPause))
+        self.stop_btn.setEnabled(state in ("running", "paused"))
+        for w in (self.preset_combo, self.loss_combo, self.device_combo, self.length_combo,
+                  self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
+                  self.image_combo, self.channel_spin):
+            w.setEnabled(not running)
+        if getattr(self.controller.image_layer, "rgb", False):
+            self.channel_spin.setEnabled(False)
+        self.add_class_btn.setEnabled(not running)
+        self.remove_class_btn.setEnabled(not running and len(self.controller.classes) > 1)
+        if running:
+            self._redraw.start()
+            if not self.controller.loss_values:
+                self._plotted = 0
+                self._ema = []
+        else:
+            self._redraw.stop()
+            self._redraw_progress()
+
+    def _on_progress(self, event: Any) -> None:
+        self._progress = event  # drawn by the redraw timer, at most every REDRAW_MS
+
+    def _redraw_progress(self) -> None:
+        ev = self._progress
+        c = self.controller
+        if ev is not None:
+            rate = c.iterations_per_second()
+            parts = [f"it {ev.iteration}" + (f"/{ev.total}" if ev.total else ""), f"loss {ev.loss:.3f}"]
+            if rate is not None:
+                parts.append(f"{rate:.1f} it/s")
+            if ev.eta_s is not None:
+                parts.append(f"ETA {_fmt_duration(ev.eta_s)}")
+            else:
+                parts.append(f"{_fmt_duration(ev.seconds)} elapsed")
+            if c.state == "paused":
+                parts.append("paused")
+            self.progress_label.setText(" · ".join(parts))
+            if ev.total:
+                self.progress_bar.setRange(0, 1000)
+                self.progress_bar.setValue(int(1000 * min(ev.iteration / ev.total, 1.0)))
+            elif ev.eta_s is not None:
+                done = ev.seconds / max(ev.seconds + ev.eta_s, 1e-9)
+                self.progress_bar.setRange(0, 1000)
+                self.progress_bar.setValue(int(1000 * min(done, 1.0)))
+            elif c.is_training:
+                self.progress_bar.setRange(0, 0)  # busy: training until stopped
+            else:
+                self.progress_bar.setRange(0, 1000)
+        self._update_plot()
+
+    def _update_plot(self) -> None:
+        c = self.controller
+        n = len(c.loss_values)
+        if n < self._plotted:  # a new (not resumed) run
+            self._plotted, self._ema = 0, []
+        if n == self._plotted:
+            return
+        ema = self._ema
+        prev = ema[-1] if ema else None
+        for i, v in enumerate(c.loss_values[self._plotted:n], start=self._plotted):
+            # A short window at first (so the curve does not lag the early drop), then EMA.
+            alpha = max(LOSS_EMA, EMA_WARMUP / (i + EMA_WARMUP))
+            v = float(v)
+            prev = v if prev is None else prev + alpha * (v - prev)
+            ema.append(prev)
+        self._plotted = n
+        x = np.asarray(c.loss_iterations[:n], dtype=float)
+        y = np.asarray(c.loss_values[:n], dtype=float)
+        self._raw_curve.setData(x, y)
+        self._ema_curve.setData(x, np.asarray(ema))
+
+    # ------------------------------------------------------------------ results
+    def _on_predict_progress(self, done: int, total: int) -> None:
+        busy = total > 0
+        self.predict_bar.setVisible(busy)
+        self.cancel_btn.setEnabled(busy)
+        self.predict_btn.setEnabled(not busy)
+        self.folder_btn.setEnabled(not busy)
+        if busy:
+            self.predict_bar.setRange(0, total)
+            self.predict_bar.setValue(done)
+
+    def _on_predict_folder(self) -> None:
+        src = QFileDialog.getExistingDirectory(self, "Folder of images to predict")
+        if not src:
+            return
+        dst = QFileDialog.getExistingDirectory(self, "Folder to write label images to")
+        if dst:
+            self.controller.predict_folder(src, dst)
+
+    def _on_metrics_clicked(self) -> None:
+        layer = self.truth_combo.currentData()
+        if layer is None:
+            self._set_error("choose a ground-truth Labels layer")
+            return
+        self.controller.compute_metrics(layer)
+
+    def _on_metrics(self, rows: list[Any]) -> None:
+        cells = "".join(
+            f"<tr><td>{r.name}</td><td align='right'>&nbsp;{r.dice:.3f}</td>"
+            f"<td align='right'>&nbsp;{('–' if not np.isfinite(r.hd95) else f'{r.hd95:.2f}')}</td></tr>"
+            for r in rows
+        )
+        self.metrics_label.setText(
+            "<table cellspacing='2'><tr><th align='left'>class</th><th>&nbsp;Dice</th>"
+            f"<th>&nbsp;HD95</th></tr>{cells}</table>"
+        )
+        self.metrics_label.setVisible(True)
+
+    def _on_save(self) -> None:
+        dest = QFileDialog.getExistingDirectory(self, "Save the run into folder")
+        if dest:
+            self.controller.save_run(dest)
+
+    # ------------------------------------------------------------------ status
+    def _set_status(self, text: str) -> None:
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(text)
+
+    def _set_error(self, text: str) -> None:
+        self.status_label.setStyleSheet("color: #ff6b6b;")
+        self.status_label.setText(f"⚠ {text}")

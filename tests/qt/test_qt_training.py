@@ -1,0 +1,265 @@
+"""Training from the widget: threads, previews, pause/stop, errors, closing, results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QThreadPool
+
+from segstudio._qt import controller as controller_module
+from segstudio._qt.widget import SegStudioWidget
+
+pytestmark = pytest.mark.gui
+
+IDLE_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def session(make_napari_viewer, tiny_training):
+    """A viewer with a tiny image, its strokes and the widget set up for tiny training runs."""
+
+    def make(sample, paintings, *, mode="exclusive", iterations=20, patch=None):
+        viewer = make_napari_viewer()
+        viewer.add_image(sample.image, name="img", scale=sample.spacing or (1.0,) * sample.image.ndim)
+        truth = viewer.add_labels(sample.truth, name="truth", scale=sample.spacing or (1.0,) * sample.image.ndim)
+        truth.visible = False
+        widget = SegStudioWidget(viewer)
+        viewer.window.add_dock_widget(widget, area="right")
+        c = widget.controller
+        c.add_class("boundary")
+        c.paint_layers[0].data = paintings
+        if mode == "multilabel":
+            widget.mode_multilabel.setChecked(True)
+        c.config_overrides = dict(tiny_training, patch_size=patch or (sample.image.shape if sample.image.ndim == 2
+                                                                      else (8, 32, 32)))
+        widget.iter_spin.setValue(iterations)
+        return viewer, widget, c
+
+    return make
+
+
+def _wait_idle(qtbot, c, timeout=IDLE_TIMEOUT_MS):
+    qtbot.waitUntil(lambda: c.state == "idle" and c._train_worker is None and not c.preview_busy, timeout=timeout)
+
+
+def test_train_exclusive_2d_gives_prediction_layer(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    painted = np.array(c.paint_layers[0].data, copy=True)
+    widget.train_btn.click()
+    assert c.state == "running" and not widget.train_btn.isEnabled()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert c.iteration == 20
+    pred = viewer.layers["prediction"]
+    assert pred.data.shape == (64, 64) and pred.data.dtype == np.uint8
+    assert set(np.unique(pred.data)) <= {1, 2, 3} and pred.data.min() >= 1  # whole image predicted
+    assert c.prediction_layers == [pred]
+    np.testing.assert_array_equal(c.paint_layers[0].data, painted)  # strokes untouched
+    assert len(c.loss_values) == 20 and np.isfinite(c.loss_values).all()
+    widget._redraw_progress()
+    assert widget.progress_label.text().startswith("it 20/20 · loss ")
+    assert "done" in widget.status_label.text()
+    x, y = widget._raw_curve.getData()
+    assert len(x) == 20
+    assert (c.run_dir / "model.pt").exists()
+
+
+def test_train_exclusive_3d_previews_the_current_slab(session, qtbot, tiny3d, paintings_of):
+    viewer, widget, c = session(tiny3d, paintings_of(tiny3d.truth), iterations=6)
+    viewer.dims.set_current_step(0, 4)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    pred = viewer.layers["prediction"]
+    assert pred.data.shape == (8, 32, 32) and pred.data.dtype == np.uint8
+    assert tuple(pred.scale) == tiny3d.spacing
+    predicted = np.flatnonzero(pred.data.reshape(8, -1).max(axis=1))
+    assert list(predicted) == [3, 4, 5]  # current slice ± PREVIEW_SLAB
+    # Whole-image prediction fills the rest (in place: same layer).
+    widget.predict_btn.click()
+    qtbot.waitUntil(lambda: not c.predicting, timeout=30_000)
+    assert viewer.layers["prediction"] is pred and pred.data.min() >= 1
+
+
+def test_train_multilabel_2d(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), mode="multilabel", iterations=10)
+    assert [lyr.name for lyr in c.paint_layers] == ["paint: background", "paint: foreground", "paint: boundary"]
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert c.config.mode == "multilabel" and c.config.loss == "bce"
+    preds = [viewer.layers[f"prediction: {n}"] for n in ("background", "foreground", "boundary")]
+    assert c.prediction_layers == preds
+    for p in preds:
+        assert p.data.shape == (64, 64) and p.data.dtype == np.uint8
+        assert set(np.unique(p.data)) <= {0, 1}
+
+
+def test_pause_resume_stop(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 3, timeout=30_000)
+    widget.pause_btn.click()
+    assert c.state == "paused" and widget.pause_btn.text().endswith("Resume")
+    qtbot.wait(500)  # let an in-flight step land
+    frozen = c.iteration
+    qtbot.wait(800)
+    assert c.iteration == frozen, "training went on while paused"
+    widget.pause_btn.click()
+    assert c.state == "running"
+    qtbot.waitUntil(lambda: c.iteration > frozen + 2, timeout=30_000)
+    widget.stop_btn.click()
+    _wait_idle(qtbot, c)
+    assert "stopped" in widget.status_label.text()
+    assert (c.run_dir / "model.pt").exists()
+    assert c.prediction_layers  # the final weights were previewed
+    # Train again: the run continues from where it stopped.
+    last = c.iteration
+    widget.length_combo.setCurrentText("iterations")
+    widget.iter_spin.setValue(3)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.iteration == last + 3 and c.last_error is None
+
+
+def test_trainer_failure_reaches_status_line(session, qtbot, tiny2d, paintings_of, monkeypatch):
+    from segstudio.core import trainer
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", lambda msg: shown.append(msg))
+
+    def boom(self):
+        raise RuntimeError("boom in step")
+
+    monkeypatch.setattr(trainer.Trainer, "step", boom)
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    painted = np.array(c.paint_layers[0].data, copy=True)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert "boom in step" in widget.status_label.text()
+    assert any("boom in step" in m for m in shown)
+    np.testing.assert_array_equal(c.paint_layers[0].data, painted)
+    assert widget.train_btn.isEnabled()
+
+
+def test_exception_in_worker_reaches_status_line(session, qtbot, tiny2d, paintings_of, monkeypatch):
+    from segstudio.core import trainer
+
+    def broken_run(self):
+        raise ValueError("not a generator failure")
+
+    monkeypatch.setattr(trainer.Trainer, "run", broken_run)
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert "not a generator failure" in widget.status_label.text()
+
+
+def test_nothing_painted_is_a_clear_error(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32))
+    widget = SegStudioWidget(viewer)
+    c = widget.controller
+    widget.train_btn.click()  # before the counts are in: the trainer says so
+    _wait_idle(qtbot, c)
+    assert "nothing is painted" in widget.status_label.text()
+    widget.status_label.clear()
+    qtbot.waitUntil(lambda: c.weights is not None, timeout=5000)
+    widget.train_btn.click()  # counts known: refused at once
+    assert c.state == "idle" and "nothing is painted" in widget.status_label.text()
+
+
+def test_closing_viewer_during_training_stops_the_worker(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=30_000)
+    run_dir = c.run_dir
+    viewer.close()
+    assert c.closed
+    assert c._train_done.is_set(), "the training generator did not finish"
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+    assert (run_dir / "model.pt").exists()  # final checkpoint written on close
+
+
+def test_removing_the_dock_widget_stops_training(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=30_000)
+    viewer.window.remove_dock_widget(widget)
+    assert c.closed and c._train_done.is_set()
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+
+
+def test_inline_mode_runs_the_same_generator(session, qtbot, tiny2d, paintings_of, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_NO_THREADS", "1")
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), iterations=5)
+    widget.train_btn.click()
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    _wait_idle(qtbot, c)
+    assert c.iteration == 5 and c.last_error is None
+    assert viewer.layers["prediction"].data.min() >= 1
+
+
+def test_preview_requests_do_not_queue(make_napari_viewer, qtbot, monkeypatch):
+    """While a preview runs, newer requests replace the pending one: first and newest run."""
+    import time
+
+    from segstudio.core.predictor import PredictResult
+
+    seen = []
+
+    def slow_predict(predictor, image, channel_axis, state, region, stats):
+        seen.append(state)
+        time.sleep(0.3)
+        return PredictResult(np.ones(image.shape, np.uint8), None, (slice(0, 16), slice(0, 16))), None
+
+    monkeypatch.setattr(controller_module, "_predict_region", slow_predict)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16), np.float32))
+    c = SegStudioWidget(viewer).controller
+    c._preview_predictor = object()
+    for k in range(6):
+        c._preview_state = k
+        c.request_preview()
+    qtbot.waitUntil(lambda: not c.preview_busy, timeout=10_000)
+    assert seen == [0, 5]
+    assert viewer.layers["prediction"].data.min() == 1
+
+
+def test_metrics_folder_and_save_run(session, qtbot, tiny2d, paintings_of, tmp_path):
+    from segstudio.core.io import read_image
+
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), iterations=15)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert widget.truth_combo.currentText() == "truth"
+    widget.metrics_btn.click()
+    qtbot.waitUntil(lambda: c.last_metrics is not None or c.last_error is not None, timeout=30_000)
+    assert c.last_error is None, c.last_error
+    assert [r.name for r in c.last_metrics] == ["background", "foreground", "boundary"]
+    assert all(0.0 <= r.dice <= 1.0 for r in c.last_metrics)
+    text = widget.metrics_label.text()
+    for name in ("background", "foreground", "boundary"):
+        assert name in text
+    assert "Dice" in widget.status_label.text()
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    np.save(src / "a.npy", tiny2d.image)
+    np.save(src / "b.npy", tiny2d.image[::-1].copy())
+    c.predict_folder(src, out)
+    qtbot.waitUntil(lambda: not c.predicting, timeout=30_000)
+    assert c.last_error is None, c.last_error
+    for name in ("a", "b"):
+        labels, _ = read_image(out / f"{name}_labels.tif")
+        assert labels.shape == (64, 64) and labels.min() >= 1
+
+    dest = tmp_path / "saved"
+    c.save_run(dest)
+    qtbot.waitUntil(lambda: (dest / "model.pt").exists() and "saved" in widget.status_label.text(), timeout=10_000)
+    from segstudio.core.run import load_run
+
+    assert load_run(dest).config.n_classes == 3

@@ -1,0 +1,159 @@
+"""The dock widget: building, classes, painting → counts and weights, modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from segstudio._qt import controller as controller_module
+from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
+from segstudio.core.weights import compute_weights
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer, qtbot):
+    def make(image, scale=None, name="img"):
+        viewer = make_napari_viewer()
+        viewer.add_image(image, name=name, scale=scale)
+        widget = SegStudioWidget(viewer)
+        viewer.window.add_dock_widget(widget, area="right")
+        return viewer, widget, widget.controller
+
+    return make
+
+
+def test_widget_builds_and_creates_paint_layer(open_widget, tiny3d):
+    viewer, widget, c = open_widget(tiny3d.image, scale=tiny3d.spacing)
+    assert widget.image_combo.currentText() == "img"
+    assert c.image_layer is viewer.layers["img"]
+    paint = viewer.layers["paintings"]
+    assert c.paint_layers == [paint]
+    assert paint.data.shape == tiny3d.image.shape
+    assert tuple(paint.scale) == tiny3d.spacing
+    assert widget.class_table.rowCount() == 2
+    assert [widget.loss_combo.itemData(i) for i in range(widget.loss_combo.count())][0] == "ce"
+    # Paint colours follow the class table.
+    for k, spec in enumerate(c.classes, start=1):
+        np.testing.assert_allclose(paint.colormap.map(k)[:3], _rgb(spec.color), atol=1e-6)
+
+
+def _rgb(hex_color: str) -> np.ndarray:
+    h = hex_color.lstrip("#")
+    return np.array([int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)])
+
+
+def test_classes_add_rename_remove(open_widget, qtbot):
+    viewer, widget, c = open_widget(np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    qtbot.mouseClick(widget.add_class_btn, Qt.MouseButton.LeftButton)
+    assert widget.class_table.rowCount() == 3
+    assert c.classes[2].name == "class 3"
+    assert len({s.color for s in c.classes}) == 3
+    widget.class_table.item(2, COL_NAME).setText("membrane")
+    assert c.classes[2].name == "membrane"
+
+    paint = c.paint_layers[0]
+    paint.data[0, :4] = 1
+    paint.data[1, :4] = 2
+    paint.data[2, :4] = 3
+    widget.class_table.setCurrentCell(1, COL_NAME)
+    qtbot.mouseClick(widget.remove_class_btn, Qt.MouseButton.LeftButton)
+    assert [s.name for s in c.classes] == ["background", "membrane"]
+    assert widget.class_table.rowCount() == 2
+    # class 2's strokes are erased; class 3 became class 2.
+    assert (paint.data[0, :4] == 1).all() and (paint.data[1, :4] == 0).all() and (paint.data[2, :4] == 2).all()
+
+
+def test_selecting_a_class_arms_the_brush(open_widget):
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    widget.class_table.setCurrentCell(1, COL_NAME)
+    paint = c.paint_layers[0]
+    assert viewer.layers.selection.active is paint
+    assert paint.mode == "paint"
+    assert paint.selected_label == 2
+
+
+def test_painting_updates_counts_and_weights_after_debounce(open_widget, qtbot, monkeypatch):
+    calls = []
+    real = controller_module._copy_and_weigh
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(controller_module, "_copy_and_weigh", spy)
+    viewer, widget, c = open_widget(np.zeros((48, 48), np.float32))
+    qtbot.waitUntil(lambda: c.weights is not None, timeout=5000)
+    calls.clear()
+    paint = c.paint_layers[0]
+    paint.brush_size = 3
+    for x in range(5, 40, 7):  # several strokes in quick succession
+        paint.paint((10, x), 1)
+    paint.paint((30, 30), 2)
+    expected = compute_weights(np.asarray(paint.data), "exclusive", n_classes=2)
+    assert expected.counts[0] > 0 and expected.counts[1] > 0
+    qtbot.waitUntil(lambda: c.weights is not None and c.weights.counts == expected.counts, timeout=5000)
+    qtbot.wait(controller_module.PAINT_DEBOUNCE_MS + 200)
+    assert len(calls) == 1, "strokes within the debounce interval must be weighed once"
+    assert c.weights.weights == pytest.approx(expected.weights)
+    count_text = widget.class_table.item(1, COL_COUNT).text().replace("\u2009", "")
+    assert int(count_text) == expected.counts[1]
+    assert float(widget.class_table.item(1, COL_WEIGHT).text()) == pytest.approx(expected.weights[1], abs=0.006)
+
+
+def test_pinning_a_weight(open_widget, qtbot):
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    paint = c.paint_layers[0]
+    paint.data[:2] = 1
+    paint.data[5, :3] = 2
+    paint.events.paint(value=[])
+    qtbot.waitUntil(lambda: c.weights is not None and c.weights.counts == (64, 3), timeout=5000)
+    widget.class_table.item(0, COL_WEIGHT).setText("0.25")
+    assert c.classes[0].pinned == 0.25
+    assert widget.class_table.item(0, COL_PIN).checkState() == Qt.CheckState.Checked
+    qtbot.waitUntil(lambda: c.weights.weights[0] == pytest.approx(0.25), timeout=5000)
+    widget.class_table.item(0, COL_PIN).setCheckState(Qt.CheckState.Unchecked)
+    assert c.classes[0].pinned is None
+    qtbot.waitUntil(lambda: c.weights.weights[0] != pytest.approx(0.25), timeout=5000)
+
+
+def test_switching_mode_converts_strokes(open_widget, qtbot):
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    paint = c.paint_layers[0]
+    paint.data[0, :5] = 1
+    paint.data[1, :3] = 2
+    widget.mode_multilabel.setChecked(True)
+    assert c.mode == "multilabel"
+    assert "paintings" not in [lyr.name for lyr in viewer.layers]
+    bg, fg = viewer.layers["paint: background"], viewer.layers["paint: foreground"]
+    assert c.paint_layers == [bg, fg]
+    assert (bg.data[0, :5] == 1).all() and (bg.data[1, :3] == 2).all()
+    assert (fg.data[0, :5] == 2).all() and (fg.data[1, :3] == 1).all()
+    assert [widget.loss_combo.itemData(i) for i in range(widget.loss_combo.count())][0] == "bce"
+    # multilabel counts: present / absent pixels per class
+    qtbot.waitUntil(lambda: c.weights is not None and c.weights.mode == "multilabel", timeout=5000)
+    assert c.weights.counts == (5, 3) and c.weights.absent_counts == (3, 5)
+    widget.class_table.setCurrentCell(1, COL_NAME)
+    assert viewer.layers.selection.active is fg and fg.selected_label == 1
+    widget.mode_exclusive.setChecked(True)
+    back = viewer.layers["paintings"]
+    assert (back.data[0, :5] == 1).all() and (back.data[1, :3] == 2).all()
+
+
+def test_sample_paintings_are_adopted(make_napari_viewer):
+    from segstudio._napari._sample import sample_layers
+    from segstudio.core.samples import synthetic_nuclei
+
+    viewer = make_napari_viewer()
+    s = synthetic_nuclei((64, 64), seed=1, radius_range=(6.0, 10.0), name="tiny")
+    for data, kwargs, kind in sample_layers(s):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegStudioWidget(viewer)
+    c = widget.controller
+    assert c.image_layer.name == "tiny"
+    assert c.paint_layers == [viewer.layers["paintings"]]
+    assert [x.name for x in c.classes] == ["background", "nucleus", "boundary"]
+    assert widget.truth_combo.currentText() == "tiny truth"
+    assert len([lyr for lyr in viewer.layers if lyr.name.startswith("paintings")]) == 1
