@@ -20,10 +20,10 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -40,11 +40,31 @@ CLASSES_FILE = "classes.json"
 HISTORY_FIELDS = ("iteration", "loss", "seconds", "lr")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entry table to disk so a rename inside it survives a power cut.
 
-    On any failure (disk full, permission denied) the previous file is left untouched and the
-    error is raised as :class:`UserInputError` naming the file.
+    A no-op where folders cannot be opened (Windows) or the file system refuses.
+    """
+    try:
+        fd = os.open(os.fspath(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically through ``write(file)``: temp file in the same folder, fsync,
+    rename, fsync of the folder.
+
+    ``write`` streams into an open binary file, so large arrays need no in-memory copy. On any
+    failure (disk full, permission denied, an exception or interrupt in ``write``) the previous
+    file is left untouched, the temporary file is removed, and an ``OSError`` is raised as
+    :class:`UserInputError` naming the file (other exceptions propagate unchanged).
     """
     target = Path(path)
     try:
@@ -54,17 +74,29 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise UserInputError(f"cannot write '{target}': {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except OSError as e:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise UserInputError(f"cannot write '{target}': {e.strerror or e}") from e
+        if isinstance(e, OSError):
+            raise UserInputError(f"cannot write '{target}': {e.strerror or e}") from e
+        raise
+    fsync_dir(target.parent)
     return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write_with`).
+
+    On any failure (disk full, permission denied) the previous file is left untouched and the
+    error is raised as :class:`UserInputError` naming the file.
+    """
+    return atomic_write_with(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -74,9 +106,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
     """``torch.save`` through :func:`atomic_write_bytes`."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
 
 
 def model_from_config(config: TrainConfig) -> nn.Module:

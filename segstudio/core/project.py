@@ -1,0 +1,687 @@
+"""The project folder: images, paintings, classes, runs and autosave, in files a person can read.
+
+::
+
+    PROJECT/
+      project.json          version, mode, classes (name, colour, pinned weight), weight method,
+                            images (relative path, or copied into images/), training settings,
+                            the last run
+      images/               images copied into the project (only those added with copy=True)
+      paintings/NAME.npz    the paintings of image NAME (compressed numpy, key "paintings")
+      predictions/NAME.npz  the last prediction of image NAME (optional)
+      runs/YYYYmmdd-HHMMSS/ one folder per training run (config.json, model.pt, history.csv, ...)
+      autosave/             paintings written every few seconds and at training start;
+                            offered for recovery when newer than the last save
+
+Every file is written atomically (temporary file in the same folder, fsync, rename, fsync of
+the folder; see :func:`segstudio.core.run.atomic_write_with`): a crash, a full disk or a killed
+process leaves the previous version of each file intact. ``project.json`` is written last, so it
+never names a paintings file that is not complete.
+
+Paths in ``project.json`` are relative to the project folder (with the absolute path kept as a
+fallback), so a project folder can be moved or shared together with its images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segstudio.core.annotations import (
+    ABSENT,
+    EXCLUSIVE,
+    MULTILABEL,
+    check_mode,
+    validate_exclusive,
+    validate_multilabel,
+)
+from segstudio.core.errors import UserInputError
+from segstudio.core.run import MODEL_FILE, atomic_write_text, atomic_write_with
+
+__all__ = [
+    "AUTOSAVE_DIR",
+    "DEFAULT_AUTOSAVE_EVERY_S",
+    "PROJECT_FILE",
+    "PROJECT_VERSION",
+    "Project",
+    "ProjectClass",
+    "ProjectImage",
+    "Recovery",
+    "add_image",
+    "autosave",
+    "check_run_fits",
+    "discard_autosave",
+    "find_project",
+    "image_path",
+    "latest_run",
+    "load_project",
+    "migrate",
+    "new_run_dir",
+    "read_image_of",
+    "read_paintings",
+    "read_predictions",
+    "recover_paintings",
+    "recovery",
+    "save_project",
+    "set_last_run",
+]
+
+PROJECT_FILE = "project.json"
+#: Version of the ``project.json`` layout this segstudio writes (and the newest it reads).
+PROJECT_VERSION = 1
+FORMAT_NAME = "segstudio-project"
+IMAGES_DIR = "images"
+PAINTINGS_DIR = "paintings"
+PREDICTIONS_DIR = "predictions"
+RUNS_DIR = "runs"
+AUTOSAVE_DIR = "autosave"
+AUTOSAVE_FILE = "autosave.json"
+ARRAY_KEY = "paintings"
+#: Seconds between autosaves of the paintings in the app.
+DEFAULT_AUTOSAVE_EVERY_S = 30.0
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class ProjectClass:
+    """One class: display name, ``#rrggbb`` colour and an optional pinned weight."""
+
+    name: str
+    color: str
+    pinned: float | None = None
+
+
+@dataclass(frozen=True)
+class ProjectImage:
+    """One image of a project.
+
+    Attributes
+    ----------
+    name
+        Unique name in the project; also the file name of its paintings (``paintings/NAME.npz``).
+    path
+        Relative to the project folder (POSIX separators) when possible, else absolute.
+    absolute
+        The absolute path when the image was added (fallback when the relative one is gone).
+    channel_axis
+        The image's channel axis, or ``None`` for single-channel images.
+    copied
+        True when the file lives in the project's ``images/`` folder.
+    """
+
+    name: str
+    path: str
+    absolute: str = ""
+    channel_axis: int | None = None
+    copied: bool = False
+
+
+@dataclass(frozen=True)
+class Project:
+    """What ``project.json`` holds (arrays live in their own files).
+
+    Attributes
+    ----------
+    mode
+        ``"exclusive"`` or ``"multilabel"``.
+    classes
+        The classes in order (class k is painting value k+1 in exclusive mode).
+    images
+        The project's images.
+    weight_method
+        Class-weight method (see :mod:`segstudio.core.weights`).
+    training
+        Training settings as plain JSON values (the app's model preset, loss, length, ...).
+    last_run
+        The run the app showed last, relative to the project folder (``runs/...``).
+    saved_at
+        ``time.time()`` of the save that wrote this file.
+    version
+        Layout version (:data:`PROJECT_VERSION`).
+    """
+
+    mode: str = EXCLUSIVE
+    classes: tuple[ProjectClass, ...] = ()
+    images: tuple[ProjectImage, ...] = ()
+    weight_method: str = "balanced"
+    training: Mapping[str, Any] = field(default_factory=dict)
+    last_run: str | None = None
+    saved_at: float = 0.0
+    version: int = PROJECT_VERSION
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+
+    def image(self, name: str) -> ProjectImage:
+        """The image called ``name``."""
+        for im in self.images:
+            if im.name == name:
+                return im
+        raise UserInputError(f"the project has no image called {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``project.json``)."""
+        d = asdict(self)
+        d["training"] = dict(self.training)
+        return {"format": FORMAT_NAME, **d}
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Autosaved paintings newer than the last save (after a crash)."""
+
+    saved_at: float
+    images: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        """A one-line question for the user."""
+        when = datetime.fromtimestamp(self.saved_at).strftime("%Y-%m-%d %H:%M:%S")
+        return (f"paintings autosaved at {when} are newer than the last save "
+                f"({', '.join(self.images)}); recover them?")
+
+
+# --------------------------------------------------------------------------- helpers
+def _err(folder: Path, why: str) -> UserInputError:
+    return UserInputError(f"cannot open project '{folder}': {why}")
+
+
+def _safe(name: str) -> str:
+    return _SAFE_NAME.sub("_", name).strip("._") or "image"
+
+
+def find_project(path: str | os.PathLike[str]) -> Path:
+    """The project folder for ``path`` (the folder itself, or the folder of a ``project.json``).
+
+    Raises
+    ------
+    UserInputError
+        When ``path`` is missing or holds no ``project.json``.
+    """
+    p = Path(path).expanduser()
+    if p.is_file() and p.name == PROJECT_FILE:
+        return p.parent
+    if not p.exists():
+        raise _err(p, "folder not found")
+    if not p.is_dir():
+        raise _err(p, f"not a folder (a project is a folder with a {PROJECT_FILE})")
+    if not (p / PROJECT_FILE).is_file():
+        raise _err(p, f"not a segstudio project ({PROJECT_FILE} is missing)")
+    return p
+
+
+def _stored_path(folder: Path, path: Path) -> str:
+    try:
+        rel = os.path.relpath(path.resolve(), folder.resolve())
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+    return Path(rel).as_posix()
+
+
+def image_path(folder: str | os.PathLike[str], image: ProjectImage) -> Path:
+    """Where ``image`` is now: relative to the project first, then its absolute path."""
+    folder = Path(folder)
+    rel = Path(image.path)
+    candidate = rel if rel.is_absolute() else folder / rel
+    if candidate.exists() or not image.absolute:
+        return candidate
+    absolute = Path(image.absolute)
+    return absolute if absolute.exists() else candidate
+
+
+def _array_file(folder: Path, sub: str, name: str) -> Path:
+    return folder / sub / f"{_safe(name)}.npz"
+
+
+def _write_array(path: Path, array: Any) -> None:
+    arr = np.asarray(array)
+    # Streams into the temporary file (no in-memory copy of the compressed data).
+    atomic_write_with(path, lambda fh: np.savez_compressed(fh, **{ARRAY_KEY: arr}))
+
+
+def _read_array(path: Path, what: str) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if ARRAY_KEY not in npz.files:
+                raise UserInputError(f"cannot read {what} '{path}': no '{ARRAY_KEY}' array in the file")
+            return npz[ARRAY_KEY]
+    except UserInputError:
+        raise
+    except PermissionError as e:
+        raise UserInputError(f"cannot read {what} '{path}': permission denied") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise UserInputError(
+            f"cannot read {what} '{path}': the file is damaged ({type(e).__name__})"
+        ) from e
+
+
+def _check_paintings(project: Project, name: str, paint: Any, what: str) -> None:
+    """Values and class count of paintings, without copies (min/max only) for integer data."""
+    k = len(project.classes)
+    arr = np.asarray(paint)
+    if arr.dtype.kind not in "biu":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if project.mode == EXCLUSIVE:
+                validate_exclusive(arr, k or None, require_paint=False, what=what)
+            else:
+                validate_multilabel(arr, k or None, require_paint=False, what=what)
+        return
+    if arr.size == 0:
+        raise UserInputError(f"{what}: paintings are empty (shape {arr.shape})")
+    lo, hi = int(arr.min()), int(arr.max())
+    if project.mode == EXCLUSIVE:
+        if arr.ndim not in (2, 3):
+            raise UserInputError(f"{what}: expected 2D or 3D paintings, got shape {arr.shape}")
+        if lo < 0:
+            raise UserInputError(f"{what}: labels must not be negative (found {lo})")
+        if k and hi > k:
+            raise UserInputError(
+                f"{what}: label value {hi} is beyond the {k} classes (expected 0 = unpainted, 1..{k})")
+    else:
+        if arr.ndim not in (3, 4) or (k and arr.shape[0] != k):
+            raise UserInputError(
+                f"{what}: multilabel paintings have shape {arr.shape}, expected {k} class channels first")
+        if lo < 0 or hi > ABSENT:
+            raise UserInputError(
+                f"{what}: multilabel values must be 0 (unpainted), 1 (present) or 2 (absent); "
+                f"found range {lo}..{hi}")
+
+
+# --------------------------------------------------------------------------- version
+def migrate(data: Mapping[str, Any], folder: str | os.PathLike[str] = "") -> dict[str, Any]:
+    """Bring a ``project.json`` dict up to :data:`PROJECT_VERSION`.
+
+    Version 0 (drafts without a version field) listed classes as plain names with a separate
+    ``colors`` list; version 1 lists ``{"name", "color", "pinned"}`` objects.
+
+    Raises
+    ------
+    UserInputError
+        For a project written by a newer segstudio, or a version that is not a number.
+    """
+    out = dict(data)
+    try:
+        version = int(out.get("version", 0))
+    except (TypeError, ValueError) as e:
+        raise _err(Path(folder), f"version {out.get('version')!r} is not a number") from e
+    if version > PROJECT_VERSION:
+        raise _err(
+            Path(folder),
+            f"it was saved by a newer segstudio (project version {version}; this segstudio reads "
+            f"up to version {PROJECT_VERSION}); please upgrade segstudio",
+        )
+    if version < 1:
+        from segstudio.core.config import DEFAULT_COLORS
+
+        names = list(out.get("classes", []))
+        colors = list(out.pop("colors", []))
+        out["classes"] = [
+            n if isinstance(n, Mapping) else
+            {"name": str(n), "color": colors[i] if i < len(colors) else DEFAULT_COLORS[i % len(DEFAULT_COLORS)]}
+            for i, n in enumerate(names)
+        ]
+        version = 1
+    out["version"] = version
+    return out
+
+
+def _from_dict(data: Mapping[str, Any], folder: Path) -> Project:
+    d = migrate(data, folder)
+    try:
+        classes = tuple(
+            ProjectClass(str(c["name"]), str(c["color"]),
+                         None if c.get("pinned") is None else float(c["pinned"]))
+            for c in d.get("classes", [])
+        )
+        images = tuple(
+            ProjectImage(
+                name=str(im["name"]), path=str(im["path"]), absolute=str(im.get("absolute", "")),
+                channel_axis=None if im.get("channel_axis") is None else int(im["channel_axis"]),
+                copied=bool(im.get("copied", False)),
+            )
+            for im in d.get("images", [])
+        )
+        training = d.get("training") or {}
+        if not isinstance(training, Mapping):
+            raise TypeError("training is not an object")
+        return Project(
+            mode=str(d.get("mode", EXCLUSIVE)), classes=classes, images=images,
+            weight_method=str(d.get("weight_method", "balanced")), training=dict(training),
+            last_run=d.get("last_run"), saved_at=float(d.get("saved_at", 0.0)), version=int(d["version"]),
+        )
+    except UserInputError as e:
+        raise _err(folder, str(e)) from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _err(folder, f"{PROJECT_FILE} is not valid ({type(e).__name__}: {e})") from e
+
+
+# --------------------------------------------------------------------------- open / save
+def load_project(path: str | os.PathLike[str]) -> Project:
+    """Read ``project.json`` (migrating older versions).
+
+    Raises
+    ------
+    UserInputError
+        Not a project, unreadable or invalid ``project.json``, or a newer project version.
+    """
+    folder = find_project(path)
+    file = folder / PROJECT_FILE
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except PermissionError as e:
+        raise _err(folder, f"{PROJECT_FILE}: permission denied") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _err(folder, f"{PROJECT_FILE} is damaged ({type(e).__name__})") from e
+    if not isinstance(data, Mapping):
+        raise _err(folder, f"{PROJECT_FILE} is not a JSON object")
+    return _from_dict(data, folder)
+
+
+def save_project(
+    folder: str | os.PathLike[str],
+    project: Project,
+    paintings: Mapping[str, Any],
+    predictions: Mapping[str, Any] | None = None,
+) -> Project:
+    """Write a project: paintings (and predictions) first, ``project.json`` last.
+
+    Parameters
+    ----------
+    folder
+        The project folder (created if missing).
+    project
+        What to write into ``project.json``; ``saved_at`` is set now.
+    paintings
+        Image name -> paintings (exclusive: integer array; multilabel ``(C, *spatial)``).
+    predictions
+        Image name -> label array of the last prediction (optional).
+
+    Returns
+    -------
+    Project
+        The project as written (with ``saved_at``).
+
+    Raises
+    ------
+    UserInputError
+        Paintings that do not fit the classes or mode, an unknown image name, or a failed write
+        (disk full, permission denied); files already on disk stay as they were.
+    """
+    folder = Path(folder)
+    names = {im.name for im in project.images}
+    for name, paint in paintings.items():
+        if name not in names:
+            raise UserInputError(f"cannot save paintings of {name!r}: not an image of the project")
+        _check_paintings(project, name, paint, f"paintings of {name!r}")
+    for name, paint in paintings.items():
+        _write_array(_array_file(folder, PAINTINGS_DIR, name), paint)
+    for name, pred in (predictions or {}).items():
+        if name in names and pred is not None:
+            _write_array(_array_file(folder, PREDICTIONS_DIR, name), pred)
+    saved = replace(project, saved_at=time.time(), version=PROJECT_VERSION)
+    atomic_write_text(folder / PROJECT_FILE, json.dumps(saved.to_dict(), indent=2))
+    discard_autosave(folder)
+    return saved
+
+
+def add_image(
+    folder: str | os.PathLike[str],
+    project: Project,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    channel_axis: int | None = None,
+    copy: bool = False,
+) -> Project:
+    """Return ``project`` with one more image (copied into ``images/`` when ``copy``).
+
+    The file is checked to be a readable image first (without loading its pixels).
+
+    Raises
+    ------
+    UserInputError
+        Unreadable image, or a copy that failed.
+    """
+    from segstudio.core.io import read_image
+
+    folder = Path(folder)
+    src = Path(path).expanduser()
+    read_image(src, lazy=True)  # a clear error for a wrong or broken file, before anything changes
+    base = _safe(name or _stem(src))
+    taken = {im.name for im in project.images}
+    unique, i = base, 2
+    while unique in taken:
+        unique, i = f"{base}-{i}", i + 1
+    stored = src
+    if copy:
+        dest = folder / IMAGES_DIR / src.name
+        if dest.resolve() != src.resolve():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if src.is_dir():  # zarr store
+                    tmp = dest.with_name(f".{dest.name}.tmp")
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    shutil.copytree(src, tmp)
+                    shutil.rmtree(dest, ignore_errors=True)
+                    os.replace(tmp, dest)
+                else:
+                    with open(src, "rb") as fin:
+                        atomic_write_with(dest, lambda fh: shutil.copyfileobj(fin, fh, 1 << 22))
+            except OSError as e:
+                raise UserInputError(f"cannot copy '{src}' into the project: {e.strerror or e}") from e
+        stored = dest
+    image = ProjectImage(
+        name=unique, path=_stored_path(folder, stored), absolute=str(stored.resolve()),
+        channel_axis=channel_axis, copied=copy,
+    )
+    return replace(project, images=(*project.images, image))
+
+
+def _stem(path: Path) -> str:
+    name = path.name.rstrip("/\\")
+    for ext in (".ome.tiff", ".ome.tif", ".ome.zarr", ".nii.gz"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return Path(name).stem
+
+
+def read_image_of(folder: str | os.PathLike[str], project: Project, name: str, *, lazy: bool = True) -> tuple[Any, Any]:
+    """Read image ``name`` of the project (lazily by default: memmap/zarr, no copy in memory).
+
+    Raises
+    ------
+    UserInputError
+        The image file is gone or unreadable (the message names the image and the file).
+    """
+    from segstudio.core.io import read_image
+
+    image = project.image(name)
+    p = image_path(folder, image)
+    if not p.exists():
+        raise UserInputError(
+            f"image {name!r} of the project is missing: expected it at '{p}' "
+            "(move the image next to the project again, or re-add it)"
+        )
+    return read_image(p, lazy=lazy)
+
+
+def read_paintings(folder: str | os.PathLike[str], project: Project, name: str) -> np.ndarray | None:
+    """The saved paintings of image ``name`` (``None`` when none were saved yet).
+
+    Raises
+    ------
+    UserInputError
+        Damaged file, or paintings that do not fit the project's classes or mode.
+    """
+    project.image(name)
+    path = _array_file(Path(folder), PAINTINGS_DIR, name)
+    if not path.exists():
+        return None
+    arr = _read_array(path, "paintings")
+    _check_paintings(project, name, arr, f"paintings '{path}'")
+    return arr
+
+
+def read_predictions(folder: str | os.PathLike[str], project: Project, name: str) -> np.ndarray | None:
+    """The saved prediction of image ``name`` (``None`` when there is none)."""
+    project.image(name)
+    path = _array_file(Path(folder), PREDICTIONS_DIR, name)
+    return _read_array(path, "prediction") if path.exists() else None
+
+
+# --------------------------------------------------------------------------- autosave
+def autosave(folder: str | os.PathLike[str], paintings: Mapping[str, Any]) -> Path:
+    """Write the paintings to the project's ``autosave/`` side folder (atomically).
+
+    The last save is left alone; :func:`recovery` offers these paintings after a crash.
+    Returns the autosave folder.
+
+    Raises
+    ------
+    UserInputError
+        A failed write (the previous autosave stays intact).
+    """
+    side = Path(folder) / AUTOSAVE_DIR
+    for name, paint in paintings.items():
+        _write_array(_array_file(Path(folder), AUTOSAVE_DIR, name), paint)
+    info = {"saved_at": time.time(), "images": sorted(paintings)}
+    atomic_write_text(side / AUTOSAVE_FILE, json.dumps(info, indent=2))
+    return side
+
+
+def recovery(folder: str | os.PathLike[str]) -> Recovery | None:
+    """Autosaved paintings that are newer than the last save, or ``None``."""
+    folder = Path(folder)
+    file = folder / AUTOSAVE_DIR / AUTOSAVE_FILE
+    if not file.is_file():
+        return None
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+        saved_at = float(info["saved_at"])
+        images = tuple(str(n) for n in info["images"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged side file is not worth a question
+    last = 0.0
+    try:
+        last = float(json.loads((folder / PROJECT_FILE).read_text(encoding="utf-8")).get("saved_at", 0.0))
+    except (OSError, ValueError, AttributeError):
+        pass
+    images = tuple(n for n in images if _array_file(folder, AUTOSAVE_DIR, n).is_file())
+    if saved_at <= last or not images:
+        return None
+    return Recovery(saved_at, images)
+
+
+def recover_paintings(folder: str | os.PathLike[str], project: Project) -> dict[str, np.ndarray]:
+    """The autosaved paintings, by image name (those that still fit the project).
+
+    Raises
+    ------
+    UserInputError
+        When no autosave is available.
+    """
+    folder = Path(folder)
+    rec = recovery(folder)
+    if rec is None:
+        raise UserInputError(f"no autosaved paintings newer than the last save in '{folder}'")
+    names = {im.name for im in project.images}
+    out: dict[str, np.ndarray] = {}
+    for name in rec.images:
+        if name not in names:
+            continue
+        arr = _read_array(_array_file(folder, AUTOSAVE_DIR, name), "autosaved paintings")
+        _check_paintings(project, name, arr, f"autosaved paintings of {name!r}")
+        out[name] = arr
+    return out
+
+
+def discard_autosave(folder: str | os.PathLike[str]) -> None:
+    """Remove the autosave side folder (after a save, or when the user declines recovery)."""
+    shutil.rmtree(Path(folder) / AUTOSAVE_DIR, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- runs
+def new_run_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create and return a fresh ``runs/YYYYmmdd-HHMMSS`` folder of the project."""
+    runs = Path(folder) / RUNS_DIR
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"cannot write '{runs}': {e.strerror or e}") from e
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        run = runs / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserInputError(f"cannot write '{run}': {e.strerror or e}") from e
+    raise UserInputError(f"cannot create a run folder in '{runs}'")
+
+
+def latest_run(folder: str | os.PathLike[str], project: Project | None = None) -> Path | None:
+    """The project's last run with weights: ``last_run`` if it has a ``model.pt``, else the
+    newest ``runs/*`` that has one (``None`` if there is none)."""
+    folder = Path(folder)
+    if project is not None and project.last_run:
+        p = folder / project.last_run
+        if (p / MODEL_FILE).is_file():
+            return p
+    runs = folder / RUNS_DIR
+    if not runs.is_dir():
+        return None
+    done = [p for p in runs.iterdir() if p.is_dir() and (p / MODEL_FILE).is_file()]
+    return max(done, key=lambda p: ((p / MODEL_FILE).stat().st_mtime, p.name)) if done else None
+
+
+def set_last_run(folder: str | os.PathLike[str], run: str | os.PathLike[str]) -> Project:
+    """Record ``run`` as the project's last run in ``project.json`` (atomically).
+
+    The paintings and ``saved_at`` are not touched, so an autosave stays newer than the save.
+    """
+    folder = find_project(folder)
+    project = load_project(folder)
+    updated = replace(project, last_run=_stored_path(folder, Path(run)))
+    atomic_write_text(folder / PROJECT_FILE, json.dumps(updated.to_dict(), indent=2))
+    return updated
+
+
+def check_run_fits(project: Project, config: Any, run: str | os.PathLike[str] = "") -> None:
+    """Refuse a run (its :class:`~segstudio.core.config.TrainConfig`) whose mode or class count
+    differs from the project's.
+
+    Raises
+    ------
+    UserInputError
+        Naming the run, what it was trained for and what the project has.
+    """
+    k = len(project.classes)
+    if config.mode != project.mode or (k and config.n_classes != k):
+        where = f"the model in '{run}'" if run else "this model"
+        raise UserInputError(
+            f"{where} was trained for {config.n_classes} {config.mode} classes; the project has "
+            f"{k} {project.mode} classes (train again, or restore the classes)"
+        )
+
+
+def project_paintings_shape(project: Project, spatial: Sequence[int]) -> tuple[int, ...]:
+    """Shape of empty paintings for an image with ``spatial`` shape."""
+    if project.mode == MULTILABEL:
+        return (len(project.classes), *spatial)
+    return tuple(spatial)
