@@ -361,6 +361,9 @@ class SegController(QObject):
         self._detach_layers()
         if layer is not None:
             self._adopt_or_create_paint_layers()
+            # Made now, empty (transparent), not when the first live prediction arrives: adding
+            # a napari layer costs 0.2-0.5 s of GUI thread, which must not fall into training.
+            self._ensure_prediction_layers()
         self.image_changed.emit()
         self.classes_changed.emit()
         self.refresh_counts()
@@ -840,6 +843,7 @@ class SegController(QObject):
             paint, weights, _ = _copy_and_weigh(arrays, mode, method, k, pins, None)
             return [TrainingImage(image, paint, ch)], weights.weights
 
+        self._ensure_prediction_layers()  # before training: adding a layer stalls the GUI
         self._set_state("running")
         self.status.emit("starting training…")
         self._train_worker = start_worker(
