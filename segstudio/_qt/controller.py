@@ -34,6 +34,7 @@ from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, c
 from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
+from segstudio.core.project import DEFAULT_AUTOSAVE_EVERY_S
 from segstudio.core.weights import DEFAULT_METHOD, ClassWeights, compute_weights
 
 #: Quiet time after the last paint event before paintings are copied and weighed.
@@ -52,6 +53,8 @@ ABSENT_COLOR = "#8c8c8c"
 PREDICTION_OPACITY = 0.4
 #: Folder prediction: files it picks up.
 FOLDER_EXTENSIONS = (".tif", ".tiff", ".nii", ".nii.gz", ".npy", ".png", ".zarr")
+#: Seconds between autosaves of the paintings of an open project.
+DEFAULT_AUTOSAVE_S = DEFAULT_AUTOSAVE_EVERY_S
 #: Key of segstudio's entries in ``layer.metadata``.
 META_KEY = "segstudio"
 LENGTHS = ("iterations", "minutes", "until stopped")
@@ -82,6 +85,7 @@ class TrainSettings:
     live_preview: bool = True
     preview_every_s: float = 2.0
     preview_region: str = "view"
+    probabilities: bool = False  # whole-image predictions also show per-class probabilities
 
 
 @dataclass(frozen=True)
@@ -163,9 +167,10 @@ def _predict_region(predictor: Any, image: np.ndarray, channel_axis: int | None,
     return predictor.predict(image, channel_axis, region=region, stats=stats), stats
 
 
-def _predict_whole(predictor: Any, image: np.ndarray, channel_axis: int | None, stats: Any) -> Iterator[Any]:
+def _predict_whole(predictor: Any, image: np.ndarray, channel_axis: int | None, stats: Any,
+                   probabilities: bool = False) -> Iterator[Any]:
     """Whole-image prediction with progress (cancellable between tile batches)."""
-    yield from predictor.iter_predict(image, channel_axis, stats=stats)
+    yield from predictor.iter_predict(image, channel_axis, stats=stats, probabilities=probabilities)
 
 
 def _predict_folder(predictor: Any, files: list[Path], out_dir: Path) -> Iterator[tuple[int, int, str]]:
@@ -205,6 +210,61 @@ def _metrics(mode: str, pred: np.ndarray, truth: np.ndarray, names: list[str],
     return [MetricsRow(n, r.dice, r.hd95) for n, r in zip(names, rows)]
 
 
+def _save_prediction(labels: np.ndarray, dest: Path, spacing: tuple[float, ...] | None,
+                     source: str | None, axes: str | None) -> Path:
+    """Write predicted labels next to their image's metadata (spacing; NIfTI affine/header)."""
+    from segstudio.core.io import ImageMeta, read_image, write_image
+
+    like = None
+    if source and Path(source).exists():
+        try:
+            like = read_image(source, lazy=True)[1]
+        except UserInputError:
+            like = None  # the source went bad since it was opened: spacing alone is kept
+    return write_image(dest, labels, ImageMeta(spacing=spacing, axes=axes), like=like)
+
+
+def _write_project(folder: Path, project: Any, arrays: dict[str, list[Any]], mode: str,
+                   predictions: dict[str, Any], image: tuple[str, Any, Any] | None,
+                   run_dir: Path | None) -> Any:
+    """Copy the paintings and write the project folder (off the GUI thread).
+
+    ``image``: ``(name, array, meta)`` of an image that has no file yet (a sample or a layer
+    made in napari): written into the project's ``images/`` folder first. A run outside the
+    project (a temporary one) is copied into ``runs/``.
+    """
+    from segstudio.core import project as P
+    from segstudio.core.run import atomic_write_with
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        name, data, _meta = image
+        dest = folder / P.IMAGES_DIR / f"{name}.npy"
+        arr = np.asarray(data)
+        atomic_write_with(dest, lambda fh: np.save(fh, arr))
+        ch = project.images[0].channel_axis if project.images else None
+        project = P.add_image(folder, replace(project, images=()), dest, name=name, channel_axis=ch, copy=True)
+    paint = {n: (np.array(a[0], copy=True) if mode == EXCLUSIVE else np.stack([np.asarray(x) for x in a]))
+             for n, a in arrays.items()}
+    if run_dir is not None and (run_dir / "model.pt").exists():
+        inside = folder.resolve() in run_dir.resolve().parents
+        if not inside:
+            dest_run = P.new_run_dir(folder)
+            shutil.copytree(run_dir, dest_run, dirs_exist_ok=True)
+            run_dir = dest_run
+        project = replace(project, last_run=P._stored_path(folder, run_dir))
+    return P.save_project(folder, project, paint, predictions)
+
+
+def _write_autosave(folder: Path, arrays: dict[str, list[Any]], mode: str) -> Path:
+    """Copy the paintings and write them to the project's autosave side folder."""
+    from segstudio.core.project import autosave
+
+    paint = {n: (np.array(a[0], copy=True) if mode == EXCLUSIVE else np.stack([np.asarray(x) for x in a]))
+             for n, a in arrays.items()}
+    return autosave(folder, paint)
+
+
 def _copy_run(src: Path | None, dest: Path, fallback: Callable[[Path], None]) -> Path:
     if src is not None and (src / "model.pt").exists():
         shutil.copytree(src, dest, dirs_exist_ok=True)
@@ -228,6 +288,7 @@ class SegController(QObject):
     prediction_updated = Signal()
     predict_progress = Signal(int, int)  # done, total (0, 0: idle)
     metrics_ready = Signal(object)  # list[MetricsRow]
+    project_changed = Signal(str)  # the project folder, after it was opened or saved
 
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -275,6 +336,19 @@ class SegController(QObject):
         self._after_predict: Callable[[], None] | None = None
         self._folder_worker: Any = None
         self._misc_workers: list[Any] = []
+        #: The open project folder (``None``: not saved as a project yet).
+        self.project_dir: Path | None = None
+        self.project: Any = None  # core.project.Project as last saved or opened
+        #: Asked (with a one-line message) before autosaved paintings are recovered; the widget
+        #: shows a dialog, tests inject the answer.
+        self.ask_recover: Callable[[str], bool] = lambda message: True
+        self._paint_version = 0
+        self._autosaved_version = 0
+        self._save_worker: Any = None
+        self._autosave_worker: Any = None
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self.set_autosave_interval(DEFAULT_AUTOSAVE_S)
 
         self._paint_timer = QTimer(self)
         self._paint_timer.setSingleShot(True)
@@ -306,8 +380,10 @@ class SegController(QObject):
         """Stop every worker (training writes its checkpoint) and disconnect from the viewer."""
         if self._closed:
             return
+        self._autosave_sync()  # before anything stops: the newest strokes reach the disk
         self._closed = True
         self._paint_timer.stop()
+        self._autosave_timer.stop()
         self._view_timer.stop()
         self._preview_pending = None
         for event, cb in (
@@ -705,6 +781,10 @@ class SegController(QObject):
         elif layer in self.paint_layers:
             self._disconnect_paint_layer(layer)
             self.paint_layers = [lyr for lyr in self.paint_layers if lyr is not layer]
+            if self.is_training:
+                self._report_error(
+                    f"the paint layer '{layer.name}' was removed: training goes on with the strokes it "
+                    "already has; stop and press Train to recreate it")
         elif layer in self.prediction_layers:
             self.prediction_layers = []
             self._prediction_complete = False
@@ -712,6 +792,7 @@ class SegController(QObject):
     # ------------------------------------------------------------------ paintings → counts
     def _on_paint_event(self, event: Any = None) -> None:
         if not self._closed:
+            self._paint_version += 1
             self._paint_timer.start()  # restart: debounce
 
     def paint_arrays(self) -> list[Any]:
@@ -821,7 +902,12 @@ class SegController(QObject):
             config = self.build_config()
             resume = self.run_dir if self._can_resume(config) else None
             if resume is None:
-                self.run_dir = Path(tempfile.mkdtemp(prefix="segstudio-run-"))
+                if self.project_dir is not None:
+                    from segstudio.core.project import new_run_dir
+
+                    self.run_dir = new_run_dir(self.project_dir)
+                else:
+                    self.run_dir = Path(tempfile.mkdtemp(prefix="segstudio-run-"))
                 self.loss_iterations, self.loss_values = [], []
                 self.iteration = 0
             self._preview_predictor = Predictor(model_from_config(config), config, device=config.device)
@@ -844,6 +930,7 @@ class SegController(QObject):
             return [TrainingImage(image, paint, ch)], weights.weights
 
         self._ensure_prediction_layers()  # before training: adding a layer stalls the GUI
+        self.autosave(force=True)  # paintings reach the disk before training starts
         self._set_state("running")
         self.status.emit("starting training…")
         self._train_worker = start_worker(
@@ -1074,6 +1161,29 @@ class SegController(QObject):
         self._prediction_complete = full or self._prediction_complete
         self.prediction_updated.emit()
 
+    def _show_probabilities(self, probabilities: np.ndarray) -> None:
+        """One Image layer per class (0..1, the class colour, additive), updated in place."""
+        from napari.utils.colormaps import Colormap
+        from napari.utils.colormaps.standardize_color import transform_color
+
+        geometry = self._layer_geometry()
+        for k, spec in enumerate(self.classes[: len(probabilities)]):
+            name = f"probability: {spec.name}"
+            data = np.asarray(probabilities[k], dtype=np.float32)
+            layer = next((lyr for lyr in self.viewer.layers if lyr.name == name
+                          and (lyr.metadata or {}).get(META_KEY, {}).get("role") == "probability"), None)
+            if layer is not None and tuple(layer.data.shape) == data.shape:
+                layer.data = data
+                continue
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            rgba = transform_color(spec.color)[0]
+            cmap = Colormap([[0.0, 0.0, 0.0, 1.0], rgba], name=f"segstudio {spec.color}")
+            self.viewer.add_image(
+                data, name=name, colormap=cmap, blending="additive", contrast_limits=(0.0, 1.0),
+                visible=k == 0, metadata=self._meta("probability", class_index=k), **geometry,
+            )
+
     def _remove_prediction_layers(self) -> None:
         for layer in self.prediction_layers:
             if layer in self.viewer.layers:
@@ -1104,6 +1214,26 @@ class SegController(QObject):
     def predicting(self) -> bool:
         return self._predict_worker is not None or self._folder_worker is not None
 
+    def save_prediction(self, dest: str | Path) -> None:
+        """Write the whole-image prediction to ``dest`` (format from the extension; the image's
+        spacing, and for NIfTI its affine, are kept). Predicts the whole image first if the
+        layer only holds live previews of parts of it."""
+        if self._closed:
+            return
+        if self.config is None or self._preview_state is None:
+            self._report_error("nothing to save yet: train a model first")
+            return
+        if not self._prediction_complete or self.prediction_array() is None:
+            self.predict_image(then=lambda: self.save_prediction(dest))
+            return
+        labels = np.array(self.prediction_array(), copy=True)
+        nd = len(self.spatial_shape)
+        axes = ("C" if self.mode == MULTILABEL else "") + "ZYX"[-nd:]
+        source = ((self.image_layer.metadata or {}).get(META_KEY, {}) or {}).get("path")
+        self.status.emit(f"saving the prediction to {dest}…")
+        self._spawn(_save_prediction, labels, Path(dest), self.spacing, source, axes,
+                    returned=lambda p: self.status.emit(f"prediction saved to {p}"))
+
     def predict_image(self, then: Callable[[], None] | None = None) -> None:
         """Predict the whole image with the newest weights (progress, cancellable)."""
         if self._closed or self._predict_worker is not None:
@@ -1119,6 +1249,7 @@ class SegController(QObject):
         self.predict_progress.emit(0, 1)
         self._predict_worker = start_worker(
             _predict_whole, predictor, image, self.channel_axis, self._stats_cache.get(id(image)),
+            self.settings.probabilities,
             yielded=self._on_predict_event, errored=self._on_worker_error,
             finished=self._on_predict_finished,
         )
@@ -1138,6 +1269,8 @@ class SegController(QObject):
             return
         if isinstance(event, PredictResult):
             self._apply_prediction(event)
+            if event.probabilities is not None:
+                self._show_probabilities(event.probabilities)
             self.status.emit("whole-image prediction done")
             then, self._after_predict = self._after_predict, None
             if then is not None:
@@ -1241,9 +1374,255 @@ class SegController(QObject):
                 if w in self._misc_workers:
                     self._misc_workers.remove(w)
 
-        worker = start_worker(func, *args, returned=returned, errored=self._on_worker_error, finished=done)
+        def on_returned(value: Any) -> None:
+            if not self._closed:  # the session may have closed while the worker ran
+                returned(value)
+
+        worker = start_worker(func, *args, returned=on_returned, errored=self._on_worker_error, finished=done)
         holder.append(worker)
         self._misc_workers.append(worker)
+
+    # ------------------------------------------------------------------ projects
+    def set_autosave_interval(self, seconds: float) -> None:
+        """Autosave the paintings of an open project every ``seconds`` (0 turns it off)."""
+        self._autosave_timer.stop()
+        self._autosave_timer.setInterval(max(int(seconds * 1000), 1))
+        self._autosave_enabled = seconds > 0
+        if self._autosave_enabled and self.project_dir is not None and not self._closed:
+            self._autosave_timer.start()
+
+    def _image_name(self) -> str:
+        from segstudio.core.project import _safe
+
+        return _safe(self.image_layer.name)
+
+    def _project_content(self, folder: Path, same_folder: bool = True) -> tuple[Any, tuple[str, Any, Any] | None]:
+        """The project as the session stands (GUI thread; no pixels are copied here)."""
+        from dataclasses import asdict
+
+        from segstudio.core import project as P
+
+        if self.image_layer is None:
+            raise UserInputError("choose an image first")
+        name = self._image_name()
+        meta = (self.image_layer.metadata or {}).get(META_KEY, {})
+        source = meta.get("path") or getattr(getattr(self.image_layer, "source", None), "path", None)
+        base = P.Project(
+            mode=self.mode,
+            classes=tuple(P.ProjectClass(c.name, c.color, c.pinned) for c in self.classes),
+            weight_method=self.weight_method,
+            training={**asdict(self.settings), "overrides": {
+                k: v for k, v in self.config_overrides.items() if isinstance(v, (int, float, str, bool, list, tuple))
+            }},
+            last_run=self.project.last_run if same_folder and self.project is not None else None,
+        )
+        old = self.project.images[0] if same_folder and self.project is not None and self.project.images else None
+        if old is not None and old.name == name:
+            image = replace(old, channel_axis=self.channel_axis)
+            return replace(base, images=(image,)), None
+        if source and Path(source).exists():
+            image = P.ProjectImage(name=name, path=P._stored_path(folder, Path(source)),
+                                   absolute=str(Path(source).resolve()), channel_axis=self.channel_axis)
+            return replace(base, images=(image,)), None
+        # No file behind the layer (a sample, a layer made in napari): copy the pixels in.
+        ghost = P.ProjectImage(name=name, path="", channel_axis=self.channel_axis)
+        return replace(base, images=(ghost,)), (name, self.image_array(), None)
+
+    def save_project(self, folder: str | Path | None = None) -> None:
+        """Save the session as a project (``folder``: Save As; ``None``: the open project).
+
+        Paintings are copied and written off the GUI thread; a failed write leaves the
+        previous files intact and is reported.
+        """
+        if self._closed:
+            return
+        if folder is None and self.project_dir is None:
+            self._report_error("choose a project folder first (Save project as…)")
+            return
+        if self._save_worker is not None:
+            self._report_error("a save is already running")
+            return
+        target = Path(folder) if folder is not None else self.project_dir
+        try:
+            # Save As elsewhere: the image path is computed against the new folder.
+            content, image = self._project_content(target, same_folder=target == self.project_dir)
+            arrays = {content.images[0].name: self.paint_arrays()}
+        except UserInputError as e:
+            self._report_error(str(e))
+            return
+        preds = {}
+        pred = self.prediction_array()
+        if pred is not None and self._prediction_complete:
+            preds[content.images[0].name] = pred.copy()
+        run_dir = self.run_dir if not self.is_training else None
+        self.status.emit(f"saving project to {target}…")
+        version = self._paint_version
+
+        def saved(project: Any) -> None:
+            self.project_dir, self.project = target, project
+            self._autosaved_version = version
+            self.status.emit(f"project saved to {target}")
+            self.project_changed.emit(str(target))
+            if self._autosave_enabled and not self._closed:
+                self._autosave_timer.start()
+
+        def finished() -> None:
+            self._save_worker = None
+
+        self._save_worker = start_worker(
+            _write_project, target, content, arrays, self.mode, preds, image, run_dir,
+            returned=saved, errored=self._on_worker_error, finished=finished,
+        )
+
+    def autosave(self, force: bool = False) -> None:
+        """Write the paintings to the open project's autosave side folder (in a worker),
+        when they changed since the last save or autosave."""
+        if self._closed or self.project_dir is None or self._autosave_worker is not None:
+            return
+        if not force and self._paint_version == self._autosaved_version:
+            return
+        try:
+            arrays = {self._image_name(): self.paint_arrays()}
+        except UserInputError:
+            return
+        version = self._paint_version
+
+        def done(_: Any) -> None:
+            self._autosaved_version = version
+
+        def finished() -> None:
+            self._autosave_worker = None
+
+        self._autosave_worker = start_worker(
+            _write_autosave, self.project_dir, arrays, self.mode,
+            returned=done, errored=self._on_worker_error, finished=finished,
+        )
+
+    def _autosave_sync(self) -> None:
+        """Autosave on the calling thread (closing the app: no worker may outlive it)."""
+        if self._closed or self.project_dir is None or self._paint_version == self._autosaved_version:
+            return
+        try:
+            _write_autosave(self.project_dir, {self._image_name(): self.paint_arrays()}, self.mode)
+            self._autosaved_version = self._paint_version
+        except Exception as e:  # noqa: BLE001 - closing must go on; the message is kept
+            self.last_error = f"autosave failed: {e}"
+
+    def open_project(self, folder: str | Path) -> bool:
+        """Open a project: image, classes, mode, settings, paintings (recovered from the
+        autosave if the user agrees), the last run's weights and the saved prediction.
+
+        Returns ``True`` when the project opened (a broken run only costs the model, reported).
+        """
+        from segstudio.core import project as P
+
+        if self._closed:
+            return False
+        if self.is_training:
+            self._report_error("stop training before opening a project")
+            return False
+        try:
+            folder = P.find_project(folder)
+            project = P.load_project(folder)
+            if not project.images:
+                raise UserInputError(f"project '{folder}' has no image")
+            im = project.images[0]
+            data, meta = P.read_image_of(folder, project, im.name, lazy=True)
+            paint = P.read_paintings(folder, project, im.name)
+            rec = P.recovery(folder)
+            recovered = False
+            if rec is not None:
+                if self.ask_recover(rec.message):
+                    paint = P.recover_paintings(folder, project).get(im.name, paint)
+                    recovered = True
+                else:
+                    P.discard_autosave(folder)
+        except UserInputError as e:
+            self._report_error(str(e))
+            return False
+        # Session state first, so the layers are made for the project's mode and classes.
+        self._remove_prediction_layers()
+        self.mode = project.mode
+        self.classes = [ClassSpec(c.name, c.color, c.pinned) for c in project.classes] or self.classes
+        self.weight_method = project.weight_method
+        known = {f for f in TrainSettings.__dataclass_fields__}
+        self.settings = replace(TrainSettings(), **{k: v for k, v in project.training.items() if k in known})
+        self.config_overrides.update({k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in dict(project.training.get("overrides", {})).items()})
+        self.config, self.run_dir, self._preview_state = None, None, None
+        self.loss_iterations, self.loss_values, self.iteration = [], [], 0
+        self.project_dir, self.project = folder, project
+        self.mode_changed.emit(self.mode)
+        meta_seg = {META_KEY: {"path": str(P.image_path(folder, im)), "channel_axis": im.channel_axis}}
+        kwargs: dict[str, Any] = {"name": im.name, "metadata": meta_seg}
+        if meta.spacing is not None:
+            n_spatial = data.ndim - (im.channel_axis is not None)
+            if len(meta.spacing) == n_spatial:
+                sp = list(meta.spacing)
+                if im.channel_axis is not None:
+                    sp.insert(im.channel_axis, 1.0)
+                kwargs["scale"] = tuple(sp)
+        layer = self.viewer.add_image(data, **kwargs)
+        self.set_image_layer(layer)
+        if paint is not None:
+            try:
+                if self.mode == EXCLUSIVE:
+                    self.paint_layers[0].data = paint.astype(self.paint_layers[0].data.dtype, copy=False)
+                else:
+                    for k, lyr in enumerate(self.paint_layers):
+                        lyr.data = paint[k].astype(np.uint8, copy=False)
+            except (ValueError, IndexError) as e:
+                self._report_error(f"paintings of '{im.name}' do not fit the image ({e})")
+        self._paint_version += 1
+        self._autosaved_version = self._paint_version if not recovered else 0
+        self.classes_changed.emit()
+        self._load_last_run(folder, project)
+        self.refresh_counts()
+        if self._autosave_enabled:
+            self._autosave_timer.start()
+        self.status.emit(f"opened project {folder}" + (" (autosaved paintings recovered)" if recovered else ""))
+        self.project_changed.emit(str(folder))
+        return True
+
+    def _load_last_run(self, folder: Path, project: Any) -> None:
+        """Restore the last run's weights (for previews, predictions and resuming) and the
+        saved prediction; a missing or tampered run is reported and skipped."""
+        from segstudio.core import project as P
+        from segstudio.core.predictor import Predictor
+        from segstudio.core.run import load_run
+
+        run = P.latest_run(folder, project)
+        if run is None:
+            return
+        try:
+            loaded = load_run(run)
+            P.check_run_fits(project, loaded.config, run)
+        except UserInputError as e:
+            self._report_error(f"{e}; the paintings are open, train again to get a model")
+            return
+        self.config, self.run_dir = loaded.config, run
+        self._preview_state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+        self._preview_predictor = Predictor(loaded.model, loaded.config, device=loaded.config.device)
+        self.iteration = loaded.iteration
+        self.loss_iterations = [int(r["iteration"]) for r in loaded.history]
+        self.loss_values = [float(r["loss"]) for r in loaded.history]
+        try:
+            pred = P.read_predictions(folder, project, self._image_name())
+        except UserInputError:
+            pred = None
+        if pred is not None:
+            layers = self._ensure_prediction_layers()
+            try:
+                if self.mode == EXCLUSIVE:
+                    layers[0].data[...] = pred
+                else:
+                    for k, lyr in enumerate(layers):
+                        lyr.data[...] = pred[k]
+                self._prediction_complete = True
+                for lyr in layers:
+                    lyr.refresh()
+            except (ValueError, IndexError):
+                self._remove_prediction_layers()
 
     # ------------------------------------------------------------------ errors
     def _on_worker_error(self, exc: BaseException) -> None:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -296,6 +297,18 @@ class SegStudioWidget(QWidget):
         row.addWidget(self.folder_btn)
         row.addWidget(self.cancel_btn)
         rl.addLayout(row)
+        row = QHBoxLayout()
+        self.proba_check = QCheckBox("with probabilities")
+        self.proba_check.setToolTip("Predict image also adds one probability layer per class")
+        row.addWidget(self.proba_check)
+        row.addStretch(1)
+        self.save_pred_btn = QPushButton("Save prediction…")
+        self.save_pred_btn.setToolTip(
+            "Write the whole-image prediction (TIFF, NIfTI, PNG, npy, OME-Zarr) with the image's "
+            "spacing (and NIfTI affine)"
+        )
+        row.addWidget(self.save_pred_btn)
+        rl.addLayout(row)
         self.predict_bar = QProgressBar()
         self.predict_bar.setFixedHeight(8)
         self.predict_bar.setTextVisible(False)
@@ -318,6 +331,19 @@ class SegStudioWidget(QWidget):
         self.save_btn = QPushButton("Save run…")
         self.save_btn.setToolTip("Copy the run directory (config.json, model.pt, history.csv, classes.json)")
         row.addWidget(self.save_btn)
+        row.addStretch(1)
+        rl.addLayout(row)
+        row = QHBoxLayout()
+        self.save_project_btn = QPushButton("Save project")
+        self.save_project_btn.setToolTip(
+            "Save image, classes, paintings, settings and runs into the project folder "
+            "(paintings are also autosaved every 30 s once a project is saved)")
+        self.save_project_as_btn = QPushButton("Save as…")
+        self.save_project_as_btn.setToolTip("Save the project into another folder")
+        self.open_project_btn = QPushButton("Open project…")
+        self.open_project_btn.setToolTip("Open a project folder (offers to recover autosaved paintings)")
+        for b in (self.save_project_btn, self.save_project_as_btn, self.open_project_btn):
+            row.addWidget(b)
         row.addStretch(1)
         rl.addLayout(row)
         col.addWidget(results)
@@ -402,6 +428,13 @@ class SegStudioWidget(QWidget):
         self.folder_btn.clicked.connect(self._on_predict_folder)
         self.metrics_btn.clicked.connect(self._on_metrics_clicked)
         self.save_btn.clicked.connect(self._on_save)
+        self.save_project_btn.clicked.connect(self._on_save_project)
+        self.save_project_as_btn.clicked.connect(self._on_save_project_as)
+        self.open_project_btn.clicked.connect(self._on_open_project)
+        c.ask_recover = self._ask_recover
+        c.project_changed.connect(self._on_project_changed)
+        self.save_pred_btn.clicked.connect(self._on_save_prediction)
+        self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
 
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed, layers.reordered):
@@ -751,10 +784,65 @@ class SegStudioWidget(QWidget):
         )
         self.metrics_label.setVisible(True)
 
+    def _on_save_prediction(self) -> None:
+        layer = self.controller.image_layer
+        source = ((layer.metadata or {}).get("segstudio", {}) or {}).get("path") if layer is not None else None
+        suffix = ".nii.gz" if source and str(source).lower().endswith((".nii", ".nii.gz")) else ".tif"
+        name = f"{layer.name if layer is not None else 'image'}_prediction{suffix}"
+        dest, _ = QFileDialog.getSaveFileName(
+            self, "Save the prediction", name,
+            "Images (*.tif *.tiff *.nii.gz *.nii *.png *.npy *.zarr);;All files (*)",
+        )
+        if dest:
+            self.controller.save_prediction(dest)
+
     def _on_save(self) -> None:
         dest = QFileDialog.getExistingDirectory(self, "Save the run into folder")
         if dest:
             self.controller.save_run(dest)
+
+    def _on_save_project(self) -> None:
+        if self.controller.project_dir is None:
+            self._on_save_project_as()
+        else:
+            self.controller.save_project()
+
+    def _on_save_project_as(self) -> None:
+        dest = QFileDialog.getExistingDirectory(self, "Save the project into folder")
+        if dest:
+            self.controller.save_project(dest)
+
+    def _on_open_project(self) -> None:
+        src = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if src:
+            self.controller.open_project(src)
+
+    def _on_project_changed(self, folder: str) -> None:
+        """Show the opened project's settings in the controls."""
+        s = self.controller.settings
+        self._updating = True
+        try:
+            self.preset_combo.setCurrentText(s.preset)
+            self.device_combo.setCurrentText(s.device)
+            self.length_combo.setCurrentText(s.length)
+            self.iter_spin.setValue(s.iterations)
+            self.minutes_spin.setValue(s.minutes)
+            self.live_check.setChecked(s.live_preview)
+            self.interval_spin.setValue(s.preview_every_s)
+            self.region_combo.setCurrentText(s.preview_region)
+            self.method_combo.setCurrentText(self.controller.weight_method)
+        finally:
+            self._updating = False
+        self.iter_spin.setVisible(s.length == "iterations")
+        self.minutes_spin.setVisible(s.length == "minutes")
+        self._refresh_classes()
+
+    def _ask_recover(self, message: str) -> bool:
+        answer = QMessageBox.question(
+            self, "segstudio: recover paintings?", message[:1].upper() + message[1:],
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # ------------------------------------------------------------------ status
     def _set_status(self, text: str) -> None:

@@ -263,3 +263,38 @@ def test_metrics_folder_and_save_run(session, qtbot, tiny2d, paintings_of, tmp_p
     from segstudio.core.run import load_run
 
     assert load_run(dest).config.n_classes == 3
+
+
+def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtbot, tiny3d, paintings_of, tmp_path):
+    import nibabel as nib
+
+    from segstudio.core.io import ImageMeta, read_image, write_image
+
+    viewer, widget, c = session(tiny3d, paintings_of(tiny3d.truth), iterations=4)
+    affine = np.diag([*tiny3d.spacing[::-1], 1.0])
+    affine[:3, 3] = (10.0, -20.0, 5.0)
+    source = tmp_path / "img.nii.gz"
+    write_image(source, tiny3d.image, ImageMeta(spacing=tiny3d.spacing, affine=affine))
+    c.image_layer.metadata = {"segstudio": {"path": str(source)}}
+    widget.proba_check.setChecked(True)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert not c._prediction_complete  # only the current slab was previewed
+
+    dest = tmp_path / "pred.nii.gz"
+    c.save_prediction(dest)  # predicts the whole image first, then writes
+    qtbot.waitUntil(lambda: "prediction saved to" in widget.status_label.text() or c.last_error is not None,
+                    timeout=30_000)
+    assert c.last_error is None, c.last_error
+    labels, meta = read_image(dest)
+    np.testing.assert_array_equal(labels, viewer.layers["prediction"].data)
+    assert labels.min() >= 1  # whole image
+    np.testing.assert_allclose(nib.load(dest).affine, nib.load(source).affine)
+    assert meta.spacing == pytest.approx(tiny3d.spacing)
+
+    proba = [lyr for lyr in viewer.layers if lyr.name.startswith("probability: ")]
+    assert [lyr.name for lyr in proba] == [f"probability: {n}" for n in ("background", "foreground", "boundary")]
+    stack = np.stack([lyr.data for lyr in proba])
+    assert stack.shape == (3, 8, 32, 32) and np.allclose(stack.sum(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(stack.argmax(axis=0) + 1, labels)
