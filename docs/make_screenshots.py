@@ -43,17 +43,20 @@ def shoot(sample: str, out: Path, seconds: float) -> None:
     if sample == "nuclei3d":
         viewer.dims.set_current_step(0, c.spatial_shape[0] // 2)
     _spin(app, 1.0)
+    previews = [0]
+    c.prediction_updated.connect(lambda: previews.__setitem__(0, previews[0] + 1))
     widget.train_btn.click()
     started = time.monotonic()
     _spin(app, seconds, until=lambda: c.last_error is not None)
     if c.last_error:
         raise SystemExit(f"{sample}: {c.last_error}")
     # Make sure an overlay and a loss curve are there before the picture is taken.
-    _spin(app, 120, until=lambda: bool(c.prediction_layers) and len(c.loss_values) > 5 and not c.preview_busy)
+    _spin(app, 120, until=lambda: previews[0] > 0 and len(c.loss_values) > 5 and not c.preview_busy)
     widget._redraw_progress()
     if c.paint_layers:
         viewer.layers.selection.active = c.paint_layers[0]
         widget.class_table.selectRow(1)
+    viewer.reset_view()  # the canvas has its final size only now
     _spin(app, 1.0)
     viewer.screenshot(str(out), canvas_only=False)
     print(f"{out}: {c.iteration} iterations in {time.monotonic() - started:.0f} s", flush=True)
