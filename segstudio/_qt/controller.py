@@ -333,6 +333,7 @@ class SegController(QObject):
         self._preview_state: Any = None  # latest weights (state dict)
         self._prediction_complete = False
         self._predict_worker: Any = None
+        self._predict_target: Any = None  # an Image layer other than the training image
         self._after_predict: Callable[[], None] | None = None
         self._folder_worker: Any = None
         self._misc_workers: list[Any] = []
@@ -779,6 +780,7 @@ class SegController(QObject):
             self._detach_layers()
             self.image_changed.emit()
         elif layer in self.paint_layers:
+            self._autosave_sync()  # an open project keeps the strokes of a deleted layer
             self._disconnect_paint_layer(layer)
             self.paint_layers = [lyr for lyr in self.paint_layers if lyr is not layer]
             if self.is_training:
@@ -822,8 +824,8 @@ class SegController(QObject):
         )
 
     def _on_counts(self, result: tuple[np.ndarray, ClassWeights, bool]) -> None:
-        if self._closed:
-            return
+        if self._closed or self._count_dirty:
+            return  # (dirty: the paintings changed while counting; a fresh count follows)
         paint, weights, unchanged = result
         self._last_paint = paint
         self.weights = weights
@@ -1256,6 +1258,45 @@ class SegController(QObject):
         if hasattr(self._predict_worker, "aborted"):
             self._predict_worker.aborted.connect(lambda: self.status.emit("prediction cancelled"))
 
+    def predict_other(self, layer: Any) -> None:
+        """Predict another open Image layer with the newest weights, into its own Labels layer
+        ``"<name> prediction"`` (one per class, multi-label) with that layer's scale."""
+        if layer is None or layer is self.image_layer:
+            self.predict_image()
+            return
+        if self._closed or self._predict_worker is not None:
+            return
+        try:
+            predictor = self._predictor_for_results()
+        except UserInputError as e:
+            self._report_error(str(e))
+            return
+        meta_axis = ((layer.metadata or {}).get(META_KEY, {}) or {}).get("channel_axis")
+        channel_axis = layer.ndim if getattr(layer, "rgb", False) else meta_axis
+        self._predict_target = layer
+        self.status.emit(f"predicting {layer.name}…")
+        self.predict_progress.emit(0, 1)
+        self._predict_worker = start_worker(
+            _predict_whole, predictor, np.asarray(layer.data), channel_axis, None,
+            yielded=self._on_predict_event, errored=self._on_worker_error,
+            finished=self._on_predict_finished,
+        )
+
+    def _apply_other_prediction(self, layer: Any, result: Any) -> None:
+        meta_axis = ((layer.metadata or {}).get(META_KEY, {}) or {}).get("channel_axis")
+        scale = tuple(s for i, s in enumerate(layer.scale) if i != meta_axis)
+        names = ([f"{layer.name} prediction"] if self.mode == EXCLUSIVE
+                 else [f"{layer.name} prediction: {c.name}" for c in self.classes])
+        arrays = [result.labels] if self.mode == EXCLUSIVE else list(result.labels)
+        for k, (name, data) in enumerate(zip(names, arrays)):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            out = self.viewer.add_labels(data, name=name, scale=scale, opacity=PREDICTION_OPACITY,
+                                         metadata=self._meta("prediction", of=layer.name))
+            colors = self._exclusive_colors() if self.mode == EXCLUSIVE else {1: self.classes[k].color}
+            out.colormap = self._colormap(colors)
+        self.status.emit(f"{layer.name} predicted")
+
     def cancel_predict(self) -> None:
         for w in (self._predict_worker, self._folder_worker):
             if w is not None:
@@ -1267,7 +1308,9 @@ class SegController(QObject):
 
         if self._closed:
             return
-        if isinstance(event, PredictResult):
+        if isinstance(event, PredictResult) and self._predict_target is not None:
+            self._apply_other_prediction(self._predict_target, event)
+        elif isinstance(event, PredictResult):
             self._apply_prediction(event)
             if event.probabilities is not None:
                 self._show_probabilities(event.probabilities)
@@ -1280,6 +1323,7 @@ class SegController(QObject):
 
     def _on_predict_finished(self) -> None:
         self._predict_worker = None
+        self._predict_target = None
         self.predict_progress.emit(0, 0)
 
     def predict_folder(self, in_dir: str | Path, out_dir: str | Path) -> None:
@@ -1394,7 +1438,8 @@ class SegController(QObject):
     def _image_name(self) -> str:
         from segstudio.core.project import _safe
 
-        return _safe(self.image_layer.name)
+        meta = (self.image_layer.metadata or {}).get(META_KEY, {})
+        return _safe(meta.get("project_image") or self.image_layer.name)
 
     def _project_content(self, folder: Path, same_folder: bool = True) -> tuple[Any, tuple[str, Any, Any] | None]:
         """The project as the session stands (GUI thread; no pixels are copied here)."""
@@ -1553,7 +1598,8 @@ class SegController(QObject):
         self.loss_iterations, self.loss_values, self.iteration = [], [], 0
         self.project_dir, self.project = folder, project
         self.mode_changed.emit(self.mode)
-        meta_seg = {META_KEY: {"path": str(P.image_path(folder, im)), "channel_axis": im.channel_axis}}
+        meta_seg = {META_KEY: {"path": str(P.image_path(folder, im)), "channel_axis": im.channel_axis,
+                               "project_image": im.name}}
         kwargs: dict[str, Any] = {"name": im.name, "metadata": meta_seg}
         if meta.spacing is not None:
             n_spatial = data.ndim - (im.channel_axis is not None)
@@ -1576,11 +1622,11 @@ class SegController(QObject):
         self._paint_version += 1
         self._autosaved_version = self._paint_version if not recovered else 0
         self.classes_changed.emit()
-        self._load_last_run(folder, project)
+        self.status.emit(f"opened project {folder}" + (" (autosaved paintings recovered)" if recovered else ""))
+        self._load_last_run(folder, project)  # a broken run is reported after (and over) that line
         self.refresh_counts()
         if self._autosave_enabled:
             self._autosave_timer.start()
-        self.status.emit(f"opened project {folder}" + (" (autosaved paintings recovered)" if recovered else ""))
         self.project_changed.emit(str(folder))
         return True
 

@@ -286,8 +286,13 @@ class SegStudioWidget(QWidget):
         results = QGroupBox("Results")
         rl = QVBoxLayout(results)
         row = QHBoxLayout()
+        self.predict_combo = QComboBox()
+        self.predict_combo.setToolTip(
+            "Image to predict: the training image (into the prediction layer) or another open image"
+        )
+        rl.addWidget(self.predict_combo)
         self.predict_btn = QPushButton("Predict image")
-        self.predict_btn.setToolTip("Predict the whole image with the newest weights")
+        self.predict_btn.setToolTip("Predict the whole image chosen above with the newest weights")
         self.folder_btn = QPushButton("Predict folder…")
         self.folder_btn.setToolTip("Predict every image in a folder and write label files")
         self.cancel_btn = QPushButton("Cancel")
@@ -423,7 +428,7 @@ class SegStudioWidget(QWidget):
         self.interval_spin.valueChanged.connect(lambda v: c.set_settings(preview_every_s=float(v)))
         self.region_combo.currentTextChanged.connect(lambda v: c.set_settings(preview_region=v))
 
-        self.predict_btn.clicked.connect(lambda: c.predict_image())
+        self.predict_btn.clicked.connect(lambda: c.predict_other(self.predict_combo.currentData()))
         self.cancel_btn.clicked.connect(c.cancel_predict)
         self.folder_btn.clicked.connect(self._on_predict_folder)
         self.metrics_btn.clicked.connect(self._on_metrics_clicked)
@@ -499,6 +504,14 @@ class SegStudioWidget(QWidget):
             current = self.controller.image_layer
             if current in images:
                 self.image_combo.setCurrentIndex(images.index(current))
+            keep_target = self.predict_combo.currentData()
+            self.predict_combo.clear()
+            for lyr in images:
+                self.predict_combo.addItem(lyr.name, lyr)
+            if keep_target in images:
+                self.predict_combo.setCurrentIndex(images.index(keep_target))
+            elif current in images:
+                self.predict_combo.setCurrentIndex(images.index(current))
             truths = self._truth_layers()
             keep = self.truth_combo.currentData()
             self.truth_combo.clear()

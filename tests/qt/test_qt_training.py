@@ -298,3 +298,22 @@ def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtb
     stack = np.stack([lyr.data for lyr in proba])
     assert stack.shape == (3, 8, 32, 32) and np.allclose(stack.sum(axis=0), 1.0, atol=1e-3)
     np.testing.assert_array_equal(stack.argmax(axis=0) + 1, labels)
+
+
+def test_predict_another_open_image(session, qtbot, tiny2d, paintings_of):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), iterations=5)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    other = viewer.add_image(tiny2d.image[:, ::-1].copy(), name="other", scale=(0.5, 0.5))
+    assert c.image_layer.name == "img"  # adding an image does not change the training image
+    index = widget.predict_combo.findText("other")
+    assert index >= 0
+    widget.predict_combo.setCurrentIndex(index)
+    widget.predict_btn.click()
+    qtbot.waitUntil(lambda: "other prediction" in viewer.layers or c.last_error is not None, timeout=30_000)
+    assert c.last_error is None, c.last_error
+    out = viewer.layers["other prediction"]
+    assert out.data.shape == other.data.shape and out.data.min() >= 1 and out.data.max() <= 3
+    assert tuple(out.scale) == (0.5, 0.5)
+    qtbot.waitUntil(lambda: not c.predicting, timeout=10_000)
+    assert "other predicted" in widget.status_label.text()

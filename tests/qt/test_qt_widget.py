@@ -85,7 +85,10 @@ def test_painting_updates_counts_and_weights_after_debounce(open_widget, qtbot, 
 
     monkeypatch.setattr(controller_module, "_copy_and_weigh", spy)
     viewer, widget, c = open_widget(np.zeros((48, 48), np.float32))
-    qtbot.waitUntil(lambda: c.weights is not None, timeout=5000)
+    # Settled: the first weighing done and nothing queued (a busy CI machine can be slow here).
+    qtbot.waitUntil(lambda: c.weights is not None and c._count_worker is None and not c._count_dirty
+                    and not c._paint_timer.isActive(), timeout=10_000)
+    qtbot.wait(50)
     calls.clear()
     paint = c.paint_layers[0]
     paint.brush_size = 3
