@@ -18,7 +18,9 @@ from pathlib import Path
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
-SUBCOMMANDS = ("train", "predict", "weights", "info", "demo")
+#: ``predict --out-of-core auto`` streams lazily readable images of at least this size.
+OUT_OF_CORE_BYTES = 256 << 20
+SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -35,11 +37,11 @@ def _channel_axis(meta_axes: str | None, given: int | None, ndim: int) -> int | 
     return None
 
 
-def _load_image(path: str, channel_axis: int | None, what: str = "image"):
+def _load_image(path: str, channel_axis: int | None, what: str = "image", lazy: bool = False):
     from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_image
 
-    image, meta = read_image(path)
+    image, meta = read_image(path, lazy=lazy)
     ch = _channel_axis(meta.axes, channel_axis, image.ndim)
     spatial = image.ndim - (ch is not None)
     if spatial not in (2, 3):
@@ -114,12 +116,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     from segstudio.core.trainer import train as run_training
 
+    args.image, args.labels = args.image or [], args.labels or []
+    project_items, project_spacing, project_overrides = _project_training(args) if args.project else ([], None, {})
     if len(args.image) != len(args.labels):
         raise UserInputError(
             f"give one --labels per --image (got {len(args.image)} images, {len(args.labels)} label files)"
         )
-    items = []
-    spacing = None
+    if not args.project and (not args.image or not args.out):
+        raise UserInputError("give --image, --labels and --out, or --project PROJECT")
+    items = list(project_items)
+    spacing = project_spacing
     for img_path, lab_path in zip(args.image, args.labels):
         image, meta, ch = _load_image(img_path, args.channel_axis)
         labels, _ = read_labels(lab_path)
@@ -136,6 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_classes = None
     if args.mode == EXCLUSIVE:
         n_classes = max(int(it.paintings.max()) for it in items)
+    if project_overrides:
+        n_classes = len(project_overrides["class_names"])
     overrides = dict(
         iterations=None if args.minutes is not None and args.iterations is None else (args.iterations or 500),
         minutes=args.minutes, device=args.device, loss=args.loss, weight_method=args.weights,
@@ -150,6 +158,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["lr"] = args.lr
     if args.class_names:
         overrides["class_names"] = tuple(args.class_names)
+    if args.checkpoint_every is not None:
+        overrides["checkpoint_every_s"] = args.checkpoint_every
+    overrides.update(project_overrides)
     cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
                        n_classes=n_classes, **overrides)
     validation = None
@@ -161,10 +172,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     state: dict = {}
     start = time.perf_counter()
-    gen = run_training(cfg, source, args.out, resume=args.resume, validation=validation)
+    from segstudio.core.distributed import env_from_torchrun
+    from segstudio.core.distributed import train as train_maybe_distributed
+
+    dist_env = env_from_torchrun()  # started by torchrun: DistributedDataParallel, rank 0 prints
+    if dist_env is None:
+        gen = run_training(cfg, source, args.out, resume=args.resume, validation=validation)
+    else:
+        gen = train_maybe_distributed(dist_env, cfg, source, args.out, resume=args.resume, validation=validation)
+    quiet = dist_env is not None and not dist_env.is_main
     status = 0
     try:
         for ev in gen:
+            if quiet and not isinstance(ev, Failed):
+                continue
+            if isinstance(ev, Started) and dist_env is not None:
+                print(f"torchrun: {dist_env.world_size} processes, DistributedDataParallel", file=sys.stderr)
             if isinstance(ev, Started):
                 amp = f", AMP {ev.amp}" if ev.amp else ""
                 print(f"training on {ev.device}{amp}: {ev.parameters:,} parameters → {args.out}", file=sys.stderr)
@@ -178,8 +201,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             elif isinstance(ev, Validation):
                 ds = ", ".join(f"{d:.3f}" for d in ev.dice)
                 print(f"\nvalidation it {ev.iteration}: dice {ds}", file=sys.stderr)
-            elif isinstance(ev, Checkpoint) and args.verbose:
-                print(f"\ncheckpoint at it {ev.iteration}", file=sys.stderr)
+            elif isinstance(ev, Checkpoint):
+                if args.project and not state.get("recorded"):
+                    from segstudio.core.project import set_last_run
+
+                    set_last_run(args.project, ev.path)  # reopening the project finds this run
+                    state["recorded"] = True
+                if args.verbose:
+                    print(f"\ncheckpoint at it {ev.iteration}", file=sys.stderr)
             elif isinstance(ev, Failed):
                 print(f"\nsegstudio: training failed: {ev.message}", file=sys.stderr)
                 if args.debug:
@@ -195,6 +224,72 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: the last checkpoint is in {args.out}", file=sys.stderr)
         return 130
     return status
+
+
+def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...] | None, dict]:
+    """Images and paintings of ``--project`` for ``segstudio train``.
+
+    Sets ``args.mode`` from the project, ``args.out`` to a new ``runs/<timestamp>`` folder
+    when not given, and ``args.resume`` to the project's last run for ``--resume last``.
+    Images are read lazily (memory-mapped where the format allows), so a large volume is not
+    held twice in memory. Returns the training items, the first image's spacing and the
+    config overrides (classes, colours, pinned weights, weight method).
+    """
+    import numpy as np
+
+    from segstudio.core.data import TrainingImage
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.project import (
+        find_project, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
+    )
+
+    if args.image or args.labels:
+        raise UserInputError("give either --project or --image/--labels, not both")
+    folder = find_project(args.project)
+    args.project = str(folder)
+    project = load_project(folder)
+    if not project.classes:
+        raise UserInputError(f"project '{folder}' has no classes")
+    args.mode = project.mode
+    if args.loss is None or (project.mode == "multilabel" and args.loss == "ce"):
+        args.loss = "ce" if project.mode == "exclusive" else "bce"
+    if recovery(folder) is not None:
+        print(f"warning: '{folder}' has autosaved paintings newer than the last save; training uses the "
+              "saved ones (open the project in the app to recover them)", file=sys.stderr)
+    items, spacing = [], None
+    for im in project.images:
+        paint = read_paintings(folder, project, im.name)
+        if paint is None or not np.any(paint):
+            continue
+        image, meta = read_image_of(folder, project, im.name, lazy=True)
+        if not isinstance(image, np.ndarray):
+            image = np.asarray(image)
+        ch = _channel_axis(meta.axes, im.channel_axis if args.channel_axis is None else args.channel_axis,
+                           image.ndim)
+        spatial = tuple(s for i, s in enumerate(image.shape) if i != ch)
+        want = spatial if project.mode == "exclusive" else (len(project.classes), *spatial)
+        if tuple(paint.shape) != want:
+            raise UserInputError(
+                f"paintings of {im.name!r} have shape {tuple(paint.shape)}, its image needs {want}")
+        items.append(TrainingImage(image, paint, ch))
+        spacing = spacing or meta.spacing
+    if not items:
+        raise UserInputError(f"nothing is painted in project '{folder}'; paint at least two classes")
+    if args.resume == "last":
+        last = latest_run(folder, project)
+        if last is None:
+            raise UserInputError(f"--resume last: project '{folder}' has no run with weights yet")
+        args.resume = str(last)
+    if not args.out:
+        args.out = str(new_run_dir(folder))
+    pins = tuple((i, float(c.pinned)) for i, c in enumerate(project.classes) if c.pinned is not None)
+    overrides = {
+        "class_names": tuple(c.name for c in project.classes),
+        "class_colors": tuple(c.color for c in project.classes),
+        "pinned_weights": pins,
+        "weight_method": project.weight_method,
+    }
+    return items, spacing, overrides
 
 
 def split_ext(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -219,8 +314,59 @@ def _output_path(out: str, image_path: str, several: bool) -> Path:
     return out_p
 
 
+def _out_of_core(choice: str, image, out: Path) -> bool:
+    """Whether to predict band by band into the output file (see ``--out-of-core``)."""
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.outofcore import OUTPUT_FORMATS, is_in_memory
+
+    suffix = split_ext(out)[1].lower()
+    fits = suffix in OUTPUT_FORMATS or suffix in (".ome.tif", ".ome.tiff")
+    if choice == "never":
+        return False
+    if choice == "always":
+        if not fits:
+            raise UserInputError(f"--out-of-core always: write to {', '.join(OUTPUT_FORMATS)}, not '{out}'")
+        return True
+    import numpy as np
+
+    big = int(np.prod(image.shape, dtype=np.int64)) * np.dtype(image.dtype).itemsize >= OUT_OF_CORE_BYTES
+    if big and not is_in_memory(image) and not fits:
+        print(f"warning: '{out}' cannot be written band by band; the whole prediction is held in memory "
+              f"(write .zarr or .tif to avoid that)", file=sys.stderr)
+    return big and not is_in_memory(image) and fits
+
+
+def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args: argparse.Namespace) -> None:
+    """Predict a lazy image tile band by tile band straight into ``out`` (and probabilities)."""
+    from segstudio.core.outofcore import Written, iter_predict_to_file
+    from segstudio.core.predictor import PredictProgress
+
+    prob_path = None
+    if args.probabilities:
+        stem, suffix = split_ext(out)
+        prob_path = out.with_name(f"{stem.removesuffix('_labels')}_probabilities{suffix}")
+    last = time.perf_counter()
+    for ev in iter_predict_to_file(predictor, image, out, channel_axis=ch, probabilities_path=prob_path,
+                                   axes=meta.axes, spacing=meta.spacing, tta=args.tta):
+        if isinstance(ev, PredictProgress) and time.perf_counter() - last >= PROGRESS_LINE_EVERY_S:
+            last = time.perf_counter()
+            print(f"{path}: {ev.done}/{ev.total} tiles", file=sys.stderr, flush=True)
+        elif isinstance(ev, Written):
+            msg = f"{path} → {ev.labels} ({ev.seconds:.1f} s, out of core)"
+            if ev.probabilities:
+                msg += f", probabilities → {ev.probabilities}"
+            print(msg, file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``segstudio predict``: labels (and probabilities) for one or more images."""
+    """``segstudio predict``: labels (and probabilities) for one or more images.
+
+    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one band
+    of tiles at a time and their prediction is written band by band into a ``.zarr``,
+    ``.tif`` or ``.npy`` output, so memory stays bounded by a band, not by the volume.
+    """
+    import numpy as np
+
     from segstudio.core.io import write_image
 
     predictor = load_predictor(args.model, args.device)
@@ -228,10 +374,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if several:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     for path in args.image:
-        image, meta, ch = _load_image(path, args.channel_axis)
+        image, meta, ch = _load_image(path, args.channel_axis, lazy=True)
         t0 = time.perf_counter()
-        result = predictor.predict(image, ch, probabilities=args.probabilities, tta=args.tta)
         out = _output_path(args.out, path, several)
+        if _out_of_core(args.out_of_core, image, out):
+            _predict_out_of_core(predictor, image, meta, ch, path, out, args)
+            continue
+        image = np.array(image)  # small enough: load it
+        result = predictor.predict(image, ch, probabilities=args.probabilities, tta=args.tta)
         write_image(out, result.labels, like=meta)
         msg = f"{path} → {out} ({time.perf_counter() - t0:.1f} s)"
         if args.probabilities and result.probabilities is not None:
@@ -244,16 +394,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def load_predictor(model: str, device: str = "auto"):
-    """A :class:`~segstudio.core.predictor.Predictor` from a run directory."""
-    from segstudio.core.errors import UserInputError
-    from segstudio.core.predictor import Predictor
+    """A :class:`~segstudio.core.predictor.Predictor` from a run directory or an exported
+    ``.pt``/``.pt2``/``.onnx``/``.zip`` (see :func:`segstudio.core.export.load_predictor`)."""
+    from segstudio.core.export import load_predictor as load_any
 
-    path = Path(model)
-    if path.is_dir():
-        return Predictor.from_run(path, device=device)
-    if not path.exists():
-        raise UserInputError(f"cannot load model '{model}': not found")
-    raise UserInputError(f"cannot load model '{model}': expected a run directory (with config.json and model.pt)")
+    return load_any(model, device=device)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``segstudio export``: TorchScript, torch.export, ONNX or bioimage.io files of a run."""
+    from segstudio.core.export import ExportFinished, ExportProgress, iter_export
+    from segstudio.core.run import load_run
+
+    loaded = load_run(args.model)
+    image, ch = None, None
+    if args.image:
+        image, _, ch = _load_image(args.image, args.channel_axis)
+    elif args.format in ("bioimageio", "all"):
+        print("note: no --image given: the bioimage.io test input is a random image in the training "
+              "value range", file=sys.stderr)
+    for ev in iter_export(loaded.model, loaded.config, args.out, args.format, image=image, channel_axis=ch,
+                          name=args.name, description=args.description, authors=args.author or (),
+                          license=args.license):
+        if isinstance(ev, ExportProgress) and ev.done < ev.total:
+            print(f"[{ev.done + 1}/{ev.total}] {ev.message}…", file=sys.stderr, flush=True)
+        elif isinstance(ev, ExportFinished):
+            for fmt, path in ev.paths.items():
+                print(f"{fmt:>12} → {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -261,6 +429,16 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from segstudio._qt.app import main as app_main
 
     return app_main(list(args.images), sample=args.sample, demo=bool(getattr(args, "demo", False)))
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """``segstudio open PROJECT``: the app on a saved project."""
+    from segstudio._qt.app import main as app_main
+    from segstudio.core.project import find_project, load_project
+
+    folder = find_project(args.project)
+    load_project(folder)  # a broken project is one clear line before any window opens
+    return app_main([], project=str(folder))
 
 
 # --------------------------------------------------------------------------- parsers
@@ -292,11 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     losses = sorted({n for names in LOSS_NAMES.values() for n in names})
     t = sub.add_parser("train", help="train a U-Net from an image and its paintings")
-    t.add_argument("--image", action="append", required=True, help="image file (repeat with --labels)")
-    t.add_argument("--labels", action="append", required=True, help="paintings: 0 unpainted, 1..K classes "
+    t.add_argument("--image", action="append", help="image file (repeat with --labels)")
+    t.add_argument("--labels", action="append", help="paintings: 0 unpainted, 1..K classes "
                    "(exclusive) or (C, ...) 0/1/2 (multilabel)")
     t.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
-    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--out", help="run directory to write (with --project: default PROJECT/runs/<time>)")
+    t.add_argument("--project", help="train on a project's images and saved paintings (instead of --image/--labels)")
+    t.add_argument("--checkpoint-every", type=float, help="seconds between checkpoints (default 30)")
     t.add_argument("--iterations", type=int, default=None, help="stop after N iterations (default 500)")
     t.add_argument("--minutes", type=float, default=None, help="stop after M minutes")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -311,22 +491,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")
     t.add_argument("--val-labels", help="ground truth for the first image: report Dice while training")
-    t.add_argument("--resume", help="continue from this run directory (may equal --out)")
+    t.add_argument("--resume", help="continue from this run directory (may equal --out); "
+                   "'last' = the project's last run")
     t.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     t.add_argument("--verbose", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="segment images with a trained run")
-    pr.add_argument("--model", required=True, help="run directory")
+    pr.add_argument("--model", required=True, help="run directory, or an exported .pt/.pt2/.onnx/.zip")
     pr.add_argument("--image", nargs="+", required=True)
     pr.add_argument("--out", required=True, help="output file, or folder for several images")
     pr.add_argument("--probabilities", action="store_true", help="also write class probabilities (TIFF)")
     pr.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
     pr.add_argument("--device", default="auto")
     pr.add_argument("--channel-axis", type=int)
+    pr.add_argument("--out-of-core", choices=("auto", "always", "never"), default="auto",
+                    help="read tiles lazily and write the output band by band (auto: for lazily readable "
+                         f"images of {OUT_OF_CORE_BYTES >> 20} MiB or more written to .zarr/.tif/.npy)")
     _add_common(pr)
     pr.set_defaults(func=cmd_predict)
+
+    from segstudio.core.export import DEFAULT_LICENSE, FORMATS
+
+    ex = sub.add_parser("export", help="export a run to TorchScript, torch.export, ONNX or a bioimage.io zip")
+    ex.add_argument("--model", required=True, help="run directory")
+    ex.add_argument("--format", required=True, choices=(*FORMATS, "all"),
+                    help="torchscript (.pt), pt2 (torch.export), onnx, bioimageio (.zip), or all (into a folder)")
+    ex.add_argument("--out", required=True, help="output file (one format) or folder (all)")
+    ex.add_argument("--image", help="the training image: bioimage.io test input and cover are cut from it")
+    ex.add_argument("--channel-axis", type=int)
+    ex.add_argument("--name", help="bioimage.io model name")
+    ex.add_argument("--description", help="bioimage.io description")
+    ex.add_argument("--author", action="append", help="bioimage.io author (repeat for several)")
+    ex.add_argument("--license", default=DEFAULT_LICENSE, help="SPDX license id (bioimage.io)")
+    _add_common(ex)
+    ex.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("open", help="open a project folder in the app")
+    o.add_argument("project", help="project folder (or its project.json)")
+    _add_common(o)
+    o.set_defaults(func=cmd_open)
 
     d = sub.add_parser("demo", help="open the app on the 2D sample with example strokes and start training")
     _add_common(d)
