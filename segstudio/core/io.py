@@ -70,6 +70,7 @@ from segstudio.core.errors import UserInputError
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "ImageMeta",
+    "create_ome_zarr",
     "describe",
     "format_of",
     "read_image",
@@ -926,27 +927,44 @@ def _zarr_chunks(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
 
 def _write_zarr(target: str, data: Any, axes: str | None,
                 spacing: tuple[float, ...] | None) -> None:
-    import zarr
-
     if not _axes_is_compatible(axes, data.ndim):
         axes = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}.get(data.ndim)
         if axes is None:
             raise ValueError(f"{data.ndim}D data")
     if data.dtype == bool:
         data = np.asarray(data).astype(np.uint8)
-    chunks = _zarr_chunks(tuple(data.shape), axes)
-    if _zarr_major() >= 3:
-        root = zarr.open_group(target, mode="w", zarr_format=2)
-        arr = root.create_array("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
-    else:  # pragma: no cover - zarr 2
-        root = zarr.open_group(target, mode="w")
-        arr = root.create_dataset("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
+    arr = create_ome_zarr(target, tuple(data.shape), data.dtype, axes, spacing)
     if isinstance(data, np.ndarray):
         arr[...] = data
     else:  # lazy source: copy slab by slab along the first axis
-        step = max(1, chunks[0])
+        step = max(1, arr.chunks[0])
         for i in range(0, data.shape[0], step):
             arr[i:i + step] = np.asarray(data[i:i + step])
+
+
+def create_ome_zarr(target: str | os.PathLike, shape: tuple[int, ...], dtype: Any, axes: str | None,
+                    spacing: tuple[float, ...] | None, chunks: tuple[int, ...] | None = None) -> Any:
+    """Create an empty OME-Zarr (NGFF 0.4, zarr format 2) group with one array ``"0"``.
+
+    The layout, chunking and metadata are those :func:`write_image` writes for ``.zarr``;
+    the returned zarr array is filled by the caller (e.g. band by band by an out-of-core
+    prediction). ``axes`` defaults to ``YX``/``ZYX``/``CZYX``/``TCZYX`` by rank; ``chunks``
+    to 1024² (2D) or 128³ (3D) spatial chunks, one per channel/time point.
+    """
+    import zarr
+
+    target = os.fspath(target)
+    if not _axes_is_compatible(axes, len(shape)):
+        axes = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}.get(len(shape))
+        if axes is None:
+            raise ValueError(f"{len(shape)}D data")
+    chunks = tuple(chunks) if chunks is not None else _zarr_chunks(tuple(shape), axes)
+    if _zarr_major() >= 3:
+        root = zarr.open_group(target, mode="w", zarr_format=2)
+        arr = root.create_array("0", shape=shape, dtype=dtype, chunks=chunks)
+    else:  # pragma: no cover - zarr 2
+        root = zarr.open_group(target, mode="w")
+        arr = root.create_dataset("0", shape=shape, dtype=dtype, chunks=chunks)
     spatial = [a for a in axes if a in _SPATIAL]
     sp = dict(zip(spatial, spacing)) if spacing and len(spacing) == len(spatial) else {}
     ome_axes = []
@@ -969,6 +987,7 @@ def _write_zarr(target: str, data: Any, axes: str | None,
             "coordinateTransformations": [{"type": "scale", "scale": scale}],
         }],
     }]
+    return arr
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Tiles of the training patch size are placed with ``overlap`` (default 0.5, i.e. a step of half
 a patch), run through the model in batches, weighted by a Gaussian importance map
-(σ = patch / 8) and accumulated into an output array together with the weights, so memory
-stays bounded by the output plus one batch of tiles. Exclusive models give ``argmax + 1``
+(σ = patch / 8) and accumulated band by band along the first spatial axis: only one band
+(one tile height across the other axes) of logits and weights is in memory, and the rows no
+later tile touches are finished and written to the output (in memory, or on disk for
+out-of-core prediction, see :mod:`segstudio.core.outofcore`). Exclusive models give ``argmax + 1``
 labels (1..K) and softmax probabilities; multilabel models give ``logits > 0`` per class and
 sigmoid probabilities.
 """
@@ -14,6 +16,7 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +30,9 @@ from segstudio.core.errors import UserInputError
 DEFAULT_OVERLAP = 0.5
 SIGMA_SCALE = 1.0 / 8
 DEFAULT_TILE_BATCH = 4
+
+#: An output array: numpy array, :class:`numpy.memmap` or zarr array (written by slices).
+ArrayLike = Any
 
 
 @dataclass(frozen=True)
@@ -108,60 +114,106 @@ def iter_predict_normalized(
     amp: torch.dtype | None = None,
     tta: bool = False,
     probabilities: bool = False,
+    labels_out: ArrayLike | None = None,
+    probabilities_out: ArrayLike | None = None,
 ) -> Iterator[PredictProgress | PredictResult]:
     """Sliding-window prediction of an already normalised ``(C, *spatial)`` array.
 
+    Tiles are visited band by band along the first spatial axis. Only the band being
+    predicted is held in memory (logits and weights of one tile height across the other
+    axes); the rows no later tile can touch are finished (divided by the weights, arg-maxed)
+    and written to the output, then released. So memory is bounded by one band, not by the
+    image, and the output may live on disk.
+
+    Parameters
+    ----------
+    image
+        ``(C, *spatial)`` float32 array, or any array-like with ``shape`` whose slices
+        return normalised float32 arrays (e.g. :class:`segstudio.core.outofcore.NormalizedView`
+        over a lazy zarr/memmap image): it is read one band at a time.
+    labels_out, probabilities_out
+        Where to write the labels (shape of :attr:`PredictResult.labels`) and, with
+        ``probabilities``, the probabilities (``(K, *spatial)``): numpy arrays, memmaps or
+        zarr arrays, written band by band. ``None``: new in-memory arrays.
+
     Yields :class:`PredictProgress` after each batch of tiles and finally one
-    :class:`PredictResult` (region = whole array).
+    :class:`PredictResult` (region = whole array) holding the outputs.
     """
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    spatial = image.shape[1:]
+    spatial = tuple(int(n) for n in image.shape[1:])
     p = tuple(int(x) for x in (patch or config.patch))
     # A tile never exceeds the image (the model pads small inputs itself).
     tile = tuple(min(a, b) for a, b in zip(p, spatial))
     importance = torch.from_numpy(gaussian_importance(tile)).to(dev)
-    k = config.n_classes
-    acc = np.zeros((k, *spatial), dtype=np.float32)
-    wsum = np.zeros(spatial, dtype=np.float32)
-    starts = list(itertools.product(*(tile_starts(n, t, overlap) for n, t in zip(spatial, tile))))
-    total = len(starts)
-    flips = _tta_flips(len(spatial)) if tta else [()]
     importance_np = importance.cpu().numpy()
-    for b0 in range(0, total, tile_batch):
-        batch_starts = starts[b0 : b0 + tile_batch]
-        slices = [tuple(slice(s, s + t) for s, t in zip(st, tile)) for st in batch_starts]
-        x = torch.from_numpy(np.stack([image[(slice(None), *sl)] for sl in slices])).to(dev)
-        out = None
-        for axes in flips:
-            xi = torch.flip(x, [a + 2 for a in axes]) if axes else x
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                y = model(xi).float()
-            if axes:
-                y = torch.flip(y, [a + 2 for a in axes])
-            out = y if out is None else out + y
-        out = (out / len(flips)) * importance
-        out_np = out.cpu().numpy()
-        for j, sl in enumerate(slices):
-            acc[(slice(None), *sl)] += out_np[j]
-            wsum[sl] += importance_np
-        yield PredictProgress(min(b0 + tile_batch, total), total)
-    acc /= wsum[None]
+    k = config.n_classes
+    multilabel = config.mode == MULTILABEL
+    lead = (slice(None),) if multilabel else ()
+    if labels_out is None:
+        dtype = np.uint8 if multilabel or k < 255 else np.uint16
+        labels_out = np.zeros(((k,) if multilabel else ()) + spatial, dtype=dtype)
+    if probabilities and probabilities_out is None:
+        probabilities_out = np.zeros((k, *spatial), dtype=np.float32)
+    band_starts = tile_starts(spatial[0], tile[0], overlap)
+    inner = list(itertools.product(*(tile_starts(n, t, overlap) for n, t in zip(spatial[1:], tile[1:]))))
+    total = len(band_starts) * len(inner)
+    flips = _tta_flips(len(spatial)) if tta else [()]
+    rows = tile[0]
+    # acc/wsum hold rows [band_start, band_start + rows) of the logits and weights.
+    acc = np.zeros((k, rows, *spatial[1:]), dtype=np.float32)
+    wsum = np.zeros((rows, *spatial[1:]), dtype=np.float32)
+    done = 0
+    for bi, s0 in enumerate(band_starts):
+        band = np.asarray(image[(slice(None), slice(s0, s0 + rows))], dtype=np.float32)
+        for b0 in range(0, len(inner), tile_batch):
+            slices = [
+                (slice(0, rows), *(slice(s, s + t) for s, t in zip(st, tile[1:])))
+                for st in inner[b0 : b0 + tile_batch]
+            ]
+            x = torch.from_numpy(np.stack([band[(slice(None), *sl)] for sl in slices])).to(dev)
+            out = None
+            for axes in flips:
+                xi = torch.flip(x, [a + 2 for a in axes]) if axes else x
+                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                    y = model(xi).float()
+                if axes:
+                    y = torch.flip(y, [a + 2 for a in axes])
+                out = y if out is None else out + y
+            out = (out / len(flips)) * importance
+            out_np = out.cpu().numpy()
+            for j, sl in enumerate(slices):
+                acc[(slice(None), *sl)] += out_np[j]
+                wsum[sl] += importance_np
+            done += len(slices)
+            yield PredictProgress(done, total)
+        del band
+        # Rows before the next band's start are final: write them out and roll the buffers.
+        nxt = band_starts[bi + 1] if bi + 1 < len(band_starts) else s0 + rows
+        n_final = nxt - s0
+        logits = acc[:, :n_final] / wsum[None, :n_final]
+        rows_out = (*lead, slice(s0, nxt))
+        if multilabel:
+            labels_out[rows_out] = (logits > 0).astype(np.uint8)
+            if probabilities:
+                probabilities_out[:, s0:nxt] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        else:
+            labels_out[rows_out] = (np.argmax(logits, axis=0) + 1).astype(labels_out.dtype)
+            if probabilities:
+                e = np.exp(logits - logits.max(axis=0, keepdims=True))
+                probabilities_out[:, s0:nxt] = (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
+        del logits
+        keep = rows - n_final
+        acc[:, :keep] = acc[:, n_final:]
+        acc[:, keep:] = 0.0
+        wsum[:keep] = wsum[n_final:]
+        wsum[keep:] = 0.0
     if was_training:
         model.train()
-    if config.mode == MULTILABEL:
-        labels = (acc > 0).astype(np.uint8)
-        probs = 1.0 / (1.0 + np.exp(-acc)) if probabilities else None
-    else:
-        dtype = np.uint8 if k < 255 else np.uint16
-        labels = (np.argmax(acc, axis=0) + 1).astype(dtype)
-        if probabilities:
-            e = np.exp(acc - acc.max(axis=0, keepdims=True))
-            probs = e / e.sum(axis=0, keepdims=True)
-        else:
-            probs = None
-    yield PredictResult(labels, None if probs is None else probs.astype(np.float32), tuple(slice(0, n) for n in spatial))
+    yield PredictResult(
+        labels_out, probabilities_out if probabilities else None, tuple(slice(0, n) for n in spatial)
+    )
 
 
 def _tta_flips(nd: int) -> list[tuple[int, ...]]:
@@ -246,6 +298,8 @@ class Predictor:
         tta: bool = False,
         probabilities: bool = False,
         tile_batch: int = DEFAULT_TILE_BATCH,
+        labels_out: ArrayLike | None = None,
+        probabilities_out: ArrayLike | None = None,
     ) -> Iterator[PredictProgress | PredictResult]:
         """Predict an image (or a ``region`` of it, with context), yielding progress.
 
@@ -257,24 +311,39 @@ class Predictor:
             Spatial slices to predict (the GUI's visible box or slice); ``None`` = everything.
         stats
             Normalisation statistics to use; ``None`` computes them from ``image`` with the
-            run's percentiles (the per-image rule used in training).
+            run's percentiles (the per-image rule used in training); for a lazy image
+            (zarr, memmap) from a strided sample (:func:`~segstudio.core.outofcore.strided_stats`).
+        labels_out, probabilities_out
+            Arrays to write the whole-image result into band by band (e.g. an
+            :class:`~segstudio.core.outofcore.OutputArray` on disk, or a viewer layer's data);
+            only with ``region=None``.
+
+        The image is read one band of tiles at a time, so a lazy image is never loaded
+        whole; with on-disk outputs peak memory is bounded by one band
+        (see :mod:`segstudio.core.outofcore`).
         """
+        from segstudio.core.outofcore import NormalizedView, is_in_memory, strided_stats
+
         spatial = self.check_image(image, channel_axis)
-        norm = stats if stats is not None else image_stats(image, channel_axis, self.config.percentiles)
+        if stats is not None:
+            norm = stats
+        elif is_in_memory(image):
+            norm = image_stats(image, channel_axis, self.config.percentiles)
+        else:  # lazy (zarr, memmap): a strided sample, read plane by plane
+            norm = strided_stats(image, channel_axis, self.config.percentiles)
         ctx, crop = _expand_region(region, spatial, self.config.patch)
-        # Index lazily (zarr/memmap stay on disk): only the region with context is read.
-        if channel_axis is None:
-            x = normalize(np.asarray(image[ctx]), norm)
-        else:
-            axis = channel_axis % image.ndim
-            index = list(ctx)
-            index.insert(axis, slice(None))
-            x = normalize(np.asarray(image[tuple(index)]), norm, axis)
+        if (labels_out is not None or probabilities_out is not None) and region is not None:
+            raise ValueError("labels_out/probabilities_out need region=None (the whole image)")
+        # Read lazily (zarr/memmap stay on disk): one band of tiles of the region at a time.
+        x = NormalizedView(image, channel_axis, norm, ctx)
         for ev in iter_predict_normalized(
             self.model, x, self.config, overlap=overlap, tile_batch=tile_batch,
             device=self.device, amp=self.amp, tta=tta, probabilities=probabilities,
+            labels_out=labels_out, probabilities_out=probabilities_out,
         ):
-            if isinstance(ev, PredictResult):
+            if isinstance(ev, PredictResult) and region is None:
+                yield ev
+            elif isinstance(ev, PredictResult):
                 lead = (slice(None),) if self.config.mode == MULTILABEL else ()
                 labels = ev.labels[(*lead, *crop)]
                 probs = None if ev.probabilities is None else ev.probabilities[(slice(None), *crop)]

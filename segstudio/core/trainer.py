@@ -316,6 +316,10 @@ class Trainer:
         return WeightsUpdated(self.iteration, weights)
 
     # -- step hooks ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass (a DistributedDataParallel wrapper overrides it)."""
+        return self.model(x)
+
     def step(self) -> float:
         """One optimisation step (with gradient accumulation). Returns the mean loss."""
         cfg = self.config
@@ -328,7 +332,7 @@ class Trainer:
             yt = torch.from_numpy(y).to(self.device, non_blocking=True)
             mt = None if m is None else torch.from_numpy(m).to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                logits = self.model(xt)
+                logits = self.forward(xt)
             loss = self.loss_fn(logits.float(), yt, mt) / max(cfg.grad_accum, 1)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
