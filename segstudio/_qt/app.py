@@ -36,8 +36,12 @@ def add_layer_data(viewer: Any, layer_data: list[tuple[Any, dict[str, Any], str]
         getattr(viewer, f"add_{kind}")(data, **kwargs)
 
 
-def build_viewer(images: list[str], sample: str | None = None, *, show: bool = True) -> tuple[Any, Any]:
-    """Create the viewer with its layers and the dock widget; returns ``(viewer, widget)``."""
+def build_viewer(images: list[str], sample: str | None = None, *, show: bool = True,
+                 project: str | None = None) -> tuple[Any, Any]:
+    """Create the viewer with its layers and the dock widget; returns ``(viewer, widget)``.
+
+    ``project``: a project folder to open (its image, paintings, classes and last model).
+    """
     import napari
 
     from segstudio._qt.widget import SegStudioWidget
@@ -53,17 +57,20 @@ def build_viewer(images: list[str], sample: str | None = None, *, show: bool = T
     # Paint layer first in the layer list selection, so the user can paint right away.
     if widget.controller.paint_layers:
         viewer.layers.selection.active = widget.controller.paint_layers[0]
+    if project:
+        widget.controller.open_project(project)
+        viewer.reset_view()
     return viewer, widget
 
 
-def main(images: list[str], sample: str | None = None, demo: bool = False) -> int:
+def main(images: list[str], sample: str | None = None, demo: bool = False, project: str | None = None) -> int:
     """Open the app; ``demo`` = the 2D sample with its example strokes, training started."""
     import napari
     from qtpy.QtCore import QTimer
 
     if demo and not sample and not images:
         sample = "nuclei2d"
-    viewer, widget = build_viewer(images, sample)
+    viewer, widget = build_viewer(images, sample, project=project)
     if demo:
         widget.controller.set_settings(length="until stopped")
         widget.length_combo.setCurrentText("until stopped")

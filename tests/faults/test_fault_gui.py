@@ -1,0 +1,328 @@
+"""Projects and faults in the app: save/open/autosave/recovery, and every fault leaves the GUI
+usable with a clear message and nothing lost. Run under xvfb-run (marker ``gui``)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from segstudio._qt.widget import SegStudioWidget
+from segstudio.core import project as P
+from segstudio.core.run import load_run, model_from_config, save_run
+from segstudio.core.trainer import Trainer
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def app(make_napari_viewer, tiny_training, tmp_path):
+    """``make(npy_image=True)``: a viewer + widget on a tiny 2D image with strokes of 3 classes."""
+
+    def make(with_file: bool = True, iterations: int = 4):
+        img = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+        img[10:30, 10:30] += 2
+        viewer = make_napari_viewer()
+        if with_file:
+            np.save(tmp_path / "cells.npy", img)
+            viewer.open(str(tmp_path / "cells.npy"), plugin="segstudio")
+        else:
+            viewer.add_image(img, name="cells")
+        widget = SegStudioWidget(viewer)
+        viewer.window.add_dock_widget(widget, area="right")
+        c = widget.controller
+        c.add_class("edge")
+        paint = np.zeros((48, 48), np.uint8)
+        paint[40:44, :] = 1
+        paint[15:20, 15:20] = 2
+        paint[10, 10:30] = 3
+        c.paint_layers[0].data = paint
+        c.config_overrides = dict(tiny_training, patch_size=(32, 32))
+        widget.iter_spin.setValue(iterations)
+        return viewer, widget, c
+
+    return make
+
+
+def idle(qtbot, c):
+    qtbot.waitUntil(lambda: c.state == "idle" and c._train_worker is None and not c.preview_busy
+                    and c._save_worker is None and c._autosave_worker is None and not c.predicting,
+                    timeout=WAIT_MS)
+
+
+def train(qtbot, c):
+    c.start_training()
+    assert c.state == "running", c.last_error
+    idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+
+
+# --------------------------------------------------------------------------- projects
+@pytest.mark.parametrize("with_file", [True, False], ids=["image-by-path", "image-copied-in"])
+def test_save_then_open_restores_everything_and_training_resumes(app, qtbot, tmp_path, with_file):
+    viewer, widget, c = app(with_file)
+    train(qtbot, c)
+    c.predict_image()
+    idle(qtbot, c)
+    c.set_pinned_weight(2, 1.5)
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    assert c.project_dir == folder and c.last_error is None
+    project = P.load_project(folder)
+    assert [k.name for k in project.classes] == ["background", "foreground", "edge"]
+    assert project.classes[2].pinned == 1.5 and project.last_run.startswith("runs/")
+    assert project.images[0].copied is (not with_file)
+    painted = np.array(c.paint_layers[0].data)
+    predicted = np.array(c.prediction_layers[0].data)
+
+    viewer2, widget2, c2 = app(with_file)
+    c2.config_overrides = {}
+    assert c2.open_project(folder), c2.last_error
+    assert [k.name for k in c2.classes] == ["background", "foreground", "edge"] and c2.classes[2].pinned == 1.5
+    np.testing.assert_array_equal(c2.paint_layers[0].data, painted)
+    np.testing.assert_array_equal(c2.prediction_layers[0].data, predicted)
+    assert c2.config is not None and c2.iteration == 4 and len(c2.loss_values) == 4
+    assert c2.config_overrides["features"] == (4, 8)  # the tiny model of the saved settings
+    assert widget2.iter_spin.value() == 4
+    train(qtbot, c2)  # resumes the saved run from its checkpoint
+    assert c2.iteration == 8 and c2.run_dir == folder / project.last_run
+    assert load_run(c2.run_dir).iteration == 8
+
+
+def test_autosave_and_recovery_after_a_crash(app, qtbot, tmp_path):
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    saved = np.array(c.paint_layers[0].data)
+    c.paint_layers[0].data[0:3, 0:3] = 2
+    c._on_paint_event()
+    c.autosave()
+    idle(qtbot, c)
+    assert P.recovery(folder) is not None
+    newest = np.array(c.paint_layers[0].data)
+    # "crash": nothing else is saved; reopen declining, then (after another autosave) accepting
+    asked = []
+    _, _, c2 = app()
+    c2.ask_recover = lambda msg: asked.append(msg) or False
+    assert c2.open_project(folder)
+    assert asked and "recover" in asked[0]
+    np.testing.assert_array_equal(c2.paint_layers[0].data, saved)
+    assert P.recovery(folder) is None  # declined: the side file is gone
+    P.autosave(folder, {"cells": newest})
+    _, widget3, c3 = app()
+    c3.ask_recover = lambda msg: True
+    assert c3.open_project(folder)
+    np.testing.assert_array_equal(c3.paint_layers[0].data, newest)
+    assert "autosaved paintings recovered" in widget3.status_label.text()
+    c3.save_project()  # saving the recovered strokes makes them the project's paintings
+    idle(qtbot, c3)
+    np.testing.assert_array_equal(P.read_paintings(folder, P.load_project(folder), "cells"), newest)
+    assert P.recovery(folder) is None
+
+
+def test_autosave_timer_writes_in_a_worker_and_on_training_start(app, qtbot, tmp_path):
+    viewer, widget, c = app()
+    c.save_project(tmp_path / "proj")
+    idle(qtbot, c)
+    c.set_autosave_interval(0.05)
+    c.paint_layers[0].data[0, 0] = 1
+    c._on_paint_event()
+    qtbot.waitUntil(lambda: P.recovery(tmp_path / "proj") is not None, timeout=10_000)
+    idle(qtbot, c)
+    P.discard_autosave(tmp_path / "proj")
+    c.set_autosave_interval(0)
+    train(qtbot, c)
+    assert P.recovery(tmp_path / "proj") is not None  # written when training started
+    assert c.run_dir.parent == tmp_path / "proj" / "runs"
+
+
+def test_failed_save_keeps_the_previous_project_and_says_so(app, qtbot, tmp_path, monkeypatch):
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    before = (folder / "project.json").read_bytes()
+    paint_before = (folder / "paintings" / "cells.npz").read_bytes()
+    c.paint_layers[0].data[0, :] = 3
+    real = os.replace
+
+    def full(src, dst):
+        if str(dst).startswith(str(folder)):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    c.save_project()
+    idle(qtbot, c)
+    assert "No space left" in c.last_error and "cells.npz" in c.last_error
+    assert "No space left" in widget.status_label.text()
+    assert (folder / "project.json").read_bytes() == before
+    assert (folder / "paintings" / "cells.npz").read_bytes() == paint_before
+    monkeypatch.setattr(os, "replace", real)
+    c.last_error = None
+    c.save_project()  # usable again once the disk has room
+    idle(qtbot, c)
+    assert c.last_error is None
+    assert P.read_paintings(folder, P.load_project(folder), "cells")[0].tolist() == [3] * 48
+
+
+def test_read_only_project_folder(app, qtbot, tmp_path, monkeypatch):
+    import tempfile
+
+    viewer, widget, c = app()
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores folder permissions: refuse like a read-only folder would
+
+        def denied(*a, **k):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    try:
+        c.save_project(folder)
+        idle(qtbot, c)
+        assert "Permission denied" in c.last_error and str(folder) in c.last_error
+    finally:
+        folder.chmod(0o755)
+    assert c.project_dir is None and not (folder / "project.json").exists()
+
+
+@pytest.mark.parametrize("damage, message, opens", [
+    ("newer", "newer segstudio", False),
+    ("missing-image", "is missing", False),
+    ("not-a-project", "project.json is missing", False),
+    ("tampered-model", "not a valid weights file", True),
+    ("other-classes", "trained for 2 exclusive classes; the project has 3", True),
+    ("damaged-paintings", "damaged", False),
+])
+def test_opening_a_damaged_project_is_a_clear_message(app, qtbot, tmp_path, damage, message, opens):
+    viewer, widget, c = app()
+    train(qtbot, c)
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    project = P.load_project(folder)
+    _, widget2, c2 = app()
+    if damage == "newer":
+        doc = json.loads((folder / "project.json").read_text())
+        doc["version"] = 99
+        (folder / "project.json").write_text(json.dumps(doc))
+    elif damage == "missing-image":
+        (tmp_path / "cells.npy").unlink()
+    elif damage == "not-a-project":
+        folder = tmp_path
+    elif damage == "tampered-model":
+        (folder / project.last_run / "model.pt").write_bytes(b"\x80\x04evil")
+    elif damage == "other-classes":
+        cfg = load_run(folder / project.last_run).config
+        cfg = cfg.replace(n_classes=2, class_names=cfg.class_names[:2], class_colors=cfg.class_colors[:2])
+        save_run(folder / project.last_run, cfg, model_from_config(cfg))  # a genuine 2-class model
+    elif damage == "damaged-paintings":
+        (folder / "paintings" / "cells.npz").write_bytes(b"PK\x03\x04broken")
+    assert c2.open_project(folder) is opens
+    assert message in c2.last_error and message in widget2.status_label.text()
+    if opens:  # paintings are there, the model is not; training works again
+        assert int(np.max(c2.paint_layers[0].data)) == 3 and c2.config is None
+        c2.last_error = None
+        train(qtbot, c2)
+
+
+# --------------------------------------------------------------------------- faults while training
+def test_worker_raising_mid_training_shows_message_and_gui_lives(app, qtbot, monkeypatch):
+    viewer, widget, c = app(iterations=6)
+    real = Trainer.step
+    calls = {"n": 0}
+
+    def boom(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated failure")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "step", boom)
+    c.start_training()
+    idle(qtbot, c)
+    assert "training failed" in c.last_error and "simulated failure" in c.last_error
+    assert "simulated failure" in widget.status_label.text() and widget.train_btn.isEnabled()
+    monkeypatch.setattr(Trainer, "step", real)
+    c.last_error = None
+    train(qtbot, c)
+
+
+def test_cuda_oom_halves_the_batch_and_training_goes_on(app, qtbot, monkeypatch):
+    viewer, widget, c = app(iterations=4)
+    real = Trainer.step
+    calls = {"n": 0}
+
+    def oom(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "step", oom)
+    messages = []
+    c.status.connect(messages.append)
+    train(qtbot, c)
+    assert any("out of memory" in m and "batch size 1" in m for m in messages)
+    assert c.iteration == 4
+
+
+@pytest.mark.parametrize("what", ["remove", "rename"])
+def test_paint_layer_removed_or_renamed_while_training(app, qtbot, what):
+    viewer, widget, c = app(iterations=0)
+    widget.length_combo.setCurrentText("until stopped")
+    c.start_training()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
+    layer = c.paint_layers[0]
+    if what == "remove":
+        viewer.layers.remove(layer)
+        assert "was removed" in c.last_error and c.state == "running"
+    else:
+        layer.name = "my strokes"
+        layer.data[0, 0] = 1
+        c._on_paint_event()
+    it = c.iteration
+    qtbot.waitUntil(lambda: c.iteration >= it + 2, timeout=WAIT_MS)
+    c.stop_training()
+    idle(qtbot, c)
+    assert (c.run_dir / "model.pt").exists()
+    if what == "remove":
+        c.last_error = None
+        c.start_training()
+        assert "no paint layer" in c.last_error  # a clear message, the app stays usable
+    else:
+        assert c.paint_layers == [layer] and c.last_error is None
+
+
+def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_path):
+    viewer, widget, c = app(iterations=0)
+    c.save_project(tmp_path / "proj")
+    idle(qtbot, c)
+    widget.length_combo.setCurrentText("until stopped")
+    c.start_training()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
+    c.paint_layers[0].data[1, 1] = 2
+    c._on_paint_event()
+    viewer.close()
+    assert c.closed and c._train_done.is_set()
+    loaded = load_run(c.run_dir)
+    assert loaded.iteration >= 2
+    rec = P.recover_paintings(tmp_path / "proj", P.load_project(tmp_path / "proj"))
+    assert rec["cells"][1, 1] == 2
+
+
+def test_closing_during_prediction(app, qtbot):
+    viewer, widget, c = app()
+    train(qtbot, c)
+    c.predict_image()
+    assert c.predicting
+    viewer.close()
+    assert c.closed
