@@ -48,7 +48,8 @@ def _is_labels(path: str, data: Any) -> bool:
 def layer_data_from_file(path: str) -> list[LayerData]:
     """One layer-data tuple for ``path``.
 
-    The voxel spacing becomes the layer ``scale``. A channel axis (``C`` in the file's axes) is
+    The voxel spacing becomes the layer ``scale``; a NIfTI affine is kept in
+    ``metadata["segstudio"]["affine"]`` for the writer. A channel axis (``C`` in the file's axes) is
     moved to the front and recorded in ``metadata["segstudio"]["channel_axis"]`` (RGB(A) 8-bit
     images are shown as RGB instead). Integer files with ``label``/``mask``/``painting``/``truth``
     in their name become Labels layers.
@@ -73,6 +74,8 @@ def _to_layer_data(data: Any, meta: ImageMeta, name: str, path: str) -> LayerDat
     spatial = [a for a in axes if a != "C"] if axes else None
     spacing = tuple(meta.spacing) if meta.spacing is not None else None
     kwargs: dict[str, Any] = {"name": name, "metadata": {"segstudio": {"path": str(path)}}}
+    if meta.affine is not None:  # NIfTI: kept so that labels saved from this layer keep it
+        kwargs["metadata"]["segstudio"]["affine"] = np.asarray(meta.affine, dtype=float).tolist()
     if _is_labels(path, data) and "C" not in axes:
         if spacing is not None and len(spacing) == data.ndim:
             kwargs["scale"] = spacing

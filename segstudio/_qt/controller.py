@@ -265,6 +265,17 @@ def _write_autosave(folder: Path, arrays: dict[str, list[Any]], mode: str) -> Pa
     return autosave(folder, paint)
 
 
+def _export_model(config: TrainConfig, state: dict[str, Any], dest: Path, fmt: str, image: Any,
+                  channel_axis: int | None) -> dict[str, Path]:
+    from segstudio.core.export import export_model
+    from segstudio.core.run import model_from_config
+
+    model = model_from_config(config)
+    model.load_state_dict(state)
+    return export_model(model, config, dest, fmt, image=None if image is None else np.asarray(image),
+                        channel_axis=channel_axis)
+
+
 def _copy_run(src: Path | None, dest: Path, fallback: Callable[[Path], None]) -> Path:
     if src is not None and (src / "model.pt").exists():
         shutil.copytree(src, dest, dirs_exist_ok=True)
@@ -662,6 +673,9 @@ class SegController(QObject):
         return {i + 1: c.color for i, c in enumerate(self.classes)}
 
     def _meta(self, role: str, **extra: Any) -> dict[str, Any]:
+        source = (self.image_layer.metadata or {}).get(META_KEY) or {}
+        if source.get("affine") is not None:  # NIfTI: the napari writer keeps it when saving
+            extra = {"affine": source["affine"], **extra}
         return {META_KEY: {"role": role, "image": self.image_layer.name, **extra}}
 
     def _new_multilabel_layer(self, k: int) -> Any:
@@ -1212,6 +1226,14 @@ class SegController(QObject):
         predictor.load_state(self._preview_state)
         return predictor
 
+    def _predictor_or_report(self) -> Any:
+        """:meth:`_predictor_for_results`, or ``None`` with the reason in the status line."""
+        try:
+            return self._predictor_for_results()
+        except UserInputError as e:
+            self._report_error(str(e))
+            return None
+
     @property
     def predicting(self) -> bool:
         return self._predict_worker is not None or self._folder_worker is not None
@@ -1266,10 +1288,8 @@ class SegController(QObject):
             return
         if self._closed or self._predict_worker is not None:
             return
-        try:
-            predictor = self._predictor_for_results()
-        except UserInputError as e:
-            self._report_error(str(e))
+        predictor = self._predictor_or_report()
+        if predictor is None:
             return
         meta_axis = ((layer.metadata or {}).get(META_KEY, {}) or {}).get("channel_axis")
         channel_axis = layer.ndim if getattr(layer, "rgb", False) else meta_axis
@@ -1338,10 +1358,8 @@ class SegController(QObject):
         if not files:
             self._report_error(f"no images ({', '.join(FOLDER_EXTENSIONS)}) in '{in_dir}'")
             return
-        try:
-            predictor = self._predictor_for_results()
-        except UserInputError as e:
-            self._report_error(str(e))
+        predictor = self._predictor_or_report()
+        if predictor is None:
             return
         self.status.emit(f"predicting {len(files)} images…")
         self.predict_progress.emit(0, len(files))
@@ -1409,6 +1427,17 @@ class SegController(QObject):
         self.status.emit(f"saving run to {dest}…")
         self._spawn(_copy_run, src, dest, fallback,
                     returned=lambda p: self.status.emit(f"run saved to {p}"))
+
+    def export_model(self, dest: str | Path, fmt: str) -> None:
+        """Export the current model to ``dest`` as ``fmt`` (:mod:`segstudio.core.export`), off the GUI thread."""
+        if self.config is None or self._preview_state is None:
+            self._report_error("nothing to export yet: train a model first")
+            return
+        image = None if self.image_layer is None else self.image_layer.data
+        self.status.emit(f"exporting the model to {dest}…")
+        self._spawn(_export_model, self.config, self._preview_state, Path(dest), fmt, image, self.channel_axis,
+                    returned=lambda paths: self.status.emit(
+                        "model exported to " + ", ".join(str(p) for p in paths.values())))
 
     def _spawn(self, func: Callable[..., Any], *args: Any, returned: Callable[[Any], None]) -> None:
         holder: list[Any] = []

@@ -48,6 +48,11 @@ from segstudio.core.config import MODEL_PRESETS
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.weights import METHODS
 
+#: Export formats offered by the *Export model…* file dialog, with their filter labels.
+EXPORT_FORMAT_LABELS = (
+    ("torchscript", "TorchScript"), ("onnx", "ONNX"), ("bioimageio", "bioimage.io model"), ("pt2", "torch.export"),
+)
+
 #: How often the progress text and loss curve are redrawn while training (ms).
 REDRAW_MS = 250
 #: Smoothing of the loss curve (exponential moving average factor).
@@ -336,6 +341,9 @@ class SegStudioWidget(QWidget):
         self.save_btn = QPushButton("Save run…")
         self.save_btn.setToolTip("Copy the run directory (config.json, model.pt, history.csv, classes.json)")
         row.addWidget(self.save_btn)
+        self.export_btn = QPushButton("Export model…")
+        self.export_btn.setToolTip("TorchScript, torch.export, ONNX or a bioimage.io zip, to use the model elsewhere")
+        row.addWidget(self.export_btn)
         row.addStretch(1)
         rl.addLayout(row)
         row = QHBoxLayout()
@@ -433,6 +441,7 @@ class SegStudioWidget(QWidget):
         self.folder_btn.clicked.connect(self._on_predict_folder)
         self.metrics_btn.clicked.connect(self._on_metrics_clicked)
         self.save_btn.clicked.connect(self._on_save)
+        self.export_btn.clicked.connect(self._on_export)
         self.save_project_btn.clicked.connect(self._on_save_project)
         self.save_project_as_btn.clicked.connect(self._on_save_project_as)
         self.open_project_btn.clicked.connect(self._on_open_project)
@@ -813,6 +822,15 @@ class SegStudioWidget(QWidget):
         dest = QFileDialog.getExistingDirectory(self, "Save the run into folder")
         if dest:
             self.controller.save_run(dest)
+
+    def _on_export(self) -> None:
+        from segstudio.core.export import EXTENSIONS
+
+        filters = {f"{label} (*{EXTENSIONS[fmt]})": fmt for fmt, label in EXPORT_FORMAT_LABELS}
+        dest, chosen = QFileDialog.getSaveFileName(self, "Export the model", "model.pt", ";;".join(filters))
+        if dest:
+            by_suffix = [f for f, ext in EXTENSIONS.items() if dest.lower().endswith(ext)]
+            self.controller.export_model(dest, by_suffix[0] if by_suffix else filters.get(chosen, "torchscript"))
 
     def _on_save_project(self) -> None:
         if self.controller.project_dir is None:
