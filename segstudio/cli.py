@@ -157,6 +157,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.lr:
         overrides["lr"] = args.lr
     if args.class_names:
+        if n_classes is not None and n_classes > len(args.class_names):
+            raise UserInputError(
+                f"'{args.labels[0] if args.labels else args.project}': label value {n_classes} is beyond the "
+                f"{len(args.class_names)} classes named by --class-names (expected 0 = unpainted, "
+                f"1..{len(args.class_names)})")
         overrides["class_names"] = tuple(args.class_names)
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every

@@ -264,8 +264,20 @@ class Predictor:
         return cls(loaded.model, loaded.config, device=device)
 
     def load_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Swap in new weights (live previews while training)."""
-        self.model.load_state_dict(state_dict)
+        """Swap in new weights (live previews while training).
+
+        Raises
+        ------
+        UserInputError
+            Weights of another model (other mode, class count or size).
+        """
+        try:
+            self.model.load_state_dict(state_dict)
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise UserInputError(
+                f"these weights do not fit this model ({self.config.n_classes} {self.config.mode} classes, "
+                f"features {self.config.features}): {str(e).splitlines()[0]}"
+            ) from e
         self.model.eval()
 
     def check_image(self, image: np.ndarray, channel_axis: int | None) -> tuple[int, ...]:
