@@ -326,3 +326,37 @@ def test_closing_during_prediction(app, qtbot):
     assert c.predicting
     viewer.close()
     assert c.closed
+
+
+def test_multilabel_project_roundtrip(app, qtbot, tmp_path):
+    viewer, widget, c = app()
+    widget.mode_multilabel.setChecked(True)
+    assert c.mode == "multilabel" and len(c.paint_layers) == 3
+    c.paint_layers[2].data[5:8, 5:8] = 2
+    strokes = np.stack([np.array(lyr.data) for lyr in c.paint_layers])
+    c.save_project(tmp_path / "ml")
+    idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    _, widget2, c2 = app()
+    assert c2.open_project(tmp_path / "ml"), c2.last_error
+    assert c2.mode == "multilabel" and widget2.mode_multilabel.isChecked()
+    np.testing.assert_array_equal(np.stack([np.array(lyr.data) for lyr in c2.paint_layers]), strokes)
+    assert [lyr.name for lyr in c2.paint_layers] == ["paint: background", "paint: foreground", "paint: edge"]
+
+
+def test_segstudio_open_starts_the_app_on_a_project(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    project = P.add_image(tmp_path / "p", P.Project(classes=(P.ProjectClass("a", "#ff0000"),
+                                                            P.ProjectClass("b", "#00ff00"))), tmp_path / "img.npy")
+    paint = np.zeros((32, 32), np.uint8)
+    paint[0, :4] = 1
+    P.save_project(tmp_path / "p", project, {"img": paint})
+    exe = str(Path(sys.executable).with_name("segstudio"))
+    env = {**os.environ, "SEGSTUDIO_QUIT_AFTER_MS": "500"}
+    proc = subprocess.run([exe, "open", str(tmp_path / "p")], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "segstudio:" not in proc.stderr + proc.stdout  # no error shown
