@@ -709,9 +709,18 @@ def iter_export(
         done += 1
     from segstudio.core.run import atomic_write_bytes
 
-    written = {fmt: atomic_write_bytes(paths[fmt], blobs[fmt]) for fmt in fmts}
+    written = {fmt: _shareable(atomic_write_bytes(paths[fmt], blobs[fmt])) for fmt in fmts}
     yield ExportProgress(total, total, "done")
     yield ExportFinished(written)
+
+
+def _shareable(path: Path) -> Path:
+    """Give a written file the permissions of a normally created one (the temporary file that
+    the atomic write renames is private, 0600); exports are meant to be shared."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
 
 
 def export_model(
@@ -823,7 +832,10 @@ def _read_torchscript(data: bytes, where: str) -> tuple[Any, dict[str, Any]]:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
     except Exception as e:  # RuntimeError for state dicts and garbage alike
-        raise UserInputError(f"cannot load model '{where}': not a TorchScript file ({type(e).__name__})") from e
+        raise UserInputError(
+            f"cannot load model '{where}': not a TorchScript file ({type(e).__name__}); a run's own "
+            "model.pt is loaded through its run folder"
+        ) from e
     if not extra[METADATA_FILE]:
         raise UserInputError(f"cannot load model '{where}': a TorchScript file without segstudio metadata")
     return module.eval(), json.loads(extra[METADATA_FILE])

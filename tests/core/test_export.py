@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 
 import nibabel as nib
@@ -79,8 +80,11 @@ def test_export_all_writes_every_format_with_progress(exported):
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     paths = exported["paths"]
     assert set(paths) == set(FORMATS)
+    mask = os.umask(0)
+    os.umask(mask)
     for fmt, p in paths.items():
         assert p.suffix == EXTENSIONS[fmt] and p.stat().st_size > 0
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask  # not the private mode of a temp file
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
