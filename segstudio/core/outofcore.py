@@ -87,9 +87,11 @@ def release_pages(array: Any) -> None:
 
 
 def _read(image: Any, index: tuple[slice, ...]) -> np.ndarray:
-    block = np.array(image[index])  # a copy: the memmap pages can go
-    release_pages(image)
-    return block
+    block = image[index]
+    if isinstance(block, np.memmap):
+        block = np.array(block)  # a copy, so the memmap pages can go
+        release_pages(image)
+    return np.asarray(block)
 
 
 def strided_stats(

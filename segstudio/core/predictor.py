@@ -30,6 +30,8 @@ from segstudio.core.errors import UserInputError
 DEFAULT_OVERLAP = 0.5
 SIGMA_SCALE = 1.0 / 8
 DEFAULT_TILE_BATCH = 4
+#: Rows (along the first spatial axis) finished at a time when a band is written out.
+FINISH_ROWS = 4
 
 #: An output array: numpy array, :class:`numpy.memmap` or zarr array (written by slices).
 ArrayLike = Any
@@ -192,18 +194,24 @@ def iter_predict_normalized(
         # Rows before the next band's start are final: write them out and roll the buffers.
         nxt = band_starts[bi + 1] if bi + 1 < len(band_starts) else s0 + rows
         n_final = nxt - s0
-        logits = acc[:, :n_final] / wsum[None, :n_final]
-        rows_out = (*lead, slice(s0, nxt))
-        if multilabel:
-            labels_out[rows_out] = (logits > 0).astype(np.uint8)
-            if probabilities:
-                probabilities_out[:, s0:nxt] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-        else:
-            labels_out[rows_out] = (np.argmax(logits, axis=0) + 1).astype(labels_out.dtype)
-            if probabilities:
-                e = np.exp(logits - logits.max(axis=0, keepdims=True))
-                probabilities_out[:, s0:nxt] = (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
-        del logits
+        labels_band = np.empty(((k,) if multilabel else ()) + (n_final, *spatial[1:]), dtype=labels_out.dtype)
+        probs_band = np.empty((k, n_final, *spatial[1:]), dtype=np.float32) if probabilities else None
+        for r0 in range(0, n_final, FINISH_ROWS):  # a few rows at a time: small temporaries
+            r1 = min(r0 + FINISH_ROWS, n_final)
+            logits = acc[:, r0:r1] / wsum[None, r0:r1]
+            if multilabel:
+                labels_band[:, r0:r1] = logits > 0
+                if probs_band is not None:
+                    probs_band[:, r0:r1] = 1.0 / (1.0 + np.exp(-logits))
+            else:
+                labels_band[r0:r1] = np.argmax(logits, axis=0) + 1
+                if probs_band is not None:
+                    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+                    probs_band[:, r0:r1] = e / e.sum(axis=0, keepdims=True)
+        labels_out[(*lead, slice(s0, nxt))] = labels_band
+        if probs_band is not None:
+            probabilities_out[:, s0:nxt] = probs_band
+        del labels_band, probs_band
         keep = rows - n_final
         acc[:, :keep] = acc[:, n_final:]
         acc[:, keep:] = 0.0
