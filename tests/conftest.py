@@ -57,3 +57,9 @@ def paintings_of():
         return out
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _segstudio_home(tmp_path_factory, monkeypatch):
+    """Untitled autosaves of the app go to a temporary folder, never the user's home."""
+    monkeypatch.setenv("SEGSTUDIO_HOME", str(tmp_path_factory.mktemp("segstudio-home")))

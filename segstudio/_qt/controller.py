@@ -240,8 +240,9 @@ def _write_project(folder: Path, project: Any, arrays: dict[str, list[Any]], mod
     if image is not None:
         name, data, _meta = image
         dest = folder / P.IMAGES_DIR / f"{name}.npy"
-        arr = np.asarray(data)
-        atomic_write_with(dest, lambda fh: np.save(fh, arr))
+        if not dest.exists():  # pixels do not change: written once
+            arr = np.asarray(data)
+            atomic_write_with(dest, lambda fh: np.save(fh, arr))
         ch = project.images[0].channel_axis if project.images else None
         project = P.add_image(folder, replace(project, images=()), dest, name=name, channel_axis=ch, copy=True)
     paint = {n: (np.array(a[0], copy=True) if mode == EXCLUSIVE else np.stack([np.asarray(x) for x in a]))
@@ -452,6 +453,7 @@ class SegController(QObject):
             # Made now, empty (transparent), not when the first live prediction arrives: adding
             # a napari layer costs 0.2-0.5 s of GUI thread, which must not fall into training.
             self._ensure_prediction_layers()
+            self._keep_untitled_autosave()
         self.image_changed.emit()
         self.classes_changed.emit()
         self.refresh_counts()
@@ -1457,11 +1459,13 @@ class SegController(QObject):
 
     # ------------------------------------------------------------------ projects
     def set_autosave_interval(self, seconds: float) -> None:
-        """Autosave the paintings of an open project every ``seconds`` (0 turns it off)."""
+        """Autosave the paintings every ``seconds`` (0 turns it off): into the open project's
+        ``autosave/`` folder, or, before the session was saved as a project, into an untitled
+        project folder (:func:`segstudio.core.project.untitled_folder`)."""
         self._autosave_timer.stop()
         self._autosave_timer.setInterval(max(int(seconds * 1000), 1))
         self._autosave_enabled = seconds > 0
-        if self._autosave_enabled and self.project_dir is not None and not self._closed:
+        if self._autosave_enabled and not self._closed:
             self._autosave_timer.start()
 
     def _image_name(self) -> str:
@@ -1533,6 +1537,8 @@ class SegController(QObject):
         version = self._paint_version
 
         def saved(project: Any) -> None:
+            if self.image_layer is not None and self.project_dir is None and self._untitled() != target:
+                shutil.rmtree(self._untitled(), ignore_errors=True)  # saved for real now
             self.project_dir, self.project = target, project
             self._autosaved_version = version
             self.status.emit(f"project saved to {target}")
@@ -1548,15 +1554,47 @@ class SegController(QObject):
             returned=saved, errored=self._on_worker_error, finished=finished,
         )
 
+    def _untitled(self) -> Path:
+        from segstudio.core.project import untitled_folder
+
+        meta = (self.image_layer.metadata or {}).get(META_KEY, {})
+        source = meta.get("path") or getattr(getattr(self.image_layer, "source", None), "path", None)
+        return untitled_folder(self._image_name(), source)
+
+    def _autosave_job(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """``(function, args)`` that autosaves the paintings now (run in a worker or inline)."""
+        if self.image_layer is None:
+            raise UserInputError("choose an image first")
+        arrays = {self._image_name(): self.paint_arrays()}
+        if self.project_dir is not None:
+            return _write_autosave, (self.project_dir, arrays, self.mode)
+        folder = self._untitled()  # never saved as a project: autosave as an untitled project
+        content, image = self._project_content(folder, same_folder=False)
+        return _write_project, (folder, content, arrays, self.mode, {}, image, None)
+
+    def _keep_untitled_autosave(self) -> None:
+        """An untitled autosave of this image from before is renamed (kept) and announced, so
+        this session does not overwrite it."""
+        from segstudio.core.project import set_aside
+
+        if self.project_dir is not None or (self.image_layer.metadata or {}).get(META_KEY, {}).get("project_image"):
+            return
+        kept = set_aside(self._untitled())
+        if kept is not None:
+            msg = (f"unsaved paintings of '{self.image_layer.name}' were autosaved in '{kept}': "
+                   "Open project… on that folder to recover them")
+            self.status.emit(msg)
+            self._notify_info(msg)
+
     def autosave(self, force: bool = False) -> None:
-        """Write the paintings to the open project's autosave side folder (in a worker),
-        when they changed since the last save or autosave."""
-        if self._closed or self.project_dir is None or self._autosave_worker is not None:
+        """Write the paintings (in a worker) when they changed since the last save or autosave:
+        to the open project's ``autosave/`` folder, else to an untitled project folder."""
+        if self._closed or self._autosave_worker is not None:
             return
         if not force and self._paint_version == self._autosaved_version:
             return
         try:
-            arrays = {self._image_name(): self.paint_arrays()}
+            func, args = self._autosave_job()
         except UserInputError:
             return
         version = self._paint_version
@@ -1568,16 +1606,19 @@ class SegController(QObject):
             self._autosave_worker = None
 
         self._autosave_worker = start_worker(
-            _write_autosave, self.project_dir, arrays, self.mode,
-            returned=done, errored=self._on_worker_error, finished=finished,
+            func, *args, returned=done, errored=self._on_worker_error, finished=finished,
         )
 
     def _autosave_sync(self) -> None:
         """Autosave on the calling thread (closing the app: no worker may outlive it)."""
-        if self._closed or self.project_dir is None or self._paint_version == self._autosaved_version:
+        if self._closed or self._paint_version == self._autosaved_version:
             return
         try:
-            _write_autosave(self.project_dir, {self._image_name(): self.paint_arrays()}, self.mode)
+            func, args = self._autosave_job()
+        except UserInputError:
+            return  # no complete set of paint layers right now (mode switch, image removed)
+        try:
+            func(*args)
             self._autosaved_version = self._paint_version
         except Exception as e:  # noqa: BLE001 - closing must go on; the message is kept
             self.last_error = f"autosave failed: {e}"

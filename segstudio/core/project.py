@@ -24,6 +24,7 @@ fallback), so a project folder can be moved or shared together with its images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -75,7 +76,9 @@ __all__ = [
     "recover_paintings",
     "recovery",
     "save_project",
+    "set_aside",
     "set_last_run",
+    "untitled_folder",
 ]
 
 PROJECT_FILE = "project.json"
@@ -91,6 +94,9 @@ AUTOSAVE_FILE = "autosave.json"
 ARRAY_KEY = "paintings"
 #: Seconds between autosaves of the paintings in the app.
 DEFAULT_AUTOSAVE_EVERY_S = 30.0
+#: Environment variable: where sessions never saved as a project are autosaved
+#: (default ``~/.segstudio``; they go to ``$SEGSTUDIO_HOME/autosave/NAME-HASH/``).
+HOME_ENV = "SEGSTUDIO_HOME"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -612,6 +618,36 @@ def recover_paintings(folder: str | os.PathLike[str], project: Project) -> dict[
 def discard_autosave(folder: str | os.PathLike[str]) -> None:
     """Remove the autosave side folder (after a save, or when the user declines recovery)."""
     shutil.rmtree(Path(folder) / AUTOSAVE_DIR, ignore_errors=True)
+
+
+def untitled_folder(image_name: str, source: str | None = None) -> Path:
+    """The autosave project folder of a session that was never saved as a project.
+
+    ``$SEGSTUDIO_HOME/autosave/NAME-HASH`` (``~/.segstudio`` by default), the hash taken from
+    the image's file path (or its name when it has no file). It is an ordinary project folder:
+    *Open project* on it recovers the paintings.
+    """
+    home = Path(os.environ.get(HOME_ENV) or Path.home() / ".segstudio").expanduser()
+    key = hashlib.sha1(str(source or image_name).encode("utf-8")).hexdigest()[:8]
+    return home / AUTOSAVE_DIR / f"{_safe(image_name)}-{key}"
+
+
+def set_aside(folder: str | os.PathLike[str]) -> Path | None:
+    """Rename an existing untitled autosave folder to ``NAME-HASH-YYYYmmdd-HHMMSS`` so a new
+    session does not overwrite it; returns the new path (``None`` if there was nothing)."""
+    folder = Path(folder)
+    if not (folder / PROJECT_FILE).is_file():
+        return None
+    stamp = datetime.fromtimestamp((folder / PROJECT_FILE).stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+    dest = folder.with_name(f"{folder.name}-{stamp}")
+    i = 1
+    while dest.exists():
+        dest, i = folder.with_name(f"{folder.name}-{stamp}-{i}"), i + 1
+    try:
+        os.replace(folder, dest)
+    except OSError:
+        return None
+    return dest
 
 
 # --------------------------------------------------------------------------- runs

@@ -234,3 +234,17 @@ def test_saving_big_paintings_streams(tmp_path):
         tracemalloc.stop()
     assert peak < paint.nbytes / 2, peak
     assert (tmp_path / "p" / "paintings" / "big.npz").stat().st_size < 2_000_000
+
+
+def test_untitled_folder_and_set_aside(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_HOME", str(tmp_path / "home"))
+    a = P.untitled_folder("my image", "/data/a.tif")
+    assert a.parent == tmp_path / "home" / "autosave" and a.name.startswith("my_image-")
+    assert P.untitled_folder("my image", "/data/b.tif") != a  # same name, other file
+    assert P.set_aside(a) is None  # nothing there yet
+    np.save(tmp_path / "i.npy", np.zeros((4, 4)))
+    project = P.add_image(a, P.Project(classes=_classes()), tmp_path / "i.npy")
+    P.save_project(a, project, {"i": np.ones((4, 4), np.uint8)})
+    kept = P.set_aside(a)
+    assert kept is not None and not a.exists() and kept.name.startswith(a.name + "-")
+    np.testing.assert_array_equal(P.read_paintings(kept, P.load_project(kept), "i"), 1)

@@ -360,3 +360,32 @@ def test_segstudio_open_starts_the_app_on_a_project(tmp_path):
     proc = subprocess.run([exe, "open", str(tmp_path / "p")], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "segstudio:" not in proc.stderr + proc.stdout  # no error shown
+
+
+@pytest.mark.parametrize("with_file", [True, False], ids=["image-by-path", "in-memory-image"])
+def test_unsaved_session_is_autosaved_and_recoverable(app, qtbot, tmp_path, with_file):
+    """Never saved as a project: the strokes still reach an untitled project folder, which a
+    new session keeps aside, announces, and opens like any project."""
+    viewer, widget, c = app(with_file)
+    c.paint_layers[0].data[30:33, 30:33] = 3
+    c._on_paint_event()
+    strokes = np.array(c.paint_layers[0].data)
+    c.autosave()
+    idle(qtbot, c)
+    untitled = c._untitled()
+    assert untitled.parent == P.untitled_folder("x").parent and (untitled / "project.json").is_file()
+    assert str(untitled).startswith(os.environ["SEGSTUDIO_HOME"])
+    # "crash": a new session on the same image keeps the old autosave and says where it is
+    viewer2, widget2, c2 = app(with_file)
+    kept = [p for p in untitled.parent.iterdir() if p.name.startswith(untitled.name + "-")]
+    assert len(kept) == 1 and str(kept[0]) in widget2.status_label.text()
+    assert c2.open_project(kept[0]), c2.last_error
+    np.testing.assert_array_equal(c2.paint_layers[0].data, strokes)
+    # saving for real removes the untitled folder of that session
+    viewer3, widget3, c3 = app(with_file)
+    c3.autosave(force=True)
+    idle(qtbot, c3)
+    assert c3._untitled().exists()
+    c3.save_project(tmp_path / "real")
+    idle(qtbot, c3)
+    assert not c3._untitled().exists() and c3.project_dir == tmp_path / "real"
