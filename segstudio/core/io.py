@@ -1095,11 +1095,32 @@ def read_labels(path: str | os.PathLike, *, lazy: bool = False) -> tuple[Any, Im
     return arr.astype(dt), meta
 
 
+def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
+    """Flush a file (or a folder's entries) to disk; a no-op where the OS does not allow it."""
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(final: pathlib.Path, suffix: str, writer: Callable[[str], None]) -> None:
+    """Write through ``writer(tmp)`` into a temporary file next to ``final``, fsync it, rename it
+    over ``final`` and fsync the folder: a crash leaves either the old or the new file."""
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
     try:
         writer(os.fspath(tmp))
+        _fsync(tmp)
         os.replace(tmp, final)
+        _fsync(final.parent, directory=True)
     finally:
         if tmp.exists():
             try:

@@ -394,3 +394,21 @@ def test_project_training_reads_the_volume_once(big, tmp_path):
     assert isinstance(items[0].image, np.memmap)
     # the paintings (one uint8 copy, decompressed) are the only volume-sized allocation
     assert peak < 1.5 * np.prod(BIG), peak
+
+
+@pytest.mark.parametrize("name", ["labels.tif", "labels.npy", "labels.nii.gz"])
+def test_disk_full_while_writing_an_image_keeps_the_old_one(tmp_path, monkeypatch, name):
+    from segstudio.core.io import read_labels, write_image
+
+    out = tmp_path / name
+    write_image(out, np.ones((8, 8), np.uint8))
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserInputError, match=f"cannot write '.*{name}': No space left on device"):
+        write_image(out, np.full((8, 8), 2, np.uint8))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(read_labels(out)[0], 1)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
