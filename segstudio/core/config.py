@@ -26,6 +26,9 @@ MODEL_PRESETS: dict[str, tuple[int, ...]] = {
 }
 DEFAULT_PRESET = "fast"
 
+#: Default scales of the fixed input filters (see :mod:`segstudio.core.features`).
+DEFAULT_INPUT_FILTERS: tuple[float, ...] = ()
+
 #: Default training patch per image rank.
 DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (32, 96, 96)}
 DEFAULT_BATCH: dict[int, int] = {2: 8, 3: 2}
@@ -54,6 +57,10 @@ class TrainConfig:
         Physical voxel size per spatial axis; drives anisotropic pooling.
     model, features
         Registered model name and channels per level.
+    input_filters
+        Scales (pixels along the finest axis) of the fixed multiscale filters
+        (:mod:`segstudio.core.features`) that the network sees next to the image; ``()`` = the
+        image only. Part of the model: stored in ``config.json``, applied inside the network.
     patch_size, batch_size
         Training patch (per spatial axis) and patches per step; ``None`` = rank default.
     iterations, minutes
@@ -87,6 +94,7 @@ class TrainConfig:
     spacing: tuple[float, ...] | None = None
     model: str = "unet"
     features: tuple[int, ...] = MODEL_PRESETS[DEFAULT_PRESET]
+    input_filters: tuple[float, ...] = DEFAULT_INPUT_FILTERS
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
     iterations: int | None = 500
@@ -173,7 +181,10 @@ class TrainConfig:
         kw: dict[str, Any] = {k: v for k, v in data.items() if k in known}
         tuple_fields = (
             "class_names", "class_colors", "features", "patch_size", "weight_clamp", "percentiles", "spacing",
+            "input_filters",
         )
+        # Runs written before input filters existed had none (whatever today's default is).
+        kw.setdefault("input_filters", ())
         for key in tuple_fields:
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])

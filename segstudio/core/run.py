@@ -111,15 +111,21 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
 
 def model_from_config(config: TrainConfig) -> nn.Module:
     """Build the (untrained) network a config describes."""
+    from segstudio.core.features import FilterBank, FilteredNetwork, n_filter_channels
+
     strides = pooling_plan(config.spatial_dims, len(config.features), config.spacing, config.patch)
-    return build_model(
+    net = build_model(
         config.model,
         spatial_dims=config.spatial_dims,
-        in_channels=config.in_channels,
+        in_channels=n_filter_channels(config.in_channels, config.input_filters),
         out_channels=config.n_classes,
         features=config.features,
         strides=strides,
     )
+    if not config.input_filters:
+        return net
+    bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing)
+    return FilteredNetwork(bank, net, config.in_channels)
 
 
 def save_run(

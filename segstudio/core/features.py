@@ -1,0 +1,192 @@
+"""Fixed multiscale filter features, computed inside the network as its first layer.
+
+The random-forest baseline (ilastik-style) classifies each pixel from Gaussian-smoothed
+intensity, gradient magnitude and Laplacian-of-Gaussian responses at several scales. Giving
+the U-Net the same evidence as extra input channels helps it most where the paintings say
+least: between the traced outline of a nucleus and the nearest background stroke.
+
+The filters are a fixed (non-trainable) :class:`torch.nn.Module` in front of the U-Net, so
+training, sliding-window prediction, live previews and every export see exactly the same
+features with no separate pre-processing step. Only the scales are stored (``input_filters``
+in ``config.json``); the kernels are rebuilt from them and are not part of the state dict.
+
+Per image channel and scale ``σ`` the features are (scale-normalised):
+
+- ``G_σ * x`` (smoothed intensity),
+- ``σ · |∇(G_σ * x)|`` (gradient magnitude),
+- ``σ² · Δ(G_σ * x)`` (Laplacian of Gaussian),
+
+plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Kernel half-width in standard deviations.
+TRUNCATE = 3.0
+#: Features per scale: smoothed, gradient magnitude, LoG.
+FEATURES_PER_SCALE = 3
+
+
+def n_filter_channels(in_channels: int, sigmas: Sequence[float]) -> int:
+    """Number of network input channels after the filter bank (``in_channels`` if no scales)."""
+    return int(in_channels) * (1 + FEATURES_PER_SCALE * len(tuple(sigmas)))
+
+
+def axis_sigmas(sigma: float, spatial_dims: int, spacing: Sequence[float] | None) -> tuple[float, ...]:
+    """Per-axis σ in pixels for a σ given in pixels along the finest axis (anisotropic volumes)."""
+    if spacing is None:
+        return (float(sigma),) * spatial_dims
+    finest = min(float(s) for s in spacing)
+    return tuple(float(sigma) * finest / float(s) for s in spacing)
+
+
+def gaussian_kernels(sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
+    """1D Gaussian kernel and its first and second derivatives, shape ``(3, 2r + 1)``.
+
+    ``σ <= 0`` (an axis too coarse to smooth) gives the identity kernel and zero derivatives.
+    """
+    if sigma <= 0.0:
+        k = torch.zeros(3, 3, dtype=torch.float64)
+        k[0, 1] = 1.0
+        return k.float()
+    radius = max(1, int(math.ceil(truncate * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    # Correlation kernels (``conv`` in torch correlates) with exact discrete moments: the first
+    # derivative maps the ramp ``x`` to 1, the second maps ``x²`` to 2 and constants to 0.
+    d1 = x / sigma**2 * g
+    d1 = d1 / (d1 * x).sum()
+    d2 = (x**2 / sigma**4 - 1.0 / sigma**2) * g
+    d2 = d2 - g * d2.sum()
+    d2 = 2.0 * d2 / (d2 * x**2).sum()
+    return torch.stack([g, d1, d2]).float()
+
+
+class FilterBank(nn.Module):
+    """Fixed multiscale filters: ``(N, C, *spatial)`` → ``(N, C·(1 + 3·len(σ)), *spatial)``.
+
+    Parameters
+    ----------
+    spatial_dims
+        2 or 3.
+    sigmas
+        Scales in pixels along the finest axis.
+    spacing
+        Physical voxel size per axis; coarser axes get proportionally smaller σ.
+
+    Notes
+    -----
+    Borders are padded by replication, so a tile of a larger image sees nearly the features of
+    the whole image (the sliding-window blending down-weights tile borders anyway).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        sigmas: Sequence[float],
+        spacing: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.spatial_dims = spatial_dims
+        self.sigmas = tuple(float(s) for s in sigmas)
+        if any(s <= 0 for s in self.sigmas):
+            raise ValueError(f"filter scales must be > 0, got {self.sigmas}")
+        self._names: list[list[str]] = []
+        for i, sigma in enumerate(self.sigmas):
+            names = []
+            for a, s in enumerate(axis_sigmas(sigma, spatial_dims, spacing)):
+                name = f"k{i}_{a}"
+                # Axes that are much coarser than σ are hardly smoothed: keep at least 0.3 px.
+                self.register_buffer(name, gaussian_kernels(max(s, 0.3)), persistent=False)
+                names.append(name)
+            self._names.append(names)
+
+    def _along(self, x: torch.Tensor, kernel: torch.Tensor, axis: int) -> torch.Tensor:
+        """Correlate every channel of ``x`` (``(B, 1, *spatial)``) with a 1D kernel on ``axis``."""
+        r = kernel.shape[0] // 2
+        nd = self.spatial_dims
+        shape = [1, 1] + [1] * nd
+        shape[2 + axis] = kernel.shape[0]
+        pad = [0, 0] * nd
+        pad[2 * (nd - 1 - axis)] = r
+        pad[2 * (nd - 1 - axis) + 1] = r
+        xp = F.pad(x, pad, mode="replicate")
+        conv = F.conv2d if nd == 2 else F.conv3d
+        return conv(xp, kernel.view(shape).to(x.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the image channels followed by the filter responses per channel and scale."""
+        if not self.sigmas:
+            return x
+        n, c = x.shape[:2]
+        spatial = x.shape[2:]
+        flat = x.reshape(n * c, 1, *spatial)
+        nd = self.spatial_dims
+        outs = [flat]
+        for i, sigma in enumerate(self.sigmas):
+            kernels = [getattr(self, name) for name in self._names[i]]
+            # smoothed image, then per axis a = first/second derivative along a, smooth elsewhere
+            def apply(orders: Sequence[int]) -> torch.Tensor:
+                y = flat
+                for a in range(nd):
+                    y = self._along(y, kernels[a][orders[a]], a)
+                return y
+
+            smooth = apply([0] * nd)
+            grad2 = torch.zeros_like(smooth)
+            lap = torch.zeros_like(smooth)
+            for a in range(nd):
+                first = [0] * nd
+                first[a] = 1
+                second = [0] * nd
+                second[a] = 2
+                grad2 = grad2 + apply(first) ** 2
+                lap = lap + apply(second)
+            outs += [smooth, sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
+        y = torch.cat(outs, dim=1)  # (n*c, 1 + 3S, *spatial)
+        return y.reshape(n, c * y.shape[1], *spatial)
+
+    def extra_repr(self) -> str:
+        """Show the scales."""
+        return f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}"
+
+
+class FilteredNetwork(nn.Module):
+    """A network behind a fixed :class:`FilterBank`; exposes the network's shape attributes.
+
+    Parameters
+    ----------
+    bank
+        The filter bank (input: the image channels).
+    net
+        The network (input: ``n_filter_channels(in_channels, sigmas)`` channels).
+    in_channels
+        Image channels (before the filters).
+    """
+
+    def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int) -> None:
+        super().__init__()
+        self.filters = bank
+        self.net = net
+        self.in_channels = int(in_channels)
+        self.spatial_dims = bank.spatial_dims
+        self.out_channels = getattr(net, "out_channels", None)
+
+    @property
+    def divisor(self) -> tuple[int, ...]:
+        """Per-axis input size multiple of the wrapped network."""
+        return tuple(getattr(self.net, "divisor", (1,) * self.spatial_dims))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Filter, then run the network."""
+        return self.net(self.filters(x))

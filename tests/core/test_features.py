@@ -1,0 +1,112 @@
+"""Fixed multiscale input filters: exact kernels, scipy agreement, run round-trip, prediction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from segstudio.core.config import TrainConfig
+from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.features import (
+    FilterBank,
+    FilteredNetwork,
+    axis_sigmas,
+    gaussian_kernels,
+    n_filter_channels,
+)
+from segstudio.core.predictor import Predictor
+from segstudio.core.run import load_run, model_from_config, save_run
+from segstudio.core.trainer import Finished, train
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.0, 2.5, 8.0])
+def test_kernels_have_exact_moments(sigma):
+    k = gaussian_kernels(sigma).double()
+    r = k.shape[1] // 2
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    assert torch.isclose(k[0].sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-6)
+    assert torch.isclose((k[1] * x).sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-6)
+    assert abs(float(k[1].sum())) < 1e-6
+    assert abs(float(k[2].sum())) < 1e-6
+    assert torch.isclose((k[2] * x**2).sum(), torch.tensor(2.0, dtype=torch.float64), atol=1e-6)
+
+
+def test_filter_bank_matches_scipy_away_from_borders():
+    rng = np.random.default_rng(0)
+    img = ndi.gaussian_filter(rng.random((48, 56)), 1.5).astype(np.float32)
+    out = FilterBank(2, (1.0, 3.0))(torch.from_numpy(img)[None, None])[0].numpy()
+    assert out.shape == (7, 48, 56)
+    np.testing.assert_array_equal(out[0], img)
+    inner = (slice(12, -12), slice(12, -12))
+    for i, s in enumerate((1.0, 3.0)):
+        smooth = ndi.gaussian_filter(img, s, truncate=3.0)
+        # scipy's truncated derivative kernels are not zero-sum: compare with long ones
+        grad = ndi.gaussian_gradient_magnitude(img, s, truncate=6.0) * s
+        lap = ndi.gaussian_laplace(img, s, truncate=6.0) * s**2
+        np.testing.assert_allclose(out[1 + 3 * i][inner], smooth[inner], atol=1e-5)
+        scale = np.abs(grad[inner]).max()
+        assert np.abs(out[2 + 3 * i][inner] - grad[inner]).max() < 0.05 * scale
+        scale = np.abs(lap[inner]).max()
+        assert np.abs(out[3 + 3 * i][inner] - lap[inner]).max() < 0.1 * scale
+
+
+def test_filter_bank_3d_anisotropic_and_channels():
+    assert axis_sigmas(2.0, 3, (2.0, 0.5, 0.5)) == (0.5, 2.0, 2.0)
+    bank = FilterBank(3, (1.0, 2.0), spacing=(2.0, 0.5, 0.5))
+    x = torch.rand(2, 2, 6, 20, 24)
+    y = bank(x)
+    assert y.shape == (2, n_filter_channels(2, (1.0, 2.0)), 6, 20, 24)
+    # channel 0 of each image channel is the raw channel
+    torch.testing.assert_close(y[:, 0], x[:, 0])
+    torch.testing.assert_close(y[:, 7], x[:, 1])
+    assert not any(name.startswith("filters") for name in
+                   FilteredNetwork(bank, torch.nn.Identity(), 2).state_dict())
+
+
+def test_constant_image_has_zero_derivatives():
+    y = FilterBank(2, (2.0,))(torch.full((1, 1, 30, 30), 0.7))
+    torch.testing.assert_close(y[0, 1], torch.full((30, 30), 0.7))
+    assert float(y[0, 2].abs().max()) < 1e-3  # sqrt(eps) floor of the magnitude
+    assert float(y[0, 3].abs().max()) < 1e-5
+
+
+def test_config_with_filters_round_trips_and_old_runs_load(tmp_path):
+    cfg = TrainConfig(n_classes=3, features=(4, 8), input_filters=(1.0, 2.0))
+    model = model_from_config(cfg)
+    assert isinstance(model, FilteredNetwork)
+    assert model.in_channels == 1 and model.divisor == (2, 2)
+    save_run(tmp_path / "run", cfg, model)
+    loaded = load_run(tmp_path / "run")
+    assert loaded.config.input_filters == (1.0, 2.0)
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(loaded.model(x), model.eval()(x))
+    # A run written before input filters existed has no such key: it must load as before.
+    plain = TrainConfig(n_classes=2, features=(4, 8), input_filters=())
+    save_run(tmp_path / "old", plain, model_from_config(plain))
+    data = json.loads((tmp_path / "old" / "config.json").read_text())
+    del data["input_filters"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(data))
+    old = load_run(tmp_path / "old")
+    assert old.config.input_filters == ()
+    assert not isinstance(old.model, FilteredNetwork)
+
+
+def test_training_and_prediction_use_the_filters(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 40)).astype(np.float32)
+    paint = np.zeros((40, 40), np.uint8)
+    paint[5, 5:15] = 1
+    paint[30, 20:30] = 2
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(32, 32),
+                      batch_size=2, iterations=3, device="cpu", seed=0)
+    src = SnapshotSource()
+    src.put([TrainingImage(image, paint)])
+    events = list(train(cfg, src, tmp_path / "run"))
+    assert isinstance(events[-1], Finished)
+    result = Predictor.from_run(tmp_path / "run", device="cpu").predict(image)
+    assert result.labels.shape == (40, 40)
+    assert set(np.unique(result.labels)) <= {1, 2}
