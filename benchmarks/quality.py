@@ -61,8 +61,11 @@ def make_config(sample: Sample, seconds: float, threads: int, seed: int, **overr
 
 
 def train_fresh(sample: Sample, seconds: float, run: Path, threads: int, seed: int = 0,
-                **overrides: Any) -> np.ndarray:
-    """Train a fresh model for ``seconds`` into ``run`` and predict the whole image from disk."""
+                **overrides: Any) -> tuple[np.ndarray, int]:
+    """Train a fresh model for ``seconds`` into ``run``; predict the whole image from disk.
+
+    Returns the prediction and the number of training iterations that fitted in the budget.
+    """
     cfg = make_config(sample, seconds, threads, seed, **overrides)
     src = SnapshotSource()
     src.put([TrainingImage(sample.image, sample.paintings)])
@@ -73,14 +76,14 @@ def train_fresh(sample: Sample, seconds: float, run: Path, threads: int, seed: i
     if not isinstance(last, Finished):
         raise RuntimeError(f"training ended with {last!r}")
     loaded = load_run(run)
-    return Predictor(loaded.model, loaded.config, device="cpu").predict(sample.image).labels
+    return Predictor(loaded.model, loaded.config, device="cpu").predict(sample.image).labels, last.iteration
 
 
 def correction_session(sample: Sample, round_seconds: float, rounds: int, threads: int, seed: int = 0,
-                       **overrides: Any) -> list[tuple[dict[str, float], float, float]]:
+                       **overrides: Any) -> list[tuple[dict[str, float], float, float, int]]:
     """One continuous session: train, and every ``round_seconds`` add 10 correction strokes.
 
-    Returns ``(scores, painted fraction, seconds since start)`` after each of the ``rounds``
+    Returns ``(scores, painted fraction, seconds since start, iteration)`` after each of the ``rounds``
     correction rounds (the prediction after the first ``round_seconds`` only seeds the strokes).
     """
     cfg = make_config(sample, round_seconds * (rounds + 1), threads, seed, **overrides)
@@ -104,14 +107,16 @@ def correction_session(sample: Sample, round_seconds: float, rounds: int, thread
         if isinstance(ev, Progress) and ev.seconds >= boundary and done < rounds:
             pred = predict()
             if done:
-                results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start))
+                results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start,
+                                ev.iteration))
             done += 1
             boundary += round_seconds
             paint = correction_strokes(sample.truth, pred, paint, seed=seed + done)
             src.put([TrainingImage(sample.image, paint)])
         if isinstance(ev, Finished):
             pred = predict()
-            results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start))
+            results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start,
+                            ev.iteration))
     return results
 
 
@@ -124,12 +129,12 @@ def run_case(tag: str, sample: Sample, seconds: float, round_seconds: float, thr
     print(lines[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        pred = train_fresh(sample, seconds, Path(tmp) / "a", threads, seed)
-        lines.append(format_line(f"segstudio {tag} {seconds:.0f}s", scores(pred, sample.truth),
+        pred, its = train_fresh(sample, seconds, Path(tmp) / "a", threads, seed)
+        lines.append(format_line(f"segstudio {tag} {seconds:.0f}s ({its} it)", scores(pred, sample.truth),
                                  time.perf_counter() - t0, painted_fraction(sample.paintings)))
         print(lines[-1], flush=True)
-    for r, (sc, painted, secs) in enumerate(correction_session(sample, round_seconds, 2, threads, seed), 1):
-        lines.append(format_line(f"segstudio {tag} correction round {r}", sc, secs, painted))
+    for r, (sc, painted, secs, its) in enumerate(correction_session(sample, round_seconds, 2, threads, seed), 1):
+        lines.append(format_line(f"segstudio {tag} correction round {r} ({its} it)", sc, secs, painted))
         print(lines[-1], flush=True)
     return lines
 

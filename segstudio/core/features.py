@@ -111,18 +111,39 @@ class FilterBank(nn.Module):
                 names.append(name)
             self._names.append(names)
 
-    def _along(self, x: torch.Tensor, kernel: torch.Tensor, axis: int) -> torch.Tensor:
-        """Correlate every channel of ``x`` (``(B, 1, *spatial)``) with a 1D kernel on ``axis``."""
-        r = kernel.shape[0] // 2
+    def _along(self, x: torch.Tensor, kernels: torch.Tensor, axis: int) -> torch.Tensor:
+        """Correlate ``x`` (``(B, 1, *spatial)``) with ``k`` 1D kernels on ``axis`` → ``(B, k, ...)``."""
+        r = kernels.shape[-1] // 2
         nd = self.spatial_dims
-        shape = [1, 1] + [1] * nd
-        shape[2 + axis] = kernel.shape[0]
+        shape = [kernels.shape[0], 1] + [1] * nd
+        shape[2 + axis] = kernels.shape[-1]
         pad = [0, 0] * nd
         pad[2 * (nd - 1 - axis)] = r
         pad[2 * (nd - 1 - axis) + 1] = r
         xp = F.pad(x, pad, mode="replicate")
         conv = F.conv2d if nd == 2 else F.conv3d
-        return conv(xp, kernel.view(shape).to(x.dtype))
+        return conv(xp, kernels.reshape(shape).to(x.dtype))
+
+    def _derivatives(self, flat: torch.Tensor, kernels: Sequence[torch.Tensor]) -> dict[tuple[int, ...], torch.Tensor]:
+        """Gaussian derivatives of orders ``(0..0)``, first and second along each single axis.
+
+        Separable: pass 1 applies orders 0, 1, 2 on axis 0 in one convolution; each later axis
+        applies order 0 to every partial result and orders 1, 2 to the all-zero-order one.
+        """
+        nd = self.spatial_dims
+        parts = self._along(flat, kernels[0], 0)
+        done: dict[tuple[int, ...], torch.Tensor] = {(o,): parts[:, o : o + 1] for o in range(3)}
+        for a in range(1, nd):
+            nxt: dict[tuple[int, ...], torch.Tensor] = {}
+            for orders, y in done.items():
+                if any(orders):
+                    nxt[orders + (0,)] = self._along(y, kernels[a][0:1], a)
+                else:
+                    res = self._along(y, kernels[a], a)
+                    for o in range(3):
+                        nxt[orders + (o,)] = res[:, o : o + 1]
+            done = nxt
+        return done
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the image channels followed by the filter responses per channel and scale."""
@@ -135,24 +156,16 @@ class FilterBank(nn.Module):
         outs = [flat]
         for i, sigma in enumerate(self.sigmas):
             kernels = [getattr(self, name) for name in self._names[i]]
-            # smoothed image, then per axis a = first/second derivative along a, smooth elsewhere
-            def apply(orders: Sequence[int]) -> torch.Tensor:
-                y = flat
-                for a in range(nd):
-                    y = self._along(y, kernels[a][orders[a]], a)
-                return y
-
-            smooth = apply([0] * nd)
-            grad2 = torch.zeros_like(smooth)
-            lap = torch.zeros_like(smooth)
+            d = self._derivatives(flat, kernels)
+            zero = (0,) * nd
+            grad2 = torch.zeros_like(flat)
+            lap = torch.zeros_like(flat)
             for a in range(nd):
-                first = [0] * nd
-                first[a] = 1
-                second = [0] * nd
-                second[a] = 2
-                grad2 = grad2 + apply(first) ** 2
-                lap = lap + apply(second)
-            outs += [smooth, sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
+                first = tuple(1 if b == a else 0 for b in range(nd))
+                second = tuple(2 if b == a else 0 for b in range(nd))
+                grad2 = grad2 + d[first] ** 2
+                lap = lap + d[second]
+            outs += [d[zero], sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
         y = torch.cat(outs, dim=1)  # (n*c, 1 + 3S, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
 

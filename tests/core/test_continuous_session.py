@@ -1,0 +1,39 @@
+"""Correction strokes reach a running trainer: no restart, no second warm-up (issue 4 protocol)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segstudio.core.config import TrainConfig
+from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.trainer import Progress, Trainer, WeightsUpdated
+
+
+def test_new_strokes_mid_session_keep_the_lr_schedule():
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32)).astype(np.float32)
+    paint = np.zeros((32, 32), np.uint8)
+    paint[4, 4:12] = 1
+    paint[20, 10:20] = 2
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(16, 16),
+                      batch_size=2, iterations=12, warmup=3, device="cpu", seed=0)
+    src = SnapshotSource()
+    src.put([TrainingImage(image, paint)])
+    trainer = Trainer(cfg, src, None)
+    lrs: list[float] = []
+    swaps = []
+    for ev in trainer.run():
+        if isinstance(ev, Progress):
+            lrs.append(ev.lr)
+            if ev.iteration == 6:  # the user paints a correction while training runs
+                more = paint.copy()
+                more[28, 2:30] = 1
+                src.put([TrainingImage(image, more)])
+        if isinstance(ev, WeightsUpdated):
+            swaps.append(ev.iteration)
+    assert swaps == [0, 6]
+    assert len(lrs) == 12
+    # warm-up once, then a monotone cosine decay across the swap
+    assert lrs[0] < lrs[1] < lrs[2]
+    assert all(b <= a for a, b in zip(lrs[2:], lrs[3:]))
+    assert trainer.iteration == 12
