@@ -709,18 +709,9 @@ def iter_export(
         done += 1
     from segstudio.core.run import atomic_write_bytes
 
-    written = {fmt: _shareable(atomic_write_bytes(paths[fmt], blobs[fmt])) for fmt in fmts}
+    written = {fmt: atomic_write_bytes(paths[fmt], blobs[fmt]) for fmt in fmts}
     yield ExportProgress(total, total, "done")
     yield ExportFinished(written)
-
-
-def _shareable(path: Path) -> Path:
-    """Give a written file the permissions of a normally created one (the temporary file that
-    the atomic write renames is private, 0600); exports are meant to be shared."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    return path
 
 
 def export_model(

@@ -57,6 +57,25 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import (``os.umask`` can only be read by setting it, which is not thread-safe).
+_UMASK = _read_umask()
+
+
+def _final_mode(target: Path) -> int:
+    """Permissions for a rewritten file: the old file's, else those of a newly created one
+    (the temporary file is private, 0600, which would hide runs and exports from others)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
     """Write ``path`` atomically through ``write(file)``: temp file in the same folder, fsync,
     rename, fsync of the folder.
@@ -77,6 +96,7 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _final_mode(target))
         os.replace(tmp, target)
     except BaseException as e:
         try:

@@ -87,3 +87,15 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_writes_get_normal_permissions(run, tmp_path):
+    from segstudio.core.run import _UMASK
+
+    for name in ("config.json", "model.pt", "history.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~_UMASK, name  # not the temp file's 0600
+    kept = tmp_path / "kept.txt"
+    atomic_write_text(kept, "a")
+    os.chmod(kept, 0o640)
+    atomic_write_text(kept, "b")  # rewriting keeps the user's own permissions
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "b"
