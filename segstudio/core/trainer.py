@@ -242,10 +242,11 @@ class Trainer:
                     f"cannot resume '{self.resume}': it was trained for {old.mode} {old.spatial_dims}D "
                     f"images with {old.in_channels} channel(s)"
                 )
-            if old.n_classes != cfg.n_classes or old.features != cfg.features:
+            if (old.n_classes, old.features, old.input_filters) != (cfg.n_classes, cfg.features, cfg.input_filters):
                 raise UserInputError(
                     f"cannot resume '{self.resume}': it has {old.n_classes} classes / model "
-                    f"{old.features}, this training has {cfg.n_classes} / {cfg.features}"
+                    f"{old.features} / input filters {old.input_filters}, this training has "
+                    f"{cfg.n_classes} / {cfg.features} / {cfg.input_filters}"
                 )
             self.model.load_state_dict(loaded.model.state_dict())
             if loaded.optimizer_state is not None:

@@ -110,3 +110,19 @@ def test_training_and_prediction_use_the_filters(tmp_path):
     result = Predictor.from_run(tmp_path / "run", device="cpu").predict(image)
     assert result.labels.shape == (40, 40)
     assert set(np.unique(result.labels)) <= {1, 2}
+
+
+def test_resume_with_other_input_filters_fails_clearly(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32)).astype(np.float32)
+    paint = np.zeros((32, 32), np.uint8)
+    paint[4, 4:12] = 1
+    paint[20, 10:20] = 2
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(16, 16),
+                      batch_size=1, iterations=1, device="cpu", seed=0)
+    src = SnapshotSource()
+    src.put([TrainingImage(image, paint)])
+    assert isinstance(list(train(cfg, src, tmp_path / "run"))[-1], Finished)
+    events = list(train(cfg.replace(input_filters=(2.0,)), src, tmp_path / "run", resume=tmp_path / "run"))
+    assert events[-1].user_error
+    assert "input filters" in events[-1].message
