@@ -37,6 +37,9 @@ from segstudio.core.losses import make_loss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
+#: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).
+FIRST_PREVIEW_S = 1.0
+
 StateDict = dict[str, torch.Tensor]
 
 
@@ -433,7 +436,9 @@ class Trainer:
         if cfg.iterations is not None:
             total = cfg.iterations + (self.start_iteration if self.resume is not None else 0)
         base_elapsed = self.elapsed
-        last_ckpt = last_preview = time.perf_counter()
+        last_ckpt = time.perf_counter()
+        # The first preview comes early (a rough prediction soon beats a good one late).
+        last_preview = last_ckpt - max(cfg.preview_every_s - FIRST_PREVIEW_S, 0.0)
         reason = "stopped"
         try:
             while (reason := self._done(started) or "") == "":
