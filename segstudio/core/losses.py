@@ -389,22 +389,7 @@ class ExclusiveFocalLoss(SegmentationLoss):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Compute the loss (same arguments as :meth:`MaskedCrossEntropyLoss.forward`).
-
-        Parameters
-        ----------
-        logits : torch.Tensor
-            Raw scores ``(N, C, *spatial)``.
-        target : torch.Tensor
-            Integer labels ``(N, *spatial)``, ``IGNORE_INDEX`` where unpainted.
-        mask : torch.Tensor, optional
-            Ignored.
-
-        Returns
-        -------
-        torch.Tensor
-            Scalar loss.
-        """
+        """Compute the loss (same arguments as :meth:`MaskedCrossEntropyLoss.forward`)."""
         x, target, painted = self._check_exclusive(logits, target)
         w = self._weights_for(x.shape[1], x.dtype)
         safe = torch.where(painted, target, torch.zeros_like(target))
@@ -662,22 +647,7 @@ class MultilabelFocalLoss(SegmentationLoss):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`).
-
-        Parameters
-        ----------
-        logits : torch.Tensor
-            Raw scores ``(N, C, *spatial)``.
-        target : torch.Tensor
-            ``{0, 1}`` float ``(N, C, *spatial)``.
-        mask : torch.Tensor
-            Painted-pixel mask broadcastable to ``(N, C, *spatial)``; required.
-
-        Returns
-        -------
-        torch.Tensor
-            Scalar loss.
-        """
+        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`)."""
         x, target, mask = self._check_multilabel(logits, target, mask)
         p = torch.sigmoid(x)
         pos = target * (1.0 - p) ** self.gamma * F.logsigmoid(x)
@@ -725,22 +695,7 @@ class SoftDiceLoss(SegmentationLoss):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`).
-
-        Parameters
-        ----------
-        logits : torch.Tensor
-            Raw scores ``(N, C, *spatial)``.
-        target : torch.Tensor
-            ``{0, 1}`` float ``(N, C, *spatial)``.
-        mask : torch.Tensor
-            Painted-pixel mask broadcastable to ``(N, C, *spatial)``; required.
-
-        Returns
-        -------
-        torch.Tensor
-            Scalar loss.
-        """
+        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`)."""
         x, target, mask = self._check_multilabel(logits, target, mask)
         self._weights_for(x.shape[1], x.dtype)  # only validates the length
         return _multilabel_soft_dice(x, target, mask, self.smooth)
@@ -797,22 +752,7 @@ class DiceBCELoss(SegmentationLoss):
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`).
-
-        Parameters
-        ----------
-        logits : torch.Tensor
-            Raw scores ``(N, C, *spatial)``.
-        target : torch.Tensor
-            ``{0, 1}`` float ``(N, C, *spatial)``.
-        mask : torch.Tensor
-            Painted-pixel mask broadcastable to ``(N, C, *spatial)``; required.
-
-        Returns
-        -------
-        torch.Tensor
-            Scalar loss.
-        """
+        """Compute the loss (same arguments as :meth:`MaskedBCELoss.forward`)."""
         x, target, mask = self._check_multilabel(logits, target, mask)
         bce = _masked_bce(x, target, mask, self._weights_for(x.shape[1], x.dtype))
         dice = _multilabel_soft_dice(x, target, mask, self.smooth)
