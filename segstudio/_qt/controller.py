@@ -1294,7 +1294,7 @@ class SegController(QObject):
             finished=self._on_predict_finished,
         )
         if hasattr(self._predict_worker, "aborted"):
-            self._predict_worker.aborted.connect(lambda: self.status.emit("prediction cancelled"))
+            self._predict_worker.aborted.connect(self._on_predict_aborted)
 
     def predict_other(self, layer: Any) -> None:
         """Predict another open Image layer with the newest weights, into its own Labels layer
@@ -1357,10 +1357,15 @@ class SegController(QObject):
         else:
             self.predict_progress.emit(event.done, event.total)
 
+    def _on_predict_aborted(self) -> None:
+        if not self._closed:  # cancelled by closing the session: nobody to tell
+            self.status.emit("prediction cancelled")
+
     def _on_predict_finished(self) -> None:
         self._predict_worker = None
         self._predict_target = None
-        self.predict_progress.emit(0, 0)
+        if not self._closed:
+            self.predict_progress.emit(0, 0)
 
     def predict_folder(self, in_dir: str | Path, out_dir: str | Path) -> None:
         """Predict every image in ``in_dir`` and write ``<name>_labels.tif`` to ``out_dir``."""
@@ -1381,13 +1386,16 @@ class SegController(QObject):
         self.predict_progress.emit(0, len(files))
 
         def on_step(step: tuple[int, int, str]) -> None:
+            if self._closed:
+                return
             done, total, name = step
             self.predict_progress.emit(done, total)
             self.status.emit(f"predicted {name} ({done}/{total}) → {out_dir}")
 
         def on_finished() -> None:
             self._folder_worker = None
-            self.predict_progress.emit(0, 0)
+            if not self._closed:
+                self.predict_progress.emit(0, 0)
 
         self._folder_worker = start_worker(
             _predict_folder, predictor, files, out_dir,
