@@ -116,6 +116,20 @@ def _copy_and_weigh(
     return paint, weights, unchanged
 
 
+def layer_meta(layer: Any) -> dict[str, Any]:
+    """segstudio's entries in a layer's ``metadata`` (empty when it has none)."""
+    return dict((layer.metadata or {}).get(META_KEY) or {})
+
+
+def channel_axis_of(layer: Any) -> int | None:
+    """The channel axis of an Image layer's data: after the layer's dims for RGB(A), else
+    the one segstudio's reader recorded, else ``None`` (one channel)."""
+    if getattr(layer, "rgb", False):
+        return layer.ndim
+    axis = layer_meta(layer).get("channel_axis")
+    return None if axis is None else int(axis)
+
+
 def _share_cpu_threads(device: str) -> None:
     """On CPU, give torch half the cores: training and the live previews run at the same time
     in two threads, and two OpenMP teams of all cores each oversubscribe the CPU (measured with
@@ -224,8 +238,9 @@ def _metrics(mode: str, pred: np.ndarray, truth: np.ndarray, names: list[str],
 
 
 def _save_prediction(labels: np.ndarray, dest: Path, spacing: tuple[float, ...] | None,
-                     source: str | None, axes: str | None) -> Path:
-    """Write predicted labels next to their image's metadata (spacing; NIfTI affine/header)."""
+                     source: str | None, axes: str | None, affine: Any = None) -> Path:
+    """Write predicted labels next to their image's metadata (spacing; NIfTI affine and
+    header from the source file, else the affine the reader kept in the layer)."""
     from segstudio.core.io import ImageMeta, read_image, write_image
 
     like = None
@@ -234,7 +249,8 @@ def _save_prediction(labels: np.ndarray, dest: Path, spacing: tuple[float, ...] 
             like = read_image(source, lazy=True)[1]
         except UserInputError:
             like = None  # the source went bad since it was opened: spacing alone is kept
-    return write_image(dest, labels, ImageMeta(spacing=spacing, axes=axes), like=like)
+    affine = None if affine is None else np.asarray(affine, dtype=float)
+    return write_image(dest, labels, ImageMeta(spacing=spacing, axes=axes, affine=affine), like=like)
 
 
 def _write_project(folder: Path, project: Any, arrays: dict[str, list[Any]], mode: str,
@@ -453,13 +469,7 @@ class SegController(QObject):
         self._image_cache = None
         self._last_paint = None
         self._prediction_complete = False
-        self.channel_axis = None
-        if layer is not None:
-            meta_axis = (layer.metadata or {}).get(META_KEY, {}).get("channel_axis")
-            if getattr(layer, "rgb", False):
-                self.channel_axis = layer.ndim  # the RGB axis is after the layer's dims
-            elif meta_axis is not None:
-                self.channel_axis = int(meta_axis)
+        self.channel_axis = None if layer is None else channel_axis_of(layer)
         self._detach_layers()
         if layer is not None:
             self._adopt_or_create_paint_layers()
@@ -1269,9 +1279,9 @@ class SegController(QObject):
         labels = np.array(self.prediction_array(), copy=True)
         nd = len(self.spatial_shape)
         axes = ("C" if self.mode == MULTILABEL else "") + "ZYX"[-nd:]
-        source = ((self.image_layer.metadata or {}).get(META_KEY, {}) or {}).get("path")
+        meta = layer_meta(self.image_layer)
         self.status.emit(f"saving the prediction to {dest}…")
-        self._spawn(_save_prediction, labels, Path(dest), self.spacing, source, axes,
+        self._spawn(_save_prediction, labels, Path(dest), self.spacing, meta.get("path"), axes, meta.get("affine"),
                     returned=lambda p: self.status.emit(f"prediction saved to {p}"))
 
     def predict_image(self, then: Callable[[], None] | None = None) -> None:
@@ -1307,8 +1317,7 @@ class SegController(QObject):
         predictor = self._predictor_or_report()
         if predictor is None:
             return
-        meta_axis = ((layer.metadata or {}).get(META_KEY, {}) or {}).get("channel_axis")
-        channel_axis = layer.ndim if getattr(layer, "rgb", False) else meta_axis
+        channel_axis = channel_axis_of(layer)
         self._predict_target = layer
         self.status.emit(f"predicting {layer.name}…")
         self.predict_progress.emit(0, 1)
@@ -1319,7 +1328,7 @@ class SegController(QObject):
         )
 
     def _apply_other_prediction(self, layer: Any, result: Any) -> None:
-        meta_axis = ((layer.metadata or {}).get(META_KEY, {}) or {}).get("channel_axis")
+        meta_axis = layer_meta(layer).get("channel_axis")  # RGB: not among the layer's dims
         scale = tuple(s for i, s in enumerate(layer.scale) if i != meta_axis)
         names = ([f"{layer.name} prediction"] if self.mode == EXCLUSIVE
                  else [f"{layer.name} prediction: {c.name}" for c in self.classes])

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from segstudio._qt.controller import DEVICES, LENGTHS, PREVIEW_REGIONS, SegController
+from segstudio._qt.controller import DEVICES, LENGTHS, PREVIEW_REGIONS, SegController, layer_meta
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS
 from segstudio.core.losses import LOSS_NAMES
@@ -808,7 +808,7 @@ class SegStudioWidget(QWidget):
 
     def _on_save_prediction(self) -> None:
         layer = self.controller.image_layer
-        source = ((layer.metadata or {}).get("segstudio", {}) or {}).get("path") if layer is not None else None
+        source = layer_meta(layer).get("path") if layer is not None else None
         suffix = ".nii.gz" if source and str(source).lower().endswith((".nii", ".nii.gz")) else ".tif"
         name = f"{layer.name if layer is not None else 'image'}_prediction{suffix}"
         dest, _ = QFileDialog.getSaveFileName(
@@ -861,6 +861,7 @@ class SegStudioWidget(QWidget):
             self.live_check.setChecked(s.live_preview)
             self.interval_spin.setValue(s.preview_every_s)
             self.region_combo.setCurrentText(s.preview_region)
+            self.proba_check.setChecked(s.probabilities)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False
