@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,3 +112,19 @@ def smooth_volume(shape: Sequence[int], seed: int = 0, dtype: type = np.uint16) 
 
 def mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set field=value`` value.
+
+    ``8,16,32`` -> tuple, ``0.1`` -> float, ``none`` -> None, ``'none'`` -> the string, else a
+    Python literal or the text itself.
+    """
+    if text.lower() == "none":
+        return None
+    if "," in text:
+        return tuple(parse_value(t) for t in text.split(",") if t)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

@@ -8,7 +8,7 @@ largest absolute difference of the softmax probabilities. A second 2D line uses 
 Gaussian map (clamped at 1e-3), which differs at tile borders.
 
 Also prints the issue-4 figures: whole-image predict time (normalisation included) of a 512²
-image (patch 128²) and a 64×256×256 volume (default patch 32×96×96), fast preset.
+image and a 64×256×256 volume with the default training patch as tile, fast preset.
 
 MONAI is a benchmark-only extra (``pip install segstudio[bench]``); without it the MONAI lines
 say so and the segstudio timings are still printed.
@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import best_time, interleaved_best, seeded_model, smooth_volume, unet_config  # noqa: E402
 
+from segstudio.core.config import DEFAULT_PATCH  # noqa: E402
 from segstudio.core.predictor import Predictor, gaussian_importance, predict_normalized  # noqa: E402
 
 OVERLAP = 0.5
@@ -83,7 +84,7 @@ def compare(tag: str, shape: Sequence[int], patch: Sequence[int], device: torch.
 
 def predict_time(shape: Sequence[int], patch: Sequence[int] | None, device: torch.device, repeats: int) -> str:
     """Whole-image predict time through :class:`Predictor` (normalisation included)."""
-    cfg = unet_config(len(shape), patch or (128, 128) if len(shape) == 2 else patch or (32, 96, 96))
+    cfg = unet_config(len(shape), patch or DEFAULT_PATCH[len(shape)])
     pred = Predictor(seeded_model(cfg), cfg, device=str(device))
     img = smooth_volume(shape)
     s, _ = best_time(lambda: pred.predict(img), repeats)

@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_rf import format_line, rf_baseline, scores  # noqa: E402
+from bench_common import parse_value  # noqa: E402
 
 from segstudio.core.data import SnapshotSource, TrainingImage  # noqa: E402
 from segstudio.core.predictor import Predictor  # noqa: E402
@@ -121,7 +122,7 @@ def correction_session(sample: Sample, round_seconds: float, rounds: int, thread
 
 
 def run_case(tag: str, sample: Sample, seconds: float, round_seconds: float, threads: int,
-             seed: int = 0) -> list[str]:
+             seed: int = 0, **overrides: Any) -> list[str]:
     """All summary lines of one case (random forest, 60 s, correction rounds)."""
     lines = []
     rf_pred, rf_s = rf_baseline(sample.image, sample.paintings)
@@ -129,11 +130,11 @@ def run_case(tag: str, sample: Sample, seconds: float, round_seconds: float, thr
     print(lines[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        pred, its = train_fresh(sample, seconds, Path(tmp) / "a", threads, seed)
+        pred, its = train_fresh(sample, seconds, Path(tmp) / "a", threads, seed, **overrides)
         lines.append(format_line(f"segstudio {tag} {seconds:.0f}s ({its} it)", scores(pred, sample.truth),
                                  time.perf_counter() - t0, painted_fraction(sample.paintings)))
         print(lines[-1], flush=True)
-    for r, (sc, painted, secs, its) in enumerate(correction_session(sample, round_seconds, 2, threads, seed), 1):
+    for r, (sc, painted, secs, its) in enumerate(correction_session(sample, round_seconds, 2, threads, seed, **overrides), 1):
         lines.append(format_line(f"segstudio {tag} correction round {r} ({its} it)", sc, secs, painted))
         print(lines[-1], flush=True)
     return lines
@@ -147,15 +148,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="sample seeds")
     p.add_argument("--seconds", type=float, default=None, help="training budget (default 60, quick 20)")
     p.add_argument("--round-seconds", type=float, default=None, help="per correction round (30, quick 10)")
+    p.add_argument("--dims", type=int, nargs="+", default=None, help="image ranks to run (default 2 3; quick 2)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a TrainConfig default, as in tune.py (e.g. --set lr=0.005)")
     args = p.parse_args(argv)
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     torch.set_num_threads(args.threads)
     seconds = args.seconds or (20.0 if args.quick else 60.0)
     rounds = args.round_seconds or (10.0 if args.quick else 30.0)
-    kinds = [("2d", sample_2d)] + ([] if args.quick else [("3d", sample_3d)])
+    dims = args.dims or ([2] if args.quick else [2, 3])
+    kinds = [(f"{d}d", {2: sample_2d, 3: sample_3d}[d]) for d in dims]
     for kind, make in kinds:
         for s in args.seeds:
             tag = kind if len(args.seeds) == 1 else f"{kind} seed{s}"
-            run_case(tag, make(s), seconds, rounds, args.threads, s)
+            run_case(tag, make(s), seconds, rounds, args.threads, s, **overrides)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
@@ -28,23 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_rf import scores  # noqa: E402
+from bench_common import parse_value  # noqa: E402
 
 from segstudio.core.data import AugmentConfig, SnapshotSource, TrainingImage  # noqa: E402
 from segstudio.core.predictor import Predictor  # noqa: E402
 from segstudio.core.samples import Sample, correction_strokes, sample_2d, sample_3d  # noqa: E402
 from segstudio.core.trainer import Failed, Progress, Trainer, infer_config  # noqa: E402
-
-
-def parse_value(text: str) -> Any:
-    """``8,16,32`` -> tuple, ``0.1`` -> float, ``none`` -> None, else a Python literal/str."""
-    if text.lower() == "none":
-        return None
-    if "," in text:
-        return tuple(parse_value(t) for t in text.split(",") if t)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def session(

@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = dict(
         iterations=None if args.minutes is not None and args.iterations is None else (args.iterations or 500),
         minutes=args.minutes, device=args.device, loss=args.loss, weight_method=args.weights,
-        seed=args.seed, features=MODEL_PRESETS[args.model_size], amp=not args.no_amp,
+        seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
     )
     if args.patch:
@@ -166,6 +166,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
+    if args.resume and not args.model_size:
+        # Continue with the resumed run's network, even one trained with other defaults.
+        from segstudio.core.run import read_run_config
+
+        old = read_run_config(args.resume)
+        overrides.update(model=old.model, features=old.features, input_filters=old.input_filters, norm=old.norm)
     cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
                        n_classes=n_classes, **overrides)
     validation = None
@@ -491,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, help="patches per step")
     t.add_argument("--lr", type=float, help="peak learning rate")
     t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default="fast")
+    t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default=None,
+                   help="network size (default: fast, or the --resume run's network)")
     t.add_argument("--seed", type=int)
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

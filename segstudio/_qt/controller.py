@@ -924,7 +924,8 @@ class SegController(QObject):
         old = self.config
         if old is None or self.run_dir is None or not (self.run_dir / "model.pt").exists():
             return False
-        keys = ("mode", "n_classes", "features", "spatial_dims", "in_channels", "model", "spacing")
+        keys = ("mode", "n_classes", "features", "input_filters", "norm", "spatial_dims", "in_channels", "model",
+                "spacing")
         return all(getattr(old, k) == getattr(config, k) for k in keys) and old.patch == config.patch
 
     def start_training(self) -> None:

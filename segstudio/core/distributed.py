@@ -11,8 +11,9 @@
 * the process group is initialised from those variables (``init_method="env://"``) with
   ``nccl`` on CUDA and ``gloo`` on CPU; each process uses GPU ``LOCAL_RANK``;
 * every rank builds the same model (same seed) and DistributedDataParallel broadcasts rank
-  0's weights at start, then all-reduces (averages) gradients at every backward pass, so the
-  replicas stay identical;
+  0's weights at start, then all-reduces (averages) gradients at every backward pass, and
+  BatchNorm layers become SyncBatchNorm on GPUs (statistics over all ranks' patches; on CPU
+  the running statistics are averaged after each step), so the replicas stay identical;
 * every rank samples its own patches: its sampler is seeded with ``(seed, rank)``, so the
   effective batch is ``batch × world size`` distinct patches;
 * the loss reported is the mean over ranks; the stop decision (iterations or minutes) is
@@ -144,6 +145,11 @@ class DistributedTrainer(Trainer):
         else:
             self.rng = np.random.default_rng()
         ids = [self.env.local_rank] if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            # BatchNorm statistics over every rank's patches (the conversion keeps the
+            # parameters the optimizer holds). SyncBatchNorm is GPU-only: on CPU the running
+            # statistics are averaged over the ranks after each step instead (see step()).
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.ddp = DistributedDataParallel(self.model, device_ids=ids)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,10 +159,19 @@ class DistributedTrainer(Trainer):
     def step(self) -> float:
         """One step on this rank's patches; returns the loss averaged over ranks."""
         local = super().step()
+        if self.device.type != "cuda":
+            self._average_buffers()
         self.local_losses.append(local)
         t = torch.tensor([local], dtype=torch.float64, device=self._collective_device())
         dist.all_reduce(t)
         return float(t.item()) / self.env.world_size
+
+    def _average_buffers(self) -> None:
+        """Average floating-point buffers (BatchNorm running statistics) over the ranks."""
+        for buf in self.model.buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf)
+                buf.div_(self.env.world_size)
 
     def _done(self, started: float) -> str | None:
         reason = super()._done(started) or ""

@@ -141,6 +141,7 @@ def model_from_config(config: TrainConfig) -> nn.Module:
         out_channels=config.n_classes,
         features=config.features,
         strides=strides,
+        norm=config.norm,
     )
     if not config.input_filters:
         return net
@@ -202,6 +203,26 @@ def read_history(path: Path) -> tuple[dict[str, float], ...]:
         return tuple({k: float(v) for k, v in row.items()} for row in csv.DictReader(fh))
 
 
+def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The :class:`TrainConfig` of a run directory (``config.json`` only; no weights read).
+
+    Raises
+    ------
+    UserInputError
+        Missing folder or file, or a ``config.json`` that is not valid.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserInputError(f"cannot load run '{run}': not a folder")
+    cfg_path = run / CONFIG_FILE
+    if not cfg_path.exists():
+        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is missing")
+    try:
+        return TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is not valid ({e})") from e
+
+
 def load_run(run_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> LoadedRun:
     """Load a run directory. ``model.pt`` is read with ``weights_only=True`` (no pickled code).
 
@@ -212,15 +233,7 @@ def load_run(run_dir: str | os.PathLike[str], *, map_location: str | torch.devic
         config.
     """
     run = Path(run_dir)
-    if not run.is_dir():
-        raise UserInputError(f"cannot load run '{run}': not a folder")
-    cfg_path = run / CONFIG_FILE
-    if not cfg_path.exists():
-        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is missing")
-    try:
-        config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
-        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is not valid ({e})") from e
+    config = read_run_config(run)
     model_path = run / MODEL_FILE
     if not model_path.exists():
         raise UserInputError(f"cannot load run '{run}': {MODEL_FILE} is missing")

@@ -245,11 +245,13 @@ class Trainer:
                     f"cannot resume '{self.resume}': it was trained for {old.mode} {old.spatial_dims}D "
                     f"images with {old.in_channels} channel(s)"
                 )
-            if (old.n_classes, old.features, old.input_filters) != (cfg.n_classes, cfg.features, cfg.input_filters):
+            arch = ("n_classes", "model", "features", "input_filters", "norm")
+            if any(getattr(old, k) != getattr(cfg, k) for k in arch):
                 raise UserInputError(
                     f"cannot resume '{self.resume}': it has {old.n_classes} classes / model "
-                    f"{old.features} / input filters {old.input_filters}, this training has "
-                    f"{cfg.n_classes} / {cfg.features} / {cfg.input_filters}"
+                    f"{old.model} {old.features} / input filters {old.input_filters} / {old.norm} norm, "
+                    f"this training has {cfg.n_classes} / {cfg.model} {cfg.features} / "
+                    f"{cfg.input_filters} / {cfg.norm}"
                 )
             self.model.load_state_dict(loaded.model.state_dict())
             if loaded.optimizer_state is not None:

@@ -122,3 +122,25 @@ def test_user_errors_are_one_line_exit_2(tiff_pair, tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err
     assert err.splitlines()[-1].startswith("segstudio: ")
+
+
+def test_resume_keeps_the_resumed_runs_network(tiff_pair, tmp_path, capsys):
+    # A run trained with other defaults (an older segstudio, or --model-size balanced) resumes
+    # with its own network; asking for another size names what differs.
+    from segstudio.core.config import TrainConfig
+    from segstudio.core.run import model_from_config, read_run_config, save_run
+
+    img, lab = tiff_pair
+    old = tmp_path / "old"
+    cfg = TrainConfig(n_classes=2, features=(4, 8, 16), input_filters=(1.0, 4.0), norm="instance")
+    save_run(old, cfg, model_from_config(cfg))
+    run = tmp_path / "new"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(run), "--resume", str(old),
+                 *TINY]) == 0
+    got = read_run_config(run)
+    assert (got.features, got.input_filters, got.norm) == ((4, 8, 16), (1.0, 4.0), "instance")
+    capsys.readouterr()
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(tmp_path / "x"), "--resume",
+                 str(old), "--model-size", "fast", *TINY]) != 0
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "instance norm" in err and len(err.strip().splitlines()) == 1

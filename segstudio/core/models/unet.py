@@ -1,11 +1,11 @@
 """A U-Net for 2D and 3D with anisotropy-aware pooling.
 
 One class serves both ranks (``spatial_dims`` 2 or 3), as in MONAI and
-segmentation_models_pytorch. Each resolution level has two ``conv → InstanceNorm → LeakyReLU``
-blocks; down-sampling is a strided convolution and up-sampling a transposed convolution, both
-with a per-axis stride so that thin or anisotropic axes (z in most microscopy) are not pooled
-(nnU-Net's rule: pool an axis only while its spacing is at most twice the finest spacing and it
-still has room).
+segmentation_models_pytorch. Each resolution level has two ``conv → norm → LeakyReLU`` blocks
+(norm: BatchNorm, InstanceNorm or none); down-sampling is a strided convolution and
+up-sampling a transposed convolution, both with a per-axis stride so that thin or anisotropic
+axes (z in most microscopy) are not pooled (nnU-Net's rule: pool an axis only while its
+spacing is at most twice the finest spacing and it still has room).
 """
 
 from __future__ import annotations
@@ -62,23 +62,38 @@ def _conv(spatial_dims: int) -> type[nn.Module]:
     return nn.Conv2d if spatial_dims == 2 else nn.Conv3d
 
 
-def _norm(spatial_dims: int, channels: int) -> nn.Module:
-    cls = nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d
-    return cls(channels, affine=True)
+#: Normalisation layers :class:`UNet` accepts (``norm=``).
+NORMS: tuple[str, ...] = ("instance", "batch", "none")
+
+
+def _norm(spatial_dims: int, channels: int, norm: str) -> nn.Module:
+    if norm == "instance":
+        return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+    if norm == "batch":
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    return nn.Identity()
 
 
 class ConvBlock(nn.Sequential):
-    """``conv → InstanceNorm → LeakyReLU``, twice. The first conv may be strided."""
+    """``conv → norm → LeakyReLU``, twice. The first conv may be strided."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, stride: Sequence[int] | int = 1) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        cin: int,
+        cout: int,
+        stride: Sequence[int] | int = 1,
+        norm: str = "instance",
+    ) -> None:
         conv = _conv(spatial_dims)
         stride_t = tuple(stride) if not isinstance(stride, int) else (stride,) * spatial_dims
+        bias = norm == "none"
         super().__init__(
-            conv(cin, cout, 3, stride=stride_t, padding=1, bias=False),
-            _norm(spatial_dims, cout),
+            conv(cin, cout, 3, stride=stride_t, padding=1, bias=bias),
+            _norm(spatial_dims, cout, norm),
             nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
-            conv(cout, cout, 3, padding=1, bias=False),
-            _norm(spatial_dims, cout),
+            conv(cout, cout, 3, padding=1, bias=bias),
+            _norm(spatial_dims, cout, norm),
             nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
         )
 
@@ -98,6 +113,9 @@ class UNet(nn.Module):
         Channels per level, e.g. ``(16, 32, 64, 128)``; its length is the depth.
     strides
         Per-level strides from :func:`pooling_plan`; default: 2 on every axis.
+    norm
+        ``"instance"`` (per-sample statistics), ``"batch"`` or ``"none"`` (convolutions with
+        bias); see :data:`NORMS`.
 
     Notes
     -----
@@ -112,8 +130,11 @@ class UNet(nn.Module):
         out_channels: int = 2,
         features: Sequence[int] = (16, 32, 64, 128),
         strides: Sequence[Sequence[int]] | None = None,
+        norm: str = "instance",
     ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         feats = list(features)
@@ -126,15 +147,16 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.strides = plan
-        self.encoder = nn.ModuleList([ConvBlock(spatial_dims, in_channels, feats[0])])
+        self.norm = norm
+        self.encoder = nn.ModuleList([ConvBlock(spatial_dims, in_channels, feats[0], norm=norm)])
         for i, stride in enumerate(plan):
-            self.encoder.append(ConvBlock(spatial_dims, feats[i], feats[i + 1], stride))
+            self.encoder.append(ConvBlock(spatial_dims, feats[i], feats[i + 1], stride, norm=norm))
         tconv = nn.ConvTranspose2d if spatial_dims == 2 else nn.ConvTranspose3d
         self.upsamplers = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for i in reversed(range(len(plan))):
             self.upsamplers.append(tconv(feats[i + 1], feats[i], plan[i], stride=plan[i], bias=False))
-            self.decoder.append(ConvBlock(spatial_dims, 2 * feats[i], feats[i]))
+            self.decoder.append(ConvBlock(spatial_dims, 2 * feats[i], feats[i], norm=norm))
         self.head = _conv(spatial_dims)(feats[0], out_channels, 1)
 
     @property
@@ -150,7 +172,7 @@ class UNet(nn.Module):
         spatial = x.shape[2:]
         pads: list[int] = []
         for n, d in zip(reversed(spatial), reversed(self.divisor)):
-            # A multiple of the total stride, and at least 2 at the bottleneck (InstanceNorm
+            # A multiple of the total stride, and at least 2 at the bottleneck (Instance/BatchNorm
             # needs more than one element per channel).
             target = max(n + (-n) % d, 2 * d) if d > 1 else n
             pads += [0, target - n]

@@ -34,3 +34,27 @@ def test_multichannel_input_and_registry():
     assert net(torch.randn(1, 3, 16, 16)).shape == (1, 2, 16, 16)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope")
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_norm_builds_trains_and_predicts_any_size(norm, dims):
+    net = build_model("unet", spatial_dims=dims, out_channels=3, features=(4, 8), norm=norm)
+    shape = (2, 1, *([5] * (dims - 1)), 7)
+    out = net(torch.randn(shape))
+    out.mean().backward()
+    assert out.shape == (2, 3, *shape[2:])
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, *shape[2:])).shape == (1, 3, *shape[2:])
+
+
+def test_norm_layers_and_bias():
+    none = build_model("unet", spatial_dims=2, out_channels=2, features=(4, 8), norm="none")
+    assert not any(isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)) for m in none.modules())
+    assert all(m.bias is not None for m in none.modules() if isinstance(m, torch.nn.Conv2d))
+    batch = build_model("unet", spatial_dims=2, out_channels=2, features=(4, 8), norm="batch")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in batch.modules())
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build_model("unet", spatial_dims=2, norm="layer")
+
