@@ -186,6 +186,9 @@ class AugmentConfig:
     gamma: float = 0.3
     noise_std: float = 0.05
     p_intensity: float = 0.8
+    #: In-plane zoom: each patch is cut at ``patch / z`` and resized to the patch, with
+    #: ``log z`` uniform in ``±log(1 + scale)``; 0 = off (measured: benchmarks/RESULTS.md).
+    scale: float = 0.0
 
 
 @dataclass
@@ -270,13 +273,21 @@ class PatchSampler:
         jitter = [int(self.rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
         return i, tuple(int(c) + j for c, j in zip(centre, jitter))
 
-    def _crop(self, arr: np.ndarray, start: Sequence[int], fill: float | None, lead: int) -> np.ndarray:
-        """Crop ``arr`` (with ``lead`` leading non-spatial axes) to the patch at ``start``;
-        out-of-bounds parts are padded (reflect when ``fill`` is None, else constant)."""
+    def _crop(
+        self,
+        arr: np.ndarray,
+        start: Sequence[int],
+        fill: float | None,
+        lead: int,
+        size: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Crop ``arr`` (with ``lead`` leading non-spatial axes) to ``size`` (default: the
+        patch) at ``start``; out-of-bounds parts are padded (reflect when ``fill`` is None,
+        else constant)."""
         spatial = arr.shape[lead:]
         src = []
         pads = [(0, 0)] * lead
-        for s, p, n in zip(start, self.patch, spatial):
+        for s, p, n in zip(start, size or self.patch, spatial):
             a, b = max(s, 0), min(s + p, n)
             src.append(slice(a, b))
             pads.append((a - s, s + p - b))
@@ -295,23 +306,55 @@ class PatchSampler:
         i, centre = self._centre()
         im = self.images[i]
         shape = im.image.shape[1:]
+        size = self._zoomed_size()
         start = []
-        for c, p, n in zip(centre, self.patch, shape):
+        for c, p, n in zip(centre, size, shape):
             s = c - p // 2
             if n >= p:
                 s = min(max(s, 0), n - p)
             else:
                 s = -((p - n) // 2)
             start.append(s)
-        x = self._crop(im.image, start, None, 1)
+        x = self._crop(im.image, start, None, 1, size)
         if self.mode == EXCLUSIVE:
-            y = self._crop(im.target, start, IGNORE_INDEX, 0)
+            y = self._crop(im.target, start, IGNORE_INDEX, 0, size)
             m = None
         else:
-            y = self._crop(im.target, start, 0.0, 1)
-            m = self._crop(im.mask, start, 0.0, 1)  # type: ignore[arg-type]
+            y = self._crop(im.target, start, 0.0, 1, size)
+            m = self._crop(im.mask, start, 0.0, 1, size)  # type: ignore[arg-type]
+        if size != self.patch:
+            x, y, m = self._resize(x, y, m)
         if self.augment is not None:
             x, y, m = augment_patch(x, y, m, self.augment, self.rng)
+        return x, y, m
+
+    def _zoomed_size(self) -> tuple[int, ...]:
+        """The region to cut: the patch, or with scale augmentation ``patch / z`` in-plane."""
+        r = 0.0 if self.augment is None else float(self.augment.scale)
+        if r <= 0:
+            return self.patch
+        z = float(np.exp(self.rng.uniform(-np.log1p(r), np.log1p(r))))
+        nd = len(self.patch)
+        return tuple(
+            max(2, int(round(p / z))) if ax >= nd - 2 else p for ax, p in enumerate(self.patch)
+        )
+
+    def _resize(
+        self, x: np.ndarray, y: np.ndarray, m: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Resize a cut region to the patch: image linearly, targets and mask by nearest."""
+        from scipy import ndimage as ndi
+
+        def to_patch(a: np.ndarray, lead: int, order: int) -> np.ndarray:
+            factors = (1.0,) * lead + tuple(p / n for p, n in zip(self.patch, a.shape[lead:]))
+            out = ndi.zoom(a, factors, order=order, mode="nearest", grid_mode=True)
+            out = out[(slice(None),) * lead + tuple(slice(0, p) for p in self.patch)]
+            short = [(0, 0)] * lead + [(0, p - n) for p, n in zip(self.patch, out.shape[lead:])]
+            return np.pad(out, short, mode="edge") if any(b for _, b in short) else out
+
+        x = to_patch(x, 1, 1).astype(np.float32, copy=False)
+        y = to_patch(y, y.ndim - len(self.patch), 0)
+        m = None if m is None else to_patch(m, 1, 0)
         return x, y, m
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

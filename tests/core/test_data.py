@@ -110,3 +110,33 @@ def test_snapshot_source_keeps_only_the_newest():
     v1 = src.put([item])
     v2 = src.put([item], weights=[1.0])
     assert v2 == v1 + 1 and src.latest().version == v2 and src.latest().weights == (1.0,)
+
+
+@pytest.mark.parametrize("mode", ["exclusive", "multilabel"])
+@pytest.mark.parametrize("shape,patch", [((48, 48), (16, 16)), ((6, 40, 40), (4, 16, 16))])
+def test_scale_augmentation_zooms_image_and_target_together(mode, shape, patch):
+    # The image is its own label: bright where class 2 is painted. After zooming, every
+    # painted pixel of the patch must still sit on the matching intensity.
+    rng = np.random.default_rng(0)
+    img = np.zeros(shape, np.float32)
+    img[..., 16:32, 16:32] = 1.0
+    lab = np.where(img > 0, 2, 1).astype(np.uint8)
+    lab[rng.random(shape) < 0.5] = 0  # sparse paint
+    paint = lab if mode == "exclusive" else np.stack([lab, lab])
+    prepared, _ = prepare_image(TrainingImage(img, paint), mode, 2)
+    sampler = PatchSampler([prepared], mode, patch, random_fraction=0.0,
+                           augment=AugmentConfig(flip=False, rot90=False, p_intensity=0.0, scale=0.5),
+                           rng=np.random.default_rng(1))
+    sizes = set()
+    for _ in range(30):
+        x, y, m = sampler.sample()
+        assert x.shape == (1, *patch)
+        target = y if mode == "exclusive" else np.where(m[0] > 0, y[0], IGNORE_INDEX)
+        bright = x[0] > 0.9
+        clear = bright | (x[0] < 0.1)  # not an interpolated edge pixel
+        painted = (target != IGNORE_INDEX) & clear
+        assert painted.any()
+        # exclusive: value 2 is class index 1; multilabel: value 2 means "absent" (target 0)
+        assert np.array_equal(bright[painted], target[painted] == (1 if mode == "exclusive" else 0))
+        sizes.add(int(bright.sum()))
+    assert len(sizes) > 5  # the bright square's area in the patch varies with the zoom

@@ -58,3 +58,22 @@ def test_norm_layers_and_bias():
     with pytest.raises(ValueError, match="norm must be one of"):
         build_model("unet", spatial_dims=2, norm="layer")
 
+
+
+def test_runs_written_before_the_norm_option_load_as_instance_norm(tmp_path):
+    import json
+
+    from segstudio.core.config import TrainConfig
+    from segstudio.core.run import load_run, model_from_config, save_run
+
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(), norm="instance")
+    model = model_from_config(cfg)
+    save_run(tmp_path / "old", cfg, model)
+    data = json.loads((tmp_path / "old" / "config.json").read_text())
+    del data["norm"]  # config.json of segstudio before BatchNorm became the default
+    (tmp_path / "old" / "config.json").write_text(json.dumps(data))
+    old = load_run(tmp_path / "old")
+    assert old.config.norm == "instance"
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(old.model(x), model.eval()(x))
+    assert TrainConfig().norm == "batch"
