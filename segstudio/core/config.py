@@ -26,11 +26,11 @@ MODEL_PRESETS: dict[str, tuple[int, ...]] = {
 }
 DEFAULT_PRESET = "fast"
 
-#: Default scales of the fixed input filters (see :mod:`segstudio.core.features`).
+#: Default scales of the fixed input filters per image rank (see :mod:`segstudio.core.features`).
 #: Measured on sparse strokes (benchmarks/RESULTS.md): filters help, but large scales (4, 8)
 #: widen the context the net can use to tell painted background (far from objects) from
-#: everything else, which paints a halo around objects; 1 and 2 measured best.
-DEFAULT_INPUT_FILTERS: tuple[float, ...] = (1.0, 2.0)
+#: everything else, which paints a halo around objects; σ = 1 measured best in 2D, σ = 1, 2 in 3D.
+DEFAULT_INPUT_FILTERS: dict[int, tuple[float, ...]] = {2: (1.0,), 3: (1.0, 2.0)}
 
 #: Default U-Net normalisation. InstanceNorm normalises every patch by its own statistics and
 #: so discards absolute intensity, the strongest cue sparse strokes give; BatchNorm keeps it
@@ -69,7 +69,8 @@ class TrainConfig:
     input_filters
         Scales (pixels along the finest axis) of the fixed multiscale filters
         (:mod:`segstudio.core.features`) that the network sees next to the image; ``()`` = the
-        image only. Part of the model: stored in ``config.json``, applied inside the network.
+        image only; ``None`` = :data:`DEFAULT_INPUT_FILTERS` for the rank. Part of the model:
+        stored in ``config.json``, applied inside the network.
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -105,7 +106,7 @@ class TrainConfig:
     spacing: tuple[float, ...] | None = None
     model: str = "unet"
     features: tuple[int, ...] = MODEL_PRESETS[DEFAULT_PRESET]
-    input_filters: tuple[float, ...] = DEFAULT_INPUT_FILTERS
+    input_filters: tuple[float, ...] | None = None
     norm: str = DEFAULT_NORM
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
@@ -138,6 +139,8 @@ class TrainConfig:
         check_mode(self.mode)
         if self.spatial_dims not in (2, 3):
             raise UserInputError(f"images must be 2D or 3D, got {self.spatial_dims} spatial dimensions")
+        filters = DEFAULT_INPUT_FILTERS[self.spatial_dims] if self.input_filters is None else self.input_filters
+        object.__setattr__(self, "input_filters", tuple(float(s) for s in filters))
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:
