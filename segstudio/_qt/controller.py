@@ -142,6 +142,29 @@ def _share_cpu_threads(device: str) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
 
+_warm_up_started = threading.Event()
+
+
+def warm_up_torch() -> None:
+    """Import, once and in a background thread, what the first training would import.
+
+    The optimizer's constructor imports ``torch._dynamo`` on first use: 2.4 s of the 4.8 s
+    from Train to the first live prediction on 2 cores (``benchmarks/gui_responsiveness.py``).
+    Doing it while the user looks at the image and paints takes it off that path.
+    """
+    if _warm_up_started.is_set():
+        return
+    _warm_up_started.set()
+
+    def work() -> None:
+        try:
+            import torch._dynamo  # noqa: F401
+        except Exception:  # noqa: BLE001 - only a warm-up; training imports it again
+            pass
+
+    threading.Thread(target=work, name="segstudio-torch-warm-up", daemon=True).start()
+
+
 def _training_events(
     config: TrainConfig,
     source: Any,
@@ -333,6 +356,7 @@ class SegController(QObject):
 
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        warm_up_torch()
         self.viewer = viewer
         self.image_layer: Any = None
         self.channel_axis: int | None = None

@@ -317,3 +317,29 @@ def test_predict_another_open_image(session, qtbot, tiny2d, paintings_of):
     assert tuple(out.scale) == (0.5, 0.5)
     qtbot.waitUntil(lambda: not c.predicting, timeout=10_000)
     assert "other predicted" in widget.status_label.text()
+
+
+def test_torch_warm_up_runs_once_in_the_background(monkeypatch):
+    # The optimizer's first construction imports torch._dynamo (seconds); the controller
+    # starts that import in one background thread when it is created, never twice.
+    import sys
+    import threading
+    import types
+
+    monkeypatch.setattr(controller_module, "_warm_up_started", threading.Event())
+    started = []
+    real_thread = threading.Thread
+
+    def spy(*args, **kwargs):
+        t = real_thread(*args, **kwargs)
+        started.append(t)
+        return t
+
+    # Only the controller's view of the threading module (torch subclasses threading.Thread).
+    monkeypatch.setattr(controller_module, "threading", types.SimpleNamespace(Thread=spy, Event=threading.Event))
+    controller_module.warm_up_torch()
+    controller_module.warm_up_torch()
+    assert [t.name for t in started] == ["segstudio-torch-warm-up"]
+    assert not started[0].is_alive() or started[0].daemon  # never keeps the app from exiting
+    started[0].join(60)
+    assert "torch._dynamo" in sys.modules
