@@ -106,7 +106,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
-    from segstudio.core.config import MODEL_PRESETS
+    from segstudio.core.config import MODEL_PRESETS, NETWORK_FIELDS
     from segstudio.core.data import SnapshotSource, TrainingImage
     from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_labels
@@ -171,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from segstudio.core.run import read_run_config
 
         old = read_run_config(args.resume)
-        overrides.update(model=old.model, features=old.features, input_filters=old.input_filters, norm=old.norm)
+        overrides.update({k: getattr(old, k) for k in NETWORK_FIELDS})
     cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
                        n_classes=n_classes, **overrides)
     validation = None

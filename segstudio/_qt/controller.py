@@ -32,7 +32,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 
 from segstudio._qt.workers import start_worker, threads_disabled
 from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, check_mode
-from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig
+from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, NETWORK_FIELDS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import DEFAULT_AUTOSAVE_EVERY_S
@@ -948,8 +948,7 @@ class SegController(QObject):
         old = self.config
         if old is None or self.run_dir is None or not (self.run_dir / "model.pt").exists():
             return False
-        keys = ("mode", "n_classes", "features", "input_filters", "norm", "spatial_dims", "in_channels", "model",
-                "spacing")
+        keys = ("mode", "n_classes", "spatial_dims", "in_channels", "spacing", *NETWORK_FIELDS)
         return all(getattr(old, k) == getattr(config, k) for k in keys) and old.patch == config.patch
 
     def start_training(self) -> None:

@@ -37,6 +37,9 @@ DEFAULT_INPUT_FILTERS: dict[int, tuple[float, ...]] = {2: (1.0,), 3: (1.0, 2.0)}
 #: (benchmarks/RESULTS.md: 3D nucleus Dice 0.35 -> 0.50, 2D 0.74 -> 0.82 at equal steps).
 DEFAULT_NORM = "batch"
 
+#: The fields that define the network's architecture (and so which weights fit it).
+NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "norm")
+
 #: Default training patch per image rank.
 DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (16, 64, 64)}
 #: 2D batch 4: twice the steps of batch 8 in the same time, which measured better in 60 s.

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
-from segstudio.core.config import TrainConfig
+from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
     PatchSampler,
@@ -245,8 +245,7 @@ class Trainer:
                     f"cannot resume '{self.resume}': it was trained for {old.mode} {old.spatial_dims}D "
                     f"images with {old.in_channels} channel(s)"
                 )
-            arch = ("n_classes", "model", "features", "input_filters", "norm")
-            if any(getattr(old, k) != getattr(cfg, k) for k in arch):
+            if any(getattr(old, k) != getattr(cfg, k) for k in ("n_classes", *NETWORK_FIELDS)):
                 raise UserInputError(
                     f"cannot resume '{self.resume}': it has {old.n_classes} classes / model "
                     f"{old.model} {old.features} / input filters {old.input_filters} / {old.norm} norm, "
