@@ -47,6 +47,24 @@ def tiny3d():
 
 
 @pytest.fixture
+def two_strokes():
+    """A random ``size`` x ``size`` image with one stroke of class 1 and one of class 2, and a
+    :class:`SnapshotSource` already holding them: ``make(size) -> (image, paint, source)``."""
+    from segstudio.core.data import SnapshotSource, TrainingImage
+
+    def make(size: int = 32):
+        image = np.random.default_rng(0).random((size, size)).astype(np.float32)
+        paint = np.zeros((size, size), np.uint8)
+        paint[4, 4:12] = 1
+        paint[20, 10:20] = 2
+        source = SnapshotSource()
+        source.put([TrainingImage(image, paint)])
+        return image, paint, source
+
+    return make
+
+
+@pytest.fixture
 def paintings_of():
     """Paint every ``step``-th pixel of the truth: all classes present, still sparse."""
 

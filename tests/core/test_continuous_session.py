@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from segstudio.core.config import TrainConfig
-from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.data import TrainingImage
 from segstudio.core.trainer import Progress, Trainer, WeightsUpdated
 
 
-def test_new_strokes_mid_session_keep_the_lr_schedule():
-    rng = np.random.default_rng(0)
-    image = rng.random((32, 32)).astype(np.float32)
-    paint = np.zeros((32, 32), np.uint8)
-    paint[4, 4:12] = 1
-    paint[20, 10:20] = 2
+def test_new_strokes_mid_session_keep_the_lr_schedule(two_strokes):
+    image, paint, src = two_strokes()
     cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(16, 16),
                       batch_size=2, iterations=12, warmup=3, device="cpu", seed=0)
-    src = SnapshotSource()
-    src.put([TrainingImage(image, paint)])
     trainer = Trainer(cfg, src, None)
     lrs: list[float] = []
     swaps = []

@@ -10,7 +10,6 @@ import torch
 from scipy import ndimage as ndi
 
 from segstudio.core.config import TrainConfig
-from segstudio.core.data import SnapshotSource, TrainingImage
 from segstudio.core.features import (
     FilterBank,
     FilteredNetwork,
@@ -95,16 +94,10 @@ def test_config_with_filters_round_trips_and_old_runs_load(tmp_path):
     assert not isinstance(old.model, FilteredNetwork)
 
 
-def test_training_and_prediction_use_the_filters(tmp_path):
-    rng = np.random.default_rng(0)
-    image = rng.random((40, 40)).astype(np.float32)
-    paint = np.zeros((40, 40), np.uint8)
-    paint[5, 5:15] = 1
-    paint[30, 20:30] = 2
+def test_training_and_prediction_use_the_filters(tmp_path, two_strokes):
+    image, _, src = two_strokes(40)
     cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(32, 32),
                       batch_size=2, iterations=3, device="cpu", seed=0)
-    src = SnapshotSource()
-    src.put([TrainingImage(image, paint)])
     events = list(train(cfg, src, tmp_path / "run"))
     assert isinstance(events[-1], Finished)
     result = Predictor.from_run(tmp_path / "run", device="cpu").predict(image)
@@ -112,16 +105,10 @@ def test_training_and_prediction_use_the_filters(tmp_path):
     assert set(np.unique(result.labels)) <= {1, 2}
 
 
-def test_resume_with_other_input_filters_fails_clearly(tmp_path):
-    rng = np.random.default_rng(0)
-    image = rng.random((32, 32)).astype(np.float32)
-    paint = np.zeros((32, 32), np.uint8)
-    paint[4, 4:12] = 1
-    paint[20, 10:20] = 2
+def test_resume_with_other_input_filters_fails_clearly(tmp_path, two_strokes):
+    _, _, src = two_strokes()
     cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), patch_size=(16, 16),
                       batch_size=1, iterations=1, device="cpu", seed=0)
-    src = SnapshotSource()
-    src.put([TrainingImage(image, paint)])
     assert isinstance(list(train(cfg, src, tmp_path / "run"))[-1], Finished)
     events = list(train(cfg.replace(input_filters=(2.0,)), src, tmp_path / "run", resume=tmp_path / "run"))
     assert events[-1].user_error
