@@ -79,4 +79,7 @@ def main(images: list[str], sample: str | None = None, demo: bool = False, proje
     if quit_after:
         QTimer.singleShot(int(quit_after), viewer.close)
     napari.run()
+    from segstudio._qt.controller import wait_for_background_work
+
+    wait_for_background_work()
     return 0

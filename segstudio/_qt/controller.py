@@ -143,6 +143,7 @@ def _share_cpu_threads(device: str) -> None:
 
 
 _warm_up_started = threading.Event()
+_warm_up_threads: list[threading.Thread] = []
 
 
 def warm_up_torch() -> None:
@@ -162,7 +163,23 @@ def warm_up_torch() -> None:
         except Exception:  # noqa: BLE001 - only a warm-up; training imports it again
             pass
 
-    threading.Thread(target=work, name="segstudio-torch-warm-up", daemon=True).start()
+    thread = threading.Thread(target=work, name="segstudio-torch-warm-up", daemon=True)
+    _warm_up_threads.append(thread)
+    thread.start()
+
+
+def wait_for_background_work(timeout_s: float = 30.0) -> None:
+    """Before the process exits: let the torch warm-up import and any pool worker finish.
+
+    A worker whose start superqt queued just before the window closed, or an import still
+    running in a daemon thread, would otherwise meet Qt objects that Python is tearing down
+    ("Signal source has been deleted" on stderr).
+    """
+    from qtpy.QtCore import QThreadPool
+
+    for thread in _warm_up_threads:
+        thread.join(timeout_s)
+    QThreadPool.globalInstance().waitForDone(int(timeout_s * 1000))
 
 
 def _training_events(
