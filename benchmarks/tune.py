@@ -43,6 +43,7 @@ def session(
     seed: int = 0,
     threads: int = 2,
     tta: bool = False,
+    save_prob: Path | None = None,
 ) -> list[tuple[dict[str, float], float, int, float]]:
     """One continuous training session with correction strokes between phases.
 
@@ -76,8 +77,12 @@ def session(
         if isinstance(ev, Progress) and ev.iteration == milestones[phase]:
             cpu = time.process_time() - cpu0
             predictor = Predictor(trainer.model, trainer.config, device="cpu")
-            pred = predictor.predict(sample.image).labels
+            result = predictor.predict(sample.image, probabilities=save_prob is not None)
+            pred = result.labels
             sc = scores(pred, sample.truth)
+            if save_prob is not None:
+                save_prob.mkdir(parents=True, exist_ok=True)
+                np.save(save_prob / f"{sample.name}_seed{seed}_phase{phase}.npy", result.probabilities)
             if tta:
                 tta_sc = scores(predictor.predict(sample.image, tta=True).labels, sample.truth)
                 sc.update({f"tta_{k}": v for k, v in tta_sc.items()})
@@ -110,6 +115,62 @@ def rf_pseudo_sample(sample: Sample, confidence: float) -> Sample:
     return replace(sample, paintings=dense.reshape(sample.paintings.shape))
 
 
+def fill_probe(sample: Sample, inside: bool, halo: tuple[int, int] | None) -> Sample:
+    """Probe: closed traced outlines (label 3) filled with interior, optional background halo."""
+    from dataclasses import replace
+
+    from scipy import ndimage as ndi
+
+    paint = sample.paintings.copy()
+    p3 = paint if paint.ndim == 3 else paint[None]
+    for z in range(p3.shape[0]):
+        ring = p3[z] == 3
+        if not ring.any():
+            continue
+        filled = ndi.binary_fill_holes(ring)
+        holes = filled & ~ring
+        lab, n = ndi.label(holes)
+        objs = np.zeros_like(ring)
+        for i in range(1, n + 1):
+            comp = lab == i
+            if (p3[z][comp] == 2).any():
+                objs |= comp
+                if inside:
+                    p3[z][comp & (p3[z] == 0)] = 2
+        if halo is not None:
+            full = objs | (ndi.binary_dilation(objs) & ring)
+            d = ndi.distance_transform_edt(~full)
+            band = (d >= halo[0]) & (d <= halo[1]) & (p3[z] == 0)
+            p3[z][band] = 1
+    return replace(sample, paintings=paint)
+
+
+def shift_outlines(sample: Sample, shift: int) -> Sample:
+    """Probe: a less careful user, whose traced outlines (label 3) sit ``shift`` pixels outward
+    (positive) or inward (negative) of where the simulation put them."""
+    from dataclasses import replace
+
+    from scipy import ndimage as ndi
+
+    cross = ndi.generate_binary_structure(2, 1)
+    paint = sample.paintings.copy()
+    p3 = paint if paint.ndim == 3 else paint[None]
+    for z in range(p3.shape[0]):
+        ring = p3[z] == 3
+        if not ring.any():
+            continue
+        obj = ndi.binary_fill_holes(ring)
+        if shift > 0:
+            grown = ndi.binary_dilation(obj, cross, iterations=shift)
+            new = grown & ~ndi.binary_erosion(grown, cross)
+        else:
+            inner = ndi.binary_erosion(obj, cross, iterations=-shift)
+            new = inner & ~ndi.binary_erosion(inner, cross)
+        p3[z][ring] = 0
+        p3[z][new] = 3
+    return replace(sample, paintings=paint)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point: one JSON line per (seed, phase) plus a mean line per phase."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,8 +182,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--tta", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tag", default="")
+    p.add_argument("--save-prob", type=Path, default=None,
+                   help="folder: save the predicted probabilities of every (seed, phase) as .npy")
     p.add_argument("--rf-pseudo", type=float, default=None,
                    help="probe: add random-forest labels on unpainted pixels with confidence >= this")
+    p.add_argument("--outline-shift", type=int, default=0,
+                   help="probe: move the traced outlines this many pixels outward (>0) or inward (<0)")
+    p.add_argument("--fill", default=None, help="probe: 'inside', 'halo:a:b' or 'inside,halo:a:b'")
     args = p.parse_args(argv)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.aug:
@@ -133,7 +199,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         sample = sample_2d(s) if args.dim == 2 else sample_3d(s)
         if args.rf_pseudo is not None:
             sample = rf_pseudo_sample(sample, args.rf_pseudo)
-        res = session(sample, dict(overrides), args.iters, seed=s, threads=args.threads, tta=args.tta)
+        if args.outline_shift:
+            sample = shift_outlines(sample, args.outline_shift)
+        if args.fill:
+            parts = args.fill.split(",")
+            halo = next((tuple(int(v) for v in q.split(":")[1:]) for q in parts if q.startswith("halo")), None)
+            sample = fill_probe(sample, "inside" in parts, halo)
+        res = session(sample, dict(overrides), args.iters, seed=s, threads=args.threads, tta=args.tta,
+                      save_prob=args.save_prob)
         for i, (sc, painted, it, cpu) in enumerate(res):
             per_phase[i].append(sc)
             print(json.dumps({"tag": args.tag, "seed": s, "phase": i, "it": it, "cpu": round(cpu, 1),

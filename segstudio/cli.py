@@ -73,10 +73,26 @@ def _print_progress(ev, start: float, tty: bool, state: dict) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_weights(args: argparse.Namespace) -> int:
     """``segstudio weights``: class weights from label files."""
+    from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_labels
     from segstudio.core.weights import compute_weights
 
     arrays = [read_labels(p)[0] for p in args.labels]
+    if args.image and len(args.image) != len(args.labels):
+        raise UserInputError(
+            f"{len(args.image)} --image for {len(args.labels)} --labels: give one image per labels file, or none"
+        )
+    if args.mode == "exclusive" and not args.no_outlines:
+        from segstudio.core.outlines import one_channel, with_inferred
+
+        images = [_load_image(p, None) for p in args.image] if args.image else [None] * len(arrays)
+        gated = []
+        for a, loaded in zip(arrays, images):
+            gate = None if loaded is None else one_channel(loaded[0], loaded[2])
+            if gate is not None and gate.shape != a.shape:
+                raise UserInputError(f"image shape {gate.shape} does not match the labels {a.shape}")
+            gated.append(with_inferred(a, gate) if a.ndim in (2, 3) else a)
+        arrays = gated
     cw = compute_weights(arrays, args.mode, args.method)
     for w in cw.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -84,9 +100,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(json.dumps(cw.to_json()))
         return 0
     kind = "pos_weight" if args.mode == "multilabel" else f"weight ({cw.method})"
-    print(f"{'class':>5}  {'painted':>10}  {kind}")
+    counted = "painted" if args.mode == "multilabel" or args.no_outlines else "labelled"
+    print(f"{'class':>5}  {counted:>10}  {kind}")
     for i, (n, w) in enumerate(zip(cw.counts, cw.weights), start=1):
         print(f"{i:>5}  {n:>10}  {w:.4f}")
+    if counted == "labelled":
+        print("(labelled = painted + inferred from closed traced outlines, as train counts them)")
     return 0
 
 
@@ -149,6 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         minutes=args.minutes, device=args.device, loss=args.loss, weight_method=args.weights,
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
+        infer_outlines=not args.no_outlines,
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -470,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
     w.add_argument("--method", choices=METHODS, default="balanced")
     w.add_argument("--json", action="store_true", help="print one JSON object")
+    w.add_argument("--image", action="append", help="the image of each --labels file, in the same order: "
+                   "count the outline halo as train does (gated by the image)")
+    w.add_argument("--no-outlines", action="store_true",
+                   help="count the painted pixels only (train's default also counts the pixels "
+                   "inferred from closed traced outlines)")
     _add_common(w)
     w.set_defaults(func=cmd_weights)
 
@@ -506,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="continue from this run directory (may equal --out); "
                    "'last' = the project's last run")
     t.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    t.add_argument("--no-outlines", action="store_true",
+                   help="learn from the painted pixels only: do not fill closed traced outlines "
+                   "nor add background just outside them")
     t.add_argument("--verbose", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_train)

@@ -35,6 +35,7 @@ from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, c
 from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, NETWORK_FIELDS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
+from segstudio.core.outlines import one_channel, with_inferred
 from segstudio.core.project import DEFAULT_AUTOSAVE_EVERY_S
 from segstudio.core.weights import DEFAULT_METHOD, ClassWeights, compute_weights
 
@@ -87,6 +88,7 @@ class TrainSettings:
     preview_every_s: float = 2.0
     preview_region: str = "view"
     probabilities: bool = False  # whole-image predictions also show per-class probabilities
+    infer_outlines: bool = True  # learn the labels closed traced outlines imply (core.outlines)
 
 
 @dataclass(frozen=True)
@@ -102,16 +104,28 @@ class MetricsRow:
 # These run off the GUI thread: they only touch numpy arrays and core objects.
 def _copy_and_weigh(
     arrays: Sequence[Any], mode: str, method: str, n_classes: int, pins: dict[int, float],
-    previous: np.ndarray | None,
+    previous: np.ndarray | None, infer_outlines: bool = True, image: Any = None,
+    channel_axis: int | None = None,
 ) -> tuple[np.ndarray, ClassWeights, bool]:
-    """Copy the paintings, compute weights; say whether they changed since ``previous``."""
+    """Copy the paintings, compute weights; say whether they changed since ``previous``.
+
+    With ``infer_outlines`` (exclusive mode) the counts and weights include the pixels that
+    closed traced outlines imply (gated by ``image`` when given), as the trainer counts them.
+    """
     if mode == EXCLUSIVE:
         paint = np.array(arrays[0], copy=True)
     else:
         paint = np.stack([np.asarray(a) for a in arrays])
     unchanged = previous is not None and previous.shape == paint.shape and np.array_equal(previous, paint)
+    counted = paint
+    if mode == EXCLUSIVE and infer_outlines and paint.ndim in (2, 3):
+        gate = None
+        if image is not None:
+            gate = one_channel(np.asarray(image), channel_axis)
+            gate = gate if gate.shape == paint.shape else None
+        counted = with_inferred(paint, gate)
     weights = compute_weights(
-        paint, mode, method, n_classes=n_classes if mode == EXCLUSIVE else None, pinned=pins
+        counted, mode, method, n_classes=n_classes if mode == EXCLUSIVE else None, pinned=pins
     )
     return paint, weights, unchanged
 
@@ -538,6 +552,14 @@ class SegController(QObject):
         self.image_changed.emit()
         self.refresh_counts()
 
+    def _image_data(self) -> Any:
+        """The chosen image's data as the layer holds it (largest scale), unconverted: cheap on
+        the GUI thread, for a worker to read. ``None`` without an image."""
+        layer = self.image_layer
+        if layer is None:
+            return None
+        return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
     def image_array(self) -> np.ndarray:
         """The chosen image as a numpy array (largest scale of a multiscale layer), cached."""
         layer = self.image_layer
@@ -899,7 +921,7 @@ class SegController(QObject):
         self._count_dirty = False
         self._count_worker = start_worker(
             _copy_and_weigh, arrays, self.mode, self.weight_method, len(self.classes), self._pins(),
-            self._last_paint,
+            self._last_paint, self.settings.infer_outlines, self._image_data(), self.channel_axis,
             returned=self._on_counts, errored=self._on_worker_error, finished=self._on_count_finished,
         )
 
@@ -931,6 +953,12 @@ class SegController(QObject):
     def set_settings(self, **changes: Any) -> None:
         self.settings = replace(self.settings, **changes)
 
+    def set_infer_outlines(self, value: bool) -> None:
+        """Learn (or not) the labels closed traced outlines imply; recount the class table."""
+        if value != self.settings.infer_outlines:
+            self.set_settings(infer_outlines=value)
+            self.refresh_counts()
+
     def loss_name(self) -> str:
         loss = self.settings.loss
         return loss if loss in LOSS_NAMES[self.mode] else LOSS_NAMES[self.mode][0]
@@ -955,6 +983,7 @@ class SegController(QObject):
             "iterations": s.iterations if s.length == "iterations" else None,
             "minutes": s.minutes if s.length == "minutes" else None,
             "preview_every_s": s.preview_every_s,
+            "infer_outlines": s.infer_outlines,
         }
         kw.update(self.config_overrides)
         return infer_config(
@@ -1006,9 +1035,10 @@ class SegController(QObject):
         self._rate.clear()
         self.last_error = None
         mode, method, k, pins, ch = self.mode, self.weight_method, len(self.classes), self._pins(), self.channel_axis
+        infer = self.settings.infer_outlines
 
         def first_snapshot() -> tuple[list[Any], tuple[float, ...]]:
-            paint, weights, _ = _copy_and_weigh(arrays, mode, method, k, pins, None)
+            paint, weights, _ = _copy_and_weigh(arrays, mode, method, k, pins, None, infer, image, ch)
             return [TrainingImage(image, paint, ch)], weights.weights
 
         self._ensure_prediction_layers()  # before training: adding a layer stalls the GUI

@@ -192,7 +192,15 @@ class SegStudioWidget(QWidget):
         self.method_combo.setToolTip("How class weights are computed from the painted pixel counts")
         row.addWidget(self.add_class_btn)
         row.addWidget(self.remove_class_btn)
+        self.outlines_check = QCheckBox("fill outlines")
+        self.outlines_check.setChecked(self.controller.settings.infer_outlines)
+        self.outlines_check.setToolTip(
+            "Exclusive mode: a closed outline traced with one class around a stroke of another "
+            "class also teaches its inside as that class and a thin band just outside as class 1 "
+            "(background). The counts include these pixels. Your strokes are never changed."
+        )
         row.addStretch(1)
+        row.addWidget(self.outlines_check)
         row.addWidget(QLabel("weights"))
         row.addWidget(self.method_combo)
         cl.addLayout(row)
@@ -449,6 +457,7 @@ class SegStudioWidget(QWidget):
         c.project_changed.connect(self._on_project_changed)
         self.save_pred_btn.clicked.connect(self._on_save_prediction)
         self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
+        self.outlines_check.toggled.connect(lambda v: c.set_infer_outlines(bool(v)))
 
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed, layers.reordered):
@@ -673,6 +682,7 @@ class SegStudioWidget(QWidget):
             current = self.controller.loss_name()
             self.loss_combo.setCurrentIndex(max(self.loss_combo.findData(current), 0))
             self.method_combo.setEnabled(mode == EXCLUSIVE)
+            self.outlines_check.setEnabled(mode == EXCLUSIVE and not self.controller.is_training)
             self.method_combo.setToolTip(
                 "How class weights are computed from the painted pixel counts"
                 if mode == EXCLUSIVE else "multi-label mode uses pos_weight = absent / present"
@@ -706,6 +716,7 @@ class SegStudioWidget(QWidget):
         if getattr(self.controller.image_layer, "rgb", False):
             self.channel_spin.setEnabled(False)
         self.add_class_btn.setEnabled(not running)
+        self.outlines_check.setEnabled(not running and self.controller.mode == EXCLUSIVE)
         self.remove_class_btn.setEnabled(not running and len(self.controller.classes) > 1)
         if running:
             self._redraw.start()
@@ -862,6 +873,7 @@ class SegStudioWidget(QWidget):
             self.interval_spin.setValue(s.preview_every_s)
             self.region_combo.setCurrentText(s.preview_region)
             self.proba_check.setChecked(s.probabilities)
+            self.outlines_check.setChecked(s.infer_outlines)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False

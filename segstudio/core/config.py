@@ -14,6 +14,7 @@ from typing import Any
 from segstudio.core.annotations import EXCLUSIVE, check_mode
 from segstudio.core.data import DEFAULT_PERCENTILES, AugmentConfig, Normalization
 from segstudio.core.errors import UserInputError
+from segstudio.core.outlines import DEFAULT_HALO
 from segstudio.core.weights import DEFAULT_CLAMP, DEFAULT_METHOD
 
 CONFIG_VERSION = 1
@@ -128,6 +129,8 @@ class TrainConfig:
     grad_accum: int = 1
     seed: int | None = None
     random_fraction: float = 0.1
+    infer_outlines: bool = True
+    outline_halo: tuple[int, int] | None = DEFAULT_HALO
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -199,11 +202,12 @@ class TrainConfig:
         kw: dict[str, Any] = {k: v for k, v in data.items() if k in known}
         tuple_fields = (
             "class_names", "class_colors", "features", "patch_size", "weight_clamp", "percentiles", "spacing",
-            "input_filters",
+            "input_filters", "outline_halo",
         )
         # Runs written before input filters existed had none (whatever today's default is).
         kw.setdefault("input_filters", ())
         kw.setdefault("norm", "instance")
+        kw.setdefault("infer_outlines", False)
         for key in tuple_fields:
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])

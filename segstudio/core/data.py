@@ -205,14 +205,21 @@ def prepare_image(
     n_classes: int,
     stats: Normalization | None = None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    inferred: np.ndarray | None = None,
 ) -> tuple[_PreparedImage, Normalization]:
-    """Normalise one image and convert its paintings to targets plus per-class coordinates."""
+    """Normalise one image and convert its paintings to targets plus per-class coordinates.
+
+    ``inferred`` (exclusive mode): labels for unpainted pixels that are learnt like paint, but
+    that patches are not centred on, so that the patches stay spread as the user's strokes
+    are (see :mod:`segstudio.core.outlines`).
+    """
     check_mode(mode)
     norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
     img = normalize(item.image, norm, item.channel_axis)
     paint = mask_nonfinite(item.paintings, item.image, item.channel_axis, mode)
     if mode == EXCLUSIVE:
-        target = exclusive_target(paint)
+        learnt = paint if inferred is None else np.where(np.asarray(paint) == UNPAINTED, inferred, paint)
+        target = exclusive_target(mask_nonfinite(learnt, item.image, item.channel_axis, mode))
         flat = np.asarray(paint).reshape(-1)
         order = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[order], np.arange(1, n_classes + 2))

@@ -11,6 +11,7 @@ and are swapped in between iterations without restarting.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -30,10 +31,12 @@ from segstudio.core.data import (
     PatchSampler,
     Snapshot,
     SnapshotSource,
+    TrainingImage,
     prepare_image,
 )
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
+from segstudio.core.outlines import infer_from_outlines, one_channel
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
@@ -275,10 +278,12 @@ class Trainer:
         cfg = self.config
         prepared = []
         cache: dict[int, tuple[np.ndarray, Normalization]] = {}
-        for item in snapshot.images:
+        # the labels that the user's traced outlines imply (segstudio.core.outlines)
+        inferred = [self._inferred(item) for item in snapshot.images]
+        for item, extra in zip(snapshot.images, inferred):
             hit = self._norm_cache.get(id(item.image))
             stats = hit[1] if hit is not None and hit[0] is item.image else None
-            p, n = prepare_image(item, cfg.mode, cfg.n_classes, stats, cfg.percentiles)
+            p, n = prepare_image(item, cfg.mode, cfg.n_classes, stats, cfg.percentiles, inferred=extra)
             prepared.append(p)
             cache[id(item.image)] = (item.image, n)
         self._norm_cache = cache
@@ -289,7 +294,10 @@ class Trainer:
         )
         self.prepared = prepared
         pins = dict(cfg.pinned_weights)
-        paintings = [item.paintings for item in snapshot.images]
+        paintings = [
+            item.paintings if extra is None else np.where(np.asarray(item.paintings) == 0, extra, item.paintings)
+            for item, extra in zip(snapshot.images, inferred)
+        ]
         computed = compute_weights(
             paintings if cfg.mode == EXCLUSIVE else [np.asarray(p) for p in paintings],
             cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
@@ -309,6 +317,15 @@ class Trainer:
         self.loss_fn = make_loss(cfg.mode, cfg.loss, computed.weights).to(self.device)
         self.snapshot_version = snapshot.version
         return computed
+
+    def _inferred(self, item: TrainingImage) -> np.ndarray | None:
+        """Labels the traced outlines of ``item`` imply (exclusive mode, when on), or ``None``."""
+        cfg = self.config
+        paint = np.asarray(item.paintings)
+        if cfg.mode != EXCLUSIVE or not cfg.infer_outlines or paint.ndim not in (2, 3):
+            return None
+        extra = infer_from_outlines(paint, one_channel(item.image, item.channel_axis), halo=cfg.outline_halo)
+        return extra if extra.any() else None
 
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report."""

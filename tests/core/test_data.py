@@ -140,3 +140,21 @@ def test_scale_augmentation_zooms_image_and_target_together(mode, shape, patch):
         assert np.array_equal(bright[painted], target[painted] == (1 if mode == "exclusive" else 0))
         sizes.add(int(bright.sum()))
     assert len(sizes) > 5  # the bright square's area in the patch varies with the zoom
+
+
+def test_inferred_labels_are_learnt_but_not_patch_centres():
+    img = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+    img[0, 0] = np.nan
+    paint = np.zeros((32, 32), np.uint8)
+    paint[5, 5:10] = 1
+    paint[20, 20:23] = 2
+    inferred = np.zeros_like(paint)
+    inferred[10:14, 10:14] = 2
+    inferred[5, 5] = 2  # under paint: the paint wins
+    inferred[0, 0] = 1  # on a NaN pixel: dropped, like paint there
+    prepared, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2, inferred=inferred)
+    assert (prepared.target[10:14, 10:14] == 1).all()
+    assert prepared.target[5, 5] == 0 and prepared.target[0, 0] == IGNORE_INDEX
+    assert [len(c) for c in prepared.coords] == [5, 3]
+    plain, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2)
+    assert (plain.target[10:14, 10:14] == IGNORE_INDEX).all()

@@ -215,3 +215,32 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_at(timed, 20, 59.9) == pytest.approx(0.1, rel=1e-2)
     forever = cfg.replace(iterations=None)
     assert lr_at(forever, 500, 1e6) == 1.0
+
+
+@pytest.mark.parametrize("infer", [True, False])
+def test_closed_outlines_add_inferred_labels_to_the_targets_only(infer):
+    img, _, _ = blobs()
+    lab = np.zeros(img.shape, np.uint8)
+    lab[2:5, 2:40] = 1
+    lab[15, 15:33] = lab[32, 15:33] = lab[15:33, 15] = lab[15:33, 32] = 3  # traced outline
+    lab[23, 20:28] = 2  # a stroke inside it
+    painted = lab.copy()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, infer_outlines=infer, **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    counts = trainer.swap_snapshot(_snapshot(img, lab)).counts
+    np.testing.assert_array_equal(lab, painted)  # the user's paintings are never changed
+    painted_counts = np.bincount(lab.ravel(), minlength=4)[1:]
+    if infer:
+        assert counts[1] == 16 * 16 and counts[2] == painted_counts[2]  # the whole inside
+        assert counts[0] > painted_counts[0]  # plus a background band outside
+        target = trainer.prepared[0].target
+        assert (target[16:32, 16:32] == 1).all()
+    else:
+        assert tuple(counts) == tuple(painted_counts)
+
+
+def _snapshot(img, lab):
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    return src.latest()

@@ -1,0 +1,117 @@
+"""Labels inferred from closed traced outlines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from segstudio.core.outlines import infer_from_outlines, one_channel
+from segstudio.core.samples import sample_2d
+
+BG, INSIDE, OUTLINE = 1, 2, 3
+
+
+def _square(size: int = 40, lo: int = 12, hi: int = 27) -> np.ndarray:
+    """A 1-pixel closed outline (class 3) of a square with a short stroke (class 2) inside."""
+    paint = np.zeros((size, size), np.uint8)
+    paint[lo, lo : hi + 1] = paint[hi, lo : hi + 1] = OUTLINE
+    paint[lo : hi + 1, lo] = paint[lo : hi + 1, hi] = OUTLINE
+    paint[19, 16:23] = INSIDE
+    return paint
+
+
+def test_fill_and_halo_of_a_closed_outline() -> None:
+    paint = _square()
+    out = infer_from_outlines(paint)
+    inside = np.zeros_like(paint, bool)
+    inside[13:27, 13:27] = True
+    assert (out[inside & (paint == 0)] == INSIDE).all()
+    assert (out[paint > 0] == 0).all(), "painted pixels are never overwritten"
+    obj = np.zeros_like(paint, bool)
+    obj[12:28, 12:28] = True
+    dist = ndi.distance_transform_edt(~obj)
+    assert (out[(dist >= 2) & (dist <= 3)] == BG).all()
+    assert (out[dist == 1] == 0).all(), "the first pixel outside the outline is left alone"
+    assert (out[dist > 3] == 0).all()
+    assert out.dtype == paint.dtype and out.shape == paint.shape
+
+
+def test_no_halo_without_background_and_custom_band() -> None:
+    paint = _square()
+    assert set(np.unique(infer_from_outlines(paint, background=None))) == {0, INSIDE}
+    assert set(np.unique(infer_from_outlines(paint, halo=None))) == {0, INSIDE}
+    wide = infer_from_outlines(paint, halo=(1, 5))
+    assert (wide == BG).sum() > (infer_from_outlines(paint) == BG).sum()
+
+
+@pytest.mark.parametrize("edit", ["open", "empty", "two_classes"])
+def test_nothing_is_inferred_when_the_outline_says_nothing(edit: str) -> None:
+    paint = _square()
+    if edit == "open":
+        paint[12, 20:23] = 0  # a gap: the outline no longer encloses anything
+    elif edit == "empty":
+        paint[paint == INSIDE] = 0
+    else:
+        paint[24, 16:20] = BG  # two other classes inside: ambiguous
+    assert not infer_from_outlines(paint).any()
+
+
+def test_halo_never_overwrites_a_neighbouring_object() -> None:
+    a = _square(60, 10, 25)
+    b = _square(60, 10, 25)
+    b = np.roll(b, 16, axis=1)  # a second object whose outline touches the first's
+    paint = np.maximum(a, b)
+    out = infer_from_outlines(paint)
+    a_in, b_in = (slice(11, 25), slice(11, 25)), (slice(11, 25), slice(27, 41))
+    assert (out[a_in][paint[a_in] == 0] == INSIDE).all()
+    # b's inside lies 2-3 pixels from a: inside a's halo band, and still inferred as inside
+    assert (out[b_in][paint[b_in] == 0] == INSIDE).all()
+
+
+def test_the_image_gates_the_halo() -> None:
+    paint = _square()
+    paint[2, 2:8] = BG  # painted background: dark
+    image = np.full(paint.shape, 10.0, np.float32)
+    image[12:28, 12:28] = 100.0  # the object: bright, like its outline
+    image[:, 30:] = 100.0  # a bright neighbour right of the object
+    out = infer_from_outlines(paint, image)
+    ungated = infer_from_outlines(paint)
+    assert (out[:, :26] == ungated[:, :26]).all(), "dark background keeps its halo"
+    assert (ungated[:, 30:] == BG).any() and not (out[:, 30:] == BG).any(), "the bright side loses it"
+    assert (out == INSIDE).sum() == (ungated == INSIDE).sum(), "the gate touches the halo only"
+    with pytest.raises(ValueError, match="does not match"):
+        infer_from_outlines(paint, image[:-1])
+
+
+def test_3d_works_per_slice() -> None:
+    vol = np.zeros((3, 40, 40), np.uint8)
+    vol[1] = _square()
+    out = infer_from_outlines(vol)
+    assert not out[0].any() and not out[2].any()
+    np.testing.assert_array_equal(out[1], infer_from_outlines(_square()))
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match="2D or 3D"):
+        infer_from_outlines(np.zeros(5, np.uint8))
+    with pytest.raises(ValueError, match="halo"):
+        infer_from_outlines(_square(), halo=(0, 2))
+
+
+def test_on_the_simulated_strokes_the_inferred_labels_are_mostly_right() -> None:
+    sample = sample_2d(0)
+    out = infer_from_outlines(sample.paintings, sample.image)
+    new = out > 0
+    assert new.sum() > 5 * (sample.paintings > 0).sum()
+    assert np.mean(out[new] == sample.truth[new]) > 0.99
+    ungated = infer_from_outlines(sample.paintings)
+    assert np.mean(ungated[ungated > 0] == sample.truth[ungated > 0]) < 0.99
+
+
+def test_one_channel_averages_channels() -> None:
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 30
+    out = one_channel(rgb, 2)
+    assert out.dtype == np.float32 and out.shape == (4, 5) and np.allclose(out, 10)
+    assert one_channel(rgb[..., 0]).dtype == np.float32
