@@ -115,36 +115,6 @@ def rf_pseudo_sample(sample: Sample, confidence: float) -> Sample:
     return replace(sample, paintings=dense.reshape(sample.paintings.shape))
 
 
-def fill_probe(sample: Sample, inside: bool, halo: tuple[int, int] | None) -> Sample:
-    """Probe: closed traced outlines (label 3) filled with interior, optional background halo."""
-    from dataclasses import replace
-
-    from scipy import ndimage as ndi
-
-    paint = sample.paintings.copy()
-    p3 = paint if paint.ndim == 3 else paint[None]
-    for z in range(p3.shape[0]):
-        ring = p3[z] == 3
-        if not ring.any():
-            continue
-        filled = ndi.binary_fill_holes(ring)
-        holes = filled & ~ring
-        lab, n = ndi.label(holes)
-        objs = np.zeros_like(ring)
-        for i in range(1, n + 1):
-            comp = lab == i
-            if (p3[z][comp] == 2).any():
-                objs |= comp
-                if inside:
-                    p3[z][comp & (p3[z] == 0)] = 2
-        if halo is not None:
-            full = objs | (ndi.binary_dilation(objs) & ring)
-            d = ndi.distance_transform_edt(~full)
-            band = (d >= halo[0]) & (d <= halo[1]) & (p3[z] == 0)
-            p3[z][band] = 1
-    return replace(sample, paintings=paint)
-
-
 def shift_outlines(sample: Sample, shift: int) -> Sample:
     """Probe: a less careful user, whose traced outlines (label 3) sit ``shift`` pixels outward
     (positive) or inward (negative) of where the simulation put them."""
@@ -188,7 +158,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="probe: add random-forest labels on unpainted pixels with confidence >= this")
     p.add_argument("--outline-shift", type=int, default=0,
                    help="probe: move the traced outlines this many pixels outward (>0) or inward (<0)")
-    p.add_argument("--fill", default=None, help="probe: 'inside', 'halo:a:b' or 'inside,halo:a:b'")
     args = p.parse_args(argv)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.aug:
@@ -201,10 +170,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             sample = rf_pseudo_sample(sample, args.rf_pseudo)
         if args.outline_shift:
             sample = shift_outlines(sample, args.outline_shift)
-        if args.fill:
-            parts = args.fill.split(",")
-            halo = next((tuple(int(v) for v in q.split(":")[1:]) for q in parts if q.startswith("halo")), None)
-            sample = fill_probe(sample, "inside" in parts, halo)
         res = session(sample, dict(overrides), args.iters, seed=s, threads=args.threads, tta=args.tta,
                       save_prob=args.save_prob)
         for i, (sc, painted, it, cpu) in enumerate(res):

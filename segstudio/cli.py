@@ -83,15 +83,19 @@ def cmd_weights(args: argparse.Namespace) -> int:
             f"{len(args.image)} --image for {len(args.labels)} --labels: give one image per labels file, or none"
         )
     if args.mode == "exclusive" and not args.no_outlines:
-        from segstudio.core.outlines import one_channel, with_inferred
+        from segstudio.core.outlines import with_inferred
 
-        images = [_load_image(p, None) for p in args.image] if args.image else [None] * len(arrays)
+        paths = args.image or [None] * len(arrays)
         gated = []
-        for a, loaded in zip(arrays, images):
-            gate = None if loaded is None else one_channel(loaded[0], loaded[2])
-            if gate is not None and gate.shape != a.shape:
-                raise UserInputError(f"image shape {gate.shape} does not match the labels {a.shape}")
-            gated.append(with_inferred(a, gate) if a.ndim in (2, 3) else a)
+        for a, path in zip(arrays, paths):
+            if a.ndim not in (2, 3):
+                gated.append(a)
+                continue
+            image, ch = (None, None) if path is None else _load_image(path, None)[::2]
+            try:
+                gated.append(with_inferred(a, image, channel_axis=ch))
+            except ValueError as e:
+                raise UserInputError(f"'{path}': {e}") from None
         arrays = gated
     cw = compute_weights(arrays, args.mode, args.method)
     for w in cw.warnings:

@@ -35,7 +35,7 @@ from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, c
 from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, NETWORK_FIELDS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
-from segstudio.core.outlines import one_channel, with_inferred
+from segstudio.core.outlines import with_inferred
 from segstudio.core.project import DEFAULT_AUTOSAVE_EVERY_S
 from segstudio.core.weights import DEFAULT_METHOD, ClassWeights, compute_weights
 
@@ -119,11 +119,10 @@ def _copy_and_weigh(
     unchanged = previous is not None and previous.shape == paint.shape and np.array_equal(previous, paint)
     counted = paint
     if mode == EXCLUSIVE and infer_outlines and paint.ndim in (2, 3):
-        gate = None
-        if image is not None:
-            gate = one_channel(np.asarray(image), channel_axis)
-            gate = gate if gate.shape == paint.shape else None
-        counted = with_inferred(paint, gate)
+        try:
+            counted = with_inferred(paint, image, channel_axis=channel_axis)
+        except ValueError:  # the image is being switched: count without its gate this time
+            counted = with_inferred(paint)
     weights = compute_weights(
         counted, mode, method, n_classes=n_classes if mode == EXCLUSIVE else None, pinned=pins
     )
@@ -552,13 +551,13 @@ class SegController(QObject):
         self.image_changed.emit()
         self.refresh_counts()
 
-    def _image_data(self) -> Any:
-        """The chosen image's data as the layer holds it (largest scale), unconverted: cheap on
-        the GUI thread, for a worker to read. ``None`` without an image."""
+    def _cached_image(self) -> np.ndarray | None:
+        """The chosen image's array if :meth:`image_array` already made it, else ``None``
+        (never loads anything on the GUI thread)."""
         layer = self.image_layer
-        if layer is None:
+        if layer is None or self._image_cache is None or self._image_cache[0] is not layer.data:
             return None
-        return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        return self._image_cache[1]
 
     def image_array(self) -> np.ndarray:
         """The chosen image as a numpy array (largest scale of a multiscale layer), cached."""
@@ -921,7 +920,7 @@ class SegController(QObject):
         self._count_dirty = False
         self._count_worker = start_worker(
             _copy_and_weigh, arrays, self.mode, self.weight_method, len(self.classes), self._pins(),
-            self._last_paint, self.settings.infer_outlines, self._image_data(), self.channel_axis,
+            self._last_paint, self.settings.infer_outlines, self._cached_image(), self.channel_axis,
             returned=self._on_counts, errored=self._on_worker_error, finished=self._on_count_finished,
         )
 

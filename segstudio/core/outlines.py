@@ -15,7 +15,8 @@ plane users paint in):
 
 * **Fill.** A connected stroke of class *B* that encloses a hole, where the hole holds paint of
   exactly one other class *A*: the unpainted pixels of the hole are inferred *A*. A hole with no
-  paint, or with paint of two or more other classes, infers nothing.
+  paint, or with paint of two or more other classes, infers nothing; nor does a loop of the
+  background class (a scribble around an object encloses background as well as the object).
 * **Halo.** Around every filled object whose class *A* is not the background class, unpainted
   pixels at a distance ``halo[0]..halo[1]`` (pixels, Euclidean) from the object (hole and
   outline together) are inferred background. The first pixel outside the outline is left alone
@@ -37,7 +38,7 @@ from scipy import ndimage as ndi
 
 from segstudio.core.annotations import UNPAINTED
 
-__all__ = ["DEFAULT_HALO", "infer_from_outlines", "one_channel", "with_inferred"]
+__all__ = ["DEFAULT_HALO", "infer_from_outlines", "with_inferred"]
 
 DEFAULT_HALO: tuple[int, int] = (2, 3)
 
@@ -52,8 +53,8 @@ def _plane_objects(
     objects: list[tuple[tuple[slice, slice], np.ndarray, int]] = []
     pad = 1 + (halo[1] if halo is not None else 0)
     for b in np.unique(plane):
-        if b == UNPAINTED:
-            continue
+        if b == UNPAINTED or b == background:
+            continue  # a background loop around an object is a lasso, not the object's outline
         strokes, n = ndi.label(plane == b, structure=_EIGHT)
         for i, box in enumerate(ndi.find_objects(strokes), start=1):
             if box is None:
@@ -81,29 +82,49 @@ def _plane_objects(
     return objects
 
 
-def one_channel(image: np.ndarray, channel_axis: int | None = None) -> np.ndarray:
-    """``image`` as float32 with its channels (if any) averaged: what the halo gate looks at."""
-    img = np.asarray(image)
-    if channel_axis is not None:
-        return img.mean(axis=channel_axis, dtype=np.float32)
-    return img.astype(np.float32, copy=False)
+class _Gate:
+    """The image side of the halo rule: medians under the paint and smoothed crops, read from
+    the image lazily (no full-size copy: channels are averaged only where they are read)."""
 
+    def __init__(self, image: np.ndarray, channel_axis: int | None, paint: np.ndarray) -> None:
+        img = np.asarray(image)
+        if channel_axis is not None:
+            img = np.moveaxis(img, channel_axis, -1)  # a view
+        if img.shape[: paint.ndim] != paint.shape or img.ndim != paint.ndim + (channel_axis is not None):
+            raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
+        self.image = img
+        self.channels = channel_axis is not None
+        self.paint = paint
+        self._medians: dict[int, float | None] = {}
 
-def _medians(paint: np.ndarray, image: np.ndarray, classes: set[int]) -> dict[int, float]:
-    """Median image value under the paint of each of ``classes`` that has paint."""
-    out = {}
-    for c in classes:
-        values = image[paint == c]
-        values = values[np.isfinite(values)]
-        if values.size:
-            out[c] = float(np.median(values))
-    return out
+    def values(self, index: object) -> np.ndarray:
+        """float32 image values at ``index`` (channels averaged)."""
+        v = np.asarray(self.image[index], dtype=np.float32)
+        return v.mean(axis=-1) if self.channels else v
+
+    def median(self, cls: int) -> float | None:
+        """Median image value under the paint of ``cls`` (``None`` when unpainted)."""
+        if cls not in self._medians:
+            v = self.values(np.nonzero(self.paint == cls))
+            v = v[np.isfinite(v)]
+            self._medians[cls] = float(np.median(v)) if v.size else None
+        return self._medians[cls]
+
+    def looks_like(self, index: object, background: int, outline: int) -> np.ndarray | None:
+        """Where the smoothed image at ``index`` (a 2D crop) is closer to the painted
+        background than to the painted ``outline`` class; ``None`` if either is unpainted."""
+        m_bg, m_ol = self.median(background), self.median(outline)
+        if m_bg is None or m_ol is None:
+            return None
+        smooth = ndi.gaussian_filter(np.nan_to_num(self.values(index)), 1.0)
+        return np.abs(smooth - m_bg) < np.abs(smooth - m_ol)
 
 
 def infer_from_outlines(
     paintings: np.ndarray,
     image: np.ndarray | None = None,
     *,
+    channel_axis: int | None = None,
     background: int | None = 1,
     halo: tuple[int, int] | None = DEFAULT_HALO,
 ) -> np.ndarray:
@@ -114,8 +135,11 @@ def infer_from_outlines(
     paintings
         Exclusive paintings (``0`` = unpainted, ``1..K``), 2D ``(y, x)`` or 3D ``(z, y, x)``.
     image
-        The image, one channel, with the shape of ``paintings`` (average the channels of a
-        multi-channel image). It gates the halo (see the module notes); ``None``: no gate.
+        The image (the spatial shape of ``paintings``, plus ``channel_axis`` if it has
+        channels, which are averaged). It gates the halo (see the module notes); ``None``: no
+        gate.
+    channel_axis
+        The channel axis of ``image``, or ``None``.
     background
         The background class (1-based; by convention class 1). ``None``: no halo.
     halo
@@ -133,31 +157,23 @@ def infer_from_outlines(
         raise ValueError(f"outline inference needs 2D or 3D paintings, got {paint.ndim} dimensions")
     if halo is not None and not 0 < halo[0] <= halo[1]:
         raise ValueError(f"halo must satisfy 0 < near <= far, got {halo}")
-    img = None
-    if image is not None:
-        img = np.asarray(image, dtype=np.float32)
-        if img.shape != paint.shape:
-            raise ValueError(f"image shape {img.shape} does not match the paintings {paint.shape}")
-        img = img.reshape(-1, *paint.shape[-2:])
+    gate = None if image is None else _Gate(image, channel_axis, paint)
     inferred = np.zeros_like(paint)
     planes = paint.reshape(-1, *paint.shape[-2:])
     out_planes = inferred.reshape(-1, *paint.shape[-2:])
-    medians: dict[int, float] | None = None
     for z in range(planes.shape[0]):
         plane = planes[z]
         if not plane.any():
             continue
         out = out_planes[z]
-        objects = _plane_objects(plane, out, background, halo)
-        if objects and img is not None and medians is None:
-            medians = _medians(paint, img.reshape(paint.shape), {background, *(b for *_, b in objects)})
-        for crop, obj, b in objects:
+        for crop, obj, b in _plane_objects(plane, out, background, halo):
             dist = ndi.distance_transform_edt(~obj)
             band = (dist >= halo[0]) & (dist <= halo[1])  # type: ignore[index]
             band &= (plane[crop] == UNPAINTED) & (out[crop] == UNPAINTED)
-            if img is not None and medians is not None and background in medians and b in medians:
-                smooth = ndi.gaussian_filter(np.nan_to_num(img[z][crop]), 1.0)
-                band &= np.abs(smooth - medians[background]) < np.abs(smooth - medians[b])
+            if gate is not None:
+                like = gate.looks_like((z, *crop) if paint.ndim == 3 else crop, background, b)  # type: ignore[arg-type]
+                if like is not None:
+                    band &= like
             out[crop][band] = background
     return inferred
 
@@ -166,6 +182,7 @@ def with_inferred(
     paintings: np.ndarray,
     image: np.ndarray | None = None,
     *,
+    channel_axis: int | None = None,
     background: int | None = 1,
     halo: tuple[int, int] | None = DEFAULT_HALO,
 ) -> np.ndarray:
@@ -175,7 +192,7 @@ def with_inferred(
     inferred, and a new array otherwise.
     """
     paint = np.asarray(paintings)
-    inferred = infer_from_outlines(paint, image, background=background, halo=halo)
+    inferred = infer_from_outlines(paint, image, channel_axis=channel_axis, background=background, halo=halo)
     if not inferred.any():
         return paint
     return np.where(paint == UNPAINTED, inferred, paint)

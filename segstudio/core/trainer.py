@@ -36,7 +36,7 @@ from segstudio.core.data import (
 )
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines, one_channel
+from segstudio.core.outlines import infer_from_outlines
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
@@ -324,7 +324,7 @@ class Trainer:
         paint = np.asarray(item.paintings)
         if cfg.mode != EXCLUSIVE or not cfg.infer_outlines or paint.ndim not in (2, 3):
             return None
-        extra = infer_from_outlines(paint, one_channel(item.image, item.channel_axis), halo=cfg.outline_halo)
+        extra = infer_from_outlines(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
         return extra if extra.any() else None
 
     def maybe_swap(self) -> WeightsUpdated | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from segstudio.core.outlines import infer_from_outlines, one_channel
+from segstudio.core.outlines import infer_from_outlines
 from segstudio.core.samples import sample_2d
 
 BG, INSIDE, OUTLINE = 1, 2, 3
@@ -45,15 +45,17 @@ def test_no_halo_without_background_and_custom_band() -> None:
     assert (wide == BG).sum() > (infer_from_outlines(paint) == BG).sum()
 
 
-@pytest.mark.parametrize("edit", ["open", "empty", "two_classes"])
+@pytest.mark.parametrize("edit", ["open", "empty", "two_classes", "background_loop"])
 def test_nothing_is_inferred_when_the_outline_says_nothing(edit: str) -> None:
     paint = _square()
     if edit == "open":
         paint[12, 20:23] = 0  # a gap: the outline no longer encloses anything
     elif edit == "empty":
         paint[paint == INSIDE] = 0
-    else:
+    elif edit == "two_classes":
         paint[24, 16:20] = BG  # two other classes inside: ambiguous
+    else:
+        paint[paint == OUTLINE] = BG  # a background scribble around an object is a lasso
     assert not infer_from_outlines(paint).any()
 
 
@@ -109,9 +111,16 @@ def test_on_the_simulated_strokes_the_inferred_labels_are_mostly_right() -> None
     assert np.mean(ungated[ungated > 0] == sample.truth[ungated > 0]) < 0.99
 
 
-def test_one_channel_averages_channels() -> None:
-    rgb = np.zeros((4, 5, 3), np.uint8)
-    rgb[..., 0] = 30
-    out = one_channel(rgb, 2)
-    assert out.dtype == np.float32 and out.shape == (4, 5) and np.allclose(out, 10)
-    assert one_channel(rgb[..., 0]).dtype == np.float32
+@pytest.mark.parametrize("axis", [0, 2])
+def test_a_multichannel_image_gates_with_its_channel_mean(axis: int) -> None:
+    paint = _square()
+    paint[2, 2:8] = BG
+    gray = np.full(paint.shape, 10.0, np.float32)
+    gray[12:28, 12:28] = 100.0
+    gray[:, 30:] = 100.0
+    stack = np.stack([gray * 3, np.zeros_like(gray), np.zeros_like(gray)], axis=axis).astype(np.uint16)
+    np.testing.assert_array_equal(
+        infer_from_outlines(paint, stack, channel_axis=axis), infer_from_outlines(paint, gray)
+    )
+    with pytest.raises(ValueError, match="does not match"):
+        infer_from_outlines(paint, stack)  # channels not declared
