@@ -73,30 +73,10 @@ def _print_progress(ev, start: float, tty: bool, state: dict) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_weights(args: argparse.Namespace) -> int:
     """``segstudio weights``: class weights from label files."""
-    from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_labels
     from segstudio.core.weights import compute_weights
 
     arrays = [read_labels(p)[0] for p in args.labels]
-    if args.image and len(args.image) != len(args.labels):
-        raise UserInputError(
-            f"{len(args.image)} --image for {len(args.labels)} --labels: give one image per labels file, or none"
-        )
-    if args.mode == "exclusive" and not args.no_outlines:
-        from segstudio.core.outlines import with_inferred
-
-        paths = args.image or [None] * len(arrays)
-        gated = []
-        for a, path in zip(arrays, paths):
-            if a.ndim not in (2, 3):
-                gated.append(a)
-                continue
-            image, ch = (None, None) if path is None else _load_image(path, None)[::2]
-            try:
-                gated.append(with_inferred(a, image, channel_axis=ch))
-            except ValueError as e:
-                raise UserInputError(f"'{path}': {e}") from None
-        arrays = gated
     cw = compute_weights(arrays, args.mode, args.method)
     for w in cw.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -104,12 +84,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(json.dumps(cw.to_json()))
         return 0
     kind = "pos_weight" if args.mode == "multilabel" else f"weight ({cw.method})"
-    counted = "painted" if args.mode == "multilabel" or args.no_outlines else "labelled"
-    print(f"{'class':>5}  {counted:>10}  {kind}")
+    print(f"{'class':>5}  {'painted':>10}  {kind}")
     for i, (n, w) in enumerate(zip(cw.counts, cw.weights), start=1):
         print(f"{i:>5}  {n:>10}  {w:.4f}")
-    if counted == "labelled":
-        print("(labelled = painted + inferred from closed traced outlines, as train counts them)")
     return 0
 
 
@@ -324,6 +301,8 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         "pinned_weights": pins,
         "weight_method": project.weight_method,
     }
+    if project.training.get("infer_outlines") is False:  # turned off in the app ('fill outlines')
+        overrides["infer_outlines"] = False
     return items, spacing, overrides
 
 
@@ -494,11 +473,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
     w.add_argument("--method", choices=METHODS, default="balanced")
     w.add_argument("--json", action="store_true", help="print one JSON object")
-    w.add_argument("--image", action="append", help="the image of each --labels file, in the same order: "
-                   "count the outline halo as train does (gated by the image)")
-    w.add_argument("--no-outlines", action="store_true",
-                   help="count the painted pixels only (train's default also counts the pixels "
-                   "inferred from closed traced outlines)")
     _add_common(w)
     w.set_defaults(func=cmd_weights)
 
@@ -536,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "'last' = the project's last run")
     t.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     t.add_argument("--no-outlines", action="store_true",
-                   help="learn from the painted pixels only: do not fill closed traced outlines "
-                   "nor add background just outside them")
+                   help="learn from the painted pixels only: do not also learn the inside of closed "
+                   "traced outlines and the background just outside them")
     t.add_argument("--verbose", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_train)

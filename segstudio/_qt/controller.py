@@ -35,7 +35,6 @@ from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, c
 from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, NETWORK_FIELDS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
-from segstudio.core.outlines import with_inferred
 from segstudio.core.project import DEFAULT_AUTOSAVE_EVERY_S
 from segstudio.core.weights import DEFAULT_METHOD, ClassWeights, compute_weights
 
@@ -104,27 +103,16 @@ class MetricsRow:
 # These run off the GUI thread: they only touch numpy arrays and core objects.
 def _copy_and_weigh(
     arrays: Sequence[Any], mode: str, method: str, n_classes: int, pins: dict[int, float],
-    previous: np.ndarray | None, infer_outlines: bool = True, image: Any = None,
-    channel_axis: int | None = None,
+    previous: np.ndarray | None,
 ) -> tuple[np.ndarray, ClassWeights, bool]:
-    """Copy the paintings, compute weights; say whether they changed since ``previous``.
-
-    With ``infer_outlines`` (exclusive mode) the counts and weights include the pixels that
-    closed traced outlines imply (gated by ``image`` when given), as the trainer counts them.
-    """
+    """Copy the paintings, compute weights; say whether they changed since ``previous``."""
     if mode == EXCLUSIVE:
         paint = np.array(arrays[0], copy=True)
     else:
         paint = np.stack([np.asarray(a) for a in arrays])
     unchanged = previous is not None and previous.shape == paint.shape and np.array_equal(previous, paint)
-    counted = paint
-    if mode == EXCLUSIVE and infer_outlines and paint.ndim in (2, 3):
-        try:
-            counted = with_inferred(paint, image, channel_axis=channel_axis)
-        except ValueError:  # the image is being switched: count without its gate this time
-            counted = with_inferred(paint)
     weights = compute_weights(
-        counted, mode, method, n_classes=n_classes if mode == EXCLUSIVE else None, pinned=pins
+        paint, mode, method, n_classes=n_classes if mode == EXCLUSIVE else None, pinned=pins
     )
     return paint, weights, unchanged
 
@@ -551,14 +539,6 @@ class SegController(QObject):
         self.image_changed.emit()
         self.refresh_counts()
 
-    def _cached_image(self) -> np.ndarray | None:
-        """The chosen image's array if :meth:`image_array` already made it, else ``None``
-        (never loads anything on the GUI thread)."""
-        layer = self.image_layer
-        if layer is None or self._image_cache is None or self._image_cache[0] is not layer.data:
-            return None
-        return self._image_cache[1]
-
     def image_array(self) -> np.ndarray:
         """The chosen image as a numpy array (largest scale of a multiscale layer), cached."""
         layer = self.image_layer
@@ -920,7 +900,7 @@ class SegController(QObject):
         self._count_dirty = False
         self._count_worker = start_worker(
             _copy_and_weigh, arrays, self.mode, self.weight_method, len(self.classes), self._pins(),
-            self._last_paint, self.settings.infer_outlines, self._cached_image(), self.channel_axis,
+            self._last_paint,
             returned=self._on_counts, errored=self._on_worker_error, finished=self._on_count_finished,
         )
 
@@ -951,12 +931,6 @@ class SegController(QObject):
 
     def set_settings(self, **changes: Any) -> None:
         self.settings = replace(self.settings, **changes)
-
-    def set_infer_outlines(self, value: bool) -> None:
-        """Learn (or not) the labels closed traced outlines imply; recount the class table."""
-        if value != self.settings.infer_outlines:
-            self.set_settings(infer_outlines=value)
-            self.refresh_counts()
 
     def loss_name(self) -> str:
         loss = self.settings.loss
@@ -1034,10 +1008,9 @@ class SegController(QObject):
         self._rate.clear()
         self.last_error = None
         mode, method, k, pins, ch = self.mode, self.weight_method, len(self.classes), self._pins(), self.channel_axis
-        infer = self.settings.infer_outlines
 
         def first_snapshot() -> tuple[list[Any], tuple[float, ...]]:
-            paint, weights, _ = _copy_and_weigh(arrays, mode, method, k, pins, None, infer, image, ch)
+            paint, weights, _ = _copy_and_weigh(arrays, mode, method, k, pins, None)
             return [TrainingImage(image, paint, ch)], weights.weights
 
         self._ensure_prediction_layers()  # before training: adding a layer stalls the GUI

@@ -196,8 +196,9 @@ class SegStudioWidget(QWidget):
         self.outlines_check.setChecked(self.controller.settings.infer_outlines)
         self.outlines_check.setToolTip(
             "Exclusive mode: a closed outline traced with one class around a stroke of another "
-            "class also teaches its inside as that class and a thin band just outside as class 1 "
-            "(background). The counts include these pixels. Your strokes are never changed."
+            "class also teaches its inside as that class, and a thin band just outside it as class 1 "
+            "(background) where the image looks like your painted background. Your strokes are "
+            "never changed. Takes effect at the next Train."
         )
         row.addStretch(1)
         row.addWidget(self.outlines_check)
@@ -457,7 +458,7 @@ class SegStudioWidget(QWidget):
         c.project_changed.connect(self._on_project_changed)
         self.save_pred_btn.clicked.connect(self._on_save_prediction)
         self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
-        self.outlines_check.toggled.connect(lambda v: c.set_infer_outlines(bool(v)))
+        self.outlines_check.toggled.connect(lambda v: c.set_settings(infer_outlines=bool(v)))
 
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed, layers.reordered):

@@ -93,6 +93,11 @@ class TrainConfig:
         Seed for numpy and torch (deterministic on CPU).
     random_fraction, augment, percentiles
         Sampler and augmentation settings; normalisation percentiles.
+    infer_outlines, outline_halo, inferred_weight
+        Exclusive mode: also learn what closed traced outlines imply (their inside, and a
+        background band ``outline_halo`` pixels outside; :mod:`segstudio.core.outlines`), as a
+        second loss term with its own class weights, scaled by ``inferred_weight``. Runs
+        written before this existed load with it off.
     checkpoint_every_s, preview_every_s, val_every, history_every
         Timings of side effects.
     num_threads
@@ -131,6 +136,7 @@ class TrainConfig:
     random_fraction: float = 0.1
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
+    inferred_weight: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -147,6 +153,8 @@ class TrainConfig:
             raise UserInputError(f"images must be 2D or 3D, got {self.spatial_dims} spatial dimensions")
         filters = DEFAULT_INPUT_FILTERS[self.spatial_dims] if self.input_filters is None else self.input_filters
         object.__setattr__(self, "input_filters", tuple(float(s) for s in filters))
+        if not self.inferred_weight >= 0:
+            raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:

@@ -197,6 +197,7 @@ class _PreparedImage:
     target: np.ndarray  # exclusive: int64 (*spatial); multilabel: float32 (K, *spatial)
     mask: np.ndarray | None  # multilabel: float32 (K, *spatial)
     coords: list[np.ndarray] = field(default_factory=list)  # flat indices of painted px per class
+    inferred: np.ndarray | None = None  # exclusive: labels inferred from the paint (0 = none), or None
 
 
 def prepare_image(
@@ -209,22 +210,25 @@ def prepare_image(
 ) -> tuple[_PreparedImage, Normalization]:
     """Normalise one image and convert its paintings to targets plus per-class coordinates.
 
-    ``inferred`` (exclusive mode): labels for unpainted pixels that are learnt like paint, but
-    that patches are not centred on, so that the patches stay spread as the user's strokes
-    are (see :mod:`segstudio.core.outlines`).
+    ``inferred`` (exclusive mode): labels (``0`` = none, ``1..K``) for unpainted pixels, learnt
+    as a second target (see :class:`PatchSampler`) but never used as patch centres, so that the
+    patches stay spread as the user's strokes are (see :mod:`segstudio.core.outlines`).
     """
     check_mode(mode)
     norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
     img = normalize(item.image, norm, item.channel_axis)
     paint = mask_nonfinite(item.paintings, item.image, item.channel_axis, mode)
     if mode == EXCLUSIVE:
-        learnt = paint if inferred is None else np.where(np.asarray(paint) == UNPAINTED, inferred, paint)
-        target = exclusive_target(mask_nonfinite(learnt, item.image, item.channel_axis, mode))
+        target = exclusive_target(paint)
+        extra = None
+        if inferred is not None:
+            extra = mask_nonfinite(np.asarray(inferred), item.image, item.channel_axis, mode)
+            extra = np.where(np.asarray(paint) == UNPAINTED, extra, UNPAINTED)
         flat = np.asarray(paint).reshape(-1)
         order = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[order], np.arange(1, n_classes + 2))
         coords = [order[bounds[k] : bounds[k + 1]] for k in range(n_classes)]
-        return _PreparedImage(img, target, None, coords), norm
+        return _PreparedImage(img, target, None, coords, extra), norm
     stacked = stack_multilabel(paint)
     target, mask = multilabel_target(stacked)
     coords = [np.flatnonzero(stacked[k] != UNPAINTED) for k in range(stacked.shape[0])]
@@ -239,6 +243,9 @@ class PatchSampler:
     class, jittered by up to a quarter patch; ``random_fraction`` of the patches are placed
     uniformly at random. Images smaller than the patch are padded (image with reflection,
     targets with "unpainted").
+
+    Exclusive targets are ``(*patch)``; when any image has inferred labels, ``(2, *patch)``:
+    row 0 the paint, row 1 the inferred labels, both with ``IGNORE_INDEX`` where unlabelled.
     """
 
     def __init__(
@@ -263,6 +270,7 @@ class PatchSampler:
         ]
         if not self._choices:
             raise UserInputError("nothing is painted yet; paint at least two classes")
+        self._two_targets = self.mode == EXCLUSIVE and any(im.inferred is not None for im in self.images)
 
     def _centre(self) -> tuple[int, tuple[int, ...]]:
         if self.rng.random() < self.random_fraction:
@@ -325,6 +333,12 @@ class PatchSampler:
         x = self._crop(im.image, start, None, 1, size)
         if self.mode == EXCLUSIVE:
             y = self._crop(im.target, start, IGNORE_INDEX, 0, size)
+            if self._two_targets:
+                extra = (
+                    np.zeros(y.shape, np.uint8) if im.inferred is None
+                    else self._crop(im.inferred, start, UNPAINTED, 0, size)
+                )
+                y = np.stack([y, exclusive_target(extra)])
             m = None
         else:
             y = self._crop(im.target, start, 0.0, 1, size)

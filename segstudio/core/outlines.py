@@ -38,7 +38,7 @@ from scipy import ndimage as ndi
 
 from segstudio.core.annotations import UNPAINTED
 
-__all__ = ["DEFAULT_HALO", "infer_from_outlines", "with_inferred"]
+__all__ = ["DEFAULT_HALO", "infer_from_outlines"]
 
 DEFAULT_HALO: tuple[int, int] = (2, 3)
 
@@ -176,23 +176,3 @@ def infer_from_outlines(
                     band &= like
             out[crop][band] = background
     return inferred
-
-
-def with_inferred(
-    paintings: np.ndarray,
-    image: np.ndarray | None = None,
-    *,
-    channel_axis: int | None = None,
-    background: int | None = 1,
-    halo: tuple[int, int] | None = DEFAULT_HALO,
-) -> np.ndarray:
-    """The paintings plus the labels :func:`infer_from_outlines` adds: what the trainer learns from.
-
-    Painted pixels keep their class. Returns ``paintings`` itself (not a copy) when nothing is
-    inferred, and a new array otherwise.
-    """
-    paint = np.asarray(paintings)
-    inferred = infer_from_outlines(paint, image, channel_axis=channel_axis, background=background, halo=halo)
-    if not inferred.any():
-        return paint
-    return np.where(paint == UNPAINTED, inferred, paint)

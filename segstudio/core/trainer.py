@@ -294,10 +294,7 @@ class Trainer:
         )
         self.prepared = prepared
         pins = dict(cfg.pinned_weights)
-        paintings = [
-            item.paintings if extra is None else np.where(np.asarray(item.paintings) == 0, extra, item.paintings)
-            for item, extra in zip(snapshot.images, inferred)
-        ]
+        paintings = [item.paintings for item in snapshot.images]
         computed = compute_weights(
             paintings if cfg.mode == EXCLUSIVE else [np.asarray(p) for p in paintings],
             cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
@@ -315,6 +312,15 @@ class Trainer:
             )
         self.weights = computed
         self.loss_fn = make_loss(cfg.mode, cfg.loss, computed.weights).to(self.device)
+        self.inferred_loss_fn = None
+        if any(e is not None for e in inferred):
+            # A second term with its own class weights, from the inferred counts: thousands of
+            # inferred pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4).
+            own = compute_weights(
+                [e for e in inferred if e is not None], cfg.mode, cfg.weight_method,
+                n_classes=cfg.n_classes, clamp=cfg.weight_clamp,
+            )
+            self.inferred_loss_fn = make_loss(cfg.mode, cfg.loss, own.weights).to(self.device)
         self.snapshot_version = snapshot.version
         return computed
 
@@ -355,7 +361,13 @@ class Trainer:
             mt = None if m is None else torch.from_numpy(m).to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
-            loss = self.loss_fn(logits.float(), yt, mt) / max(cfg.grad_accum, 1)
+            if cfg.mode == EXCLUSIVE and yt.ndim == xt.ndim:  # with inferred labels: (N, 2, *spatial), see PatchSampler
+                loss = self.loss_fn(logits.float(), yt[:, 0])
+                if self.inferred_loss_fn is not None:
+                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits.float(), yt[:, 1])
+            else:
+                loss = self.loss_fn(logits.float(), yt, mt)
+            loss = loss / max(cfg.grad_accum, 1)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:

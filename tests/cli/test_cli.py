@@ -45,31 +45,6 @@ def test_weights_json_tiff_and_nifti(tiff_pair, tmp_path, capsys):
     assert out["counts"] == [99, 22]
 
 
-def test_weights_count_what_closed_outlines_imply_unless_told_not_to(tmp_path, capsys):
-    lab = np.zeros((40, 40), np.uint8)
-    lab[1, :] = 1
-    lab[10, 10:21] = lab[20, 10:21] = lab[10:21, 10] = lab[10:21, 20] = 3  # a closed outline
-    lab[15, 13:18] = 2  # ... around a stroke of class 2
-    tifffile.imwrite(tmp_path / "lab.tif", lab)
-    assert main(["weights", "--labels", str(tmp_path / "lab.tif"), "--no-outlines", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["counts"] == [40, 5, 40]
-    assert main(["weights", "--labels", str(tmp_path / "lab.tif"), "--json"]) == 0
-    counts = json.loads(capsys.readouterr().out)["counts"]
-    assert counts[1] == 9 * 9 and counts[2] == 40 and counts[0] > 40
-    assert main(["weights", "--labels", str(tmp_path / "lab.tif")]) == 0
-    assert "inferred from closed traced outlines" in capsys.readouterr().out
-    img = np.full((40, 40), 10, np.uint16)
-    img[10:21, 10:21] = 900
-    img[:, 22:] = 900  # bright right of the outline: no background band there
-    tifffile.imwrite(tmp_path / "img.tif", img)
-    assert main(["weights", "--labels", str(tmp_path / "lab.tif"), "--image", str(tmp_path / "img.tif"), "--json"]) == 0
-    gated = json.loads(capsys.readouterr().out)["counts"]
-    assert gated[1:] == counts[1:] and 40 < gated[0] < counts[0]
-    assert main(["weights", "--labels", str(tmp_path / "lab.tif"), "--image", str(tmp_path / "img.tif"),
-                 "--image", str(tmp_path / "img.tif")]) == 2
-    assert "one image per labels file" in capsys.readouterr().err
-
-
 def test_info(tiff_pair, capsys):
     img, _ = tiff_pair
     assert main(["info", str(img), "--json"]) == 0
@@ -91,6 +66,10 @@ def test_train_then_predict_2d_tiff(tiff_pair, tmp_path, capsys):
     assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(run), "--resume", str(run),
                  *TINY]) == 0
     assert len((run / "history.csv").read_text().strip().splitlines()) == 1 + 6
+    assert json.loads((run / "config.json").read_text())["infer_outlines"] is True
+    plain = tmp_path / "plain"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(plain), "--no-outlines", *TINY]) == 0
+    assert json.loads((plain / "config.json").read_text())["infer_outlines"] is False
 
 
 def test_train_predict_3d_nifti_multilabel(tmp_path):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,12 @@ def test_kill_9_during_training_keeps_paintings_and_a_loadable_checkpoint(tmp_pa
     run = P.latest_run(folder, project)
     loaded = load_run(run)
     assert loaded.iteration >= 1 and loaded.config.class_names == ("bg", "cell")
+
+
+def test_project_training_keeps_the_apps_fill_outlines_choice(tmp_path):
+    folder = make_project(tmp_path)
+    project = P.load_project(folder)
+    paint = P.read_paintings(folder, project, "img")
+    P.save_project(folder, replace(project, training={"infer_outlines": False}), {"img": paint})
+    assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
+    assert load_run(P.latest_run(folder, P.load_project(folder))).config.infer_outlines is False

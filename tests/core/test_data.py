@@ -142,7 +142,7 @@ def test_scale_augmentation_zooms_image_and_target_together(mode, shape, patch):
     assert len(sizes) > 5  # the bright square's area in the patch varies with the zoom
 
 
-def test_inferred_labels_are_learnt_but_not_patch_centres():
+def test_inferred_labels_are_a_second_target_and_not_patch_centres():
     img = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
     img[0, 0] = np.nan
     paint = np.zeros((32, 32), np.uint8)
@@ -153,8 +153,19 @@ def test_inferred_labels_are_learnt_but_not_patch_centres():
     inferred[5, 5] = 2  # under paint: the paint wins
     inferred[0, 0] = 1  # on a NaN pixel: dropped, like paint there
     prepared, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2, inferred=inferred)
-    assert (prepared.target[10:14, 10:14] == 1).all()
-    assert prepared.target[5, 5] == 0 and prepared.target[0, 0] == IGNORE_INDEX
+    assert (prepared.target[10:14, 10:14] == IGNORE_INDEX).all(), "the paint's target is the paint"
+    assert (prepared.inferred[10:14, 10:14] == 2).all()
+    assert prepared.inferred[5, 5] == 0 and prepared.inferred[0, 0] == 0
     assert [len(c) for c in prepared.coords] == [5, 3]
     plain, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2)
-    assert (plain.target[10:14, 10:14] == IGNORE_INDEX).all()
+    assert plain.inferred is None
+    # a sampler over both: targets (N, 2, *patch), the same crop and augmentation for both rows
+    sampler = PatchSampler([prepared, plain], "exclusive", (16, 16), rng=np.random.default_rng(1),
+                           augment=AugmentConfig())
+    x, y, m = sampler.batch(8)
+    assert x.shape == (8, 1, 16, 16) and y.shape == (8, 2, 16, 16) and m is None
+    assert set(np.unique(y[:, 1])) <= {IGNORE_INDEX, 0, 1}
+    assert not ((y[:, 0] != IGNORE_INDEX) & (y[:, 1] != IGNORE_INDEX)).any()
+    assert (y[:, 1] == 1).any(), "some patch shows the inferred square"
+    x1, y1, _ = PatchSampler([plain], "exclusive", (16, 16), rng=np.random.default_rng(1)).batch(2)
+    assert y1.shape == (2, 16, 16), "without inferred labels the target keeps its shape"

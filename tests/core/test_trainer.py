@@ -218,26 +218,27 @@ def test_lr_schedule_warms_up_and_decays():
 
 
 @pytest.mark.parametrize("infer", [True, False])
-def test_closed_outlines_add_inferred_labels_to_the_targets_only(infer):
+def test_closed_outlines_add_a_second_target_and_leave_the_paintings_alone(infer):
     img, _, _ = blobs()
     lab = np.zeros(img.shape, np.uint8)
     lab[2:5, 2:40] = 1
     lab[15, 15:33] = lab[32, 15:33] = lab[15:33, 15] = lab[15:33, 32] = 3  # traced outline
     lab[23, 20:28] = 2  # a stroke inside it
     painted = lab.copy()
-    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, infer_outlines=infer, **TINY)
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, infer_outlines=infer, **TINY)
     trainer = Trainer(cfg, SnapshotSource(), None)
     trainer.setup()
-    counts = trainer.swap_snapshot(_snapshot(img, lab)).counts
+    weights = trainer.swap_snapshot(_snapshot(img, lab))
     np.testing.assert_array_equal(lab, painted)  # the user's paintings are never changed
-    painted_counts = np.bincount(lab.ravel(), minlength=4)[1:]
+    assert weights.counts == tuple(np.bincount(lab.ravel(), minlength=4)[1:])  # weights: the paint
+    inferred = trainer.prepared[0].inferred
     if infer:
-        assert counts[1] == 16 * 16 and counts[2] == painted_counts[2]  # the whole inside
-        assert counts[0] > painted_counts[0]  # plus a background band outside
-        target = trainer.prepared[0].target
-        assert (target[16:32, 16:32] == 1).all()
+        assert (inferred[16:32, 16:32][lab[16:32, 16:32] == 0] == 2).all()  # the whole inside
+        assert (inferred == 1).any()  # and a background band outside
+        assert trainer.inferred_loss_fn is not None
+        assert trainer.step() > 0
     else:
-        assert tuple(counts) == tuple(painted_counts)
+        assert inferred is None and trainer.inferred_loss_fn is None
 
 
 def _snapshot(img, lab):
