@@ -11,7 +11,6 @@ and are swapped in between iterations without restarting.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -361,7 +360,7 @@ class Trainer:
             mt = None if m is None else torch.from_numpy(m).to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
-            if cfg.mode == EXCLUSIVE and yt.ndim == xt.ndim:  # with inferred labels: (N, 2, *spatial), see PatchSampler
+            if cfg.mode == EXCLUSIVE and yt.ndim == xt.ndim:  # (N, 2, *spatial): paint, inferred
                 loss = self.loss_fn(logits.float(), yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits.float(), yt[:, 1])
