@@ -335,10 +335,10 @@ class PatchSampler:
             y = self._crop(im.target, start, IGNORE_INDEX, 0, size)
             if self._two_targets:
                 extra = (
-                    np.zeros(y.shape, np.uint8) if im.inferred is None
-                    else self._crop(im.inferred, start, UNPAINTED, 0, size)
+                    np.full(y.shape, IGNORE_INDEX, y.dtype) if im.inferred is None
+                    else exclusive_target(self._crop(im.inferred, start, UNPAINTED, 0, size))
                 )
-                y = np.stack([y, exclusive_target(extra)])
+                y = np.stack([y, extra])
             m = None
         else:
             y = self._crop(im.target, start, 0.0, 1, size)

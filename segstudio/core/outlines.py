@@ -8,10 +8,11 @@ outline, and between the outline and the nearest background scribble — and a n
 the strokes alone fills the gap with the thin outline class (the *halo* of false boundary that
 `benchmarks/RESULTS.md` measures).
 
-:func:`infer_from_outlines` turns the implied labels into extra training targets. It never
-changes the user's paintings; the trainer adds the inferred pixels to the targets of its own
-copy. The rules, applied in each 2D plane (the last two axes; in a volume, each z slice, the
-plane users paint in):
+:func:`infer_from_outlines` returns the implied labels; it never changes the user's paintings.
+The trainer learns them as a second target, in a loss term with its own class weights (see
+:class:`segstudio.core.data.PatchSampler` and :class:`segstudio.core.trainer.Trainer`). The
+rules, applied in each 2D plane (the last two axes; in a volume, each z slice, the plane users
+paint in):
 
 * **Fill.** A connected stroke of class *B* that encloses a hole, where the hole holds paint of
   exactly one other class *A*: the unpainted pixels of the hole are inferred *A*. A hole with no
@@ -27,8 +28,8 @@ plane users paint in):
   class: the band stops where a touching neighbour or, in a volume, the slanted wall of the
   same object still looks like the outline.
 
-Everything is computed on the bounding box of each stroke, so the cost scales with the painted
-outlines, not with the image.
+Apart from labelling each painted plane's strokes and the medians under the paint, everything is
+computed on the padded bounding box of each stroke, so the cost scales with the painted outlines.
 """
 
 from __future__ import annotations

@@ -326,10 +326,11 @@ class Trainer:
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
         """Labels the traced outlines of ``item`` imply (exclusive mode, when on), or ``None``."""
         cfg = self.config
-        paint = np.asarray(item.paintings)
-        if cfg.mode != EXCLUSIVE or not cfg.infer_outlines or paint.ndim not in (2, 3):
+        if cfg.mode != EXCLUSIVE or not cfg.infer_outlines:
             return None
-        extra = infer_from_outlines(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
+        extra = infer_from_outlines(
+            item.paintings, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo
+        )
         return extra if extra.any() else None
 
     def maybe_swap(self) -> WeightsUpdated | None:
@@ -360,12 +361,13 @@ class Trainer:
             mt = None if m is None else torch.from_numpy(m).to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
+            logits = logits.float()
             if cfg.mode == EXCLUSIVE and yt.ndim == xt.ndim:  # (N, 2, *spatial): paint, inferred
-                loss = self.loss_fn(logits.float(), yt[:, 0])
+                loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
-                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits.float(), yt[:, 1])
+                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
             else:
-                loss = self.loss_fn(logits.float(), yt, mt)
+                loss = self.loss_fn(logits, yt, mt)
             loss = loss / max(cfg.grad_accum, 1)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
