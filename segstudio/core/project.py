@@ -93,6 +93,7 @@ __all__ = [
     "stored_path",
     "untitled_folder",
     "with_classes",
+    "without_extra_classes",
 ]
 
 PROJECT_FILE = "project.json"
@@ -724,6 +725,16 @@ def with_classes(project: Project, n: int) -> Project:
         k = len(classes)
         classes.append(ProjectClass(f"class {k + 1}", DEFAULT_COLORS[k % len(DEFAULT_COLORS)]))
     return replace(project, classes=tuple(classes))
+
+
+def without_extra_classes(project: Project, paint: np.ndarray) -> np.ndarray:
+    """``paint`` without the strokes of classes the project does not declare (a copy)."""
+    k = len(project.classes)
+    if project.mode == MULTILABEL:
+        return np.array(paint[:k], copy=True)
+    out = np.array(paint, copy=True)
+    out[out > k] = 0
+    return out
 
 
 def read_predictions(folder: str | os.PathLike[str], project: Project, name: str) -> np.ndarray | None:

@@ -11,7 +11,20 @@ import pytest
 import torch
 
 from segstudio._qt.widget import SegStudioWidget
-from segstudio.core import project as P
+from segstudio.core.project import (
+    Project,
+    ProjectClass,
+    add_image,
+    autosave,
+    discard_autosave,
+    load_project,
+    paintings_file,
+    read_paintings,
+    recover_paintings,
+    recovery,
+    save_project,
+    untitled_folder,
+)
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.trainer import Trainer
 
@@ -49,9 +62,14 @@ def app(make_napari_viewer, tiny_training, tmp_path):
 
 
 def idle(qtbot, c):
-    qtbot.waitUntil(lambda: c.state == "idle" and c._train_worker is None and not c.preview_busy
-                    and c._save_worker is None and c._autosave_worker is None and not c.predicting,
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: c.state == "idle" and not c.busy, timeout=WAIT_MS)
+
+
+def paint(layer, index, value):
+    """Paint ``layer[index] = value`` as napari's tools do (recorded, with a paint event)."""
+    where = np.zeros(layer.data.shape, bool)
+    where[index] = True
+    layer.data_setitem(np.nonzero(where), value)
 
 
 def train(qtbot, c):
@@ -73,7 +91,7 @@ def test_save_then_open_restores_everything_and_training_resumes(app, qtbot, tmp
     c.save_project(folder)
     idle(qtbot, c)
     assert c.project_dir == folder and c.last_error is None
-    project = P.load_project(folder)
+    project = load_project(folder)
     assert [k.name for k in project.classes] == ["background", "foreground", "edge"]
     assert project.classes[2].pinned == 1.5 and project.last_run.startswith("runs/")
     assert project.images[0].copied is (not with_file)
@@ -100,30 +118,29 @@ def test_autosave_and_recovery_after_a_crash(app, qtbot, tmp_path):
     c.save_project(folder)
     idle(qtbot, c)
     saved = np.array(c.paint_layers[0].data)
-    c.paint_layers[0].data[0:3, 0:3] = 2
-    c._on_paint_event()
+    paint(c.paint_layers[0], np.s_[0:3, 0:3], 2)
     c.autosave()
     idle(qtbot, c)
-    assert P.recovery(folder) is not None
+    assert recovery(folder) is not None
     newest = np.array(c.paint_layers[0].data)
     # "crash": nothing else is saved; reopen declining, then (after another autosave) accepting
     asked = []
     _, _, c2 = app()
-    c2.ask_recover = lambda msg: asked.append(msg) or False
+    c2.ask = lambda msg: asked.append(msg) or False
     assert c2.open_project(folder)
     assert asked and "recover" in asked[0]
     np.testing.assert_array_equal(c2.paint_layers[0].data, saved)
-    assert P.recovery(folder) is None  # declined: the side file is gone
-    P.autosave(folder, {"cells": newest})
+    assert recovery(folder) is None  # declined: the side file is gone
+    autosave(folder, {"cells": newest})
     _, widget3, c3 = app()
-    c3.ask_recover = lambda msg: True
+    c3.ask = lambda msg: True
     assert c3.open_project(folder)
     np.testing.assert_array_equal(c3.paint_layers[0].data, newest)
     assert "autosaved paintings recovered" in widget3.status_label.text()
     c3.save_project()  # saving the recovered strokes makes them the project's paintings
     idle(qtbot, c3)
-    np.testing.assert_array_equal(P.read_paintings(folder, P.load_project(folder), "cells"), newest)
-    assert P.recovery(folder) is None
+    np.testing.assert_array_equal(read_paintings(folder, load_project(folder), "cells"), newest)
+    assert recovery(folder) is None
 
 
 def test_autosave_timer_writes_in_a_worker_and_on_training_start(app, qtbot, tmp_path):
@@ -131,14 +148,13 @@ def test_autosave_timer_writes_in_a_worker_and_on_training_start(app, qtbot, tmp
     c.save_project(tmp_path / "proj")
     idle(qtbot, c)
     c.set_autosave_interval(0.05)
-    c.paint_layers[0].data[0, 0] = 1
-    c._on_paint_event()
-    qtbot.waitUntil(lambda: P.recovery(tmp_path / "proj") is not None, timeout=10_000)
+    paint(c.paint_layers[0], np.s_[0, 0], 1)
+    qtbot.waitUntil(lambda: recovery(tmp_path / "proj") is not None, timeout=10_000)
     idle(qtbot, c)
-    P.discard_autosave(tmp_path / "proj")
+    discard_autosave(tmp_path / "proj")
     c.set_autosave_interval(0)
     train(qtbot, c)
-    assert P.recovery(tmp_path / "proj") is not None  # written when training started
+    assert recovery(tmp_path / "proj") is not None  # written when training started
     assert c.run_dir.parent == tmp_path / "proj" / "runs"
 
 
@@ -148,8 +164,9 @@ def test_failed_save_keeps_the_previous_project_and_says_so(app, qtbot, tmp_path
     c.save_project(folder)
     idle(qtbot, c)
     before = (folder / "project.json").read_bytes()
-    paint_before = (folder / "paintings" / "cells.npz").read_bytes()
-    c.paint_layers[0].data[0, :] = 3
+    files_before = sorted(p.name for p in (folder / "paintings").iterdir())
+    paint_before = paintings_file(folder, load_project(folder), "cells").read_bytes()
+    paint(c.paint_layers[0], np.s_[0, :], 3)
     real = os.replace
 
     def full(src, dst):
@@ -160,16 +177,17 @@ def test_failed_save_keeps_the_previous_project_and_says_so(app, qtbot, tmp_path
     monkeypatch.setattr(os, "replace", full)
     c.save_project()
     idle(qtbot, c)
-    assert "No space left" in c.last_error and "cells.npz" in c.last_error
+    assert "No space left" in c.last_error and "cells." in c.last_error
     assert "No space left" in widget.status_label.text()
     assert (folder / "project.json").read_bytes() == before
-    assert (folder / "paintings" / "cells.npz").read_bytes() == paint_before
+    assert paintings_file(folder, load_project(folder), "cells").read_bytes() == paint_before
+    assert sorted(p.name for p in (folder / "paintings").iterdir()) == files_before
     monkeypatch.setattr(os, "replace", real)
     c.last_error = None
     c.save_project()  # usable again once the disk has room
     idle(qtbot, c)
     assert c.last_error is None
-    assert P.read_paintings(folder, P.load_project(folder), "cells")[0].tolist() == [3] * 48
+    assert read_paintings(folder, load_project(folder), "cells")[0].tolist() == [3] * 48
 
 
 def test_read_only_project_folder(app, qtbot, tmp_path, monkeypatch):
@@ -208,7 +226,7 @@ def test_opening_a_damaged_project_is_a_clear_message(app, qtbot, tmp_path, dama
     folder = tmp_path / "proj"
     c.save_project(folder)
     idle(qtbot, c)
-    project = P.load_project(folder)
+    project = load_project(folder)
     _, widget2, c2 = app()
     if damage == "newer":
         doc = json.loads((folder / "project.json").read_text())
@@ -225,7 +243,7 @@ def test_opening_a_damaged_project_is_a_clear_message(app, qtbot, tmp_path, dama
         cfg = cfg.replace(n_classes=2, class_names=cfg.class_names[:2], class_colors=cfg.class_colors[:2])
         save_run(folder / project.last_run, cfg, model_from_config(cfg))  # a genuine 2-class model
     elif damage == "damaged-paintings":
-        (folder / "paintings" / "cells.npz").write_bytes(b"PK\x03\x04broken")
+        paintings_file(folder, project, "cells").write_bytes(b"PK\x03\x04broken")
     assert c2.open_project(folder) is opens
     assert message in c2.last_error and message in widget2.status_label.text()
     if opens:  # paintings are there, the model is not; training works again
@@ -287,8 +305,7 @@ def test_paint_layer_removed_or_renamed_while_training(app, qtbot, what):
         assert "was removed" in c.last_error and c.state == "running"
     else:
         layer.name = "my strokes"
-        layer.data[0, 0] = 1
-        c._on_paint_event()
+        paint(layer, np.s_[0, 0], 1)
     it = c.iteration
     qtbot.waitUntil(lambda: c.iteration >= it + 2, timeout=WAIT_MS)
     c.stop_training()
@@ -309,13 +326,13 @@ def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_
     widget.length_combo.setCurrentText("until stopped")
     c.start_training()
     qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
-    c.paint_layers[0].data[1, 1] = 2
-    c._on_paint_event()
+    paint(c.paint_layers[0], np.s_[1, 1], 2)
     viewer.close()
-    assert c.closed and c._train_done.is_set()
+    assert c.closed
+    qtbot.waitUntil(lambda: c.stopped, timeout=WAIT_MS)
     loaded = load_run(c.run_dir)
     assert loaded.iteration >= 2
-    rec = P.recover_paintings(tmp_path / "proj", P.load_project(tmp_path / "proj"))
+    rec = recover_paintings(tmp_path / "proj", load_project(tmp_path / "proj"))
     assert rec["cells"][1, 1] == 2
 
 
@@ -350,11 +367,11 @@ def test_segstudio_open_starts_the_app_on_a_project(tmp_path):
     from pathlib import Path
 
     np.save(tmp_path / "img.npy", np.random.default_rng(0).random((32, 32)).astype(np.float32))
-    project = P.add_image(tmp_path / "p", P.Project(classes=(P.ProjectClass("a", "#ff0000"),
-                                                            P.ProjectClass("b", "#00ff00"))), tmp_path / "img.npy")
+    project = add_image(tmp_path / "p", Project(classes=(ProjectClass("a", "#ff0000"),
+                                                            ProjectClass("b", "#00ff00"))), tmp_path / "img.npy")
     paint = np.zeros((32, 32), np.uint8)
     paint[0, :4] = 1
-    P.save_project(tmp_path / "p", project, {"img": paint})
+    save_project(tmp_path / "p", project, {"img": paint})
     exe = str(Path(sys.executable).with_name("segstudio"))
     env = {**os.environ, "SEGSTUDIO_QUIT_AFTER_MS": "500"}
     proc = subprocess.run([exe, "open", str(tmp_path / "p")], capture_output=True, text=True, timeout=180, env=env)
@@ -367,25 +384,28 @@ def test_unsaved_session_is_autosaved_and_recoverable(app, qtbot, tmp_path, with
     """Never saved as a project: the strokes still reach an untitled project folder, which a
     new session keeps aside, announces, and opens like any project."""
     viewer, widget, c = app(with_file)
-    c.paint_layers[0].data[30:33, 30:33] = 3
-    c._on_paint_event()
+    paint(c.paint_layers[0], np.s_[30:33, 30:33], 3)
     strokes = np.array(c.paint_layers[0].data)
     c.autosave()
     idle(qtbot, c)
-    untitled = c._untitled()
-    assert untitled.parent == P.untitled_folder("x").parent and (untitled / "project.json").is_file()
+    untitled = c.autosave_folder
+    assert untitled.parent == untitled_folder("x").parent and (untitled / "project.json").is_file()
     assert str(untitled).startswith(os.environ["SEGSTUDIO_HOME"])
-    # "crash": a new session on the same image keeps the old autosave and says where it is
+    # "crash": a new session on the same image keeps the old autosave aside, quietly, and
+    # offers it in the Recover… list
     viewer2, widget2, c2 = app(with_file)
-    kept = [p for p in untitled.parent.iterdir() if p.name.startswith(untitled.name + "-")]
-    assert len(kept) == 1 and str(kept[0]) in widget2.status_label.text()
-    assert c2.open_project(kept[0]), c2.last_error
+    kept = c2.kept_autosaves()
+    assert len(kept) == 1 and kept[0].folder.name.startswith(untitled.name + "-")
+    assert "autosave" not in widget2.status_label.text()
+    assert widget2.recover_btn.isEnabled()
+    assert c2.open_project(kept[0].folder), c2.last_error
     np.testing.assert_array_equal(c2.paint_layers[0].data, strokes)
     # saving for real removes the untitled folder of that session
     viewer3, widget3, c3 = app(with_file)
     c3.autosave(force=True)
     idle(qtbot, c3)
-    assert c3._untitled().exists()
+    assert c3.autosave_folder.exists()
+    untitled3 = c3.autosave_folder
     c3.save_project(tmp_path / "real")
     idle(qtbot, c3)
-    assert not c3._untitled().exists() and c3.project_dir == tmp_path / "real"
+    assert not untitled3.exists() and c3.project_dir == tmp_path / "real"
