@@ -17,6 +17,8 @@ WINDOW_TITLE = "segstudio"
 #: screens narrower than ``WIDE_SCREEN_PX`` all of it (the canvas needs the room).
 SCREEN_FRACTION = 0.9
 WIDE_SCREEN_PX = 1600
+#: After the window closed, the app says "stopping…" when the background stop takes longer.
+QUIET_STOP_S = 0.5
 #: The dock takes this fraction of the window's width, or what it needs when that is more.
 DOCK_FRACTION = 0.28
 
@@ -110,7 +112,7 @@ def main(images: list[str], sample: str | None = None, demo: bool = False, proje
     if quit_after:
         QTimer.singleShot(int(quit_after), viewer.close)
     napari.run()
-    if not widget.controller.stopped:
+    if not widget.controller.wait_stopped(QUIET_STOP_S):
         print("segstudio: stopping… (writing the last checkpoint and autosave)", file=sys.stderr, flush=True)
     wait_for_background_work()
     return 0

@@ -282,6 +282,10 @@ class SegController(QObject):
         """Closed, and what closing left running (training, the last autosave) is done."""
         return self._stopped.is_set()
 
+    def wait_stopped(self, timeout_s: float) -> bool:
+        """Wait (not on the GUI thread of a live session) until :attr:`stopped`."""
+        return self._stopped.wait(timeout_s)
+
     def prediction_array(self) -> np.ndarray | None:
         """A copy of the prediction (exclusive: labels; multilabel ``(C, *spatial)``)."""
         prediction = self.layers.prediction()
@@ -292,6 +296,9 @@ class SegController(QObject):
         """Choose the image to segment; adopts matching paint layers or creates them. The work
         of the previous image (previews, predictions) is cancelled and its results dropped."""
         if layer is self.image.layer:
+            return
+        if layer is None and self.image.layer not in self.viewer.layers:
+            self._image_removed()
             return
         if self.is_training:
             self.notify.fail("stop training before changing the image")
@@ -330,15 +337,19 @@ class SegController(QObject):
         self.choices.adopt(names, count)
         self.layers.set_classes(self.classes)
 
+    def _image_removed(self) -> None:
+        if self.is_training:
+            self.stop_training()
+        self.preview.cancel()
+        self.results.cancel()
+        self.image.choose(None)
+        self.layers.detach()
+        self.image_changed.emit()
+
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value
         if layer is self.image.layer:
-            if self.is_training:
-                self.stop_training()
-            self.preview.cancel()
-            self.image.choose(None)
-            self.layers.detach()
-            self.image_changed.emit()
+            self._image_removed()
             return
         if layer in self.layers.paint_layers:
             self.autosave(force=True)  # an open project keeps the strokes of a deleted layer
@@ -767,6 +778,7 @@ class SegController(QObject):
         def finish() -> None:
             try:
                 done.wait(STOP_TIMEOUT_S)
+                self.projects.wait_for_writes(STOP_TIMEOUT_S)
                 if final is not None:
                     final()
                 if adopt is not None:

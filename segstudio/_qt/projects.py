@@ -158,6 +158,8 @@ class Projects(QObject):
         #: widget shows a dialog, tests answer directly.
         self.ask: Callable[[str], bool] = lambda message: True
         self.lock = threading.Lock()
+        self._writes = 0  # save and autosave jobs started and not finished
+        self._writes_done = threading.Condition()
         self.saved_version = 0
         self._own: set[Path] = set()  # untitled folders this session wrote
         self.timer = QTimer(self)
@@ -229,7 +231,7 @@ class Projects(QObject):
             self.saved.emit(str(job.folder))
             self.restart_timer()
 
-        self.workers.start("save", write_project, job, self.lock, returned=done,
+        self.workers.start("save", self._counted(lambda: write_project(job, self.lock)), returned=done,
                            errored=self.notify.worker_failed)
 
     def retire_untitled(self, run_dir: Path | None) -> None:
@@ -264,7 +266,28 @@ class Projects(QObject):
         def done(_: Any) -> None:
             self.saved_version = version
 
-        self.workers.start("autosave", job, returned=done, errored=self.notify.worker_failed)
+        self.workers.start("autosave", self._counted(job), returned=done, errored=self.notify.worker_failed)
+
+    def _counted(self, job: Callable[[], Any]) -> Callable[[], Any]:
+        """``job``, counted as a write in progress from now until it ended (in its worker)."""
+        with self._writes_done:
+            self._writes += 1
+
+        def run() -> Any:
+            try:
+                return job()
+            finally:
+                with self._writes_done:
+                    self._writes -= 1
+                    self._writes_done.notify_all()
+
+        return run
+
+    def wait_for_writes(self, timeout_s: float) -> bool:
+        """Block (a background thread, never the GUI) until the saves and autosaves that were
+        started have ended; ``False`` on timeout."""
+        with self._writes_done:
+            return self._writes_done.wait_for(lambda: self._writes == 0, timeout_s)
 
     def set_interval(self, seconds: float) -> None:
         """Autosave every ``seconds`` (0 turns it off)."""

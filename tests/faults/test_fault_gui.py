@@ -349,7 +349,7 @@ def test_multilabel_project_roundtrip(app, qtbot, tmp_path):
     viewer, widget, c = app()
     widget.mode_multilabel.setChecked(True)
     assert c.mode == "multilabel" and len(c.paint_layers) == 3
-    c.paint_layers[2].data[5:8, 5:8] = 2
+    paint(c.paint_layers[2], np.s_[5:8, 5:8], 2)
     strokes = np.stack([np.array(lyr.data) for lyr in c.paint_layers])
     c.save_project(tmp_path / "ml")
     idle(qtbot, c)
