@@ -124,6 +124,7 @@ class SegController(QObject):
         self.notify.status.connect(self.status)
         self.notify.error.connect(self.error)
         self.training.state_changed.connect(self.training_state_changed)
+        self.training.state_changed.connect(self._on_training_state)
         self.training.progress.connect(self.progress)
         self.results.predict_progress.connect(self.predict_progress)
         self.results.metrics_ready.connect(self.metrics_ready)
@@ -665,8 +666,21 @@ class SegController(QObject):
         self.projects.save(job)
 
     def _on_saved(self, folder: str) -> None:
+        project = self.projects.project
+        if not self.is_training and project is not None and project.last_run and self.projects.outside(self.run_dir):
+            self.training.run_dir = Path(folder) / project.last_run  # the save copied the run in
         self.projects.retire_untitled(self.run_dir)
         self.project_changed.emit(folder)
+
+    def _on_training_state(self, state: str) -> None:
+        """A run that ended outside the open project (saved while it trained) is copied in."""
+        if state == "idle" and self.projects.outside(self.run_dir):
+            self.workers.start("adopt run", self.projects.adopt_job(self.run_dir), returned=self._on_adopted,
+                               errored=self.notify.worker_failed)
+
+    def _on_adopted(self, run_dir: Path) -> None:
+        self.training.run_dir = run_dir
+        self.projects.retire_untitled(run_dir)
 
     def autosave(self, force: bool = False) -> None:
         """Write the paintings (in a worker) when they changed since the last save or autosave:
@@ -769,8 +783,8 @@ class SegController(QObject):
         self.layers.detach()
         self.preview.cancel()
         done = self.training.stop_for_close()
-        adopt = None if self.run_dir is None else self.projects.adopt_run_later(self.run_dir)
-        self.workers.close(keep=("train", "save", "autosave"))
+        run_dir = self.run_dir
+        self.workers.close(keep=("train", "save", "autosave", "adopt run"))
         if not done.is_set() or final is not None:
             self.notify.info("stopping… (writing the last checkpoint and autosave)", popup=not done.is_set())
         self.notify.muted = True
@@ -781,8 +795,8 @@ class SegController(QObject):
                 self.projects.wait_for_writes(STOP_TIMEOUT_S)
                 if final is not None:
                     final()
-                if adopt is not None:
-                    adopt()
+                if self.projects.outside(run_dir):  # a project saved while this run trained
+                    self.projects.adopt_job(run_dir)()
             except Exception as e:  # noqa: BLE001 - nobody to show it to: kept for the record
                 self.notify.last_error = f"closing: {type(e).__name__}: {e}"
             finally:

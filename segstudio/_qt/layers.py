@@ -7,15 +7,16 @@ This is the one place that knows how the two modes look in napari:
   ``prediction: NAME`` layer per class (1 = present).
 
 Paintings leave the GUI thread as a :class:`PaintSnapshot`: a copy of each paint layer kept in
-slabs along the first axis (:class:`PaintCopy`), where a snapshot re-copies only the slabs that
+blocks of about a megabyte (:class:`PaintCopy`); a snapshot re-copies only the blocks that
 napari's paint events say changed and shares the others with the snapshot before it. Changes
-that come without a paint event (undo, a ``refresh``) are found by comparing the copy with the
-layer in a worker; what differs is re-copied at the next snapshot.
+announced without saying where (undo and redo, a ``refresh`` after an edit in the console) are
+found by comparing the copy with the layer in a worker; what differs is re-copied at the next
+snapshot. (An edit of ``layer.data`` announced by nothing at all is seen at the next refresh.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,8 +33,8 @@ from segstudio.core.errors import UserInputError
 from segstudio.core.predictor import PredictResult
 from segstudio.core.project import ProjectClass
 
-#: Bytes per slab of a paint copy (a 2048 x 2048 uint8 slice is one slab).
-SLAB_BYTES = 4 << 20
+#: Bytes per block of a paint copy: a 2048 x 2048 uint8 slice is four blocks of 512 rows.
+BLOCK_BYTES = 1 << 20
 #: Colour of "absent" strokes in multi-label paint layers.
 ABSENT_COLOR = "#8c8c8c"
 #: Opacity of prediction overlays.
@@ -43,46 +44,68 @@ PAINT_EVENTS = ("paint", "data", "set_data")
 
 
 # --------------------------------------------------------------------------- copies of paintings
-@dataclass(frozen=True, eq=False)
-class Slabs:
-    """An immutable copy of one paint array, as read-only slabs along its first axis."""
+Block = tuple[int, int]
 
-    parts: tuple[np.ndarray, ...]
+
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """An immutable copy of one paint array, as read-only blocks over its first two axes."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    block: tuple[int, int]
+    grid: tuple[int, int]
+    parts: tuple[np.ndarray, ...]  # row-major over ``grid``
+
+    def items(self) -> Iterator[tuple[Block, np.ndarray]]:
+        """``(block index, block)`` pairs."""
+        return (((k // self.grid[1], k % self.grid[1]), part) for k, part in enumerate(self.parts))
 
     def array(self) -> np.ndarray:
-        """The whole array (the slab itself when there is one; else joined: a copy)."""
-        return self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        """The whole array (the block itself when there is one; else joined: a copy)."""
+        if len(self.parts) == 1:
+            return self.parts[0]
+        out = np.empty(self.shape, self.dtype)
+        for key, part in self.items():
+            out[_block_slices(key, self.block)] = part
+        return out
+
+
+def _block_slices(key: Block, block: tuple[int, int]) -> tuple[slice, slice]:
+    (i, j), (b0, b1) = key, block
+    return slice(i * b0, (i + 1) * b0), slice(j * b1, (j + 1) * b1)
 
 
 class PaintCopy:
     """A copy of one paint array that is brought up to date where it changed.
 
-    ``mark`` (from paint events) says which slabs changed; ``take`` (GUI thread) copies those
-    and returns :class:`Slabs` that share every other slab with the previous ones. Changes
+    The copy is kept in blocks over the first two axes (about ``BLOCK_BYTES`` each). ``mark``
+    (from paint events) says which blocks changed; ``take`` (GUI thread) copies those and
+    returns :class:`Blocks` that share every other block with the previous ones. Changes
     nobody announced make the copy ``unverified``; :meth:`differing` (any thread) finds them.
     """
 
-    def __init__(self, live: Any, *, blank: bool, slab_bytes: int = SLAB_BYTES) -> None:
-        shape = tuple(live.shape)
-        row = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(live.dtype).itemsize
-        self.rows = max(1, slab_bytes // max(row, 1))
-        self.shape, self.dtype = shape, np.dtype(live.dtype)
-        n = -(-shape[0] // self.rows) if shape else 1
+    def __init__(self, live: Any, *, blank: bool, block_bytes: int = BLOCK_BYTES) -> None:
+        self.shape, self.dtype = tuple(live.shape), np.dtype(live.dtype)  # 2D or 3D
+        inner = int(np.prod(self.shape[2:], dtype=np.int64)) * self.dtype.itemsize
+        b1 = min(self.shape[1], max(1, block_bytes // inner))
+        b0 = min(self.shape[0], max(1, block_bytes // (b1 * inner)))
+        self.block = (b0, b1)
+        self.grid = (-(-self.shape[0] // b0), -(-self.shape[1] // b1))
+        keys = [(i, j) for i in range(self.grid[0]) for j in range(self.grid[1])]
+        self._parts: list[np.ndarray] = []
         if blank:  # made empty by segstudio: the copy is zeros (calloc: no pages touched)
-            self._parts = [self._frozen(np.zeros((self._stop(i) - self._start(i), *shape[1:]), self.dtype))
-                           for i in range(n)]
-            self._dirty: set[int] = set()
+            zeros = np.zeros(self.shape, self.dtype)
+            self._parts = [self._frozen(zeros[_block_slices(key, self.block)]) for key in keys]
+            self._dirty: set[Block] = set()
         else:
-            self._parts = [None] * n  # type: ignore[list-item]
-            self._dirty = set(range(n))
-        self._taken: Slabs | None = None
+            self._parts = [np.empty(0, self.dtype)] * len(keys)  # all copied at the first take
+            self._dirty = set(keys)
+        self._taken: Blocks | None = None
         self.unverified = False
 
-    def _start(self, i: int) -> int:
-        return i * self.rows
-
-    def _stop(self, i: int) -> int:
-        return min((i + 1) * self.rows, self.shape[0])
+    def _view(self, live: Any, key: Block) -> Any:
+        return live[_block_slices(key, self.block)]
 
     @staticmethod
     def _frozen(arr: np.ndarray) -> np.ndarray:
@@ -91,12 +114,12 @@ class PaintCopy:
 
     @property
     def changed(self) -> bool:
-        """Whether slabs are marked since the last :meth:`take`."""
+        """Whether blocks are marked since the last :meth:`take`."""
         return bool(self._dirty) or self._taken is None
 
     def mark_all(self) -> None:
         """Everything changed (an edit segstudio made itself)."""
-        self._dirty.update(range(len(self._parts)))
+        self._dirty.update((i, j) for i in range(self.grid[0]) for j in range(self.grid[1]))
 
     def mark(self, atoms: Any) -> None:
         """Mark what a paint event's history atoms touched; what cannot be told from them
@@ -105,40 +128,47 @@ class PaintCopy:
             self.unverified = True
             return
         for atom in atoms:
-            rows = _first_axis_range(atom)
-            if rows is None:
+            box = _bounding_box(atom)
+            if box is None:
                 self.unverified = True
-            else:
-                self.mark_slabs(range(rows[0] // self.rows, (max(rows[1], rows[0] + 1) - 1) // self.rows + 1))
+                continue
+            (r0, r1), (c0, c1) = box
+            b0, b1 = self.block
+            self.mark_blocks((i, j) for i in range(r0 // b0, (max(r1, r0 + 1) - 1) // b0 + 1)
+                             for j in range(c0 // b1, (max(c1, c0 + 1) - 1) // b1 + 1))
 
-    def mark_slabs(self, slabs: Iterable[int]) -> None:
-        self._dirty.update(i for i in slabs if 0 <= i < len(self._parts))
+    def mark_blocks(self, keys: Iterable[Block]) -> None:
+        self._dirty.update(k for k in keys if 0 <= k[0] < self.grid[0] and 0 <= k[1] < self.grid[1])
 
-    def take(self, live: Any) -> Slabs:
-        """Copy the marked slabs from ``live`` (GUI thread) and return the current copy."""
+    def take(self, live: Any) -> Blocks:
+        """Copy the marked blocks from ``live`` (GUI thread) and return the current copy."""
         if self._taken is not None and not self._dirty:
             return self._taken
-        for i in sorted(self._dirty):
-            self._parts[i] = self._frozen(np.array(live[self._start(i):self._stop(i)], copy=True))
+        for i, j in self._dirty:
+            self._parts[i * self.grid[1] + j] = self._frozen(np.array(self._view(live, (i, j)), copy=True))
         self._dirty.clear()
-        self._taken = Slabs(tuple(self._parts))
+        self._taken = Blocks(self.shape, self.dtype, self.block, self.grid, tuple(self._parts))
         return self._taken
 
-    def differing(self, live: Any, taken: Slabs) -> list[int]:
-        """Slabs of ``taken`` that differ from ``live`` (a read-only scan: safe in a worker)."""
-        return [i for i, part in enumerate(taken.parts)
-                if not np.array_equal(part, live[self._start(i):self._stop(i)])]
+    def differing(self, live: Any, taken: Blocks) -> list[Block]:
+        """Blocks of ``taken`` that differ from ``live`` (a read-only scan: safe in a worker)."""
+        return [key for key, part in taken.items() if not np.array_equal(part, self._view(live, key))]
 
 
-def _first_axis_range(atom: Any) -> tuple[int, int] | None:
-    """Rows ``[start, stop)`` along the first axis a napari paint history atom touched."""
+def _bounding_box(atom: Any, axes: int = 2) -> list[tuple[int, int]] | None:
+    """``[start, stop)`` along the first ``axes`` axes of what a napari paint history atom
+    touched (``None``: it cannot be told)."""
     key = getattr(atom, "slice_key", None)  # napari's mask-based atom: a bounding box
-    if key is not None and len(key) and isinstance(key[0], slice):
-        start, stop = key[0].start or 0, key[0].stop
-        return (int(start), int(stop)) if stop is not None else None
-    if isinstance(atom, tuple) and atom and isinstance(atom[0], tuple) and atom[0]:
-        rows = np.asarray(atom[0][0])  # (indices, old values, new values)
-        return (int(rows.min()), int(rows.max()) + 1) if rows.size else (0, 0)
+    if key is not None and len(key) >= axes and all(isinstance(k, slice) for k in key[:axes]):
+        if any(k.stop is None for k in key[:axes]):
+            return None
+        return [(int(k.start or 0), int(k.stop)) for k in key[:axes]]
+    if isinstance(atom, tuple) and atom and isinstance(atom[0], tuple) and len(atom[0]) >= axes:
+        box = []
+        for idx in atom[0][:axes]:  # (indices, old values, new values)
+            idx = np.asarray(idx)
+            box.append((int(idx.min()), int(idx.max()) + 1) if idx.size else (0, 0))
+        return box
     return None
 
 
@@ -151,7 +181,7 @@ class PaintSnapshot:
 
     image: str
     mode: str
-    layers: tuple[Slabs, ...]
+    layers: tuple[Blocks, ...]
     version: int
     _joined: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
@@ -178,8 +208,8 @@ class Prediction:
         return self.arrays[0] if self.mode == EXCLUSIVE else np.stack(self.arrays)
 
 
-def _differing(checks: list[tuple[PaintCopy, Any, Slabs]]) -> list[tuple[PaintCopy, list[int]]]:
-    """Worker body: for each unverified copy, the slabs that differ from its layer."""
+def _differing(checks: list[tuple[PaintCopy, Any, Blocks]]) -> list[tuple[PaintCopy, list[Block]]]:
+    """Worker body: for each unverified copy, the blocks that differ from its layer."""
     return [(copy, copy.differing(live, taken)) for copy, live, taken in checks]
 
 
@@ -341,7 +371,7 @@ class Layers(QObject):
 
     # ------------------------------------------------------------------ paintings
     def snapshot(self) -> PaintSnapshot:
-        """The paintings now (GUI thread: copies only the slabs that changed).
+        """The paintings now (GUI thread: copies only the blocks that changed).
 
         Raises
         ------
@@ -354,9 +384,9 @@ class Layers(QObject):
             raise UserInputError("a paint layer was deleted; switch the mode or the image to recreate it")
         copies = [self._copies[id(layer)] for layer in self.paint_layers]
         if self._snapshot is None or any(c.changed for c in copies):
-            slabs = tuple(copy.take(layer.data) for copy, layer in zip(copies, self.paint_layers))
+            blocks = tuple(copy.take(layer.data) for copy, layer in zip(copies, self.paint_layers))
             self._version += 1
-            self._snapshot = PaintSnapshot(self.image.key, self.mode, slabs, self._version)
+            self._snapshot = PaintSnapshot(self.image.key, self.mode, blocks, self._version)
         self._verify()
         return self._snapshot
 
@@ -397,11 +427,11 @@ class Layers(QObject):
         if checks:
             self.workers.start("verify", _differing, checks, returned=self._on_verified)
 
-    def _on_verified(self, found: list[tuple[PaintCopy, list[int]]]) -> None:
+    def _on_verified(self, found: list[tuple[PaintCopy, list[Block]]]) -> None:
         changed = False
-        for copy, slabs in found:
-            if slabs and copy in self._copies.values():
-                copy.mark_slabs(slabs)
+        for copy, blocks in found:
+            if blocks and copy in self._copies.values():
+                copy.mark_blocks(blocks)
                 changed = True
         if changed:
             self.painted.emit()

@@ -300,12 +300,18 @@ class Projects(QObject):
         if self.enabled and not self.workers.closed:
             self.timer.start()
 
-    def adopt_run_later(self, run_dir: Path) -> Callable[[], Path | None]:
-        """A function that copies a run of an untitled session into the open project (the
-        project was saved while it trained) and records it; returns the copy."""
+    def outside(self, run_dir: Path | None) -> bool:
+        """Whether a run with weights lives outside the open project (in the untitled folder:
+        the project was saved while it trained)."""
         folder = self.folder
-        if folder is None or folder.resolve() in run_dir.resolve().parents or not (run_dir / MODEL_FILE).exists():
-            return lambda: None
+        return (folder is not None and run_dir is not None and (run_dir / MODEL_FILE).exists()
+                and folder.resolve() not in run_dir.resolve().parents)
+
+    def adopt_job(self, run_dir: Path) -> Callable[[], Path]:
+        """A function that copies ``run_dir`` into the open project and records it as the
+        project's last run; returns the copy."""
+        folder = self.folder
+        assert folder is not None
 
         def work() -> Path:
             with self.lock:
@@ -313,7 +319,7 @@ class Projects(QObject):
                 set_last_run(folder, dest)
                 return dest
 
-        return work
+        return self._counted(work)
 
     # ------------------------------------------------------------------ open
     def read(self, folder: str | Path) -> Opened:

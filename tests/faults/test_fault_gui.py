@@ -409,3 +409,199 @@ def test_unsaved_session_is_autosaved_and_recoverable(app, qtbot, tmp_path, with
     c3.save_project(tmp_path / "real")
     idle(qtbot, c3)
     assert not untitled3.exists() and c3.project_dir == tmp_path / "real"
+
+
+# --------------------------------------------------------------------------- no lost work
+def test_a_failed_project_json_write_does_not_lock_the_user_out(app, qtbot, tmp_path, monkeypatch):
+    """A class added and painted, then the save of project.json fails (disk full): the project
+    still opens (it used to say 'label value 4 is beyond the 3 classes', and the app could not
+    open it any more)."""
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    saved = np.array(c.paint_layers[0].data)
+    c.add_class("extra")
+    paint(c.paint_layers[0], np.s_[45:47, 0:10], 4)
+    real = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("project.json"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    c.save_project()
+    idle(qtbot, c)
+    assert "No space left" in c.last_error
+    monkeypatch.setattr(os, "replace", real)
+    discard_autosave(folder)  # only what the failed save left behind
+    _, _, c2 = app()
+    assert c2.open_project(folder), c2.last_error
+    assert len(c2.classes) == 3
+    np.testing.assert_array_equal(c2.paint_layers[0].data, saved)
+
+
+@pytest.mark.parametrize("add", [True, False], ids=["classes-added", "strokes-left-out"])
+def test_paintings_with_more_classes_than_the_project_still_open(app, qtbot, tmp_path, add):
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    newer = np.array(c.paint_layers[0].data)
+    newer[45:47, 0:10] = 4  # e.g. autosaved after a class was added, never saved
+    autosave(folder, {"cells": newer})
+    questions = []
+    _, widget2, c2 = app()
+    c2.ask = lambda message: questions.append(message) or ("recover" in message or add)
+    assert c2.open_project(folder), c2.last_error
+    assert "recover" in questions[0] and "add the missing classes" in questions[1]
+    if add:
+        assert [k.name for k in c2.classes] == ["background", "foreground", "edge", "class 4"]
+        np.testing.assert_array_equal(c2.paint_layers[0].data, newer)
+    else:
+        assert len(c2.classes) == 3 and int(c2.paint_layers[0].data.max()) == 3
+        assert "left out" in c2.last_error
+
+
+def test_recovery_is_offered_before_damaged_paintings_can_fail(app, qtbot, tmp_path):
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    strokes = np.array(c.paint_layers[0].data)
+    paintings_file(folder, load_project(folder), "cells").write_bytes(b"PK\x03\x04broken")
+    autosave(folder, {"cells": strokes})
+    _, _, c2 = app()
+    c2.ask = lambda message: True
+    assert c2.open_project(folder), c2.last_error
+    np.testing.assert_array_equal(c2.paint_layers[0].data, strokes)
+
+
+def test_saves_and_autosaves_never_overlap(app, qtbot, tmp_path, monkeypatch):
+    """An autosave is being written when Save is pressed: the save (which removes the autosave
+    folder) waits for it instead of removing it mid-write."""
+    import time
+
+    from segstudio._qt import projects as projects_module
+
+    timeline = []
+    real_autosave, real_save = projects_module.autosave, projects_module.save_project
+
+    def slow_autosave(*args, **kwargs):
+        timeline.append("autosave starts")
+        time.sleep(0.5)
+        out = real_autosave(*args, **kwargs)
+        timeline.append("autosave ends")
+        return out
+
+    def save(*args, **kwargs):
+        timeline.append("save starts")
+        return real_save(*args, **kwargs)
+
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    c.save_project(folder)
+    idle(qtbot, c)
+    monkeypatch.setattr(projects_module, "autosave", slow_autosave)
+    monkeypatch.setattr(projects_module, "save_project", save)
+    timeline.clear()
+    paint(c.paint_layers[0], np.s_[0, 0:5], 2)
+    c.autosave()
+    qtbot.waitUntil(lambda: "autosave starts" in timeline, timeout=WAIT_MS)
+    c.save_project()
+    idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert timeline == ["autosave starts", "autosave ends", "save starts"]
+    assert recovery(folder) is None
+
+
+def test_painting_during_a_save_is_not_in_that_save(app, qtbot, tmp_path, monkeypatch):
+    """The save writes the paintings as they were when Save was pressed (a copy taken then),
+    not a live array that keeps changing while the file is written."""
+    import time
+
+    from segstudio._qt import projects as projects_module
+
+    real_save = projects_module.save_project
+
+    def slow_save(*args, **kwargs):
+        time.sleep(0.5)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(projects_module, "save_project", slow_save)
+    viewer, widget, c = app()
+    folder = tmp_path / "proj"
+    pressed = np.array(c.paint_layers[0].data)
+    c.save_project(folder)
+    paint(c.paint_layers[0], np.s_[0:3, 0:3], 2)  # while the save runs
+    idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    np.testing.assert_array_equal(read_paintings(folder, load_project(folder), "cells"), pressed)
+
+
+def test_training_outside_a_project_leaves_nothing_in_the_temp_folder(app, qtbot, tmp_path, monkeypatch):
+    """A run of a session never saved as a project lives in its untitled project (it used to be
+    a segstudio-run-* folder in the temp folder, never removed); saving the session as a project
+    copies it in."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    viewer, widget, c = app()
+    train(qtbot, c)
+    assert not [p for p in temp.iterdir() if p.name.startswith("segstudio-run")]
+    untitled = c.autosave_folder
+    assert c.run_dir.parent == untitled / "runs" and (c.run_dir / "model.pt").exists()
+    c.save_project(tmp_path / "proj")
+    idle(qtbot, c)
+    project = load_project(tmp_path / "proj")
+    assert (tmp_path / "proj" / project.last_run / "model.pt").exists()
+    assert not untitled.exists()
+
+
+def test_closing_returns_at_once_while_the_trainer_stops_in_the_background(app, qtbot, monkeypatch):
+    """Closing asks the trainer to stop and returns; the last checkpoint is written in the
+    background (closing used to wait for it on the GUI thread, up to 30 s)."""
+    import time
+
+    real = Trainer.checkpoint
+    delay_s = 5.0
+
+    def slow_checkpoint(self):
+        time.sleep(delay_s)
+        return real(self)
+
+    viewer, widget, c = app(iterations=0)
+    widget.length_combo.setCurrentText("until stopped")
+    c.start_training()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
+    monkeypatch.setattr(Trainer, "checkpoint", slow_checkpoint)
+    t0 = time.perf_counter()
+    c.shutdown()
+    assert time.perf_counter() - t0 < delay_s / 2  # it did not wait for the checkpoint
+    assert c.closed and not c.stopped
+    qtbot.waitUntil(lambda: c.stopped, timeout=WAIT_MS)
+    assert load_run(c.run_dir).iteration >= 2
+
+
+def test_the_class_table_shows_the_trainers_weights(app, qtbot, monkeypatch):
+    """The weights shown are the ones training uses: clamped to the config's range (the GUI
+    used to compute its own, unclamped), and a pin set while training reaches the trainer with
+    the paintings and comes back in its report."""
+    viewer, widget, c = app(iterations=0)
+    c.config_overrides = {**c.config_overrides, "weight_clamp": (0.5, 2.0)}
+    c.set_weight_method("median_frequency")  # re-weighs with the new clamp
+    qtbot.waitUntil(lambda: c.weights is not None and not c.busy, timeout=WAIT_MS)
+    assert all(0.5 <= w <= 2.0 for w in c.weights.weights), c.weights
+    widget.length_combo.setCurrentText("until stopped")
+    c.start_training()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
+    c.set_pinned_weight(2, 1.75)
+    qtbot.waitUntil(lambda: c.weights.weights[2] == pytest.approx(1.75), timeout=WAIT_MS)
+    it = c.iteration
+    qtbot.waitUntil(lambda: c.iteration >= it + 2, timeout=WAIT_MS)
+    c.stop_training()
+    idle(qtbot, c)
+    assert load_run(c.run_dir).config.pinned_weights == ((2, 1.75),)
