@@ -288,9 +288,6 @@ class Layers(QObject):
             return "prediction"
         return None
 
-    def owns(self, layer: Any) -> bool:
-        return any(layer is lyr for lyr in self.paint_layers + self.prediction_layers)
-
     # ------------------------------------------------------------------ classes and mode
     def set_classes(self, classes: Sequence[ProjectClass]) -> None:
         """Show ``classes``: colours, multi-label layer names, one paint layer per class."""

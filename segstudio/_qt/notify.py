@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from napari.utils import notifications
 from qtpy.QtCore import QObject, Signal
 
 from segstudio.core.errors import UserInputError
@@ -12,8 +13,6 @@ PREFIX = "segstudio: "
 
 def _show(kind: str, message: str) -> None:
     try:
-        from napari.utils import notifications
-
         getattr(notifications, f"show_{kind}")(PREFIX + message)
     except Exception:  # noqa: BLE001 - never fail while reporting
         pass

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from qtpy.QtCore import QObject, QThreadPool, QTimer, Signal
+from superqt.utils import create_worker
 
 NO_THREADS_ENV = "SEGSTUDIO_NO_THREADS"
 #: How long the process waits at exit for work the session left running in the background.
@@ -145,8 +146,6 @@ def start_worker(
         # superqt's create_worker (what napari.qt.threading wraps): napari 0.9's wrapper adds a
         # task-status hook whose ``errored`` handler raises TypeError (it drops the exception
         # argument), which would hide our own error report.
-        from superqt.utils import create_worker
-
         worker = create_worker(
             func, *args, _start_thread=False, _ignore_errors=errored is not None, **kwargs
         )

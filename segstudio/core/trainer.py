@@ -438,10 +438,8 @@ class Trainer:
         self._last_checkpoint_iteration = self.iteration
         return Checkpoint(str(self.run_dir), self.iteration)
 
-    def _done(self, started: float, stop: threading.Event | None = None) -> str | None:
+    def _done(self, started: float) -> str | None:
         cfg = self.config
-        if stop is not None and stop.is_set():
-            return "stopped"
         if cfg.iterations is not None and self.iteration >= cfg.iterations + (
             self.start_iteration if self.resume is not None else 0
         ):
@@ -482,7 +480,7 @@ class Trainer:
         last_preview = last_ckpt - max(cfg.preview_every_s - FIRST_PREVIEW_S, 0.0)
         reason = "stopped"
         try:
-            while (reason := self._done(started, stop) or "") == "":
+            while (reason := self._done(started) or ("stopped" if stop is not None and stop.is_set() else "")) == "":
                 t0 = time.perf_counter()
                 swapped = self.maybe_swap()
                 if swapped is not None:

@@ -136,7 +136,7 @@ def test_failing_to_remove_old_files_keeps_the_new_save_and_the_next_save_cleans
 
     monkeypatch.setattr(os, "unlink", stuck)
     new = _save_edit(folder, project, edited)
-    monkeypatch.undo()
+    monkeypatch.setattr(os, "unlink", real)
     np.testing.assert_array_equal(projects.read_paintings(folder, new, "cells"), edited)
     assert old.exists()  # could not be removed: harmless, project.json no longer names it
     time.sleep(1.05)  # a save in another second (file names carry the time)
@@ -144,22 +144,15 @@ def test_failing_to_remove_old_files_keeps_the_new_save_and_the_next_save_cleans
     assert not old.exists()
 
 
-def test_the_reproduced_lock_out_cannot_happen(saved, monkeypatch):
+def test_the_reproduced_lock_out_cannot_happen(saved, disk_full_at):
     """project.json fails to be written after paintings with value 3 were: the project still
     opens with its 2 classes and its previous paintings (it used to say 'label value 3 is beyond
     the 2 classes')."""
     folder, project, paint, pred, edited = saved
-    real = os.replace
-
-    def full(src, dst):
-        if str(dst).endswith("project.json"):
-            raise OSError(28, "No space left on device")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", full)
+    restore = disk_full_at("project.json")
     with pytest.raises(UserInputError, match="project.json.*No space left"):
         _save_edit(folder, project, edited)
-    monkeypatch.undo()
+    restore()
     reopened = projects.load_project(folder)
     np.testing.assert_array_equal(projects.read_paintings(folder, reopened, "cells"), paint)
     assert projects.open_paintings(folder, reopened, "cells")[1] is None

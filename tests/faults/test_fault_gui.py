@@ -412,7 +412,7 @@ def test_unsaved_session_is_autosaved_and_recoverable(app, qtbot, tmp_path, with
 
 
 # --------------------------------------------------------------------------- no lost work
-def test_a_failed_project_json_write_does_not_lock_the_user_out(app, qtbot, tmp_path, monkeypatch):
+def test_a_failed_project_json_write_does_not_lock_the_user_out(app, qtbot, tmp_path, disk_full_at):
     """A class added and painted, then the save of project.json fails (disk full): the project
     still opens (it used to say 'label value 4 is beyond the 3 classes', and the app could not
     open it any more)."""
@@ -423,18 +423,11 @@ def test_a_failed_project_json_write_does_not_lock_the_user_out(app, qtbot, tmp_
     saved = np.array(c.paint_layers[0].data)
     c.add_class("extra")
     paint(c.paint_layers[0], np.s_[45:47, 0:10], 4)
-    real = os.replace
-
-    def full(src, dst):
-        if str(dst).endswith("project.json"):
-            raise OSError(28, "No space left on device")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", full)
+    restore = disk_full_at("project.json")
     c.save_project()
     idle(qtbot, c)
     assert "No space left" in c.last_error
-    monkeypatch.setattr(os, "replace", real)
+    restore()
     discard_autosave(folder)  # only what the failed save left behind
     _, _, c2 = app()
     assert c2.open_project(folder), c2.last_error
