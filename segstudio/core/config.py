@@ -105,6 +105,13 @@ class TrainConfig:
         background band ``outline_halo`` pixels outside; :mod:`segstudio.core.outlines`), as a
         second loss term with its own class weights, scaled by ``inferred_weight``. Runs
         written before this existed load with it off.
+    pairwise_weight, pairwise_radius, pairwise_sigma
+        Weight of the image-gated pairwise regulariser on every pixel
+        (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
+        radius in pixels and its intensity scale (normalised image units).
+    ema_decay
+        Exponential moving average of the weights (per step; 0 = off). Live previews and the
+        saved model use the averaged weights, which change smoothly while training goes on.
     checkpoint_every_s, preview_every_s, val_every, history_every
         Timings of side effects.
     num_threads
@@ -145,6 +152,10 @@ class TrainConfig:
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
     inferred_weight: float = 1.0
+    pairwise_weight: float = 0.0
+    pairwise_radius: int = 2
+    pairwise_sigma: float = 0.1
+    ema_decay: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -167,6 +178,10 @@ class TrainConfig:
             )
         if not self.inferred_weight >= 0:
             raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
+        if not self.pairwise_weight >= 0:
+            raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:
