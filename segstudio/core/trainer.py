@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, stack_multilabel
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -35,7 +35,7 @@ from segstudio.core.data import (
 )
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines
+from segstudio.core.outlines import infer_from_outlines, infer_multilabel
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
@@ -329,20 +329,20 @@ class Trainer:
             # inferred pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4).
             own = compute_weights(
                 [e for e in inferred if e is not None], cfg.mode, cfg.weight_method,
-                n_classes=cfg.n_classes, clamp=cfg.weight_clamp,
+                n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp,
             )
             self.inferred_loss_fn = make_loss(cfg.mode, cfg.loss, own.weights).to(self.device)
         self.snapshot_version = snapshot.version
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the traced outlines of ``item`` imply (exclusive mode, when on), or ``None``."""
+        """Labels the traced outlines of ``item`` imply (when on), or ``None``."""
         cfg = self.config
-        if cfg.mode != EXCLUSIVE or not cfg.infer_outlines:
+        if not cfg.infer_outlines:
             return None
-        extra = infer_from_outlines(
-            item.paintings, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo
-        )
+        infer = infer_from_outlines if cfg.mode == EXCLUSIVE else infer_multilabel
+        paint = item.paintings if cfg.mode == EXCLUSIVE else stack_multilabel(item.paintings)
+        extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
         return extra if extra.any() else None
 
     def maybe_swap(self) -> WeightsUpdated | None:
@@ -378,6 +378,11 @@ class Trainer:
                 loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
+            elif yt.shape[1] == 2 * cfg.n_classes:  # multilabel: paint channels, inferred channels
+                k = cfg.n_classes
+                loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
+                if self.inferred_loss_fn is not None:
+                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, k:], mt[:, k:])
             else:
                 loss = self.loss_fn(logits, yt, mt)
             if self.pairwise is not None:
