@@ -19,6 +19,7 @@ from segstudio.core.instances import (
     instances_in_bands,
     label_bands,
     object_table,
+    object_table_in_bands,
     options_for_classes,
     table_to_csv,
     write_table_csv,
@@ -342,3 +343,41 @@ def test_instances_in_bands_defaults_hold_the_2d_sample(s2d):
     memory = instances_from_labels(two, InstanceOptions())
     np.testing.assert_array_equal(out, memory.labels)
     assert len(classes) == memory.n
+
+
+@pytest.mark.parametrize("channels", [False, True])
+def test_object_table_in_bands_equals_object_table(channels, s3d, tmp_path):
+    objects = s3d.instances.astype(np.uint16)
+    image = np.stack([s3d.image, 2 * s3d.image], axis=1) if channels else s3d.image  # (z, c, y, x)
+    ch = 1 if channels else None
+    classes = np.arange(1, objects.max() + 1) % 3 + 1
+    want = object_table(objects, image, channel_axis=ch, spacing=s3d.spacing, classes=classes,
+                        class_names=["a", "b", "c"])
+    np.save(tmp_path / "objects.npy", objects)
+    lazy = np.load(tmp_path / "objects.npy", mmap_mode="r")
+    got = object_table_in_bands(lazy, image, channel_axis=ch, spacing=s3d.spacing, classes=classes,
+                                class_names=["a", "b", "c"], band_rows=5)
+    assert list(got) == list(want)
+    for key in want:
+        if want[key].dtype == object:
+            assert got[key].tolist() == want[key].tolist()
+        else:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+    none = np.zeros(objects.shape, np.uint8)
+    assert list(object_table_in_bands(none, image, channel_axis=ch)) == list(object_table(none, image, channel_axis=ch))
+
+
+def test_instances_in_bands_a_long_thin_strip_stays_with_its_object():
+    # a boundary strip running 50 rows down from an object: its flood path is longer than the
+    # halo, so the band flooding leaves it unreached; it joins the object it touches
+    labels = np.ones((60, 20), np.uint8)
+    labels[1:7, 1:7] = 3
+    labels[2:6, 2:6] = 2
+    labels[7:60, 1] = 3
+    labels[50:53, 10:13] = 3  # boundary only and alone: an object of its own
+    memory = instances_from_labels(labels, BOUNDARY)
+    assert memory.n == 2 and memory.classes.tolist() == [2, 3]
+    out = np.zeros(labels.shape, np.uint32)
+    classes = instances_in_bands(labels, out, BOUNDARY, band_rows=8, halo=4)
+    np.testing.assert_array_equal(out, memory.labels)
+    np.testing.assert_array_equal(classes, memory.classes)
