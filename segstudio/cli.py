@@ -532,6 +532,8 @@ class _ObjectsOutput:
         if config.mode == MULTILABEL:
             raise UserInputError("--instances/--objects-csv need an exclusive model (one class per pixel); "
                                  f"'{args.model}' is multilabel")
+        if args.instances and several and Path(args.instances).is_file():
+            raise UserInputError(f"--instances '{args.instances}' is a file; give a folder for several images")
         if args.instances and not (several or Path(args.instances).is_dir() or args.instances.endswith(os.sep)):
             if format_of(args.instances) in ("jpg", "bmp"):
                 raise UserInputError(f"--instances '{args.instances}': object labels need a lossless format "
@@ -729,7 +731,8 @@ def _add_objects_commands(sub) -> None:
     m.set_defaults(func=cmd_measure)
 
     mt = sub.add_parser("metrics", help="compare a prediction with a ground truth")
-    mt.add_argument("--pred", required=True, metavar="P", help="predicted labels (classes, or objects with --instances)")
+    mt.add_argument("--pred", required=True, metavar="P",
+                    help="predicted labels (classes, or objects with --instances)")
     mt.add_argument("--truth", required=True, metavar="T", help="ground truth of the same shape")
     mt.add_argument("--instances", action="store_true",
                     help="both are objects (0 background, 1..N): F1 at IoU 0.5, average precision at IoU "

@@ -75,6 +75,7 @@ from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import check_spacing
+from segstudio.core.outofcore import release_pages
 
 __all__ = [
     "BACKGROUND_NAMES",
@@ -553,12 +554,6 @@ def _bands(n_rows: int, band_rows: int) -> Iterator[tuple[int, int]]:
         yield a, min(a + band_rows, n_rows)
 
 
-def _release(array: Any) -> None:
-    from segstudio.core.outofcore import release_pages
-
-    release_pages(array)
-
-
 def _row_key(a: int, b: int, ndim: int) -> tuple[slice, ...]:
     """Rows ``a:b`` as a full index (what an :class:`~segstudio.core.outofcore.OutputArray` takes)."""
     return (slice(a, b),) + (slice(None),) * (ndim - 1)
@@ -566,7 +561,7 @@ def _row_key(a: int, b: int, ndim: int) -> tuple[slice, ...]:
 
 def _rows(array: Any, a: int, b: int) -> np.ndarray:
     block = np.array(array[a:b])
-    _release(array)
+    release_pages(array)
     return block
 
 
@@ -587,7 +582,7 @@ def _label_bands(read: Callable[[int, int], np.ndarray], shape: tuple[int, ...],
         ids[ids > 0] += n_prov
         n_prov = max(n_prov, int(ids.max(initial=0)))
         provisional[a:b] = ids
-        _release(provisional)
+        release_pages(provisional)
         if prev_vals is not None:  # regions that touch across the interface are one
             pair_vals = np.stack([prev_vals, vals[0]])
             pair_ids = np.stack([prev_ids, ids[0]])
@@ -756,7 +751,7 @@ def instances_in_bands(
         def into(array: np.memmap) -> Callable[[int, int, np.ndarray], None]:
             def write(a: int, b: int, block: np.ndarray) -> None:
                 array[a:b] = block
-                _release(array)
+                release_pages(array)
             return write
 
         def mask_rows(a: int, b: int) -> np.ndarray:
@@ -794,7 +789,7 @@ def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, ki
             block = _rows(labels, band.lo, band.hi)
             dist, _ = _distances(block, kinds, boundary, sp, conn)
             seed_store[band.a:band.b] = _distance_seeds(dist, block, kinds, peak, sp)[band.core]
-            _release(seed_store)
+            release_pages(seed_store)
 
         def seed_rows(a: int, b: int) -> np.ndarray:
             return _rows(seed_store, a, b)
@@ -811,12 +806,12 @@ def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, ki
             landscape = -_distances(block, kinds, boundary, sp, conn)[0]
         elif probabilities is not None and boundary is not None:
             prob = np.asarray(probabilities[boundary - 1, band.lo:band.hi], dtype=np.float32)
-            _release(probabilities)
+            release_pages(probabilities)
         mask = _object_mask(block, kinds, boundary)
         regions = label_regions(mask, connectivity=conn)
         flooded, _ = _flood(mask, regions, seed_block, None, options, sp, prob, landscape, new_ids_from=None)
         objects[band.a:band.b] = flooded[band.core]
-        _release(objects)
+        release_pages(objects)
     return n
 
 
@@ -854,7 +849,7 @@ def _adopt_unreached(objects: np.memmap, unreached: np.memmap, n_left: int, n: i
         obj = _rows(objects, a, b)
         left = _rows(unreached, a, b)
         objects[a:b] = np.where(left > 0, lut[left.astype(np.int64)], obj)
-        _release(objects)
+        release_pages(objects)
     return len(alone)
 
 
@@ -894,7 +889,7 @@ def _finish_bands(labels: Any, objects: np.memmap, out: Any, n: int, kinds: Sequ
     lut[keep] = np.arange(1, int(keep.sum()) + 1)
     for a, b in _bands(shape[0], band_rows):
         out[_row_key(a, b, len(shape))] = lut[_rows(objects, a, b).astype(np.int64)].astype(out.dtype, copy=False)
-        _release(out)
+        release_pages(out)
     classes = _classes_from_counts(counts, kinds, options.boundary_class)
     return classes[keep[1:]]
 
@@ -1001,7 +996,8 @@ def object_table_in_bands(
     if nd not in (2, 3):
         raise UserInputError(f"objects must be a 2D or 3D label image, got shape {shape}")
     if image is not None:
-        img_shape = tuple(n for i, n in enumerate(image.shape) if channel_axis is None or i != channel_axis % image.ndim)
+        ch = None if channel_axis is None else channel_axis % image.ndim
+        img_shape = tuple(n for i, n in enumerate(image.shape) if i != ch)
         if img_shape != shape:
             raise UserInputError(f"the image's spatial shape {img_shape} does not match the labels' {shape}")
     sp = _spacing(spacing, nd)
@@ -1023,14 +1019,14 @@ def object_table_in_bands(
     for key in sorted(starts):
         box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(starts[key], stops[key]))
         crop = np.asarray(objects[box])
-        _release(objects)
+        release_pages(objects)
         crop_image = None
         if image is not None:
             index = list(box)
             if channel_axis is not None:
                 index.insert(channel_axis % image.ndim, slice(None))
             crop_image = np.asarray(image[tuple(index)])
-            _release(image)
+            release_pages(image)
         part = object_table(np.where(crop == key, crop, 0), crop_image, channel_axis=channel_axis, spacing=sp,
                             classes=classes, class_names=class_names)
         for i, axis in enumerate("zyx"[-nd:]):

@@ -138,6 +138,8 @@ MATRIX = [
     ("unknown-object-class", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy", "--out", "{d}/o.tif",
                               "--instances", "{d}/i.tif", "--object-classes", "nucleus"],
      ["--object-classes 'nucleus' is not one of the model's classes (1 class 1, 2 class 2)"]),
+    ("objects-folder-is-a-file", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy", "{d}/nan.npy", "--out",
+                                  "{d}/preds", "--instances", "{d}/lab.npy"], ["lab.npy", "give a folder"]),
     ("objects-into-jpeg", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy", "--out", "{d}/o.tif",
                            "--instances", "{d}/i.jpg"], ["i.jpg", "lossless format"]),
     ("measure-shape-mismatch", ["measure", "--labels", "{d}/small.npy", "--image", "{d}/img.npy", "--out",
