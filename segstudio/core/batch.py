@@ -55,7 +55,11 @@ class FileStarted:
 
 @dataclass(frozen=True)
 class FileDone:
-    """File ``index`` of ``total`` was predicted and written."""
+    """File ``index`` of ``total`` was predicted and written.
+
+    ``pixels``, ``meta``, ``channel_axis``: the image as read (lazy out of core); ``result``:
+    the prediction in memory, or ``written``: the files written band by band (out of core).
+    """
 
     index: int
     total: int
@@ -64,6 +68,11 @@ class FileDone:
     probabilities: Path | None
     seconds: float
     out_of_core: bool
+    pixels: Any = None
+    meta: ImageMeta | None = None
+    channel_axis: int | None = None
+    result: PredictResult | None = None
+    written: Written | None = None
 
 
 @dataclass(frozen=True)
@@ -128,15 +137,16 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
                   if p.name.lower().endswith(SUPPORTED_EXTENSIONS) and not p.name.startswith("."))
 
 
-def output_path(out: str | os.PathLike[str], image_path: str | os.PathLike[str], several: bool) -> Path:
-    """Where the labels of ``image_path`` go: ``out`` itself for one image, else
-    ``out/NAME_labels.EXT`` (the input's format; PNG for lossy inputs)."""
+def output_path(out: str | os.PathLike[str], image_path: str | os.PathLike[str], several: bool,
+                kind: str = "labels") -> Path:
+    """Where the labels (or another ``kind`` of output) of ``image_path`` go: ``out`` itself for
+    one image, else ``out/NAME_KIND.EXT`` (the input's format; PNG for lossy inputs)."""
     out_p = Path(out)
     if several or out_p.is_dir() or str(out).endswith(os.sep):
         stem, suffix = split_ext(image_path)
         if suffix.lower() in _LOSSY:
             suffix = ".png"
-        return out_p / f"{stem}_labels{suffix}"
+        return out_p / f"{stem}_{kind}{suffix}"
     format_of(out_p)  # validates the extension
     return out_p
 
@@ -176,6 +186,7 @@ def iter_predict_files(
     probabilities: bool = False,
     tta: bool = False,
     out_of_core: str = "auto",
+    keep_probabilities: bool = False,
 ) -> Iterator[FileStarted | PredictProgress | BatchNotice | FileDone]:
     """Predict every image of ``paths`` and write its labels; yields progress events.
 
@@ -195,6 +206,9 @@ def iter_predict_files(
         Average over flipped copies.
     out_of_core
         ``auto``, ``always`` or ``never`` (see :func:`use_out_of_core`).
+    keep_probabilities
+        Compute the probabilities of in-memory predictions for the consumer (``FileDone.result``)
+        even when no probabilities file is written.
 
     Yields
     ------
@@ -212,7 +226,7 @@ def iter_predict_files(
         yield FileStarted(index, len(paths), name, dest, streamed)
         if note:
             yield BatchNotice(name, note)
-        prob_path = None
+        prob_path, result, written = None, None, None
         if streamed:
             if probabilities:
                 stem, suffix = split_ext(dest)
@@ -221,11 +235,12 @@ def iter_predict_files(
                                            axes=meta.axes, spacing=meta.spacing, tta=tta):
                 if isinstance(ev, PredictProgress):
                     yield ev
-                elif isinstance(ev, Written) and ev.probabilities:
-                    prob_path = Path(ev.probabilities)
+                elif isinstance(ev, Written):
+                    written = ev
+                    prob_path = Path(ev.probabilities) if ev.probabilities else None
         else:
-            result = None
-            for ev in predictor.iter_predict(np.asarray(image), ch, probabilities=probabilities, tta=tta):
+            image = np.asarray(image)  # small enough: load it
+            for ev in predictor.iter_predict(image, ch, probabilities=probabilities or keep_probabilities, tta=tta):
                 if isinstance(ev, PredictResult):
                     result = ev
                 else:
@@ -235,4 +250,5 @@ def iter_predict_files(
             if probabilities and result.probabilities is not None:
                 prob_path = dest.with_name(f"{split_ext(dest)[0].removesuffix('_labels')}_probabilities.tif")
                 write_image(prob_path, result.probabilities, like=None)
-        yield FileDone(index, len(paths), name, dest, prob_path, time.perf_counter() - t0, streamed)
+        yield FileDone(index, len(paths), name, dest, prob_path, time.perf_counter() - t0, streamed,
+                       pixels=image, meta=meta, channel_axis=ch, result=result, written=written)
