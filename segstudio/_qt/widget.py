@@ -780,6 +780,7 @@ class SegStudioWidget(QWidget):
         self._progress = event  # drawn by the redraw timer, at most every REDRAW_MS
 
     def redraw_progress(self) -> None:
+        """Redraw the progress line and the loss curve (the redraw timer does, while training)."""
         ev = self._progress
         c = self.controller
         if ev is not None:
