@@ -58,7 +58,7 @@ VIEW_DEBOUNCE_MS = 200
 #: How long the background stop (after the window closed) waits for the trainer to finish.
 STOP_TIMEOUT_S = 120.0
 
-__all__ = ["PAINT_DEBOUNCE_MS", "VIEW_DEBOUNCE_MS", "MetricsRow", "SegController", "TrainSettings"]
+__all__ = ["PAINT_DEBOUNCE_MS", "VIEW_DEBOUNCE_MS", "SegController"]
 
 
 class SegController(QObject):

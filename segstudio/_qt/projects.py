@@ -333,6 +333,8 @@ class Projects(QObject):
         UserInputError
             A project that cannot be opened (the message says why).
         """
+        if self._writes:
+            raise UserInputError("a save is running; open the project again in a moment")
         folder = find_project(folder)
         project = load_project(folder)
         if not project.images:
@@ -342,8 +344,7 @@ class Projects(QObject):
         rec = recovery(folder)
         recovered = rec is not None and self.ask(rec.message)
         if rec is not None and not recovered:
-            with self.lock:
-                discard_autosave(folder)
+            discard_autosave(folder)  # no write runs (see above)
         data, meta = read_image_of(folder, project, name, lazy=True)
         paint, mismatch = open_paintings(folder, project, name, autosaved=recovered)
         if mismatch is not None:

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 
 import numpy as np
 import pytest
 
-from segstudio.core import project as projects
 from segstudio.core.errors import UserInputError
-from segstudio.core.project import Project, ProjectClass
+from segstudio.core.project import (
+    KEEP_AUTOSAVES,
+    Project,
+    ProjectClass,
+    add_image,
+    autosave,
+    kept_autosaves,
+    load_project,
+    open_paintings,
+    paintings_file,
+    read_paintings,
+    read_predictions,
+    save_project,
+    set_aside,
+    untitled_folder,
+    with_classes,
+)
 
 TWO = (ProjectClass("bg", "#111111"), ProjectClass("cell", "#222222"))
 THREE = (*TWO, ProjectClass("edge", "#333333"))
@@ -24,20 +40,20 @@ def saved(tmp_path):
     """A saved 2-class project with paintings and a prediction, and the 3-class edit of it."""
     np.save(tmp_path / "cells.npy", np.zeros((16, 16), np.float32))
     folder = tmp_path / "proj"
-    project = projects.add_image(folder, Project(classes=TWO), tmp_path / "cells.npy")
+    project = add_image(folder, Project(classes=TWO), tmp_path / "cells.npy")
     paint = np.zeros((16, 16), np.uint8)
     paint[0, :4], paint[5, :4] = 1, 2
     pred = np.ones((16, 16), np.uint8)
-    project = projects.save_project(folder, project, {"cells": paint}, {"cells": pred})
+    project = save_project(folder, project, {"cells": paint}, {"cells": pred})
     edited = paint.copy()
     edited[9, :4] = 3  # a class was added and painted
     return folder, project, paint, pred, edited
 
 
 def _state(folder):
-    project = projects.load_project(folder)
-    return (project.classes, projects.read_paintings(folder, project, "cells"),
-            projects.read_predictions(folder, project, "cells"))
+    project = load_project(folder)
+    return (project.classes, read_paintings(folder, project, "cells"),
+            read_predictions(folder, project, "cells"))
 
 
 def _files(folder):
@@ -45,7 +61,7 @@ def _files(folder):
 
 
 def _save_edit(folder, project, edited):
-    return projects.save_project(folder, Project(classes=THREE, images=project.images),
+    return save_project(folder, Project(classes=THREE, images=project.images),
                                  {"cells": edited}, {"cells": (edited > 0).astype(np.uint8)})
 
 
@@ -76,11 +92,9 @@ def test_a_failure_at_every_step_of_a_save_leaves_the_previous_project(saved, tm
                                                                       module, name, error):
     folder, project, paint, pred, edited = saved
     # How many such calls a save makes, measured on a copy of the project.
-    import shutil
-
     dry = tmp_path / "dry"
     shutil.copytree(folder, dry)
-    n = _count_calls(monkeypatch, module, name, lambda: _save_edit(dry, projects.load_project(dry), edited))
+    n = _count_calls(monkeypatch, module, name, lambda: _save_edit(dry, load_project(dry), edited))
     assert n >= 2
     before_files = _files(folder)
     real = getattr(module, name)
@@ -111,13 +125,13 @@ def test_a_failure_at_every_step_of_a_save_leaves_the_previous_project(saved, tm
         else:  # the new project is complete and consistent
             assert classes == THREE
             np.testing.assert_array_equal(got_paint, edited)
-            project = projects.load_project(folder)
+            project = load_project(folder)
             _save_edit(folder, project, paint)  # back to a known state for the next step
-            project = projects.save_project(folder, Project(classes=TWO, images=project.images),
+            project = save_project(folder, Project(classes=TWO, images=project.images),
                                             {"cells": paint}, {"cells": pred})
             before_files = _files(folder)
     # After all that, a save works and leaves exactly one paintings and one prediction file.
-    _save_edit(folder, projects.load_project(folder), edited)
+    _save_edit(folder, load_project(folder), edited)
     classes, got_paint, _ = _state(folder)
     assert classes == THREE
     np.testing.assert_array_equal(got_paint, edited)
@@ -126,7 +140,7 @@ def test_a_failure_at_every_step_of_a_save_leaves_the_previous_project(saved, tm
 
 def test_failing_to_remove_old_files_keeps_the_new_save_and_the_next_save_cleans_up(saved, monkeypatch):
     folder, project, paint, pred, edited = saved
-    old = projects.paintings_file(folder, project, "cells")
+    old = paintings_file(folder, project, "cells")
     real = os.unlink
 
     def stuck(path, *a, **k):
@@ -137,10 +151,10 @@ def test_failing_to_remove_old_files_keeps_the_new_save_and_the_next_save_cleans
     monkeypatch.setattr(os, "unlink", stuck)
     new = _save_edit(folder, project, edited)
     monkeypatch.setattr(os, "unlink", real)
-    np.testing.assert_array_equal(projects.read_paintings(folder, new, "cells"), edited)
+    np.testing.assert_array_equal(read_paintings(folder, new, "cells"), edited)
     assert old.exists()  # could not be removed: harmless, project.json no longer names it
     time.sleep(1.05)  # a save in another second (file names carry the time)
-    projects.save_project(folder, new, {"cells": edited})
+    save_project(folder, new, {"cells": edited})
     assert not old.exists()
 
 
@@ -153,9 +167,9 @@ def test_the_reproduced_lock_out_cannot_happen(saved, disk_full_at):
     with pytest.raises(UserInputError, match="project.json.*No space left"):
         _save_edit(folder, project, edited)
     restore()
-    reopened = projects.load_project(folder)
-    np.testing.assert_array_equal(projects.read_paintings(folder, reopened, "cells"), paint)
-    assert projects.open_paintings(folder, reopened, "cells")[1] is None
+    reopened = load_project(folder)
+    np.testing.assert_array_equal(read_paintings(folder, reopened, "cells"), paint)
+    assert open_paintings(folder, reopened, "cells")[1] is None
 
 
 def test_opening_tolerates_paintings_with_more_classes(saved):
@@ -167,34 +181,34 @@ def test_opening_tolerates_paintings_with_more_classes(saved):
         del im["paintings"], im["prediction"]
     (folder / "project.json").write_text(json.dumps(doc))
     np.savez_compressed(folder / "paintings" / "cells.npz", paintings=edited)
-    legacy = projects.load_project(folder)
+    legacy = load_project(folder)
     with pytest.raises(UserInputError, match="beyond the 2 classes"):
-        projects.read_paintings(folder, legacy, "cells")  # the strict reader (CLI) refuses
-    got, mismatch = projects.open_paintings(folder, legacy, "cells")
+        read_paintings(folder, legacy, "cells")  # the strict reader (CLI) refuses
+    got, mismatch = open_paintings(folder, legacy, "cells")
     np.testing.assert_array_equal(got, edited)
     assert (mismatch.needed, mismatch.declared) == (3, 2) and "add the missing classes" in mismatch.message
-    fixed = projects.with_classes(legacy, mismatch.needed)
+    fixed = with_classes(legacy, mismatch.needed)
     assert [c.name for c in fixed.classes] == ["bg", "cell", "class 3"]
-    saved_again = projects.save_project(folder, fixed, {"cells": got})
+    saved_again = save_project(folder, fixed, {"cells": got})
     assert not (folder / "paintings" / "cells.npz").exists()  # the legacy file was named: removed
-    np.testing.assert_array_equal(projects.read_paintings(folder, saved_again, "cells"), edited)
+    np.testing.assert_array_equal(read_paintings(folder, saved_again, "cells"), edited)
 
 
 def test_opening_autosaved_multilabel_paintings_with_fewer_channels(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros((8, 8), np.float32))
     folder = tmp_path / "ml"
-    project = projects.add_image(folder, Project(mode="multilabel", classes=THREE), tmp_path / "v.npy")
-    project = projects.save_project(folder, project, {})
+    project = add_image(folder, Project(mode="multilabel", classes=THREE), tmp_path / "v.npy")
+    project = save_project(folder, project, {})
     two = np.zeros((2, 8, 8), np.uint8)
     two[1, 2, 2] = 1
-    projects.autosave(folder, {"v": two})
-    got, mismatch = projects.open_paintings(folder, project, "v", autosaved=True)
+    autosave(folder, {"v": two})
+    got, mismatch = open_paintings(folder, project, "v", autosaved=True)
     assert mismatch is None and got.shape == (3, 8, 8) and got[1, 2, 2] == 1 and not got[2].any()
 
 
 def test_kept_aside_autosaves_are_capped(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGSTUDIO_HOME", str(tmp_path / "home"))
-    untitled = projects.untitled_folder("cells", "/data/cells.tif")
+    untitled = untitled_folder("cells", "/data/cells.tif")
     now = time.time()
     ages_days = [0, 1, 2, 3, 4, 5, 6, 40]
     for i, age in enumerate(ages_days):
@@ -204,12 +218,12 @@ def test_kept_aside_autosaves_are_capped(tmp_path, monkeypatch):
     other = untitled.with_name("other-12345678-20240101-000000")  # another image: never touched
     other.mkdir()
     (other / "project.json").write_text(json.dumps({"saved_at": now - 99 * 86400}))
-    listed = projects.kept_autosaves(untitled)
+    listed = kept_autosaves(untitled)
     assert [round((now - k.saved_at) / 86400) for k in listed] == ages_days
     untitled.mkdir()
     (untitled / "project.json").write_text(json.dumps({"saved_at": now}))
-    assert projects.set_aside(untitled) is not None  # sets the newest aside, then caps
-    left = projects.kept_autosaves(untitled)
-    assert len(left) == projects.KEEP_AUTOSAVES
+    assert set_aside(untitled) is not None  # sets the newest aside, then caps
+    left = kept_autosaves(untitled)
+    assert len(left) == KEEP_AUTOSAVES
     assert [round((now - k.saved_at) / 86400) for k in left] == [0, 0, 1, 2, 3]
     assert other.exists()

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from napari.layers import Labels
 
 from segstudio._qt import preview as preview_module
 from segstudio._qt.image import Stamp
@@ -18,12 +19,6 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 60_000
 
 
-def _labels(data):
-    from napari.layers import Labels
-
-    return Labels(data)
-
-
 def _watched(layer, block_bytes=4096):
     copy = PaintCopy(layer.data, blank=not layer.data.any(), block_bytes=block_bytes)
     layer.events.paint.connect(lambda event: copy.mark(event.value))
@@ -32,7 +27,7 @@ def _watched(layer, block_bytes=4096):
 
 # --------------------------------------------------------------------------- paint copies
 def test_a_snapshot_copies_only_the_blocks_a_stroke_touched():
-    layer = _labels(np.zeros((8, 64, 64), np.uint8))
+    layer = Labels(np.zeros((8, 64, 64), np.uint8))
     copy = _watched(layer)
     before = copy.take(layer.data)
     layer.brush_size = 3
@@ -45,7 +40,7 @@ def test_a_snapshot_copies_only_the_blocks_a_stroke_touched():
 
 
 def test_a_snapshot_does_not_change_when_painting_goes_on():
-    layer = _labels(np.zeros((32, 32), np.uint8))
+    layer = Labels(np.zeros((32, 32), np.uint8))
     copy = _watched(layer, block_bytes=1 << 20)
     layer.paint((4, 4), 1, refresh=False)
     taken = copy.take(layer.data)
@@ -57,7 +52,7 @@ def test_a_snapshot_does_not_change_when_painting_goes_on():
 
 
 def test_changes_without_a_location_are_found_by_the_check():
-    layer = _labels(np.zeros((4, 32, 32), np.uint8))
+    layer = Labels(np.zeros((4, 32, 32), np.uint8))
     copy = _watched(layer)
     layer.paint((2, 5, 5), 1, refresh=False)
     taken = copy.take(layer.data)
