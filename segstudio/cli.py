@@ -354,10 +354,21 @@ def split_ext(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 
 def _output_path(out: str, image_path: str, several: bool) -> Path:
+    """Where the labels of ``image_path`` go: ``out`` itself, or a file in the folder ``out``.
+
+    An existing folder whose name has an image extension (``labels.zarr``: a previous output)
+    is the output itself, never a folder to write into.
+    """
+    from segstudio.core.errors import UserInputError
     from segstudio.core.io import format_of
 
     out_p = Path(out)
-    if several or out_p.is_dir() or out.endswith(os.sep):
+    try:
+        format_of(out)
+        image_name = True
+    except UserInputError:
+        image_name = False
+    if several or out.endswith(os.sep) or (out_p.is_dir() and not image_name):
         stem, suffix = split_ext(image_path)
         if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
             suffix = ".png"  # labels must not go through lossy compression
