@@ -1109,7 +1109,7 @@ def write_image(
     ----------
     path : str or os.PathLike
         Destination with one of :data:`SUPPORTED_EXTENSIONS`. The parent folder is created
-        if needed. Single files are written atomically (temporary file + :func:`os.replace`).
+        if needed. Written atomically (:mod:`segstudio.core.atomic`).
     data : numpy.ndarray or array-like
         Pixels in segstudio axis order (as returned by :func:`read_image`).
     meta : ImageMeta, optional

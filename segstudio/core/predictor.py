@@ -446,7 +446,7 @@ def iter_predict_normalized(
                     if probs_band is not None:
                         probs_band[(slice(None), *dst)] = torch.sigmoid(y).cpu().numpy()
                 else:
-                    labels_band[dst] = (torch.argmax(y, dim=0) + 1).cpu().numpy()
+                    labels_band[dst] = _class_labels(y).cpu().numpy()
                     if probs_band is not None:
                         probs_band[(slice(None), *dst)] = torch.softmax(y, dim=0).cpu().numpy()
             done += len(batch)
@@ -461,6 +461,21 @@ def iter_predict_normalized(
     yield PredictResult(
         labels_out, probabilities_out if probabilities else None, tuple(slice(0, n) for n in spatial)
     )
+
+
+def _class_labels(logits: torch.Tensor) -> torch.Tensor:
+    """``argmax + 1`` over the class axis (the first), ties to the first class.
+
+    One comparison per class: several times faster than ``torch.argmax`` over the outer axis
+    of a large tile on a CPU.
+    """
+    k = logits.shape[0]
+    labels = torch.ones(logits.shape[1:], dtype=torch.uint8 if k < 255 else torch.int32, device=logits.device)
+    best = logits[0]
+    for c in range(1, k):
+        labels.masked_fill_(logits[c] > best, c + 1)
+        best = torch.maximum(best, logits[c])
+    return labels
 
 
 def _tta_flips(nd: int) -> list[tuple[int, ...]]:

@@ -242,3 +242,11 @@ def test_wrong_rank_or_channels_is_a_user_error():
         p.predict(np.zeros((16, 16, 3)), channel_axis=-1)
     with pytest.raises(UserInputError, match="region to predict is empty"):
         p.predict(np.zeros((16, 16)), region=(slice(3, 3), slice(0, 4)))
+
+
+def test_class_labels_are_argmax_plus_one_with_ties_to_the_first_class():
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 5.0]], [[0.0, 3.0, 2.0, 1.0]], [[-1.0, 3.0, 2.0, 0.0]]])
+    np.testing.assert_array_equal(P._class_labels(logits).numpy(), [[1, 2, 1, 1]])
+    many = torch.randn(300, 4, 5)
+    assert P._class_labels(many).dtype == torch.int32
+    np.testing.assert_array_equal(P._class_labels(many).numpy(), many.argmax(0).numpy() + 1)
