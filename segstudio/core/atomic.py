@@ -31,6 +31,7 @@ import ctypes
 import errno
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -188,6 +189,25 @@ def commit_file(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> P
     return target
 
 
+def _parent_ready(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _error(target, e) from e
+
+
+def _write_then_commit(target: Path, tmp: Path, write: Callable[[], None]) -> Path:
+    """Run ``write`` (which fills ``tmp``), then :func:`commit_file`; clean up on failure."""
+    try:
+        write()
+    except BaseException as e:
+        remove_temporary(tmp)
+        if isinstance(e, OSError):
+            raise _error(target, e) from e
+        raise
+    return commit_file(tmp, target)
+
+
 def atomic_write_path(
     path: str | os.PathLike[str], write: Callable[[Path], None], suffix: str = ""
 ) -> Path:
@@ -197,19 +217,9 @@ def atomic_write_path(
     ``suffix`` is appended to the temporary name so that such writers pick the right format.
     """
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _error(target, e) from e
+    _parent_ready(target)
     tmp = temporary_path(target, suffix)
-    try:
-        write(tmp)
-    except BaseException as e:
-        remove_temporary(tmp)
-        if isinstance(e, OSError):
-            raise _error(target, e) from e
-        raise
-    return commit_file(tmp, target)
+    return _write_then_commit(target, tmp, lambda: write(tmp))
 
 
 def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -219,13 +229,20 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
     (disk full, permission denied, an exception or interrupt in ``write``) the previous file is
     left untouched and the temporary file removed.
     """
+    target = Path(path)
+    _parent_ready(target)
+    try:  # created exclusively (O_EXCL) under a fresh name
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    except OSError as e:
+        raise _error(target, e) from e
+    tmp = Path(name)
 
-    def to_file(tmp: Path) -> None:
-        with open(tmp, "xb") as fh:
+    def to_file() -> None:
+        with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
 
-    return atomic_write_path(path, to_file)
+    return _write_then_commit(target, tmp, to_file)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
