@@ -149,44 +149,31 @@ def test_the_fallback_swap_replaces_the_store(store, monkeypatch):
     assert _names(store.parent) == ["s.zarr"]
 
 
-def test_disk_full_while_writing_the_new_store(store, monkeypatch):
-    real = sio._write_zarr
+@pytest.mark.parametrize(("step", "message"), [
+    ("write", "No space left on device"),  # the disk fills up while the new store is written
+    ("fsync", "Input/output error"),  # the new store cannot be made durable
+    ("exchange", "Permission denied"),  # the atomic exchange is refused
+    ("rename aside", "Permission denied"),  # no exchange: the old store cannot move aside
+    ("rename in", "Permission denied"),  # ... or the new one cannot move in (the old one moves back)
+])
+def test_a_failed_step_of_the_swap_keeps_the_old_store(store, monkeypatch, step, message):
+    if step == "write":
+        real = sio._write_zarr
 
-    def half(target, data, axes, spacing):
-        real(target, data, axes, spacing)
-        raise OSError(errno.ENOSPC, "No space left on device")
+        def half(target, data, axes, spacing):
+            real(target, data, axes, spacing)
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sio, "_write_zarr", half)
-    with pytest.raises(UserInputError, match="No space left on device"):
-        write_image(store, NEW)
-    _still_old(store)
-    assert _names(store.parent) == ["s.zarr"]
-
-
-def test_fsync_of_the_new_store_fails(store, monkeypatch):
-    monkeypatch.setattr(os, "fsync", _fail(errno.EIO))
-    with pytest.raises(UserInputError, match="Input/output error"):
-        write_image(store, NEW)
-    monkeypatch.undo()
-    _still_old(store)
-    assert _names(store.parent) == ["s.zarr"]
-
-
-def test_the_exchange_fails(store, monkeypatch):
-    monkeypatch.setattr(atomic, "_rename_exchange", _fail(errno.EACCES))
-    with pytest.raises(UserInputError, match="Permission denied"):
-        write_image(store, NEW)
-    _still_old(store)
-    assert _names(store.parent) == ["s.zarr"]
-
-
-@pytest.mark.parametrize("call", [1, 2])
-def test_a_rename_of_the_fallback_swap_fails(store, monkeypatch, call):
-    """Call 1 moves the old store aside, call 2 moves the new one in (then the old one is
-    moved back)."""
-    monkeypatch.setattr(atomic, "_rename_exchange", lambda a, b: False)
-    monkeypatch.setattr(os, "replace", _failing_on_call(call, os.replace, within=store.parent))
-    with pytest.raises(UserInputError, match="Permission denied"):
+        monkeypatch.setattr(sio, "_write_zarr", half)
+    elif step == "fsync":
+        monkeypatch.setattr(os, "fsync", _fail(errno.EIO))
+    elif step == "exchange":
+        monkeypatch.setattr(atomic, "_rename_exchange", _fail(errno.EACCES))
+    else:
+        monkeypatch.setattr(atomic, "_rename_exchange", lambda a, b: False)
+        call = 1 if step == "rename aside" else 2
+        monkeypatch.setattr(os, "replace", _failing_on_call(call, os.replace, within=store.parent))
+    with pytest.raises(UserInputError, match=message):
         write_image(store, NEW)
     monkeypatch.undo()
     _still_old(store)

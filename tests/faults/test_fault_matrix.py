@@ -111,6 +111,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
 
 # --------------------------------------------------------------------------- the CLI matrix
+TRAIN_GOOD = ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy"]  # then one bad option value
 MATRIX = [
     # (row id, argv with {d}, the words the one-line message must hold)
     ("shape-mismatch", ["train", "--image", "{d}/img.npy", "--labels", "{d}/small.npy"],
@@ -154,24 +155,15 @@ MATRIX = [
     ("zarr-over-a-folder-that-is-not-zarr-out-of-core", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy",
                                                          "--out", "{d}/notzarr.zarr", "--out-of-core", "always"],
      ["notzarr.zarr", "not a Zarr store"]),
-    ("patch-zero", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--patch", "0", "0"],
-     ["argument --patch: must be at least 2, got 0"]),
-    ("batch-negative", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--batch", "-1"],
-     ["argument --batch: must be at least 1, got -1"]),
-    ("batch-not-a-number", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--batch", "four"],
-     ["argument --batch: expected a whole number, got 'four'"]),
-    ("iterations-zero", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--iterations", "0"],
-     ["argument --iterations: must be at least 1, got 0"]),
-    ("minutes-negative", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--minutes", "-2"],
-     ["argument --minutes: must be a number greater than 0, got -2"]),
-    ("lr-nan", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--lr", "nan"],
-     ["argument --lr: must be a number greater than 0, got nan"]),
-    ("grad-accum-zero", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--grad-accum", "0"],
-     ["argument --grad-accum: must be at least 1, got 0"]),
-    ("seed-negative", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--seed", "-3"],
-     ["argument --seed: must be at least 0, got -3"]),
-    ("checkpoint-every-zero", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--checkpoint-every",
-                               "0"], ["argument --checkpoint-every: must be a number greater than 0, got 0"]),
+    ("patch-zero", [*TRAIN_GOOD, "--patch", "0", "0"], ["argument --patch: must be at least 2, got 0"]),
+    ("batch-negative", [*TRAIN_GOOD, "--batch", "-1"], ["argument --batch: must be at least 1, got -1"]),
+    ("batch-not-a-number", [*TRAIN_GOOD, "--batch", "four"], ["argument --batch: expected a whole number, got 'four'"]),
+    ("iterations-zero", [*TRAIN_GOOD, "--iterations", "0"], ["argument --iterations: must be at least 1, got 0"]),
+    ("minutes-negative", [*TRAIN_GOOD, "--minutes", "-2"], ["argument --minutes: must be a number greater than 0"]),
+    ("lr-nan", [*TRAIN_GOOD, "--lr", "nan"], ["argument --lr: must be a number greater than 0, got nan"]),
+    ("grad-accum-zero", [*TRAIN_GOOD, "--grad-accum", "0"], ["argument --grad-accum: must be at least 1, got 0"]),
+    ("seed-negative", [*TRAIN_GOOD, "--seed", "-3"], ["argument --seed: must be at least 0, got -3"]),
+    ("checkpoint-every-zero", [*TRAIN_GOOD, "--checkpoint-every", "0"], ["--checkpoint-every: must be a number"]),
 ]
 
 
