@@ -1,167 +1,400 @@
-"""segstudio vs the random-forest baseline on the synthetic nuclei samples.
+"""The quality matrix: segstudio against the random-forest baseline, cell by cell.
 
-Protocol (issue 4), per case (2D ``sample_2d``, 3D ``sample_3d``):
+A cell is ``family × dims × habit × mode``:
 
-1. ``rf``: the classical baseline (``baseline_rf.py``) on the simulated strokes.
-2. ``segstudio <case> 60s``: train on the same strokes for ``--seconds`` (60 s) of wall clock on
-   the CPU, from a fresh model, through a run directory (``config.json`` + ``model.pt``, so the
-   saved input filters are exercised too), predict the whole image, score Dice per class.
-3. ``correction round 1, 2``: one *continuous* training session, as in the GUI: the trainer
-   keeps running while the user paints. After ``--round-seconds`` (30 s) the current weights
-   predict the image, 10 correction strokes go into the largest wrong regions and reach the
-   running trainer through its :class:`~segstudio.core.data.SnapshotSource`; training goes on
-   (no restart, no new warm-up) for another 30 s, twice. The time spent predicting and
-   painting counts against the training budget (in the GUI the trainer keeps training on the
-   old strokes meanwhile), so the figures are conservative.
+* families (``families.py``): nuclei, cells (elongated, touching), dim (low SNR, uneven
+  background), vessels (thin curvilinear), tissue (textured regions);
+* dims: 2D (384²) and 3D (32×96×96, spacing 2 × 0.5 × 0.5);
+* habits (``users.py``, simulated users written apart from anything segstudio infers, their
+  parameters drawn per seed): outline, casual, sloppy, corrections;
+* modes: exclusive, and multilabel with the same content (each exclusive class turned into
+  present/absent channels: object + boundary, vessel, granular + fibrous).
 
-Dice is computed on the whole image; ``nucleus`` = interior ∪ boundary, predicted vs truth.
-Every figure is one summary line, e.g.::
+In every cell both methods see the same image and strokes:
 
-    segstudio 2d 60s: nucleus dice 0.88 interior 0.86 boundary 0.47 background 0.99 in 61.2 s (painted 0.43 %)
+* ``rf``: multiscale filters + random forest (``baseline_rf.py``); in multilabel mode one
+  binary forest per channel (what ilastik/APOC users do for overlapping classes);
+* ``segstudio``: a fresh model trained for the budget (default 60 s wall clock on this
+  machine, or ``--steps`` iterations), then the whole image predicted.
+
+The ``corrections`` habit is one continuous session, as in the app: train for half the budget,
+predict, the simulated user adds strokes into the largest wrong regions (reaching the running
+trainer through its snapshot source), train on, twice. The forest gets its own corrections of
+its own mistakes.
+
+Scores are Dice per target (``object`` = every non-background class, ``interior``,
+``boundary``, ``vessel``, ``granular``, ``fibrous``, ``background``) and the precision of the
+first target (``object``/``vessel``/``granular``): a halo shows as low precision. In multilabel
+mode ``interior`` is object and not boundary, ``background`` is no channel present.
 
 Usage::
 
-    python benchmarks/quality.py --quick        # 2D only, seed 0, 20 s and 3 x 10 s (< 5 min)
-    python benchmarks/quality.py                # 2D and 3D, 60 s and 30 s + 2 x 30 s
+    python benchmarks/quality.py --quick                    # 2D, a subset, short budget (< 5 min)
+    python benchmarks/quality.py --seeds 0 1 --jobs 2       # the whole matrix
+    python benchmarks/quality.py --families cells --dims 3 --habits casual --modes multilabel
+    python benchmarks/quality.py --steps 600 150 --set lr=0.003 --out runs.jsonl   # fixed steps
+
+Each cell prints one JSON line (``--out`` also appends them to a file); the end prints the
+table (``--table FILE`` prints the table of an earlier ``--out`` file).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import os
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_rf import format_line, rf_baseline, scores  # noqa: E402
+import families as fam  # noqa: E402
+import users  # noqa: E402
+from baseline_rf import rf_baseline  # noqa: E402
 from bench_common import parse_value  # noqa: E402
 
-from segstudio.core.data import SnapshotSource, TrainingImage  # noqa: E402
-from segstudio.core.predictor import Predictor  # noqa: E402
-from segstudio.core.run import load_run  # noqa: E402
-from segstudio.core.samples import Sample, correction_strokes, sample_2d, sample_3d  # noqa: E402
-from segstudio.core.trainer import Failed, Finished, Progress, Trainer, infer_config  # noqa: E402
+MODES = ("exclusive", "multilabel")
+#: Default training budget in seconds of wall clock (the issue's "60 s CPU training").
+SECONDS = 60.0
+QUICK = {"families": list(fam.FAMILIES), "dims": [2], "habits": ["outline", "casual"], "seconds": 8.0}
 
 
-def painted_fraction(paintings: np.ndarray) -> float:
-    """Fraction of pixels that carry paint."""
-    return float(np.count_nonzero(paintings)) / paintings.size
+# --------------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------------
 
 
-def make_config(sample: Sample, seconds: float, threads: int, seed: int, **overrides: Any):
-    """The config the app would build for this sample (defaults), trained for ``seconds``."""
-    return infer_config(sample.image.shape, sample.paintings, "exclusive", n_classes=3, iterations=None,
-                        minutes=seconds / 60.0, spacing=sample.spacing, seed=seed, num_threads=threads,
-                        device="cpu", **overrides)
+def targets(painting: users.Painting, kind: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Reported targets: ``(name, exclusive classes)``; the first is the foreground."""
+    names = painting.class_names
+    if kind == fam.REGIONS:
+        return [(names[k - 1], (k,)) for k in range(2, len(names) + 1)] + [("background", (1,))]
+    out = [("object" if kind == fam.OBJECTS else names[1], tuple(range(2, len(names) + 1)))]
+    if len(names) == 3:
+        out += [("interior", (2,)), ("boundary", (3,))]
+    return out + [("background", (1,))]
 
 
-def train_fresh(sample: Sample, seconds: float, run: Path, threads: int, seed: int = 0,
-                **overrides: Any) -> tuple[np.ndarray, int]:
-    """Train a fresh model for ``seconds`` into ``run``; predict the whole image from disk.
-
-    Returns the prediction and the number of training iterations that fitted in the budget.
-    """
-    cfg = make_config(sample, seconds, threads, seed, **overrides)
-    src = SnapshotSource()
-    src.put([TrainingImage(sample.image, sample.paintings)])
-    last = None
-    for last in Trainer(cfg, src, run).run():
-        if isinstance(last, Failed):
-            raise RuntimeError(last.message)
-    if not isinstance(last, Finished):
-        raise RuntimeError(f"training ended with {last!r}")
-    loaded = load_run(run)
-    return Predictor(loaded.model, loaded.config, device="cpu").predict(sample.image).labels, last.iteration
+def dice(p: np.ndarray, t: np.ndarray) -> float:
+    """Dice of two masks (1 when both are empty)."""
+    s = int(p.sum()) + int(t.sum())
+    return 1.0 if s == 0 else 2.0 * int((p & t).sum()) / s
 
 
-def correction_session(sample: Sample, round_seconds: float, rounds: int, threads: int, seed: int = 0,
-                       **overrides: Any) -> list[tuple[dict[str, float], float, float, int]]:
-    """One continuous session: train, and every ``round_seconds`` add 10 correction strokes.
+def precision(p: np.ndarray, t: np.ndarray) -> float:
+    """Precision of mask ``p`` against ``t`` (1 when ``p`` is empty)."""
+    n = int(p.sum())
+    return 1.0 if n == 0 else int((p & t).sum()) / n
 
-    Returns ``(scores, painted fraction, seconds since start, iteration)`` after each of the ``rounds``
-    correction rounds (the prediction after the first ``round_seconds`` only seeds the strokes).
-    """
-    cfg = make_config(sample, round_seconds * (rounds + 1), threads, seed, **overrides)
-    src = SnapshotSource()
-    paint = sample.paintings
-    src.put([TrainingImage(sample.image, paint)])
-    trainer = Trainer(cfg, src, None)
-    results: list[tuple[dict[str, float], float, float]] = []
-    boundary = round_seconds
-    done = 0
-    start = time.perf_counter()
 
-    def predict() -> np.ndarray:
-        labels = Predictor(trainer.model, trainer.config, device="cpu").predict(sample.image).labels
-        trainer.model.train()
+def as_exclusive(pred: np.ndarray, mode: str, painting: users.Painting, kind: str) -> np.ndarray:
+    """A multilabel prediction ``(C, *spatial)`` as exclusive classes of the painting's class set."""
+    if mode == "exclusive":
+        return pred
+    names, present = users.multilabel_channels(painting, kind)
+    out = np.ones(pred.shape[1:], np.uint8)
+    if kind == fam.OBJECTS and len(present) == 2:  # object, boundary
+        out[pred[0] > 0] = 2
+        out[(pred[0] > 0) & (pred[1] > 0)] = 3
+        return out
+    for c, classes in enumerate(present):
+        out[pred[c] > 0] = classes[0]
+    return out
+
+
+def score(pred_excl: np.ndarray, painting: users.Painting, kind: str) -> dict[str, float]:
+    """Dice per target and the foreground precision."""
+    out: dict[str, float] = {}
+    truth = painting.truth
+    for i, (name, classes) in enumerate(targets(painting, kind)):
+        p, t = np.isin(pred_excl, classes), np.isin(truth, classes)
+        out[name] = dice(p, t)
+        if i == 0:
+            out["precision"] = precision(p, t)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the two methods
+# --------------------------------------------------------------------------------------------
+
+
+def rf_predict(image: np.ndarray, paint: np.ndarray, mode: str) -> np.ndarray:
+    """Random forest: one multiclass forest (exclusive) or one binary forest per channel."""
+    if mode == "exclusive":
+        return rf_baseline(image, paint, n_jobs=1)[0]
+    out = np.zeros(paint.shape, np.uint8)
+    for c in range(paint.shape[0]):
+        if len(np.unique(paint[c][paint[c] > 0])) < 2:
+            continue  # one-sided paint: the forest cannot learn this channel
+        pred = rf_baseline(image, paint[c], n_jobs=1)[0]
+        out[c] = pred == 1
+    return out
+
+
+class Session:
+    """A segstudio training session on one image (a trainer plus its snapshot source)."""
+
+    def __init__(self, sample: fam.FamilySample, paint: np.ndarray, mode: str, n_classes: int,
+                 seed: int, overrides: dict[str, Any], *, steps: int | None = None,
+                 seconds: float | None = None) -> None:
+        """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
+        from segstudio.core.data import SnapshotSource, TrainingImage
+        from segstudio.core.trainer import Trainer, infer_config
+
+        self.sample, self.mode = sample, mode
+        self._image_cls = TrainingImage
+        if mode == "multilabel" and "loss" not in overrides:
+            overrides = {**overrides, "loss": "bce"}  # the first multilabel loss, as in the app
+        cfg = infer_config(sample.image.shape, paint, mode, n_classes=n_classes, iterations=steps,
+                           minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
+                           seed=seed, device="cpu", **overrides)
+        self.source = SnapshotSource()
+        self.source.put([TrainingImage(sample.image, paint)])
+        self.trainer = Trainer(cfg, self.source, None)
+        self.events = self.trainer.run()
+        self.iteration = 0
+        self.seconds = 0.0
+
+    def paint(self, paint: np.ndarray) -> None:
+        """New strokes reach the running trainer."""
+        self.source.put([self._image_cls(self.sample.image, paint)])
+
+    def train(self, *, seconds: float | None = None, steps: int | None = None) -> None:
+        """Train on until ``seconds`` more wall clock or ``steps`` more iterations have passed."""
+        from segstudio.core.trainer import Failed, Progress
+
+        t0 = time.perf_counter()
+        stop_at = self.iteration + steps if steps is not None else None
+        for ev in self.events:
+            if isinstance(ev, Failed):
+                raise RuntimeError(ev.message + "\n" + ev.traceback)
+            if isinstance(ev, Progress):
+                self.iteration = ev.iteration
+                if stop_at is not None and ev.iteration >= stop_at:
+                    break
+                if seconds is not None and time.perf_counter() - t0 >= seconds:
+                    break
+        self.seconds += time.perf_counter() - t0
+
+    def predict(self) -> np.ndarray:
+        """Predict the whole image with the current weights."""
+        from segstudio.core.predictor import Predictor
+
+        model = self.trainer.preview_model() if hasattr(self.trainer, "preview_model") else self.trainer.model
+        labels = Predictor(model, self.trainer.config, device="cpu").predict(self.sample.image).labels
+        self.trainer.model.train()
         return labels
 
-    for ev in trainer.run():
-        if isinstance(ev, Failed):
-            raise RuntimeError(ev.message)
-        if isinstance(ev, Progress) and ev.seconds >= boundary and done < rounds:
-            pred = predict()
-            if done:
-                results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start,
-                                ev.iteration))
-            done += 1
-            boundary += round_seconds
-            paint = correction_strokes(sample.truth, pred, paint, seed=seed + done)
-            src.put([TrainingImage(sample.image, paint)])
-        if isinstance(ev, Finished):
-            pred = predict()
-            results.append((scores(pred, sample.truth), painted_fraction(paint), time.perf_counter() - start,
-                            ev.iteration))
-    return results
+    def close(self) -> None:
+        self.events.close()
 
 
-def run_case(tag: str, sample: Sample, seconds: float, round_seconds: float, threads: int,
-             seed: int = 0, **overrides: Any) -> list[str]:
-    """All summary lines of one case (random forest, 60 s, correction rounds)."""
-    lines = []
-    rf_pred, rf_s = rf_baseline(sample.image, sample.paintings)
-    lines.append(format_line(f"rf {tag}", scores(rf_pred, sample.truth), rf_s, painted_fraction(sample.paintings)))
-    print(lines[-1], flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: dict[str, Any],
+             overrides: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    """Both methods on one cell; one result row per method and phase."""
+    import torch
+
+    torch.set_num_threads(threads)
+    sample = fam.make(family, dims, seed)
+    painting = users.paint(sample, habit, seed)
+    kind = sample.kind
+    key = {"family": family, "dims": dims, "habit": habit, "mode": mode, "seed": seed}
+
+    def paint_of(p: users.Painting) -> np.ndarray:
+        return p.paintings if mode == "exclusive" else users.to_multilabel(p, kind)[0]
+
+    n_classes = len(painting.class_names) if mode == "exclusive" else len(users.multilabel_channels(painting, kind)[0])
+    rows: list[dict[str, Any]] = []
+
+    def row(method: str, phase: str, pred: np.ndarray, p: users.Painting, **extra: Any) -> None:
+        rows.append({**key, "method": method, "phase": phase,
+                     "painted": round(100 * float(np.mean(p.paintings > 0)), 3),
+                     **{k: round(v, 4) for k, v in score(as_exclusive(pred, mode, p, kind), p, kind).items()},
+                     **extra})
+
+    steps = budget.get("steps")
+    seconds = budget.get("seconds")
+    # the random forest, with its own corrections
+    p = painting
+    for r in range(3 if habit == "corrections" else 1):
         t0 = time.perf_counter()
-        pred, its = train_fresh(sample, seconds, Path(tmp) / "a", threads, seed, **overrides)
-        lines.append(format_line(f"segstudio {tag} {seconds:.0f}s ({its} it)", scores(pred, sample.truth),
-                                 time.perf_counter() - t0, painted_fraction(sample.paintings)))
-        print(lines[-1], flush=True)
-    for r, (sc, painted, secs, its) in enumerate(correction_session(sample, round_seconds, 2, threads, seed, **overrides), 1):
-        lines.append(format_line(f"segstudio {tag} correction round {r} ({its} it)", sc, secs, painted))
-        print(lines[-1], flush=True)
-    return lines
+        pred = rf_predict(sample.image, paint_of(p), mode)
+        row("rf", ["first", "round1", "round2"][r] if habit == "corrections" else "final", pred, p,
+            seconds=round(time.perf_counter() - t0, 2))
+        if habit == "corrections" and r < 2:
+            p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
+    # segstudio, with the learning-rate schedule planned over the whole session (as the app does)
+    # (corrections: three phases of half the budget each)
+    scale = 1.5 if habit == "corrections" else 1.0
+    session = Session(sample, paint_of(painting), mode, n_classes, seed, overrides,
+                      steps=None if steps is None else 3 * (steps // 2) if scale > 1 else steps,
+                      seconds=None if seconds is None else scale * seconds)
+    try:
+        if habit != "corrections":
+            session.train(seconds=seconds, steps=steps)
+            row("segstudio", "final", session.predict(), painting, iterations=session.iteration,
+                seconds=round(session.seconds, 1))
+        else:
+            half = {"seconds": None if seconds is None else seconds / 2, "steps": None if steps is None else steps // 2}
+            p = painting
+            for r in range(3):
+                session.train(**half)
+                pred = session.predict()
+                row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
+                    seconds=round(session.seconds, 1))
+                if r < 2:
+                    p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
+                    session.paint(paint_of(p))
+    finally:
+        session.close()
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+# --------------------------------------------------------------------------------------------
+
+
+def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:
+    v = [r[k] for r in rows if k in r]
+    return float(np.mean(v)) if v else None
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table: one line per cell (seeds averaged), segstudio beside the forest.
+
+    A segstudio figure is bold where it beats the forest's on the same cell; the last column
+    lists the targets where it does not (``=`` within 0.005).
+    """
+    keyf = ("family", "dims", "habit", "mode")
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault(tuple(r[k] for k in keyf), []).append(r)
+    order = {f: i for i, f in enumerate(fam.FAMILIES)}
+    horder = {h: i for i, h in enumerate(users.HABITS)}
+    lines = ["| family | dims | habit | mode | phase | segstudio: object-level Dice (precision) · other targets | "
+             "random forest | not better than RF |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(cells, key=lambda k: (order.get(k[0], 99), k[1], horder.get(k[2], 99), k[3])):
+        group = cells[key]
+        phases = ["final"] if key[2] != "corrections" else ["first", "round2"]
+        for ph in phases:
+            ss = [r for r in group if r["method"] == "segstudio" and r["phase"] == ph]
+            rf = [r for r in group if r["method"] == "rf" and r["phase"] == ph]
+            if not ss:
+                continue
+            names = [k for k in ss[0] if k not in (*keyf, "seed", "method", "phase", "painted", "iterations",
+                                                    "seconds", "precision")]
+            worse = []
+            parts_s, parts_r = [], []
+            for i, n in enumerate(names):
+                a, b = _mean(ss, n), _mean(rf, n)
+                if b is not None and a is not None and a < b + 0.005:
+                    worse.append(n if a < b - 0.005 else f"{n}=")
+                txt = f"{a:.2f}"
+                if b is not None and a is not None and a >= b + 0.005:
+                    txt = f"**{txt}**"
+                parts_s.append(f"{n} {txt}" if i else f"{txt}")
+                parts_r.append(f"{n} {b:.2f}" if i and b is not None else f"{b:.2f}" if b is not None else "–")
+            pa, pb = _mean(ss, "precision"), _mean(rf, "precision")
+            if pa is not None and pb is not None and pa < pb - 0.005:
+                worse.append("precision")
+            parts_s[0] += f" ({pa:.2f})"
+            if pb is not None:
+                parts_r[0] += f" ({pb:.2f})"
+            its = _mean(ss, "iterations")
+            lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {ph} ({its:.0f} it) | "
+                         f"{' · '.join(parts_s)} | {' · '.join(parts_r)} | {', '.join(worse) or '—'} |")
+    return "\n".join(lines)
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> str:
+    """Counts of cells where segstudio beats the forest on every target, and mean object Dice."""
+    keyf = ("family", "dims", "habit", "mode")
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["phase"] in ("final", "first"):
+            cells.setdefault(tuple(r[k] for k in keyf), []).append(r)
+    wins = 0
+    first_s, first_r = [], []
+    for group in cells.values():
+        ss = [r for r in group if r["method"] == "segstudio"]
+        rf = [r for r in group if r["method"] == "rf"]
+        names = [k for k in ss[0] if k not in (*keyf, "seed", "method", "phase", "painted", "iterations", "seconds")]
+        wins += all(_mean(ss, n) >= _mean(rf, n) - 0.005 for n in names)
+        first_name = names[0]
+        first_s.append(_mean(ss, first_name))
+        first_r.append(_mean(rf, first_name))
+    return (f"{wins} of {len(cells)} cells: segstudio at least the forest on every target; "
+            f"mean foreground Dice segstudio {np.mean(first_s):.3f}, forest {np.mean(first_r):.3f}")
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+
+
+def _task(args: tuple) -> list[dict[str, Any]]:
+    return run_cell(*args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point: print one summary line per figure."""
+    """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="2D only, 20 s and 3 x 10 s")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the issue: 2 cores)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="sample seeds")
-    p.add_argument("--seconds", type=float, default=None, help="training budget (default 60, quick 20)")
-    p.add_argument("--round-seconds", type=float, default=None, help="per correction round (30, quick 10)")
-    p.add_argument("--dims", type=int, nargs="+", default=None, help="image ranks to run (default 2 3; quick 2)")
+    p.add_argument("--quick", action="store_true",
+                   help="2D, every family, outline and casual habits, both modes, 8 s each")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--families", nargs="+", default=None, choices=list(fam.FAMILIES))
+    p.add_argument("--dims", type=int, nargs="+", default=None, choices=[2, 3])
+    p.add_argument("--habits", nargs="+", default=None, choices=list(users.HABITS))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--seconds", type=float, default=None, help=f"training budget per cell (default {SECONDS:.0f})")
+    p.add_argument("--steps", type=int, nargs=2, default=None, metavar=("STEPS_2D", "STEPS_3D"),
+                   help="fixed iterations per cell instead of seconds (robust on a shared machine)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel, each with --threads")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a TrainConfig default, as in tune.py (e.g. --set lr=0.005)")
+                   help="override a TrainConfig default (e.g. --set lr=0.003)")
+    p.add_argument("--out", type=Path, default=None, help="append every row as a JSON line to this file")
+    p.add_argument("--table", type=Path, default=None, help="print the table of an earlier --out file and exit")
     args = p.parse_args(argv)
+    if args.table is not None:
+        rows = [json.loads(ln) for ln in args.table.read_text().splitlines() if ln.strip()]
+        print(table(rows))
+        print(summary(rows))
+        return
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    torch.set_num_threads(args.threads)
-    seconds = args.seconds or (20.0 if args.quick else 60.0)
-    rounds = args.round_seconds or (10.0 if args.quick else 30.0)
-    dims = args.dims or ([2] if args.quick else [2, 3])
-    kinds = [(f"{d}d", {2: sample_2d, 3: sample_3d}[d]) for d in dims]
-    for kind, make in kinds:
-        for s in args.seeds:
-            tag = kind if len(args.seeds) == 1 else f"{kind} seed{s}"
-            run_case(tag, make(s), seconds, rounds, args.threads, s, **overrides)
+    fams = args.families or (QUICK["families"] if args.quick else list(fam.FAMILIES))
+    dims = args.dims or (QUICK["dims"] if args.quick else [2, 3])
+    habits = args.habits or (QUICK["habits"] if args.quick else list(users.HABITS))
+    seconds = args.seconds or (QUICK["seconds"] if args.quick else SECONDS)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
+    tasks = []
+    for f, d, h, m, s in itertools.product(fams, dims, habits, args.modes, args.seeds):
+        budget = {"steps": args.steps[0 if d == 2 else 1]} if args.steps else {"seconds": seconds}
+        tasks.append((f, d, h, m, s, budget, overrides, threads))
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(_task, tasks):
+            for r in result:
+                if overrides:
+                    r["set"] = args.set
+                print(json.dumps(r), flush=True)
+                if args.out is not None:
+                    with args.out.open("a") as fh:
+                        fh.write(json.dumps(r) + "\n")
+            rows += result
+    print(table(rows))
+    print(summary(rows))
+    print(f"[{len(tasks)} cells in {time.perf_counter() - t0:.0f} s]")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("predict_scaling.py", ()),
     ("out_of_core.py", ("--size-mib", "256")),  # quick; the full run does 1 GiB
     ("quality.py", ()),
+    ("instances_speed.py", ()),
 )
 
 

@@ -22,7 +22,7 @@ EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
 #: ``predict --out-of-core auto`` streams lazily readable images of at least this size.
 OUT_OF_CORE_BYTES = 256 << 20
-SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open")
+SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics")
 #: Smallest training patch edge ``--patch`` accepts (BatchNorm needs more than one value).
 MIN_PATCH = 2
 
@@ -400,8 +400,9 @@ def _out_of_core(choice: str, image, out: Path) -> bool:
     return big and not is_in_memory(image) and fits
 
 
-def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args: argparse.Namespace) -> None:
-    """Predict a lazy image tile band by tile band straight into ``out`` (and probabilities)."""
+def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args: argparse.Namespace):
+    """Predict a lazy image tile band by tile band straight into ``out`` (and probabilities);
+    returns the :class:`~segstudio.core.outofcore.Written` event."""
     from segstudio.core.outofcore import Written, iter_predict_to_file
     from segstudio.core.predictor import PredictProgress
 
@@ -420,14 +421,16 @@ def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args:
             if ev.probabilities:
                 msg += f", probabilities → {ev.probabilities}"
             print(msg, file=sys.stderr)
+            return ev
+    return None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``segstudio predict``: labels (and probabilities) for one or more images.
 
-    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one band
-    of tiles at a time and their prediction is written band by band into a ``.zarr``,
-    ``.tif`` or ``.npy`` output, so memory stays bounded by a band, not by the volume.
+    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one tile
+    at a time and their prediction is written band by band into a ``.zarr``, ``.tif`` or
+    ``.npy`` output, so memory stays bounded by a tile and a band, not by the volume.
     """
     import numpy as np
 
@@ -435,6 +438,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = load_predictor(args.model, args.device)
     several = len(args.image) > 1
+    objects = _ObjectsOutput.from_args(args, predictor.config, several)
     if several:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     for path in args.image:
@@ -442,10 +446,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         out = _output_path(args.out, path, several)
         if _out_of_core(args.out_of_core, image, out):
-            _predict_out_of_core(predictor, image, meta, ch, path, out, args)
+            written = _predict_out_of_core(predictor, image, meta, ch, path, out, args)
+            if objects is not None and written is not None:
+                objects.add_from_files(path, image, meta, ch, written)
             continue
         image = np.array(image)  # small enough: load it
-        result = predictor.predict(image, ch, probabilities=args.probabilities, tta=args.tta)
+        wants_probs = args.probabilities or (objects is not None and objects.wants_probabilities)
+        result = predictor.predict(image, ch, probabilities=wants_probs, tta=args.tta)
         write_image(out, result.labels, like=meta)
         msg = f"{path} → {out} ({time.perf_counter() - t0:.1f} s)"
         if args.probabilities and result.probabilities is not None:
@@ -454,6 +461,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             write_image(prob_path, result.probabilities, like=None)
             msg += f", probabilities → {prob_path}"
         print(msg, file=sys.stderr)
+        if objects is not None:
+            objects.add(path, image, meta, ch, result.labels, result.probabilities)
+    if objects is not None:
+        objects.finish()
     return 0
 
 
@@ -503,6 +514,282 @@ def cmd_open(args: argparse.Namespace) -> int:
     folder = find_project(args.project)
     load_project(folder)  # a broken project is one clear line before any window opens
     return app_main([], project=str(folder))
+
+
+# --------------------------------------------------------------------------- objects (instances)
+def _spacing_for(meta, ndim: int) -> tuple[float, ...] | None:
+    """The file's spacing when it has one value per spatial axis, else None (pixels)."""
+    sp = getattr(meta, "spacing", None)
+    return tuple(float(v) for v in sp) if sp is not None and len(sp) == ndim else None
+
+
+def _class_value(given: str, names: Sequence[str], option: str) -> int:
+    """A class by name (case-insensitive) or number (1..K)."""
+    from segstudio.core.errors import UserInputError
+
+    lower = [n.lower() for n in names]
+    if given.lower() in lower:
+        return lower.index(given.lower()) + 1
+    if given.isdigit() and 1 <= int(given) <= len(names):
+        return int(given)
+    listed = ", ".join(f"{i} {n}" for i, n in enumerate(names, start=1))
+    raise UserInputError(f"{option} {given!r} is not one of the model's classes ({listed})")
+
+
+def _objects_options(args: argparse.Namespace, names: Sequence[str]):
+    """:class:`~segstudio.core.instances.InstanceOptions` from the ``predict`` options."""
+    import math
+
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.instances import options_for_classes
+
+    if not (math.isfinite(args.min_size) and args.min_size >= 0):
+        raise UserInputError(f"--min-size must be a number >= 0 (an area or volume in the image's physical "
+                             f"units), got {args.min_size:g}")
+    overrides: dict = {"min_size": args.min_size, "split": not args.no_split, "drop_border": args.drop_border}
+    if args.object_classes:
+        overrides["object_classes"] = tuple(_class_value(c, names, "--object-classes") for c in args.object_classes)
+    if args.boundary_class is not None:
+        none = args.boundary_class.lower() == "none"
+        overrides["boundary_class"] = None if none else _class_value(args.boundary_class, names, "--boundary-class")
+    return options_for_classes(names, **overrides)
+
+
+class _ObjectsOutput:
+    """``predict --instances/--objects-csv``: objects of each predicted image, and one table."""
+
+    def __init__(self, args: argparse.Namespace, config, several: bool) -> None:
+        self.args = args
+        self.names = config.names
+        self.options = _objects_options(args, self.names)
+        self.several = several
+        self.rows: list[tuple[str, dict]] = []
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, config, several: bool) -> _ObjectsOutput | None:
+        """None when no objects are asked for; one-line errors for options that cannot work."""
+        from segstudio.core.annotations import MULTILABEL
+        from segstudio.core.errors import UserInputError
+        from segstudio.core.io import format_of
+
+        if not args.instances and not args.objects_csv:
+            given = [o for o, v in (("--min-size", args.min_size), ("--object-classes", args.object_classes),
+                                    ("--boundary-class", args.boundary_class), ("--no-split", args.no_split),
+                                    ("--drop-border", args.drop_border)) if v]
+            if given:
+                raise UserInputError(f"{given[0]} needs --instances FILE or --objects-csv CSV")
+            return None
+        if config.mode == MULTILABEL:
+            raise UserInputError("--instances/--objects-csv need an exclusive model (one class per pixel); "
+                                 f"'{args.model}' is multilabel")
+        if args.instances and several and Path(args.instances).is_file():
+            raise UserInputError(f"--instances '{args.instances}' is a file; give a folder for several images")
+        if args.instances and not (several or Path(args.instances).is_dir() or args.instances.endswith(os.sep)):
+            if format_of(args.instances) in ("jpg", "bmp"):
+                raise UserInputError(f"--instances '{args.instances}': object labels need a lossless format "
+                                     "(.tif, .nii.gz, .png, .npy, .zarr)")
+        if args.objects_csv and Path(args.objects_csv).is_dir():
+            raise UserInputError(f"--objects-csv '{args.objects_csv}' is a folder; give a .csv file")
+        return cls(args, config, several)
+
+    @property
+    def wants_probabilities(self) -> bool:
+        """Interior seeds flood by the boundary probability."""
+        return self.options.boundary_class is not None and self.options.seeds == "interior"
+
+    def _path(self, image_path: str) -> Path | None:
+        if not self.args.instances:
+            return None
+        target = self.args.instances
+        if self.several or Path(target).is_dir() or target.endswith(os.sep):
+            stem, suffix = split_ext(image_path)
+            if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+                suffix = ".png"
+            Path(target).mkdir(parents=True, exist_ok=True)
+            return Path(target) / f"{stem}_instances{suffix}"
+        return Path(target)
+
+    def add(self, path: str, image, meta, ch, labels, probabilities) -> None:
+        """Objects of an in-memory prediction: write them, keep their table."""
+        from segstudio.core.instances import instances_from_labels, object_table
+        from segstudio.core.io import write_image
+
+        spacing = _spacing_for(meta, labels.ndim)
+        b = self.options.boundary_class
+        prob = probabilities[b - 1] if probabilities is not None and b is not None else None
+        objects = instances_from_labels(labels, self.options, spacing, boundary_probability=prob)
+        target = self._path(path)
+        if target is not None:
+            write_image(target, objects.labels, like=meta)
+        if self.args.objects_csv:
+            self.rows.append((path, object_table(objects.labels, image, channel_axis=ch, spacing=spacing,
+                                                 classes=objects.classes, class_names=self.names)))
+        print(f"{path}: {objects.n} objects" + (f" → {target}" if target is not None else ""), file=sys.stderr)
+
+    def add_from_files(self, path: str, image, meta, ch, written) -> None:
+        """Objects of an out-of-core prediction, band by band when the format allows it."""
+        import numpy as np
+
+        from segstudio.core.instances import instances_in_bands, object_table_in_bands
+        from segstudio.core.io import read_image, read_labels
+        from segstudio.core.outofcore import OUTPUT_FORMATS, open_output, output_axes
+
+        labels, _ = read_labels(written.labels, lazy=True)
+        probs = read_image(written.probabilities, lazy=True)[0] if written.probabilities else None
+        target = self._path(path)
+        spacing = _spacing_for(meta, labels.ndim)
+        if target is None or split_ext(target)[1].lower() not in (*OUTPUT_FORMATS, ".ome.tif", ".ome.tiff"):
+            if target is not None:
+                print(f"warning: '{target}' cannot be written band by band; the objects are made in memory "
+                      "(write .zarr or .tif to avoid that)", file=sys.stderr)
+            probs_arr = None if probs is None else np.asarray(probs)
+            self.add(path, image, meta, ch, np.asarray(labels), probs_arr)
+            return
+        with open_output(target, labels.shape, np.uint32, axes=output_axes(meta.axes, labels.ndim, False),
+                         spacing=spacing) as out:
+            classes = instances_in_bands(labels, out, self.options, spacing, probabilities=probs,
+                                         scratch_dir=target.parent)
+            out.commit()
+        if self.args.objects_csv:
+            objects, _ = read_labels(target, lazy=True)
+            self.rows.append((path, object_table_in_bands(objects, image, channel_axis=ch, spacing=spacing,
+                                                          classes=classes, class_names=self.names)))
+        print(f"{path}: {len(classes)} objects → {target} (band by band)", file=sys.stderr)
+
+    def finish(self) -> None:
+        """Write the one table of every image (an ``image`` column first)."""
+        if not self.args.objects_csv:
+            return
+        _write_tables(self.args.objects_csv, self.rows)
+
+
+def _write_tables(path: str, rows: Sequence[tuple[str, dict]]) -> None:
+    """One CSV of the object tables of several images, the image's file name first."""
+    import numpy as np
+
+    from segstudio.core.instances import write_table_csv
+
+    if not rows:
+        return
+    merged = {"image": np.concatenate([np.array([Path(p).name] * len(t["id"]), dtype=object) for p, t in rows])}
+    for key in rows[0][1]:
+        merged[key] = np.concatenate([t[key] for _, t in rows])
+    written = write_table_csv(path, merged)
+    print(f"object table ({len(merged['image'])} objects) → {written}", file=sys.stderr)
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """``segstudio measure``: the object table of existing instance labels."""
+    import numpy as np
+
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.instances import object_table, object_table_in_bands
+    from segstudio.core.io import read_labels
+    from segstudio.core.lazy import is_in_memory
+
+    labels, lmeta = read_labels(args.labels, lazy=True)
+    image, meta, ch = _load_image(args.image, args.channel_axis, lazy=True)
+    spatial = tuple(n for i, n in enumerate(image.shape) if i != ch)
+    if tuple(labels.shape) != spatial:
+        raise UserInputError(f"'{args.labels}' has shape {tuple(labels.shape)}, but the image '{args.image}' "
+                             f"has spatial shape {spatial}: expected the same")
+    spacing = _spacing_for(meta, len(spatial)) or _spacing_for(lmeta, len(spatial))
+    big = int(np.prod(spatial, dtype=np.int64)) * np.dtype(labels.dtype).itemsize >= OUT_OF_CORE_BYTES
+    if big and not is_in_memory(labels):
+        table = object_table_in_bands(labels, image, channel_axis=ch, spacing=spacing)
+    else:
+        table = object_table(np.asarray(labels), np.asarray(image), channel_axis=ch, spacing=spacing)
+    _write_tables(args.out, [(args.image, table)])
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """``segstudio metrics``: Dice and HD95 per class, or object scores (``--instances``)."""
+    import math
+
+    import numpy as np
+
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.io import read_labels
+    from segstudio.core.metrics import evaluate, instance_scores
+
+    pred, pmeta = read_labels(args.pred)
+    truth, tmeta = read_labels(args.truth)
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise UserInputError(f"'{args.pred}' has shape {pred.shape} and '{args.truth}' {truth.shape}: "
+                             "expected the same shape")
+    for name, arr in ((args.pred, pred), (args.truth, truth)):
+        if arr.size and arr.min() < 0:
+            raise UserInputError(f"'{name}' has negative labels; expected 0 and positive ids")
+    if args.instances:
+        s = instance_scores(pred, truth)
+        if args.json:
+            print(json.dumps(s.to_json()))
+            return 0
+        print(f"objects: {s.n_pred} predicted, {s.n_true} true")
+        print(f"F1 at IoU 0.5: {s.f1:.4f} (precision {s.precision:.4f}, recall {s.recall:.4f}; "
+              f"TP {s.tp}, FP {s.fp}, FN {s.fn})")
+        print(f"average precision, IoU 0.5:0.95: {s.average_precision:.4f}")
+        print(f"mean matched IoU: {s.mean_matched_iou:.4f}" if not math.isnan(s.mean_matched_iou)
+              else "mean matched IoU: n/a (no match)")
+        print(f"merges: {s.merges}, splits: {s.splits}")
+        return 0
+    spacing = _spacing_for(tmeta, truth.ndim) or _spacing_for(pmeta, truth.ndim)
+    classes = sorted((set(np.unique(pred).tolist()) | set(np.unique(truth).tolist())) - {0})
+    results = evaluate(pred, truth, classes, spacing)
+    if args.json:
+        print(json.dumps([{"class": m.class_value, "dice": m.dice,
+                           "hd95": None if math.isnan(m.hd95) else m.hd95} for m in results]))
+        return 0
+    unit = "" if spacing else " (pixels)"
+    print(f"{'class':>5}  {'dice':>6}  hd95{unit}")
+    for m in results:
+        hd = "n/a" if math.isnan(m.hd95) else f"{m.hd95:.3f}"
+        print(f"{m.class_value:>5}  {m.dice:.4f}  {hd}")
+    return 0
+
+
+def _add_instance_options(pr: argparse.ArgumentParser) -> None:
+    """``predict``'s options for objects (instances)."""
+    g = pr.add_argument_group("objects", "label touching objects 1..N from an exclusive model's prediction")
+    g.add_argument("--instances", metavar="INSTANCES_FILE",
+                   help="write the objects: 0 background, 1..N (uint32 or smaller), with the image's spacing and "
+                        "affine (a folder for several images)")
+    g.add_argument("--objects-csv", metavar="CSV",
+                   help="write one table of the objects of every image: image, id, class, area/volume, centroid, "
+                        "mean intensity per channel, bounding box")
+    g.add_argument("--min-size", type=float, default=0.0, metavar="S",
+                   help="drop objects smaller than S (area in 2D, volume in 3D, in the image's physical units)")
+    g.add_argument("--object-classes", nargs="+", metavar="CLASS",
+                   help="classes (names or numbers) that are objects (default: all but background and boundary)")
+    g.add_argument("--boundary-class", metavar="CLASS",
+                   help="the class between touching objects (default: the class named boundary, border, ...; "
+                        "'none': split by the distance transform)")
+    g.add_argument("--no-split", action="store_true", help="keep touching objects as one (connected regions)")
+    g.add_argument("--drop-border", action="store_true", help="drop objects that touch the image border")
+
+
+def _add_objects_commands(sub) -> None:
+    """The ``measure`` and ``metrics`` sub-commands."""
+    m = sub.add_parser("measure", help="table of existing instance labels: size, centroid, intensity, box")
+    m.add_argument("--labels", required=True, metavar="INSTANCES_FILE", help="objects: 0 background, 1..N")
+    m.add_argument("--image", required=True, metavar="IMG", help="the image, for the mean intensity per channel")
+    m.add_argument("--out", required=True, metavar="CSV", help="the table to write")
+    m.add_argument("--channel-axis", type=int)
+    _add_common(m)
+    m.set_defaults(func=cmd_measure)
+
+    mt = sub.add_parser("metrics", help="compare a prediction with a ground truth")
+    mt.add_argument("--pred", required=True, metavar="P",
+                    help="predicted labels (classes, or objects with --instances)")
+    mt.add_argument("--truth", required=True, metavar="T", help="ground truth of the same shape")
+    mt.add_argument("--instances", action="store_true",
+                    help="both are objects (0 background, 1..N): F1 at IoU 0.5, average precision at IoU "
+                         "0.5:0.95, mean matched IoU, merges, splits (else Dice and HD95 per class)")
+    mt.add_argument("--json", action="store_true", help="print one JSON value")
+    _add_common(mt)
+    mt.set_defaults(func=cmd_metrics)
 
 
 # --------------------------------------------------------------------------- parsers
@@ -577,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out-of-core", choices=("auto", "always", "never"), default="auto",
                     help="read tiles lazily and write the output band by band (auto: for lazily readable "
                          f"images of {OUT_OF_CORE_BYTES >> 20} MiB or more written to .zarr/.tif/.npy)")
+    _add_instance_options(pr)
     _add_common(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -600,6 +888,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("project", help="project folder (or its project.json)")
     _add_common(o)
     o.set_defaults(func=cmd_open)
+
+    _add_objects_commands(sub)
 
     d = sub.add_parser("demo", help="open the app on the 2D sample with example strokes and start training")
     _add_common(d)

@@ -37,8 +37,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import torch
-
 from segstudio.core.errors import UserInputError
 
 __all__ = [
@@ -257,6 +255,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
     """``torch.save`` of ``obj`` to ``path``, atomically."""
+    import torch  # here, not at the top: writing images and tables must not import torch (~2 s)
+
     return atomic_write_with(path, lambda fh: torch.save(obj, fh))
 
 

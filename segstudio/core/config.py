@@ -33,13 +33,17 @@ DEFAULT_PRESET = "fast"
 #: everything else, which paints a halo around objects; σ = 1 measured best in 2D, σ = 1, 2 in 3D.
 DEFAULT_INPUT_FILTERS: dict[int, tuple[float, ...]] = {2: (1.0,), 3: (1.0, 2.0)}
 
+#: How the input filters' derivatives are scaled: per physical unit (new runs) or per voxel
+#: (runs written before; see :mod:`segstudio.core.features`).
+FILTER_UNITS: tuple[str, ...] = ("physical", "voxel")
+
 #: Default U-Net normalisation. InstanceNorm normalises every patch by its own statistics and
 #: so discards absolute intensity, the strongest cue sparse strokes give; BatchNorm keeps it
 #: (benchmarks/RESULTS.md: 3D nucleus Dice 0.35 -> 0.50, 2D 0.74 -> 0.82 at equal steps).
 DEFAULT_NORM = "batch"
 
 #: The fields that define the network's architecture (and so which weights fit it).
-NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "norm")
+NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "filter_units", "norm")
 
 #: Default training patch per image rank.
 DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (16, 64, 64)}
@@ -75,6 +79,9 @@ class TrainConfig:
         (:mod:`segstudio.core.features`) that the network sees next to the image; ``()`` = the
         image only; ``None`` = :data:`DEFAULT_INPUT_FILTERS` for the rank. Part of the model:
         stored in ``config.json``, applied inside the network.
+    filter_units
+        Derivatives of the input filters per ``"physical"`` unit (default) or per ``"voxel"``
+        (runs written before; see :mod:`segstudio.core.features`).
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -98,6 +105,13 @@ class TrainConfig:
         background band ``outline_halo`` pixels outside; :mod:`segstudio.core.outlines`), as a
         second loss term with its own class weights, scaled by ``inferred_weight``. Runs
         written before this existed load with it off.
+    pairwise_weight, pairwise_radius, pairwise_sigma
+        Weight of the image-gated pairwise regulariser on every pixel
+        (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
+        radius in pixels and its intensity scale (normalised image units).
+    ema_decay
+        Exponential moving average of the weights (per step; 0 = off). Live previews and the
+        saved model use the averaged weights, which change smoothly while training goes on.
     checkpoint_every_s, preview_every_s, val_every, history_every
         Timings of side effects.
     num_threads
@@ -116,6 +130,7 @@ class TrainConfig:
     model: str = "unet"
     features: tuple[int, ...] = MODEL_PRESETS[DEFAULT_PRESET]
     input_filters: tuple[float, ...] | None = None
+    filter_units: str = "physical"
     norm: str = DEFAULT_NORM
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
@@ -137,6 +152,10 @@ class TrainConfig:
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
     inferred_weight: float = 1.0
+    pairwise_weight: float = 0.0
+    pairwise_radius: int = 2
+    pairwise_sigma: float = 0.1
+    ema_decay: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -153,8 +172,16 @@ class TrainConfig:
             raise UserInputError(f"images must be 2D or 3D, got {self.spatial_dims} spatial dimensions")
         filters = DEFAULT_INPUT_FILTERS[self.spatial_dims] if self.input_filters is None else self.input_filters
         object.__setattr__(self, "input_filters", tuple(float(s) for s in filters))
+        if self.filter_units not in FILTER_UNITS:
+            raise UserInputError(
+                f"filter_units must be one of {', '.join(FILTER_UNITS)}, got {self.filter_units!r}"
+            )
         if not self.inferred_weight >= 0:
             raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
+        if not self.pairwise_weight >= 0:
+            raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:
@@ -215,6 +242,7 @@ class TrainConfig:
         # Runs written before input filters existed had none (whatever today's default is).
         kw.setdefault("input_filters", ())
         kw.setdefault("norm", "instance")
+        kw.setdefault("filter_units", "voxel")
         kw.setdefault("infer_outlines", False)
         for key in tuple_fields:
             if kw.get(key) is not None:

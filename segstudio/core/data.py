@@ -197,7 +197,7 @@ class _PreparedImage:
     target: np.ndarray  # exclusive: int64 (*spatial); multilabel: float32 (K, *spatial)
     mask: np.ndarray | None  # multilabel: float32 (K, *spatial)
     coords: list[np.ndarray] = field(default_factory=list)  # flat indices of painted px per class
-    inferred: np.ndarray | None = None  # exclusive: labels inferred from the paint (0 = none), or None
+    inferred: np.ndarray | None = None  # labels inferred from the paint (0 = none; multilabel (K, ...)), or None
 
 
 def prepare_image(
@@ -210,9 +210,10 @@ def prepare_image(
 ) -> tuple[_PreparedImage, Normalization]:
     """Normalise one image and convert its paintings to targets plus per-class coordinates.
 
-    ``inferred`` (exclusive mode): labels (``0`` = none, ``1..K``) for unpainted pixels, learnt
-    as a second target (see :class:`PatchSampler`) but never used as patch centres, so that the
-    patches stay spread as the user's strokes are (see :mod:`segstudio.core.outlines`).
+    ``inferred``: labels for unpainted pixels in the paintings' own form (exclusive ``0`` = none,
+    ``1..K``; multilabel ``(K, *spatial)`` ``0/1/2``), learnt as a second target (see
+    :class:`PatchSampler`) but never used as patch centres, so that the patches stay spread as
+    the user's strokes are (see :mod:`segstudio.core.outlines`).
     """
     check_mode(mode)
     norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
@@ -232,7 +233,11 @@ def prepare_image(
     stacked = stack_multilabel(paint)
     target, mask = multilabel_target(stacked)
     coords = [np.flatnonzero(stacked[k] != UNPAINTED) for k in range(stacked.shape[0])]
-    return _PreparedImage(img, target, mask, coords), norm
+    extra = None
+    if inferred is not None:
+        extra = mask_nonfinite(np.asarray(inferred), item.image, item.channel_axis, mode)
+        extra = np.where(stacked == UNPAINTED, extra, UNPAINTED)
+    return _PreparedImage(img, target, mask, coords, extra), norm
 
 
 class PatchSampler:
@@ -246,6 +251,8 @@ class PatchSampler:
 
     Exclusive targets are ``(*patch)``; when any image has inferred labels, ``(2, *patch)``:
     row 0 the paint, row 1 the inferred labels, both with ``IGNORE_INDEX`` where unlabelled.
+    Multilabel targets and masks are ``(K, *patch)``; with inferred labels ``(2K, *patch)``:
+    the paint's K channels, then the inferred labels' K channels.
     """
 
     def __init__(
@@ -270,7 +277,7 @@ class PatchSampler:
         ]
         if not self._choices:
             raise UserInputError("nothing is painted yet; paint at least two classes")
-        self._two_targets = self.mode == EXCLUSIVE and any(im.inferred is not None for im in self.images)
+        self._two_targets = any(im.inferred is not None for im in self.images)
 
     def _centre(self) -> tuple[int, tuple[int, ...]]:
         if self.rng.random() < self.random_fraction:
@@ -343,6 +350,12 @@ class PatchSampler:
         else:
             y = self._crop(im.target, start, 0.0, 1, size)
             m = self._crop(im.mask, start, 0.0, 1, size)  # type: ignore[arg-type]
+            if self._two_targets:
+                if im.inferred is None:
+                    y2, m2 = np.zeros_like(y), np.zeros_like(m)
+                else:
+                    y2, m2 = multilabel_target(self._crop(im.inferred, start, UNPAINTED, 1, size))
+                y, m = np.concatenate([y, y2]), np.concatenate([m, m2])
         if size != self.patch:
             x, y, m = self._resize(x, y, m)
         if self.augment is not None:

@@ -17,6 +17,13 @@ Per image channel and scale ``σ`` the features are (scale-normalised):
 - ``σ² · Δ(G_σ * x)`` (Laplacian of Gaussian),
 
 plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel.
+
+Derivatives are taken per physical unit (``units="physical"``, the default): on an
+anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
+``finest / s`` (the second by its square), so that the same physical gradient gives the same
+feature along every axis, in units of the finest pixel. Runs written before this existed took
+them per voxel (``units="voxel"``: a z gradient on a ``(2, 0.5, 0.5)`` volume came out 4× the
+same physical gradient in y, its Laplacian term 16×) and keep loading that way.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segstudio.core.config import FILTER_UNITS
 
 #: Kernel half-width in standard deviations.
 TRUNCATE = 3.0
@@ -81,6 +90,9 @@ class FilterBank(nn.Module):
         Scales in pixels along the finest axis.
     spacing
         Physical voxel size per axis; coarser axes get proportionally smaller σ.
+    units
+        ``"physical"``: derivatives per physical unit (along the finest axis's pixel);
+        ``"voxel"``: per voxel of each axis (runs written before the physical rule).
 
     Notes
     -----
@@ -93,10 +105,19 @@ class FilterBank(nn.Module):
         spatial_dims: int,
         sigmas: Sequence[float],
         spacing: Sequence[float] | None = None,
+        units: str = "physical",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if units not in FILTER_UNITS:
+            raise ValueError(f"units must be one of {', '.join(FILTER_UNITS)}, got {units!r}")
+        # derivative scale per axis: d/d(physical, in finest pixels) = (finest / s_a) d/d(voxel)
+        if units == "voxel" or spacing is None:
+            self.axis_scale = (1.0,) * spatial_dims
+        else:
+            finest = min(float(v) for v in spacing)
+            self.axis_scale = tuple(finest / float(v) for v in spacing)
         self.spatial_dims = spatial_dims
         self.sigmas = tuple(float(s) for s in sigmas)
         if any(s <= 0 for s in self.sigmas):
@@ -163,15 +184,16 @@ class FilterBank(nn.Module):
             for a in range(nd):
                 first = tuple(1 if b == a else 0 for b in range(nd))
                 second = tuple(2 if b == a else 0 for b in range(nd))
-                grad2 = grad2 + d[first] ** 2
-                lap = lap + d[second]
+                k = self.axis_scale[a]
+                grad2 = grad2 + (k * d[first]) ** 2
+                lap = lap + (k * k) * d[second]
             outs += [d[zero], sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
         y = torch.cat(outs, dim=1)  # (n*c, 1 + 3S, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
 
     def extra_repr(self) -> str:
         """Show the scales."""
-        return f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}"
+        return f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}, axis_scale={self.axis_scale}"
 
 
 class FilteredNetwork(nn.Module):

@@ -1,4 +1,5 @@
-"""Segmentation metrics against a ground truth: per-class Dice and 95 % Hausdorff distance.
+"""Segmentation metrics against a ground truth: per-class Dice and 95 % Hausdorff distance, and
+object (instance) scores.
 
 Conventions
 -----------
@@ -16,6 +17,28 @@ HD95
     MONAI-style ``max`` of the two per-direction percentiles.
     Both empty → 0.0. Exactly one empty → ``math.nan``: the HD is undefined; it is reported as
     NaN and flagged by ``ClassMetrics.pred_empty`` / ``ClassMetrics.truth_empty``.
+Instance scores (:func:`instance_scores`)
+    Two instance label images (0 = background, each other value one object). IoU of a
+    predicted and a true object: ``|P ∩ T| / |P ∪ T|``. At a threshold ``t`` the objects are
+    matched one to one by :func:`scipy.optimize.linear_sum_assignment`, maximising first the
+    number of pairs with IoU >= t, then their summed IoU (the cost of StarDist's ``matching``
+    and Cellpose's ``average_precision``); a matched pair with IoU >= t is a true positive
+    (TP), an unmatched prediction a false positive (FP), an unmatched true object a false
+    negative (FN).
+
+    * F1 = ``2 TP / (2 TP + FP + FN)`` at IoU 0.5, with precision ``TP / (TP + FP)`` and recall
+      ``TP / (TP + FN)``.
+    * Average precision (AP) over IoU 0.5:0.95 = the mean over t = 0.50, 0.55, ..., 0.95 of
+      ``TP / (TP + FP + FN)``, the Data Science Bowl 2018 metric that StarDist reports as
+      ``accuracy`` and Cellpose as ``ap`` (not the area under a precision-recall curve: a
+      segmentation has no scores to rank).
+    * Mean matched IoU: the mean IoU of the true positives at IoU 0.5 (StarDist's
+      ``mean_matched_score``); NaN when there are none.
+    * Merges: predicted objects that hold more than half of each of two or more true objects;
+      splits: true objects that hold more than half of each of two or more predicted objects.
+
+    No object in either image → F1, precision, recall and AP are 1.0 (as Dice); objects in
+    only one of them → 0.0.
 """
 
 from __future__ import annotations
@@ -27,15 +50,26 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 __all__ = [
+    "AP_THRESHOLDS",
+    "F1_IOU",
     "HD_PERCENTILE",
     "ClassMetrics",
+    "InstanceScores",
+    "Overlaps",
+    "check_spacing",
     "dice_binary",
     "dice_per_class",
     "evaluate",
     "evaluate_multilabel",
     "hd95",
+    "instance_scores",
+    "match_objects",
+    "overlaps",
     "surface",
 ]
 
@@ -87,7 +121,7 @@ def _as_bool_pair(a: ArrayLike, b: ArrayLike) -> tuple[NDArray[np.bool_], NDArra
     return a_arr, b_arr
 
 
-def _check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+def check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
     """Validate the voxel spacing (one positive value per axis); default all ones."""
     if spacing is None:
         return (1.0,) * ndim
@@ -182,7 +216,7 @@ def hd95(
         0.0; exactly one empty → ``math.nan`` (HD undefined; reported as NaN and flagged).
     """
     a, b = _as_bool_pair(pred_mask, truth_mask)
-    sampling = _check_spacing(spacing, a.ndim)
+    sampling = check_spacing(spacing, a.ndim)
     a_empty, b_empty = not a.any(), not b.any()
     if a_empty and b_empty:
         return _HD_BOTH_EMPTY
@@ -234,7 +268,7 @@ def evaluate(
     p, t = np.asarray(pred), np.asarray(truth)
     if p.shape != t.shape:
         raise ValueError(f"shape mismatch: prediction {p.shape} vs truth {t.shape}")
-    _check_spacing(spacing, p.ndim)
+    check_spacing(spacing, p.ndim)
     return [_class_metrics(c, p == c, t == c, spacing) for c in classes]
 
 
@@ -263,8 +297,228 @@ def evaluate_multilabel(
     p, t = _as_bool_pair(pred, truth)
     if p.ndim < 2:
         raise ValueError(f"multi-label masks must be (C, *spatial), got shape {p.shape}")
-    _check_spacing(spacing, p.ndim - 1)
+    check_spacing(spacing, p.ndim - 1)
     values = list(range(p.shape[0])) if class_values is None else [int(v) for v in class_values]
     if len(values) != p.shape[0]:
         raise ValueError(f"{len(values)} class values given for {p.shape[0]} channels")
     return [_class_metrics(v, p[i], t[i], spacing) for i, v in enumerate(values)]
+
+
+# --------------------------------------------------------------------------- instances
+F1_IOU: float = 0.5
+"""IoU at which :attr:`InstanceScores.f1` counts a match."""
+
+AP_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+"""IoU thresholds 0.50, 0.55, ..., 0.95 of :attr:`InstanceScores.average_precision`."""
+
+MERGE_SPLIT_FRACTION: float = 0.5
+"""An object holds another when it covers more than this fraction of it (merges, splits)."""
+
+#: Overlap counts are tallied with ``np.bincount`` up to this many (pred, true) id pairs,
+#: with ``np.unique`` beyond.
+_BINCOUNT_PAIRS = 1 << 24
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlaps:
+    """Pixel overlaps of two instance label images (only pairs that overlap).
+
+    Attributes
+    ----------
+    pred_ids, true_ids
+        Ids present in the prediction / the truth (sorted, no 0).
+    pred_sizes, true_sizes
+        Pixels of each of those objects.
+    pairs
+        ``(M, 2)`` indices into ``pred_ids`` and ``true_ids`` of the overlapping pairs.
+    intersection
+        ``(M,)`` pixels in both objects of each pair.
+    """
+
+    pred_ids: NDArray[np.int64]
+    true_ids: NDArray[np.int64]
+    pred_sizes: NDArray[np.int64]
+    true_sizes: NDArray[np.int64]
+    pairs: NDArray[np.int64]
+    intersection: NDArray[np.int64]
+
+    @property
+    def iou(self) -> NDArray[np.float64]:
+        """``(M,)`` IoU of each overlapping pair."""
+        union = self.pred_sizes[self.pairs[:, 0]] + self.true_sizes[self.pairs[:, 1]] - self.intersection
+        return self.intersection / np.maximum(union, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceScores:
+    """Object-level agreement of a prediction with a ground truth (see the module docstring).
+
+    Attributes
+    ----------
+    n_pred, n_true
+        Number of predicted / true objects.
+    tp, fp, fn
+        True positives, false positives, false negatives at IoU :data:`F1_IOU`.
+    precision, recall, f1
+        At IoU :data:`F1_IOU`.
+    average_precision
+        Mean of ``TP / (TP + FP + FN)`` over :attr:`thresholds`.
+    mean_matched_iou
+        Mean IoU of the true positives at IoU :data:`F1_IOU` (NaN when there are none).
+    merges, splits
+        Predicted objects holding several true ones; true objects holding several predicted.
+    thresholds, ap_per_threshold
+        The IoU thresholds and ``TP / (TP + FP + FN)`` at each.
+    """
+
+    n_pred: int
+    n_true: int
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    average_precision: float
+    mean_matched_iou: float
+    merges: int
+    splits: int
+    thresholds: tuple[float, ...] = AP_THRESHOLDS
+    ap_per_threshold: tuple[float, ...] = ()
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (NaN as ``None``)."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _ratio(num: int, den: int, both_empty: float) -> float:
+    return float(num) / den if den else both_empty
+
+
+def overlaps(pred: ArrayLike, truth: ArrayLike) -> Overlaps:
+    """Sizes of the objects of two instance label images and the pixels each pair shares.
+
+    Parameters
+    ----------
+    pred, truth
+        Non-negative integer arrays of the same shape (0 = background).
+    """
+    p = np.asarray(pred)
+    t = np.asarray(truth)
+    if p.shape != t.shape:
+        raise ValueError(f"shape mismatch: prediction {p.shape} vs truth {t.shape}")
+    for name, a in (("prediction", p), ("truth", t)):
+        if a.dtype.kind not in "iub" or (a.dtype.kind == "i" and a.size and a.min() < 0):
+            raise ValueError(f"the {name} must be instance labels (integers >= 0), got dtype {a.dtype}")
+    p = p.reshape(-1).astype(np.int64, copy=False)
+    t = t.reshape(-1).astype(np.int64, copy=False)
+    p_count = np.bincount(p)
+    t_count = np.bincount(t)
+    pred_ids = np.flatnonzero(p_count[1:]) + 1
+    true_ids = np.flatnonzero(t_count[1:]) + 1
+    both = (p > 0) & (t > 0)
+    pb, tb = p[both], t[both]
+    width = len(t_count)
+    if len(p_count) * width <= _BINCOUNT_PAIRS:
+        counts = np.bincount(pb * width + tb, minlength=len(p_count) * width)
+        codes = np.flatnonzero(counts)
+        inter = counts[codes]
+    else:
+        codes, inter = np.unique(pb * width + tb, return_counts=True)
+    p_index = np.searchsorted(pred_ids, codes // width)
+    t_index = np.searchsorted(true_ids, codes % width)
+    return Overlaps(pred_ids, true_ids, p_count[pred_ids], t_count[true_ids],
+                    np.stack([p_index, t_index], axis=1).astype(np.int64), inter.astype(np.int64))
+
+
+def match_objects(ov: Overlaps, threshold: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """One-to-one optimal matching of the objects at an IoU threshold.
+
+    Pairs with IoU >= ``threshold`` (> 0) are candidates. Each connected group of candidates
+    is matched by :func:`scipy.optimize.linear_sum_assignment` on the cost
+    ``-(IoU >= t) - IoU / (2 n)`` (``n`` = the smaller side of the group): the most matches,
+    then the largest summed IoU among those (the summed tie-breaker stays below 1/2).
+
+    Returns
+    -------
+    pairs, iou
+        ``(TP, 2)`` indices into ``ov.pred_ids``/``ov.true_ids`` of the matches, and their IoU.
+    """
+    if not threshold > 0:
+        raise ValueError(f"the IoU threshold must be > 0, got {threshold}")
+    iou = ov.iou
+    ok = iou >= threshold
+    cand, cand_iou = ov.pairs[ok], iou[ok]
+    if not len(cand):
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    n_p, n_t = len(ov.pred_ids), len(ov.true_ids)
+    graph = coo_matrix((np.ones(len(cand)), (cand[:, 0], cand[:, 1] + n_p)), shape=(n_p + n_t, n_p + n_t))
+    _, group = connected_components(graph, directed=False)
+    cand_group = group[cand[:, 0]]
+    order = np.argsort(cand_group, kind="stable")
+    bounds = np.flatnonzero(np.diff(cand_group[order])) + 1
+    matched: list[NDArray[np.int64]] = []
+    matched_iou: list[NDArray[np.float64]] = []
+    for sel in np.split(order, bounds):
+        sub, sub_iou = cand[sel], cand_iou[sel]
+        if len(sel) == 1:  # one candidate pair: it is the match
+            matched.append(sub)
+            matched_iou.append(sub_iou)
+            continue
+        rows, r_inv = np.unique(sub[:, 0], return_inverse=True)
+        cols, c_inv = np.unique(sub[:, 1], return_inverse=True)
+        dense = np.zeros((len(rows), len(cols)))
+        dense[r_inv, c_inv] = sub_iou
+        cost = -(dense >= threshold).astype(float) - dense / (2 * min(dense.shape))
+        ri, ci = linear_sum_assignment(cost)
+        good = dense[ri, ci] >= threshold
+        matched.append(np.stack([rows[ri[good]], cols[ci[good]]], axis=1))
+        matched_iou.append(dense[ri[good], ci[good]])
+    return np.concatenate(matched).astype(np.int64), np.concatenate(matched_iou)
+
+
+def instance_scores(
+    pred: ArrayLike,
+    truth: ArrayLike,
+    thresholds: Sequence[float] = AP_THRESHOLDS,
+) -> InstanceScores:
+    """F1 at IoU 0.5, average precision over IoU 0.5:0.95, mean matched IoU, merges, splits.
+
+    Parameters
+    ----------
+    pred, truth
+        Instance label images of the same shape (0 = background; ids need not be
+        sequential), 2D or 3D.
+    thresholds
+        IoU thresholds averaged by the average precision (default 0.50, 0.55, ..., 0.95).
+
+    Returns
+    -------
+    InstanceScores
+        See the module docstring for the definitions and the empty cases.
+    """
+    ov = overlaps(pred, truth)
+    n_p, n_t = len(ov.pred_ids), len(ov.true_ids)
+    both_empty = 1.0 if n_p == 0 and n_t == 0 else 0.0
+    pairs, iou = match_objects(ov, F1_IOU)
+    tp = len(pairs)
+    fp, fn = n_p - tp, n_t - tp
+    per_t = []
+    for th in thresholds:
+        k = tp if th == F1_IOU else len(match_objects(ov, th)[0])
+        per_t.append(_ratio(k, n_p + n_t - k, both_empty))
+    inter = ov.intersection
+    holds_true = inter / ov.true_sizes[ov.pairs[:, 1]] > MERGE_SPLIT_FRACTION
+    holds_pred = inter / ov.pred_sizes[ov.pairs[:, 0]] > MERGE_SPLIT_FRACTION
+    merges = int(np.sum(np.bincount(ov.pairs[holds_true, 0], minlength=n_p) >= 2))
+    splits = int(np.sum(np.bincount(ov.pairs[holds_pred, 1], minlength=n_t) >= 2))
+    return InstanceScores(
+        n_pred=n_p, n_true=n_t, tp=tp, fp=fp, fn=fn,
+        precision=_ratio(tp, n_p, both_empty), recall=_ratio(tp, n_t, both_empty),
+        f1=_ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        average_precision=float(np.mean(per_t)) if per_t else math.nan,
+        mean_matched_iou=float(np.mean(iou)) if tp else math.nan,
+        merges=merges, splits=splits,
+        thresholds=tuple(float(t) for t in thresholds), ap_per_threshold=tuple(per_t),
+    )

@@ -15,9 +15,10 @@ rules, applied in each 2D plane (the last two axes; in a volume, each z slice, t
 paint in):
 
 * **Fill.** A connected stroke of class *B* that encloses a hole, where the hole holds paint of
-  exactly one other class *A*: the unpainted pixels of the hole are inferred *A*. A hole with no
-  paint, or with paint of two or more other classes, infers nothing; nor does a loop of the
-  background class (a scribble around an object encloses background as well as the object).
+  exactly one other class *A*: the unpainted pixels of the hole are inferred *A*; where it holds
+  paint of *B* only (the object traced and marked with one class), they are inferred *B*. A hole
+  with no paint, or with paint of two or more other classes, infers nothing; nor does a loop of
+  the background class (a scribble around an object encloses background as well as the object).
 * **Halo.** Around every filled object whose class *A* is not the background class, unpainted
   pixels at a distance ``halo[0]..halo[1]`` (pixels, Euclidean) from the object (hole and
   outline together) are inferred background. The first pixel outside the outline is left alone
@@ -28,6 +29,11 @@ paint in):
   class: the band stops where a touching neighbour or, in a volume, the slanted wall of the
   same object still looks like the outline.
 
+Multi-label paintings (:func:`infer_multilabel`) follow the same rules in each class channel,
+with *absent* as the background: a closed *present* outline around *present* paint fills the
+object as present (and the band outside it as absent); a *present* outline around *absent*
+paint (a boundary traced around an interior marked "not boundary") fills the inside as absent.
+
 Apart from labelling each painted plane's strokes and the medians under the paint, everything is
 computed on the padded bounding box of each stroke, so the cost scales with the painted outlines.
 """
@@ -37,9 +43,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from segstudio.core.annotations import UNPAINTED
+from segstudio.core.annotations import ABSENT, UNPAINTED
 
-__all__ = ["DEFAULT_HALO", "infer_from_outlines"]
+__all__ = ["DEFAULT_HALO", "infer_from_outlines", "infer_multilabel"]
 
 DEFAULT_HALO: tuple[int, int] = (2, 3)
 
@@ -72,10 +78,14 @@ def _plane_objects(
             for h in range(1, n_holes + 1):
                 hole = hole_lab == h
                 inside = np.unique(paint[hole])
-                inside = inside[(inside != UNPAINTED) & (inside != b)]
-                if inside.size != 1:
+                inside = inside[inside != UNPAINTED]
+                others = inside[inside != b]
+                if others.size == 1:
+                    a = others[0]
+                elif others.size == 0 and inside.size:
+                    a = b  # the outline's own class painted inside: the object is that class
+                else:
                     continue
-                a = inside[0]
                 target = out[crop]
                 target[hole & (paint == UNPAINTED)] = a
                 if halo is not None and background is not None and a != background:
@@ -177,3 +187,33 @@ def infer_from_outlines(
                     band &= like
             out[crop][band] = background
     return inferred
+
+
+def infer_multilabel(
+    paintings: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    channel_axis: int | None = None,
+    halo: tuple[int, int] | None = DEFAULT_HALO,
+) -> np.ndarray:
+    """Labels implied by closed traced outlines in multi-label paintings, channel by channel.
+
+    Parameters
+    ----------
+    paintings
+        ``(C, *spatial)``: ``0`` unpainted, ``1`` present, ``2`` absent per class channel.
+    image, channel_axis, halo
+        As for :func:`infer_from_outlines` (the band outside a filled object is *absent*).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype: the inferred ``1``/``2`` where a rule applies to a pixel left
+        unpainted in that channel, ``0`` elsewhere.
+    """
+    paint = np.asarray(paintings)
+    out = np.zeros_like(paint)
+    for c in range(paint.shape[0]):
+        if (paint[c] != UNPAINTED).any():
+            out[c] = infer_from_outlines(paint[c], image, channel_axis=channel_axis, background=ABSENT, halo=halo)
+    return out

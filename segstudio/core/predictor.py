@@ -150,7 +150,7 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
             r += (stride[axis] - 1) * jump + 2 * jump  # transposed convolution, two convolutions
         radius.append(r)
     if config.input_filters:
-        bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing)
+        bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing, units=config.filter_units)
         extra = [0] * config.spatial_dims
         for name, kernels in bank.named_buffers():  # k<scale>_<axis>: (3, 2 r + 1) kernels
             axis = int(name.rsplit("_", 1)[1])

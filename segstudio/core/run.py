@@ -56,7 +56,7 @@ def model_from_config(config: TrainConfig) -> nn.Module:
     )
     if not config.input_filters:
         return net
-    bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing)
+    bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing, units=config.filter_units)
     return FilteredNetwork(bank, net, config.in_channels)
 
 

@@ -70,6 +70,9 @@ class Sample:
         Physical pixel/voxel size per axis, or None when isotropic / unknown.
     class_names
         Names of the classes 1..K in order.
+    instances
+        The true objects (0 = background, 1..N, int32) the truth was made from, for
+        object-level scores; None when unknown.
     """
 
     image: np.ndarray
@@ -78,6 +81,7 @@ class Sample:
     name: str
     spacing: tuple[float, ...] | None
     class_names: tuple[str, ...] = CLASS_NAMES
+    instances: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,6 +464,7 @@ def synthetic_nuclei(
         paintings=paintings,
         name=name,
         spacing=None if spacing is None else tuple(float(s) for s in sp),
+        instances=instances,
     )
 
 
@@ -847,4 +852,5 @@ def coins_sample(
         name="coins",
         spacing=None,
         class_names=("background", "coin", "boundary"),
+        instances=instances,
     )

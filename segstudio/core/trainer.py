@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, stack_multilabel
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -36,10 +36,14 @@ from segstudio.core.data import (
 from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines
+from segstudio.core.outlines import infer_from_outlines, infer_multilabel
 from segstudio.core.predictor import predict_normalized
+from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
+
+#: How the fields that define a network are named in messages.
+_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units"}
 
 #: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).
 FIRST_PREVIEW_S = 1.0
@@ -212,6 +216,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.model = model_from_config(cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.pairwise = (
+            PairwiseAffinityLoss(cfg.mode, cfg.spatial_dims, cfg.pairwise_radius, cfg.pairwise_sigma)
+            if cfg.pairwise_weight > 0 else None
+        )
         if self.resume is not None:
             loaded = load_run(self.resume, map_location="cpu")
             old = loaded.config
@@ -220,12 +228,12 @@ class Trainer:
                     f"cannot resume '{self.resume}': it was trained for {old.mode} {old.spatial_dims}D "
                     f"images with {old.in_channels} channel(s)"
                 )
-            if any(getattr(old, k) != getattr(cfg, k) for k in ("n_classes", *NETWORK_FIELDS)):
+            differ = [k for k in ("n_classes", *NETWORK_FIELDS) if getattr(old, k) != getattr(cfg, k)]
+            if differ:
                 raise UserInputError(
-                    f"cannot resume '{self.resume}': it has {old.n_classes} classes / model "
-                    f"{old.model} {old.features} / input filters {old.input_filters} / {old.norm} norm, "
-                    f"this training has {cfg.n_classes} / {cfg.model} {cfg.features} / "
-                    f"{cfg.input_filters} / {cfg.norm}"
+                    f"cannot resume '{self.resume}': its network differs from this training's ("
+                    + "; ".join(f"{getattr(old, k)} {_LABELS.get(k, k)} there, {getattr(cfg, k)} {_LABELS.get(k, k)} here"
+                                for k in differ) + ")"
                 )
             self.model.load_state_dict(loaded.model.state_dict())
             if loaded.optimizer_state is not None:
@@ -237,6 +245,10 @@ class Trainer:
                 self.history = [dict(r) for r in loaded.history]
             self.iteration = loaded.iteration
             self.elapsed = self.history[-1]["seconds"] if self.history else 0.0
+        self.ema: StateDict | None = None
+        self._ema_steps = 0
+        if cfg.ema_decay > 0:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.start_iteration = self.iteration
         self.batch_size = cfg.batch
         self.patch = cfg.patch
@@ -290,20 +302,20 @@ class Trainer:
             # inferred pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4).
             own = compute_weights(
                 [e for e in inferred if e is not None], cfg.mode, cfg.weight_method,
-                n_classes=cfg.n_classes, clamp=cfg.weight_clamp,
+                n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp,
             )
             self.inferred_loss_fn = make_loss(cfg.mode, cfg.loss, own.weights).to(self.device)
         self.snapshot_version = snapshot.version
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the traced outlines of ``item`` imply (exclusive mode, when on), or ``None``."""
+        """Labels the traced outlines of ``item`` imply (when on), or ``None``."""
         cfg = self.config
-        if cfg.mode != EXCLUSIVE or not cfg.infer_outlines:
+        if not cfg.infer_outlines:
             return None
-        extra = infer_from_outlines(
-            item.paintings, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo
-        )
+        infer = infer_from_outlines if cfg.mode == EXCLUSIVE else infer_multilabel
+        paint = item.paintings if cfg.mode == EXCLUSIVE else stack_multilabel(item.paintings)
+        extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
         return extra if extra.any() else None
 
     def maybe_swap(self) -> WeightsUpdated | None:
@@ -339,8 +351,15 @@ class Trainer:
                 loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
+            elif yt.shape[1] == 2 * cfg.n_classes:  # multilabel: paint channels, inferred channels
+                k = cfg.n_classes
+                loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
+                if self.inferred_loss_fn is not None:
+                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, k:], mt[:, k:])
             else:
                 loss = self.loss_fn(logits, yt, mt)
+            if self.pairwise is not None:
+                loss = loss + cfg.pairwise_weight * self.pairwise(logits, xt)
             loss = loss / max(cfg.grad_accum, 1)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -352,7 +371,39 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        self.update_ema()
         return total
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the averaged weights towards the current ones (decay warmed up over the first
+        steps, so that early previews are not dominated by the random start)."""
+        if self.ema is None:
+            return
+        self._ema_steps += 1
+        d = min(self.config.ema_decay, (1.0 + self._ema_steps) / (10.0 + self._ema_steps))
+        for k, v in self.model.state_dict().items():
+            e = self.ema[k]
+            if e.dtype.is_floating_point:
+                e.lerp_(v.detach(), 1.0 - d)
+            else:
+                e.copy_(v)
+
+    def preview_state(self) -> StateDict:
+        """A detached CPU copy of :meth:`averaged_state`, for live predictions."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.averaged_state().items()}
+
+    def averaged_state(self) -> StateDict:
+        """The weights that predict: the moving average when on, else the current weights."""
+        return self.model.state_dict() if self.ema is None else self.ema
+
+    def preview_model(self) -> torch.nn.Module:
+        """A copy of the network holding :meth:`averaged_state` (the training model is untouched)."""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.averaged_state())
+        return model.eval()
 
     def shrink_for_oom(self) -> str:
         """Halve the batch (or, at batch 1, the patch) after CUDA ran out of memory."""
@@ -400,7 +451,8 @@ class Trainer:
         if self.run_dir is None or self._last_checkpoint_iteration == self.iteration:
             return None
         save_run(
-            self.run_dir, self.config, self.model, history=self.history,
+            self.run_dir, self.config, self.model if self.ema is None else self.preview_model(),
+            history=self.history,
             weights=None if self.weights is None else self.weights.weights,
             optimizer_state=self.optimizer.state_dict(), iteration=self.iteration,
         )
@@ -484,7 +536,7 @@ class Trainer:
                         yield val
                 if now - last_preview >= cfg.preview_every_s:
                     last_preview = now
-                    yield Preview(self.iteration, cpu_state(self.model))
+                    yield Preview(self.iteration, self.preview_state())
                 if now - last_ckpt >= cfg.checkpoint_every_s:
                     last_ckpt = now
                     ck = self.checkpoint()
@@ -504,7 +556,7 @@ class Trainer:
             return
         if ck is not None:
             yield ck
-        yield Preview(self.iteration, cpu_state(self.model))
+        yield Preview(self.iteration, self.preview_state())
         yield Finished(self.iteration, self.elapsed, reason, None if self.run_dir is None else str(self.run_dir))
 
     def _safe_checkpoint(self) -> None:

@@ -66,6 +66,59 @@ def test_filter_bank_3d_anisotropic_and_channels():
                    FilteredNetwork(bank, torch.nn.Identity(), 2).state_dict())
 
 
+def _anisotropic_volume() -> tuple[np.ndarray, tuple[float, float, float]]:
+    rng = np.random.default_rng(3)
+    spacing = (2.0, 0.5, 0.5)
+    vol = ndi.gaussian_filter(rng.random((24, 64, 64)), (1.0, 4.0, 4.0)).astype(np.float32)
+    return vol, spacing
+
+
+def test_derivatives_are_per_physical_unit_on_an_anisotropic_volume():
+    """Against scipy: per-axis Gaussian derivatives in voxels, divided by the spacing (in units
+    of the finest pixel), give the gradient magnitude and Laplacian the bank reports."""
+    vol, spacing = _anisotropic_volume()
+    sigma = 4.0
+    sig_vox = axis_sigmas(sigma, 3, spacing)  # (1, 4, 4) voxels: the same physical width
+    scale = [min(spacing) / s for s in spacing]  # d/d(physical) in finest pixels, per axis
+    first, second = [], []
+    for a in range(3):
+        order = [0, 0, 0]
+        order[a] = 1
+        first.append(scale[a] * ndi.gaussian_filter(vol, sig_vox, order=order, truncate=6.0))
+        order[a] = 2
+        second.append(scale[a] ** 2 * ndi.gaussian_filter(vol, sig_vox, order=order, truncate=6.0))
+    grad = sigma * np.sqrt(sum(f**2 for f in first))
+    lap = sigma**2 * sum(second)
+    out = FilterBank(3, (sigma,), spacing)(torch.from_numpy(vol)[None, None])[0].numpy()
+    inner = (slice(6, -6), slice(20, -20), slice(20, -20))
+    for got, want, tol in ((out[2], grad, 0.05), (out[3], lap, 0.1)):  # tolerances as in 2D above
+        err = np.abs(got[inner] - want[inner]).max()
+        assert err < tol * np.abs(want[inner]).max()
+    # the same physical ramp along z and along y gives the same feature
+    z, y, _ = np.meshgrid(*(np.arange(n) * s for n, s in zip((24, 64, 64), spacing)), indexing="ij")
+    bank = FilterBank(3, (1.0,), spacing)
+    fz = bank(torch.from_numpy(z.astype(np.float32))[None, None])[0, 2].numpy()[inner]
+    fy = bank(torch.from_numpy(y.astype(np.float32))[None, None])[0, 2].numpy()[inner]
+    np.testing.assert_allclose(fz, fy, rtol=1e-3)
+
+
+def test_runs_from_before_the_physical_rule_keep_per_voxel_filters(tmp_path):
+    """An old config.json has no ``filter_units``: it loads per voxel, as it was trained."""
+    vol, spacing = _anisotropic_volume()
+    cfg = TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8), spacing=spacing, input_filters=(1.0,))
+    assert cfg.filter_units == "physical"
+    save_run(tmp_path / "old", cfg, model_from_config(cfg))
+    data = json.loads((tmp_path / "old" / "config.json").read_text())
+    del data["filter_units"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(data))
+    old = load_run(tmp_path / "old")
+    assert old.config.filter_units == "voxel"
+    x = torch.from_numpy(vol[:8, :32, :32].copy())[None, None]
+    per_voxel = FilterBank(3, (1.0,), spacing, units="voxel")(x)
+    torch.testing.assert_close(old.model.filters(x), per_voxel)
+    assert not torch.allclose(FilterBank(3, (1.0,), spacing)(x), per_voxel)
+
+
 def test_constant_image_has_zero_derivatives():
     y = FilterBank(2, (2.0,))(torch.full((1, 1, 30, 30), 0.7))
     torch.testing.assert_close(y[0, 1], torch.full((30, 30), 0.7))

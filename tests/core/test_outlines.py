@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from segstudio.core.outlines import infer_from_outlines
+from segstudio.core.outlines import infer_from_outlines, infer_multilabel
 from segstudio.core.samples import sample_2d
 
 BG, INSIDE, OUTLINE = 1, 2, 3
@@ -124,3 +124,38 @@ def test_a_multichannel_image_gates_with_its_channel_mean(axis: int) -> None:
     )
     with pytest.raises(ValueError, match="does not match"):
         infer_from_outlines(paint, stack)  # channels not declared
+
+
+def test_an_outline_around_its_own_class_fills_that_class() -> None:
+    """Two classes only: the object traced and marked inside with the object class."""
+    paint = _square()
+    paint[paint == OUTLINE] = INSIDE
+    out = infer_from_outlines(paint)
+    assert (out[13:27, 13:27][paint[13:27, 13:27] == 0] == INSIDE).all()
+    assert (out == BG).any(), "the band outside the object is background"
+
+
+def test_multilabel_channels_follow_the_same_rules() -> None:
+    """Object channel: present outline + present stroke -> present inside, absent band outside.
+    Boundary channel: present outline around an absent stroke -> absent inside, no band."""
+    excl = _square()
+    paint = np.zeros((2, *excl.shape), np.uint8)
+    paint[0][excl > 0] = 1  # the outline and the inside stroke are both "object"
+    paint[1][excl == OUTLINE] = 1  # the outline is "boundary"
+    paint[1][excl == INSIDE] = 2  # the inside stroke is "not boundary"
+    out = infer_multilabel(paint)
+    assert out.shape == paint.shape and out.dtype == paint.dtype
+    hole = np.zeros(excl.shape, bool)
+    hole[13:27, 13:27] = True
+    hole &= excl == 0
+    assert (out[0][hole] == 1).all() and (out[1][hole] == 2).all()
+    obj = np.zeros(excl.shape, bool)
+    obj[12:28, 12:28] = True
+    dist = ndi.distance_transform_edt(~obj)
+    assert (out[0][(dist >= 2) & (dist <= 3)] == 2).all()
+    assert not out[1][~obj].any()
+    assert (out[paint > 0] == 0).all(), "painted pixels are never overwritten"
+    # the same content gives the same object in both forms
+    excl_out = infer_from_outlines(excl)
+    np.testing.assert_array_equal(out[0] == 1, (excl_out == INSIDE))
+    np.testing.assert_array_equal(out[0] == 2, excl_out == BG)

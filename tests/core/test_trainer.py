@@ -245,3 +245,31 @@ def _snapshot(img, lab):
     src = SnapshotSource()
     src.put([TrainingImage(img, lab)])
     return src.latest()
+
+
+def test_multilabel_outlines_add_a_second_target_too():
+    """The same content in multi-label form: object and boundary channels, a traced outline."""
+    img, _, _ = blobs()
+    excl = np.zeros(img.shape, np.uint8)
+    excl[2:5, 2:40] = 1
+    excl[15, 15:33] = excl[32, 15:33] = excl[15:33, 15] = excl[15:33, 32] = 3
+    excl[23, 20:28] = 2
+    lab = np.zeros((2, *img.shape), np.uint8)
+    lab[0][excl == 1] = 2
+    lab[0][excl >= 2] = 1  # object: the outline and the inside stroke
+    lab[1][excl != 3] = np.where(excl[excl != 3] > 0, 2, 0)  # boundary: absent where not the outline
+    lab[1][excl == 3] = 1
+    painted = lab.copy()
+    cfg = infer_config(img.shape, lab, "multilabel", iterations=3, loss="bce", **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(img, lab))
+    np.testing.assert_array_equal(lab, painted)
+    inferred = trainer.prepared[0].inferred
+    inside = (slice(16, 32), slice(16, 32))
+    assert (inferred[0][inside][lab[0][inside] == 0] == 1).all()  # the object's whole inside
+    assert (inferred[1][inside][lab[1][inside] == 0] == 2).all()  # is not boundary
+    assert (inferred[0] == 2).any()  # a band outside is not object
+    x, y, m = trainer.sampler.batch(2)
+    assert y.shape[1] == m.shape[1] == 4  # paint channels, then inferred channels
+    assert trainer.inferred_loss_fn is not None and trainer.step() > 0
