@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, stack_multilabel
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, UNPAINTED, stack_multilabel
+from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -228,6 +229,7 @@ class Trainer:
         self.elapsed = 0.0
         self._last_checkpoint_iteration = -1
         self._norm_cache: dict[int, tuple[np.ndarray, Normalization]] = {}
+        self._smooth_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- set-up hooks -------------------------------------------------------------------
     def setup(self) -> None:
@@ -291,6 +293,8 @@ class Trainer:
         cache: dict[int, tuple[np.ndarray, Normalization]] = {}
         # the labels that the user's traced outlines imply (segstudio.core.outlines)
         inferred = [self._inferred(item) for item in snapshot.images]
+        live = {id(item.image) for item in snapshot.images}
+        self._smooth_cache = {k: v for k, v in self._smooth_cache.items() if k in live}
         for item, extra in zip(snapshot.images, inferred):
             hit = self._norm_cache.get(id(item.image))
             stats = hit[1] if hit is not None and hit[0] is item.image else None
@@ -336,14 +340,35 @@ class Trainer:
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the traced outlines of ``item`` imply (when on), or ``None``."""
+        """Labels the paintings of ``item`` imply (the rules that are on), or ``None``.
+
+        Traced outlines (:mod:`segstudio.core.outlines`) come first; background that looks
+        like the painted background (:mod:`segstudio.core.background`) fills in where they say
+        nothing.
+        """
         cfg = self.config
-        if not cfg.infer_outlines:
+        if not (cfg.infer_outlines or cfg.infer_background):
             return None
-        infer = infer_from_outlines if cfg.mode == EXCLUSIVE else infer_multilabel
-        paint = item.paintings if cfg.mode == EXCLUSIVE else stack_multilabel(item.paintings)
-        extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
+        exclusive = cfg.mode == EXCLUSIVE
+        paint = item.paintings if exclusive else stack_multilabel(item.paintings)
+        extra = np.zeros_like(paint)
+        if cfg.infer_outlines:
+            infer = infer_from_outlines if exclusive else infer_multilabel
+            extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
+        if cfg.infer_background:
+            g = self._smoothed(item, paint.ndim if exclusive else paint.ndim - 1)
+            bg = (infer_background(paint, item.image, channel_axis=item.channel_axis, smoothed=g) if exclusive
+                  else infer_background_multilabel(paint, item.image, channel_axis=item.channel_axis, smoothed=g))
+            extra = np.where(extra == UNPAINTED, bg, extra)
         return extra if extra.any() else None
+
+    def _smoothed(self, item: TrainingImage, ndim: int) -> np.ndarray:
+        """The smoothed intensity of ``item.image`` (computed once per image object)."""
+        hit = self._smooth_cache.get(id(item.image))
+        if hit is None or hit[0] is not item.image:
+            hit = (item.image, smoothed_intensity(item.image, item.channel_axis, ndim))
+            self._smooth_cache[id(item.image)] = hit
+        return hit[1]
 
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report."""
