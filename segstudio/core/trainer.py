@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, UNPAINTED, stack_multilabel
-from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -36,7 +36,7 @@ from segstudio.core.data import (
 )
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines, infer_multilabel
+from segstudio.core.implied import implied_labels
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
@@ -340,27 +340,17 @@ class Trainer:
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the paintings of ``item`` imply (the rules that are on), or ``None``.
-
-        Traced outlines (:mod:`segstudio.core.outlines`) come first; background that looks
-        like the painted background (:mod:`segstudio.core.background`) fills in where they say
-        nothing.
-        """
+        """Labels the paintings of ``item`` imply under the rules that are on, or ``None``
+        (:func:`segstudio.core.implied.implied_labels`)."""
         cfg = self.config
         if not (cfg.infer_outlines or cfg.infer_background):
             return None
-        exclusive = cfg.mode == EXCLUSIVE
-        paint = item.paintings if exclusive else stack_multilabel(item.paintings)
-        extra = np.zeros_like(paint)
-        if cfg.infer_outlines:
-            infer = infer_from_outlines if exclusive else infer_multilabel
-            extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
-        if cfg.infer_background:
-            g = self._smoothed(item, paint.ndim if exclusive else paint.ndim - 1)
-            bg = (infer_background(paint, item.image, channel_axis=item.channel_axis, smoothed=g) if exclusive
-                  else infer_background_multilabel(paint, item.image, channel_axis=item.channel_axis, smoothed=g))
-            extra = np.where(extra == UNPAINTED, bg, extra)
-        return extra if extra.any() else None
+        ndim = np.ndim(item.paintings) if cfg.mode == EXCLUSIVE else np.ndim(item.paintings[0])
+        return implied_labels(
+            item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
+            outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
+            smoothed=self._smoothed(item, ndim) if cfg.infer_background else None,
+        )
 
     def _smoothed(self, item: TrainingImage, ndim: int) -> np.ndarray:
         """The smoothed intensity of ``item.image`` (computed once per image object)."""
