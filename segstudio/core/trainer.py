@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, stack_multilabel
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -36,7 +37,7 @@ from segstudio.core.data import (
 from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines, infer_multilabel
+from segstudio.core.implied import implied_labels
 from segstudio.core.predictor import predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
@@ -201,6 +202,7 @@ class Trainer:
         self.elapsed = 0.0
         self._last_checkpoint_iteration = -1
         self._norm_cache: dict[int, tuple[np.ndarray, Normalization]] = {}
+        self._smooth_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- set-up hooks -------------------------------------------------------------------
     def setup(self) -> None:
@@ -264,6 +266,8 @@ class Trainer:
         cache: dict[int, tuple[np.ndarray, Normalization]] = {}
         # the labels that the user's traced outlines imply (segstudio.core.outlines)
         inferred = [self._inferred(item) for item in snapshot.images]
+        live = {id(item.image) for item in snapshot.images}
+        self._smooth_cache = {k: v for k, v in self._smooth_cache.items() if k in live}
         for item, extra in zip(snapshot.images, inferred):
             hit = self._norm_cache.get(id(item.image))
             stats = hit[1] if hit is not None and hit[0] is item.image else None
@@ -309,14 +313,25 @@ class Trainer:
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the traced outlines of ``item`` imply (when on), or ``None``."""
+        """Labels the paintings of ``item`` imply under the rules that are on, or ``None``
+        (:func:`segstudio.core.implied.implied_labels`)."""
         cfg = self.config
-        if not cfg.infer_outlines:
+        if not (cfg.infer_outlines or cfg.infer_background):
             return None
-        infer = infer_from_outlines if cfg.mode == EXCLUSIVE else infer_multilabel
-        paint = item.paintings if cfg.mode == EXCLUSIVE else stack_multilabel(item.paintings)
-        extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
-        return extra if extra.any() else None
+        ndim = np.ndim(item.paintings) if cfg.mode == EXCLUSIVE else np.ndim(item.paintings[0])
+        return implied_labels(
+            item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
+            outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
+            smoothed=self._smoothed(item, ndim) if cfg.infer_background else None,
+        )
+
+    def _smoothed(self, item: TrainingImage, ndim: int) -> np.ndarray:
+        """The smoothed intensity of ``item.image`` (computed once per image object)."""
+        hit = self._smooth_cache.get(id(item.image))
+        if hit is None or hit[0] is not item.image:
+            hit = (item.image, smoothed_intensity(item.image, item.channel_axis, ndim))
+            self._smooth_cache[id(item.image)] = hit
+        return hit[1]
 
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report."""
@@ -351,7 +366,7 @@ class Trainer:
                 loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
-            elif yt.shape[1] == 2 * cfg.n_classes:  # multilabel: paint channels, inferred channels
+            elif cfg.mode == MULTILABEL and yt.shape[1] == 2 * cfg.n_classes:  # paint channels, inferred channels
                 k = cfg.n_classes
                 loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
                 if self.inferred_loss_fn is not None:
