@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = "in memory" if mode == "mem" else "out of core"
         print(f"scaling {name} fit over {len(size)} sizes ({mib(size[0])}..{mib(size[-1])}): time "
               f"{slope_t * 1000:.0f} ms/MiB (linear, R^2 {r2:.3f}); peak memory {mib(mem[0])} -> {mib(mem[-1])} "
-              f"(x{mem[-1] / max(mem[0], 2**20):.1f} of max(first, 1 MiB) for x{size[-1] / size[0]:.0f} the volume)", flush=True)
+              f"(x{mem[-1] / max(mem[0], 2**20):.1f} of max(first, 1 MiB) for x{size[-1] / size[0]:.0f} the volume)",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ the class names, colours and mode, as the JSON document :func:`export_metadata` 
 inside the ``.pt``/``.pt2``/``.zip``, the ``segstudio`` metadata property of the ``.onnx``).
 
 :func:`load_predictor` reads any of these files back into a
-:class:`~segstudio.core.predictor.Predictor`: the same sliding-window code runs, only the
-network call goes through TorchScript, ``torch.export`` or onnxruntime.
+:class:`~segstudio.core.predictor.Predictor`: the same padding and tiling run (one policy,
+decided from the config the export carries), only the network call goes through TorchScript,
+``torch.export`` or onnxruntime, so an export predicts exactly the run's labels.
 """
 
 from __future__ import annotations

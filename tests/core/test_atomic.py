@@ -193,7 +193,8 @@ def test_when_even_the_restore_fails_the_old_store_is_kept_and_named(store, monk
 
 
 def test_when_the_folder_fsync_after_the_swap_fails_the_old_store_is_not_deleted(store, monkeypatch):
-    monkeypatch.setattr(atomic, "fsync_dir", _failing_on_call(1, atomic.fsync_dir, errno.EIO, within=store.parent.parent))
+    fsync_parent_fails = _failing_on_call(1, atomic.fsync_dir, errno.EIO, within=store.parent.parent)
+    monkeypatch.setattr(atomic, "fsync_dir", fsync_parent_fails)
     monkeypatch.setattr(atomic, "fsync_tree", lambda folder: None)
     with pytest.raises(UserInputError, match="the previous version is kept as") as info:
         write_image(store, NEW)
