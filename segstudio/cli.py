@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
@@ -21,9 +23,45 @@ PROGRESS_LINE_EVERY_S = 5.0
 #: ``predict --out-of-core auto`` streams lazily readable images of at least this size.
 OUT_OF_CORE_BYTES = 256 << 20
 SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics")
+#: Smallest training patch edge ``--patch`` accepts (BatchNorm needs more than one value).
+MIN_PATCH = 2
 
 
 # --------------------------------------------------------------------------- helpers
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line ``segstudio: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the one-line error and exit with :data:`EXIT_USER_ERROR`."""
+        self.exit(EXIT_USER_ERROR, f"segstudio: error: {message} (see '{self.prog} -h')\n")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
+    return value
+
+
 def _channel_axis(meta_axes: str | None, given: int | None, ndim: int) -> int | None:
     """The channel axis: as given, else from the file's axes ('C'), else none."""
     if given is not None:
@@ -316,10 +354,21 @@ def split_ext(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 
 def _output_path(out: str, image_path: str, several: bool) -> Path:
+    """Where the labels of ``image_path`` go: ``out`` itself, or a file in the folder ``out``.
+
+    An existing folder whose name has an image extension (``labels.zarr``: a previous output)
+    is the output itself, never a folder to write into.
+    """
+    from segstudio.core.errors import UserInputError
     from segstudio.core.io import format_of
 
     out_p = Path(out)
-    if several or out_p.is_dir() or out.endswith(os.sep):
+    try:
+        format_of(out)
+        image_name = True
+    except UserInputError:
+        image_name = False
+    if several or out.endswith(os.sep) or (out_p.is_dir() and not image_name):
         stem, suffix = split_ext(image_path)
         if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
             suffix = ".png"  # labels must not go through lossy compression
@@ -331,7 +380,8 @@ def _output_path(out: str, image_path: str, several: bool) -> Path:
 def _out_of_core(choice: str, image, out: Path) -> bool:
     """Whether to predict band by band into the output file (see ``--out-of-core``)."""
     from segstudio.core.errors import UserInputError
-    from segstudio.core.outofcore import OUTPUT_FORMATS, is_in_memory
+    from segstudio.core.lazy import is_in_memory
+    from segstudio.core.outofcore import OUTPUT_FORMATS
 
     suffix = split_ext(out)[1].lower()
     fits = suffix in OUTPUT_FORMATS or suffix in (".ome.tif", ".ome.tiff")
@@ -378,9 +428,9 @@ def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``segstudio predict``: labels (and probabilities) for one or more images.
 
-    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one band
-    of tiles at a time and their prediction is written band by band into a ``.zarr``,
-    ``.tif`` or ``.npy`` output, so memory stays bounded by a band, not by the volume.
+    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one tile
+    at a time and their prediction is written band by band into a ``.zarr``, ``.tif`` or
+    ``.npy`` output, so memory stays bounded by a tile and a band, not by the volume.
     """
     import numpy as np
 
@@ -635,7 +685,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from segstudio.core.errors import UserInputError
     from segstudio.core.instances import object_table, object_table_in_bands
     from segstudio.core.io import read_labels
-    from segstudio.core.outofcore import is_in_memory
+    from segstudio.core.lazy import is_in_memory
 
     labels, lmeta = read_labels(args.labels, lazy=True)
     image, meta, ch = _load_image(args.image, args.channel_axis, lazy=True)
@@ -752,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     from segstudio.core.losses import LOSS_NAMES
     from segstudio.core.weights import METHODS
 
-    parser = argparse.ArgumentParser(prog="segstudio", description="Paint a few strokes, train a U-Net, segment.")
+    parser = _Parser(prog="segstudio", description="Paint a few strokes, train a U-Net, segment.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("weights", help="class weights from label files")
@@ -777,19 +827,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
     t.add_argument("--out", help="run directory to write (with --project: default PROJECT/runs/<time>)")
     t.add_argument("--project", help="train on a project's images and saved paintings (instead of --image/--labels)")
-    t.add_argument("--checkpoint-every", type=float, help="seconds between checkpoints (default 30)")
-    t.add_argument("--iterations", type=int, default=None, help="stop after N iterations (default 500)")
-    t.add_argument("--minutes", type=float, default=None, help="stop after M minutes")
+    t.add_argument("--checkpoint-every", type=positive_number, help="seconds between checkpoints (default 30)")
+    t.add_argument("--iterations", type=whole_number(1), default=None, help="stop after N iterations (default 500)")
+    t.add_argument("--minutes", type=positive_number, default=None, help="stop after M minutes")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--loss", choices=losses, default=None, help="ce, focal, gdl, dice_ce / bce, dice, …")
     t.add_argument("--weights", choices=METHODS, default="balanced", help="class-weight method")
-    t.add_argument("--patch", type=int, nargs="+", help="patch size, e.g. 128 128 or 32 96 96")
-    t.add_argument("--batch", type=int, help="patches per step")
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--patch", type=whole_number(MIN_PATCH), nargs="+", help="patch size, e.g. 128 128 or 32 96 96")
+    t.add_argument("--batch", type=whole_number(1), help="patches per step")
+    t.add_argument("--lr", type=positive_number, help="peak learning rate")
+    t.add_argument("--grad-accum", type=whole_number(1), default=1, help="gradient accumulation steps")
     t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default=None,
                    help="network size (default: fast, or the --resume run's network)")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")
     t.add_argument("--val-labels", help="ground truth for the first image: report Dice while training")
@@ -849,7 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_gui_parser() -> argparse.ArgumentParser:
     """Parser for ``segstudio [IMAGE ...]``."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="segstudio",
         description="Open the segstudio app. Sub-commands: " + ", ".join(SUBCOMMANDS) + " (segstudio CMD -h).",
     )

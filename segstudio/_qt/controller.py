@@ -304,7 +304,7 @@ def _write_project(folder: Path, project: Any, arrays: dict[str, list[Any]], mod
     project (a temporary one) is copied into ``runs/``.
     """
     from segstudio.core import project as P
-    from segstudio.core.run import atomic_write_with
+    from segstudio.core.atomic import atomic_write_with
 
     folder.mkdir(parents=True, exist_ok=True)
     if image is not None:

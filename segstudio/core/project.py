@@ -14,7 +14,7 @@
                             offered for recovery when newer than the last save
 
 Every file is written atomically (temporary file in the same folder, fsync, rename, fsync of
-the folder; see :func:`segstudio.core.run.atomic_write_with`): a crash, a full disk or a killed
+the folder; see :mod:`segstudio.core.atomic`): a crash, a full disk or a killed
 process leaves the previous version of each file intact. ``project.json`` is written last, so it
 never names a paintings file that is not complete.
 
@@ -49,7 +49,8 @@ from segstudio.core.annotations import (
     validate_multilabel,
 )
 from segstudio.core.errors import UserInputError
-from segstudio.core.run import MODEL_FILE, atomic_write_text, atomic_write_with
+from segstudio.core.atomic import atomic_write_text, atomic_write_with, write_folder
+from segstudio.core.run import MODEL_FILE
 
 __all__ = [
     "AUTOSAVE_DIR",
@@ -462,7 +463,7 @@ def add_image(
     UserInputError
         Unreadable image, or a copy that failed.
     """
-    from segstudio.core.io import read_image
+    from segstudio.core.io import is_zarr_store, read_image
 
     folder = Path(folder)
     src = Path(path).expanduser()
@@ -479,11 +480,8 @@ def add_image(
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if src.is_dir():  # zarr store
-                    tmp = dest.with_name(f".{dest.name}.tmp")
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    shutil.copytree(src, tmp)
-                    shutil.rmtree(dest, ignore_errors=True)
-                    os.replace(tmp, dest)
+                    write_folder(dest, lambda tmp: shutil.copytree(src, tmp), is_expected=is_zarr_store,
+                                 what="Zarr store")
                 else:
                     with open(src, "rb") as fin:
                         atomic_write_with(dest, lambda fh: shutil.copyfileobj(fin, fh, 1 << 22))

@@ -34,9 +34,11 @@ from segstudio.core.data import (
     TrainingImage,
     prepare_image,
 )
+from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
 from segstudio.core.implied import implied_labels
+from segstudio.core.predictor import predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
@@ -138,31 +140,6 @@ Event = Started | Progress | Checkpoint | Preview | WeightsUpdated | Notice | Va
 
 
 # --------------------------------------------------------------------------- helpers
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA, then MPS, then CPU. Asking for an absent device is a user error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was asked for, but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserInputError("--device mps was asked for, but MPS is not available")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise UserInputError(f"unknown device {name!r}: expected auto, cpu, cuda or mps")
-    return torch.device(name)
-
-
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a GradScaler); ``None`` off CUDA."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
     """Linear warm-up, then cosine decay over the planned length (iterations or minutes)."""
     if iteration < config.warmup:
@@ -182,10 +159,6 @@ def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
 def cpu_state(model: torch.nn.Module) -> StateDict:
     """A detached CPU copy of the model's weights."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 # --------------------------------------------------------------------------- trainer
@@ -393,7 +366,7 @@ class Trainer:
                 loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
-            elif yt.shape[1] == 2 * cfg.n_classes:  # multilabel: paint channels, inferred channels
+            elif cfg.mode == MULTILABEL and yt.shape[1] == 2 * cfg.n_classes:  # paint channels, inferred channels
                 k = cfg.n_classes
                 loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
                 if self.inferred_loss_fn is not None:
@@ -470,7 +443,6 @@ class Trainer:
         if self.validation is None:
             return None
         from segstudio.core.metrics import dice_binary, hd95
-        from segstudio.core.predictor import predict_normalized
 
         index, truth = self.validation
         result = predict_normalized(
@@ -549,7 +521,7 @@ class Trainer:
                 try:
                     loss = self.step()
                 except RuntimeError as e:
-                    if not _is_oom(e):
+                    if not is_oom(e):
                         raise
                     yield Notice(self.shrink_for_oom())
                     continue
