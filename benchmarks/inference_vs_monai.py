@@ -1,45 +1,54 @@
-"""Sliding-window inference: segstudio vs MONAI's ``sliding_window_inference``.
+"""Whole-image prediction beside one forward pass of the same network, and beside MONAI.
 
-Same model (segstudio's U-Net, fast preset, seeded weights), same patch, overlap 0.5, batch
-of 4 tiles and the same Gaussian importance map (σ = patch/8, passed to MONAI as
-``roi_weight_map``), on image sizes where both place the tiles at the same positions. Prints
-the time ratio (MONAI time / segstudio time: ≥ 1.0 means segstudio is not slower) and the
-largest absolute difference of the softmax probabilities. A second 2D line uses MONAI's own
-Gaussian map (clamped at 1e-3), which differs at tile borders.
+For a 2D image (2048² in the full run) and a 3D volume (64×256×256), fast preset, seeded
+weights, three things are timed in the same process, interleaved (A B C A B C ..., so that the
+load of a shared machine falls on all of them alike):
 
-Also prints the issue-4 figures: whole-image predict time (normalisation included) of a 512²
-image and a 64×256×256 volume with the default training patch as tile, fast preset.
+* ``forward``: ONE forward pass of the network over the whole (already normalised) image, the
+  floor any tiled prediction is measured against;
+* ``segstudio``: :meth:`Predictor.predict` of the raw image, as ``segstudio predict`` runs it:
+  normalisation (percentiles), tiles chosen for inference (as large as the memory budget
+  allows, margins of the receptive field), argmax into labels;
+* ``MONAI``: ``monai.inferers.sliding_window_inference`` over the normalised image with the
+  training patch as window, as a MONAI user would call it: overlap 0.5 with its Gaussian map
+  (what segstudio did before it chose its own tiles), then argmax.
 
-MONAI is a benchmark-only extra (``pip install segstudio[bench]``); without it the MONAI lines
-say so and the segstudio timings are still printed.
+Printed per case: the three times, ``segstudio / forward`` (goal ≤ 1.3), ``MONAI / segstudio``
+(goal ≥ 1.0), and how many labels agree with the forward pass (segstudio's should be 100 %:
+the tiles' margins cover the receptive field) and with MONAI's Gaussian-blended sliding window
+(the blending's own deviation).
+
+MONAI is a benchmark-only extra (``pip install segstudio[bench]``); without it the MONAI
+columns say so.
 
 Usage::
 
-    python benchmarks/inference_vs_monai.py --quick    # CPU; 3D comparison on 32x128x128
-    python benchmarks/inference_vs_monai.py            # 3D comparison on 64x256x256
+    python benchmarks/inference_vs_monai.py --quick    # 1024², 32×128×128, one repeat
+    python benchmarks/inference_vs_monai.py            # 2048², 64×256×256
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import best_time, interleaved_best, seeded_model, smooth_volume, unet_config  # noqa: E402
+from bench_common import interleaved_best, seeded_model, smooth_volume, unet_config  # noqa: E402
 
 from segstudio.core.config import DEFAULT_PATCH  # noqa: E402
-from segstudio.core.predictor import Predictor, gaussian_importance, predict_normalized  # noqa: E402
+from segstudio.core.data import image_stats, normalize  # noqa: E402
+from segstudio.core.predictor import Predictor, input_constraints, network_step, plan_for  # noqa: E402
 
-OVERLAP = 0.5
-TILE_BATCH = 4
+MONAI_OVERLAP = 0.5
+MONAI_BATCH = 4
 
 
-def _monai():
+def _monai() -> Callable | None:
     try:
         from monai.inferers import sliding_window_inference
     except ImportError:
@@ -47,70 +56,73 @@ def _monai():
     return sliding_window_inference
 
 
-def compare(tag: str, shape: Sequence[int], patch: Sequence[int], device: torch.device, repeats: int,
-            own_map: bool = False) -> str:
-    """One summary line: segstudio vs MONAI on an image of ``shape``."""
-    cfg = unet_config(len(shape), patch)
+def _synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    def run() -> object:
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def compare(tag: str, shape: Sequence[int], device: torch.device, repeats: int) -> str:
+    """One summary line for an image of ``shape``."""
+    dims = len(shape)
+    cfg = unet_config(dims, DEFAULT_PATCH[dims])
     model = seeded_model(cfg).to(device)
-    x = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
-    size = "x".join(map(str, shape))
-
-    def run_ours():
-        return predict_normalized(model, x, cfg, overlap=OVERLAP, tile_batch=TILE_BATCH, device=device,
-                                  probabilities=True)
-
-    swi = _monai()
-    if swi is None:
-        ours_s, ours = best_time(run_ours, repeats)
-        return (f"inference {tag} {device.type} {size}: segstudio {ours_s:.2f} s; MONAI not installed "
-                "(pip install monai) - comparison skipped")
+    img = smooth_volume(shape)
+    x = normalize(img, image_stats(img))
+    mins, step = input_constraints(network_step(cfg))
+    if any(n % d or n < m for n, d, m in zip(shape, step, mins)):
+        raise SystemExit(f"{tag}: choose a shape the network takes whole (multiples of {step})")
     xt = torch.from_numpy(x)[None].to(device)
-    weight = None if own_map else torch.from_numpy(gaussian_importance(patch)).to(device)
+    predictor = Predictor(model, cfg, device=str(device))
+    plan = plan_for(cfg, shape, device)
 
     @torch.inference_mode()
-    def run_monai() -> np.ndarray:
-        logits = swi(xt, tuple(patch), TILE_BATCH, model, overlap=OVERLAP, mode="gaussian", sigma_scale=0.125,
-                     roi_weight_map=weight)
-        return torch.softmax(logits.float(), 1)[0].cpu().numpy()
+    def forward() -> np.ndarray:
+        return (model(xt).argmax(1)[0] + 1).cpu().numpy()
 
-    (ours_s, monai_s), (ours, theirs) = interleaved_best([run_ours, run_monai], repeats, warmup=0 if own_map else 1)
-    head = f"inference {tag} {device.type} {size} patch {'x'.join(map(str, patch))}: segstudio {ours_s:.2f} s"
-    diff = float(np.abs(theirs - ours.probabilities).max())
-    agree = float((theirs.argmax(0) + 1 == ours.labels).mean())
-    what = "MONAI's own gaussian map" if own_map else "same gaussian map"
-    return (f"{head}, MONAI {monai_s:.2f} s, ratio {monai_s / ours_s:.2f}x (goal >= 1.0), "
-            f"max|diff| {diff:.1e} ({what}), labels agree {agree:.4%}")
+    def ours() -> np.ndarray:
+        return predictor.predict(img).labels
 
+    fns = [_synced(forward, device), _synced(ours, device)]
+    swi = _monai()
+    if swi is not None:
+        @torch.inference_mode()
+        def monai() -> np.ndarray:
+            logits = swi(xt, tuple(cfg.patch), MONAI_BATCH, model, overlap=MONAI_OVERLAP, mode="gaussian")
+            return (logits.argmax(1)[0] + 1).cpu().numpy()
 
-def predict_time(shape: Sequence[int], patch: Sequence[int] | None, device: torch.device, repeats: int) -> str:
-    """Whole-image predict time through :class:`Predictor` (normalisation included)."""
-    cfg = unet_config(len(shape), patch or DEFAULT_PATCH[len(shape)])
-    pred = Predictor(seeded_model(cfg), cfg, device=str(device))
-    img = smooth_volume(shape)
-    s, _ = best_time(lambda: pred.predict(img), repeats)
-    vox = int(np.prod(shape))
-    return (f"predict {device.type} {'x'.join(map(str, shape))} (fast preset, patch "
-            f"{'x'.join(map(str, cfg.patch))}, overlap {OVERLAP}): {s:.2f} s ({vox / s / 1e6:.2f} Mvoxel/s)")
+        fns.append(_synced(monai, device))
+    times, outs = interleaved_best(fns, repeats)
+    size = "x".join(map(str, shape))
+    head = (f"predict {tag} {device.type} {size} (fast preset; {plan.n_tiles} tile(s) of "
+            f"{'x'.join(map(str, plan.tile))}, margin {'x'.join(map(str, plan.margin))}): "
+            f"forward {times[0]:.2f} s, segstudio {times[1]:.2f} s = {times[1] / times[0]:.2f}x forward "
+            f"(goal <= 1.3), labels = forward {np.mean(outs[1] == outs[0]):.4%}")
+    if swi is None:
+        return head + "; MONAI not installed (pip install monai) - comparison skipped"
+    return (f"{head}; MONAI (window {'x'.join(map(str, cfg.patch))}, overlap {MONAI_OVERLAP}, gaussian) "
+            f"{times[2]:.2f} s = {times[2] / times[1]:.2f}x segstudio (goal >= 1.0), labels = MONAI "
+            f"{np.mean(outs[1] == outs[2]):.4%}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller 3D comparison, fewer repeats")
+    p.add_argument("--quick", action="store_true", help="smaller images, one repeat")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     if not torch.cuda.is_available():
-        print("inference gpu: no CUDA GPU reachable - GPU lines skipped", flush=True)
+        print("predict gpu: no CUDA GPU reachable - GPU lines skipped", flush=True)
     for dev in devices:
-        gpu = dev.type == "cuda"
-        print(compare("2d", (512, 512), (128, 128), dev, 3), flush=True)
-        print(compare("2d", (512, 512), (128, 128), dev, 1, own_map=True), flush=True)
-        shape3 = (32, 128, 128) if args.quick and not gpu else (64, 256, 256)
-        patch3 = (16, 64, 64) if args.quick and not gpu else (32, 128, 128)
-        print(compare("3d", shape3, patch3, dev, 1 if args.quick else 2), flush=True)
-        print(predict_time((512, 512), None, dev, 3), flush=True)
-        print(predict_time((64, 256, 256), None, dev, 1 if args.quick else 2), flush=True)
+        quick = args.quick and dev.type == "cpu"
+        repeats = 1 if quick else 2
+        print(compare("2d", (1024, 1024) if quick else (2048, 2048), dev, repeats), flush=True)
+        print(compare("3d", (32, 128, 128) if quick else (64, 256, 256), dev, repeats), flush=True)
 
 
 if __name__ == "__main__":

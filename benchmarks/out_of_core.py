@@ -4,16 +4,19 @@ The volume (``--size-mib``, default 1024 MiB: 1024 x 512 x 1024 voxels, uint16) 
 and written, band by band, to an OME-Zarr store (``--input tif`` writes an uncompressed
 TIFF instead). A child process then runs ``iter_predict_to_file`` into an OME-Zarr output and
 reports its resident memory: ``baseline`` after loading torch and the model and predicting a
-small volume (one band of 3 x 3 tiles) through the same path (imports, thread pools, the model's activations: the
-model's own footprint), ``peak`` (``ru_maxrss``) at the end. The baseline is the peak resident memory reached during that
-warm-up (weights, libraries and the model's transient working memory for a batch of tiles). The
-goal: ``peak - baseline`` under 1 GiB for the 1 GiB volume, i.e. memory bounded by one band of
-tiles, not by the volume.
+volume of one tile (the size the predictor chooses for the real volume, from its memory
+budget) through the same path (imports, thread pools, the model's working memory for a tile:
+the model's own footprint), ``peak`` (``ru_maxrss``) at the end. The baseline is the peak
+resident memory reached during that warm-up. The goal: ``peak - baseline`` under 1 GiB for
+the 1 GiB volume, i.e. memory bounded by one tile and one band of output rows, not by the
+volume.
 
-The model is a 1x1x1 convolution with the segstudio U-Net's input and output channels, so the
-run measures the pipeline (lazy reads, normalisation, tiling, Gaussian blending, band-by-band
-writes) in minutes on two cores; a U-Net's own memory (weights, activations of one tile
-batch) is part of the baseline. ``--unet`` uses the fast-preset U-Net instead (hours on a CPU).
+The model is a 1x1x1 convolution with the segstudio U-Net's input and output channels (the
+tiles are those of the U-Net's config: its memory budget and receptive-field margins), so the
+run measures the pipeline (lazy reads, normalisation, tiling, band-by-band writes) in
+minutes on two cores; a U-Net's own memory (weights, activations of one tile) is part of the
+baseline. ``--unet`` uses the fast-preset U-Net instead (hours on a CPU). ``--patch`` is the
+training patch of the config (it sets the U-Net's pooling, not the inference tiles).
 
 Usage::
 
@@ -89,7 +92,7 @@ def child(args: argparse.Namespace) -> None:
     """Predict ``args.child_in`` into ``args.child_out``; print one JSON line of figures."""
     from segstudio.core.io import read_image, write_image
     from segstudio.core.outofcore import Written, iter_predict_to_file
-    from segstudio.core.predictor import Predictor
+    from segstudio.core.predictor import Predictor, plan_for
     from segstudio.core.run import model_from_config
 
     torch.set_num_threads(args.threads)
@@ -99,15 +102,17 @@ def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = model_from_config(cfg) if args.unet else Pointwise(dims, 1, N_CLASSES)
     pred = Predictor(model, cfg, device="cpu")
-    # Warm-up on a tiny volume through the same path: imports (zarr, codecs), thread pools and
-    # the model's first tile batch. What stays resident is the model's own footprint.
+    # Warm-up on a volume of one tile of the real run's size through the same path: imports
+    # (zarr, codecs), thread pools and the model's working memory for one tile. What stays
+    # resident is the model's own footprint.
     warm_dir = Path(args.child_out).parent / "warm-up"
-    # (one band of 3 x 3 tiles: full tile batches, as in the real run)
-    tiny = make_volume(warm_dir / "in.zarr", (args.patch[0], 2 * args.patch[1], 2 * args.patch[2]))
+    shape = read_image(args.child_in, lazy=True)[0].shape
+    tile = plan_for(cfg, shape, pred.device).tile
+    tiny = make_volume(warm_dir / "in.zarr", tile)
     for _ in iter_predict_to_file(pred, read_image(tiny, lazy=True)[0], warm_dir / "out.zarr"):
         pass
-    # The model's footprint includes its transient working memory for a tile batch (a CPU
-    # conv3d allocates ~100 MiB of scratch per batch): the peak so far, not the current RSS.
+    # The model's footprint includes its transient working memory for a tile (a CPU conv3d
+    # allocates scratch memory per call): the peak so far, not the current RSS.
     baseline = peak_rss_bytes()
     t0 = time.perf_counter()
     if args.mode == "ooc":
@@ -121,7 +126,7 @@ def child(args: argparse.Namespace) -> None:
         write_image(args.child_out, result.labels, like=meta)
     seconds = time.perf_counter() - t0
     print(json.dumps({"baseline": baseline, "peak": peak_rss_bytes(), "seconds": seconds,
-                      "voxels": int(np.prod(image.shape))}), flush=True)
+                      "voxels": int(np.prod(image.shape)), "tile": list(tile)}), flush=True)
 
 
 def run_child(mode: str, src: Path, dst: Path, threads: int, patch: Sequence[int] = PATCH,
@@ -163,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             above = r["peak"] - r["baseline"]
             model = "fast U-Net" if args.unet else "1x1x1 conv"
             print(f"out-of-core {kind}->zarr {'x'.join(map(str, shape))} uint16 ({mib(nbytes)}, written in {made:.0f} s), "
-                  f"{model}, patch {'x'.join(map(str, args.patch))}: {r['seconds']:.0f} s, peak RSS {mib(r['peak'])} = "
+                  f"{model}, tiles {'x'.join(map(str, r['tile']))}: {r['seconds']:.0f} s, peak RSS {mib(r['peak'])} = "
                   f"model baseline {mib(r['baseline'])} + {mib(above)} "
                   f"({'under' if above < 2**30 else 'OVER'} the 1 GiB goal)", flush=True)
 

@@ -3,11 +3,14 @@
 Four volumes of growing depth (same 256 x 256 cross-section in ``--quick``, 512 x 512 in the full
 run) are made by code and written to OME-Zarr; each is predicted in a fresh process, once
 through the in-memory path (read all, predict, write) and once out of core
-(``iter_predict_to_file``: lazy band reads, band-by-band zarr writes). One line per size and
+(``iter_predict_to_file``: lazy tile reads, band-by-band zarr writes). One line per size and
 path gives the time, the time per voxel and the peak resident memory above the model's own
-footprint (see ``out_of_core.py`` for how it is measured; same 1x1x1-convolution model, so the
-pipeline is what is measured). The last lines fit time and memory against size: time grows
-linearly in both paths; memory grows with the volume in memory and stays flat out of core.
+footprint, i.e. above a warm-up prediction of one tile of the size the predictor chooses for
+that volume (see ``out_of_core.py``; same 1x1x1-convolution model, so the pipeline is what is
+measured). The last lines fit time and memory against size: time grows linearly in both
+paths; memory above one tile grows with the volume in memory and stays bounded by a band of
+output rows out of core. (The quick volumes are only one or two tiles of the memory budget,
+so both paths stay close to their warm-up until the last one.)
 
 Usage::
 
@@ -60,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = "in memory" if mode == "mem" else "out of core"
         print(f"scaling {name} fit over {len(size)} sizes ({mib(size[0])}..{mib(size[-1])}): time "
               f"{slope_t * 1000:.0f} ms/MiB (linear, R^2 {r2:.3f}); peak memory {mib(mem[0])} -> {mib(mem[-1])} "
-              f"(x{mem[-1] / max(mem[0], 1):.1f} for x{size[-1] / size[0]:.0f} the volume)", flush=True)
+              f"(x{mem[-1] / max(mem[0], 2**20):.1f} of max(first, 1 MiB) for x{size[-1] / size[0]:.0f} the volume)",
+              flush=True)
 
 
 if __name__ == "__main__":

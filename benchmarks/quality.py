@@ -23,8 +23,10 @@ trainer through its snapshot source), train on, twice. The forest gets its own c
 its own mistakes.
 
 Scores are Dice per target (``object`` = every non-background class, ``interior``,
-``boundary``, ``vessel``, ``granular``, ``fibrous``, ``background``) and the precision of the
-first target (``object``/``vessel``/``granular``): a halo shows as low precision. In multilabel
+``boundary``, ``vessel``, ``granular``, ``fibrous``, ``background``), the precision of the
+first target (``object``/``vessel``/``granular``: a halo shows as low precision) and, on the
+object families, instance F1 at IoU 0.5 of the objects made from the prediction (seeded by
+the interior class where there is a boundary class, else by distance maxima). In multilabel
 mode ``interior`` is object and not boundary, ``background`` is no channel present.
 
 Usage::
@@ -108,15 +110,23 @@ def as_exclusive(pred: np.ndarray, mode: str, painting: users.Painting, kind: st
     return out
 
 
-def score(pred_excl: np.ndarray, painting: users.Painting, kind: str) -> dict[str, float]:
-    """Dice per target and the foreground precision."""
+def score(pred_excl: np.ndarray, painting: users.Painting, sample: fam.FamilySample) -> dict[str, float]:
+    """Dice per target, the foreground precision and, for objects, instance F1 at IoU 0.5
+    (objects from the prediction by :mod:`segstudio.core.instances`, as the app makes them)."""
+    from segstudio.core.instances import InstanceOptions, instances_from_labels
+    from segstudio.core.metrics import instance_scores
+
     out: dict[str, float] = {}
     truth = painting.truth
-    for i, (name, classes) in enumerate(targets(painting, kind)):
+    for i, (name, classes) in enumerate(targets(painting, sample.kind)):
         p, t = np.isin(pred_excl, classes), np.isin(truth, classes)
         out[name] = dice(p, t)
         if i == 0:
             out["precision"] = precision(p, t)
+    if sample.kind == fam.OBJECTS:
+        options = InstanceOptions(object_classes=(2,), boundary_class=3 if len(painting.class_names) == 3 else None)
+        objects = instances_from_labels(pred_excl, options, sample.spacing).labels
+        out["F1"] = instance_scores(objects, sample.instances).f1
     return out
 
 
@@ -143,18 +153,18 @@ class Session:
 
     def __init__(self, sample: fam.FamilySample, paint: np.ndarray, mode: str, n_classes: int,
                  seed: int, overrides: dict[str, Any], *, steps: int | None = None,
-                 seconds: float | None = None) -> None:
+                 seconds: float | None = None, device: str = "cpu") -> None:
         """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
         from segstudio.core.data import SnapshotSource, TrainingImage
         from segstudio.core.trainer import Trainer, infer_config
 
-        self.sample, self.mode = sample, mode
+        self.sample, self.mode, self.device = sample, mode, device
         self._image_cls = TrainingImage
         if mode == "multilabel" and "loss" not in overrides:
             overrides = {**overrides, "loss": "bce"}  # the first multilabel loss, as in the app
         cfg = infer_config(sample.image.shape, paint, mode, n_classes=n_classes, iterations=steps,
                            minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
-                           seed=seed, device="cpu", **overrides)
+                           seed=seed, device=device, **overrides)
         self.source = SnapshotSource()
         self.source.put([TrainingImage(sample.image, paint)])
         self.trainer = Trainer(cfg, self.source, None)
@@ -188,7 +198,7 @@ class Session:
         from segstudio.core.predictor import Predictor
 
         model = self.trainer.preview_model() if hasattr(self.trainer, "preview_model") else self.trainer.model
-        labels = Predictor(model, self.trainer.config, device="cpu").predict(self.sample.image).labels
+        labels = Predictor(model, self.trainer.config, device=self.device).predict(self.sample.image).labels
         self.trainer.model.train()
         return labels
 
@@ -197,7 +207,7 @@ class Session:
 
 
 def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: dict[str, Any],
-             overrides: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+             overrides: dict[str, Any], threads: int, device: str = "cpu") -> list[dict[str, Any]]:
     """Both methods on one cell; one result row per method and phase."""
     import torch
 
@@ -216,7 +226,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
     def row(method: str, phase: str, pred: np.ndarray, p: users.Painting, **extra: Any) -> None:
         rows.append({**key, "method": method, "phase": phase,
                      "painted": round(100 * float(np.mean(p.paintings > 0)), 3),
-                     **{k: round(v, 4) for k, v in score(as_exclusive(pred, mode, p, kind), p, kind).items()},
+                     **{k: round(v, 4) for k, v in score(as_exclusive(pred, mode, p, kind), p, sample).items()},
                      **extra})
 
     steps = budget.get("steps")
@@ -235,7 +245,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
     scale = 1.5 if habit == "corrections" else 1.0
     session = Session(sample, paint_of(painting), mode, n_classes, seed, overrides,
                       steps=None if steps is None else 3 * (steps // 2) if scale > 1 else steps,
-                      seconds=None if seconds is None else scale * seconds)
+                      seconds=None if seconds is None else scale * seconds, device=device)
     try:
         if habit != "corrections":
             session.train(seconds=seconds, steps=steps)
@@ -358,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=None, help=f"training budget per cell (default {SECONDS:.0f})")
     p.add_argument("--steps", type=int, nargs=2, default=None, metavar=("STEPS_2D", "STEPS_3D"),
                    help="fixed iterations per cell instead of seconds (robust on a shared machine)")
+    p.add_argument("--device", default="cpu", help="where segstudio trains: cpu, cuda, auto")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel, each with --threads")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -379,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tasks = []
     for f, d, h, m, s in itertools.product(fams, dims, habits, args.modes, args.seeds):
         budget = {"steps": args.steps[0 if d == 2 else 1]} if args.steps else {"seconds": seconds}
-        tasks.append((f, d, h, m, s, budget, overrides, threads))
+        tasks.append((f, d, h, m, s, budget, overrides, threads, args.device))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

@@ -8,20 +8,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
 SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics")
+#: Smallest training patch edge ``--patch`` accepts (BatchNorm needs more than one value).
+MIN_PATCH = 2
 
 
 # --------------------------------------------------------------------------- helpers
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line ``segstudio: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the one-line error and exit with :data:`EXIT_USER_ERROR`."""
+        self.exit(EXIT_USER_ERROR, f"segstudio: error: {message} (see '{self.prog} -h')\n")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
+    return value
+
+
 def _load_image(path: str, channel_axis: int | None, what: str = "image", lazy: bool = False):
     """:func:`segstudio.core.batch.load_image` (imported when a command needs it)."""
     from segstudio.core.batch import load_image
@@ -288,9 +326,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``segstudio predict``: labels (and probabilities) for one or more images.
 
     One loop with the app's *Predict folder…* (:func:`segstudio.core.batch.iter_predict_files`):
-    large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one band
-    of tiles at a time and their prediction is written band by band into a ``.zarr``, ``.tif``
-    or ``.npy`` output, so memory stays bounded by a band, not by the volume.
+    large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one tile
+    at a time and their prediction is written band by band into a ``.zarr``, ``.tif`` or
+    ``.npy`` output, so memory stays bounded by a tile and a band, not by the volume.
     """
     from segstudio.core.batch import BatchNotice, FileDone, FileStarted, iter_predict_files
     from segstudio.core.predictor import PredictProgress
@@ -540,7 +578,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from segstudio.core.errors import UserInputError
     from segstudio.core.instances import object_table, object_table_in_bands
     from segstudio.core.io import read_labels
-    from segstudio.core.outofcore import is_in_memory
+    from segstudio.core.lazy import is_in_memory
 
     labels, lmeta = read_labels(args.labels, lazy=True)
     image, meta, ch = _load_image(args.image, args.channel_axis, lazy=True)
@@ -658,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     from segstudio.core.losses import LOSS_NAMES
     from segstudio.core.weights import METHODS
 
-    parser = argparse.ArgumentParser(prog="segstudio", description="Paint a few strokes, train a U-Net, segment.")
+    parser = _Parser(prog="segstudio", description="Paint a few strokes, train a U-Net, segment.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("weights", help="class weights from label files")
@@ -683,19 +721,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
     t.add_argument("--out", help="run directory to write (with --project: default PROJECT/runs/<time>)")
     t.add_argument("--project", help="train on a project's images and saved paintings (instead of --image/--labels)")
-    t.add_argument("--checkpoint-every", type=float, help="seconds between checkpoints (default 30)")
-    t.add_argument("--iterations", type=int, default=None, help="stop after N iterations (default 500)")
-    t.add_argument("--minutes", type=float, default=None, help="stop after M minutes")
+    t.add_argument("--checkpoint-every", type=positive_number, help="seconds between checkpoints (default 30)")
+    t.add_argument("--iterations", type=whole_number(1), default=None, help="stop after N iterations (default 500)")
+    t.add_argument("--minutes", type=positive_number, default=None, help="stop after M minutes")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--loss", choices=losses, default=None, help="ce, focal, gdl, dice_ce / bce, dice, …")
     t.add_argument("--weights", choices=METHODS, default="balanced", help="class-weight method")
-    t.add_argument("--patch", type=int, nargs="+", help="patch size, e.g. 128 128 or 32 96 96")
-    t.add_argument("--batch", type=int, help="patches per step")
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    t.add_argument("--patch", type=whole_number(MIN_PATCH), nargs="+", help="patch size, e.g. 128 128 or 32 96 96")
+    t.add_argument("--batch", type=whole_number(1), help="patches per step")
+    t.add_argument("--lr", type=positive_number, help="peak learning rate")
+    t.add_argument("--grad-accum", type=whole_number(1), default=1, help="gradient accumulation steps")
     t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default=None,
                    help="network size (default: fast, or the --resume run's network)")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")
     t.add_argument("--val-labels", help="ground truth for the first image: report Dice while training")
@@ -755,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_gui_parser() -> argparse.ArgumentParser:
     """Parser for ``segstudio [IMAGE ...]``."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="segstudio",
         description="Open the segstudio app. Sub-commands: " + ", ".join(SUBCOMMANDS) + " (segstudio CMD -h).",
     )

@@ -29,6 +29,7 @@ from segstudio._qt.image import ChosenImage
 from segstudio._qt.layers import PaintSnapshot, Prediction
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
+from segstudio.core.atomic import atomic_write_with
 from segstudio.core.errors import UserInputError
 from segstudio.core.io import ImageMeta
 from segstudio.core.project import (
@@ -58,7 +59,7 @@ from segstudio.core.project import (
     with_classes,
     without_extra_classes,
 )
-from segstudio.core.run import MODEL_FILE, LoadedRun, atomic_write_with, load_run
+from segstudio.core.run import MODEL_FILE, LoadedRun, load_run
 
 #: Seconds between autosaves of the paintings.
 DEFAULT_AUTOSAVE_S = DEFAULT_AUTOSAVE_EVERY_S

@@ -19,7 +19,8 @@ import numpy as np
 
 from segstudio.core.errors import UserInputError
 from segstudio.core.io import SUPPORTED_EXTENSIONS, ImageMeta, format_of, read_image, write_image
-from segstudio.core.outofcore import OUTPUT_FORMATS, Written, is_in_memory, iter_predict_to_file
+from segstudio.core.lazy import is_in_memory
+from segstudio.core.outofcore import OUTPUT_FORMATS, Written, iter_predict_to_file
 from segstudio.core.predictor import PredictProgress, PredictResult
 
 __all__ = [
@@ -140,9 +141,18 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
 def output_path(out: str | os.PathLike[str], image_path: str | os.PathLike[str], several: bool,
                 kind: str = "labels") -> Path:
     """Where the labels (or another ``kind`` of output) of ``image_path`` go: ``out`` itself for
-    one image, else ``out/NAME_KIND.EXT`` (the input's format; PNG for lossy inputs)."""
+    one image, else ``out/NAME_KIND.EXT`` (the input's format; PNG for lossy inputs).
+
+    An existing folder whose name has an image extension (``labels.zarr``: a previous output)
+    is the output itself, never a folder to write into.
+    """
     out_p = Path(out)
-    if several or out_p.is_dir() or str(out).endswith(os.sep):
+    try:
+        format_of(out_p)
+        image_name = True
+    except UserInputError:
+        image_name = False
+    if several or str(out).endswith(os.sep) or (out_p.is_dir() and not image_name):
         stem, suffix = split_ext(image_path)
         if suffix.lower() in _LOSSY:
             suffix = ".png"

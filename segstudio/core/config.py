@@ -105,6 +105,9 @@ class TrainConfig:
         background band ``outline_halo`` pixels outside; :mod:`segstudio.core.outlines`), as a
         second loss term with its own class weights, scaled by ``inferred_weight``. Runs
         written before this existed load with it off.
+    infer_background
+        Also learn unpainted pixels that look like the painted background as background
+        (:mod:`segstudio.core.background`), in the same second loss term.
     pairwise_weight, pairwise_radius, pairwise_sigma
         Weight of the image-gated pairwise regulariser on every pixel
         (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
@@ -152,6 +155,7 @@ class TrainConfig:
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
     inferred_weight: float = 1.0
+    infer_background: bool = False
     pairwise_weight: float = 0.0
     pairwise_radius: int = 2
     pairwise_sigma: float = 0.1

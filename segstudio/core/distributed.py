@@ -13,13 +13,18 @@
 * every rank builds the same model (same seed) and DistributedDataParallel broadcasts rank
   0's weights at start, then all-reduces (averages) gradients at every backward pass, and
   BatchNorm layers become SyncBatchNorm on GPUs (statistics over all ranks' patches; on CPU
-  the running statistics are averaged after each step), so the replicas stay identical;
+  the running statistics are averaged after each step), so the replicas stay identical. Only
+  that state is communicated: the fixed input-filter kernels (buffers that never change) are
+  neither broadcast nor averaged, so they stay bit-identical to the config's;
 * every rank samples its own patches: its sampler is seeded with ``(seed, rank)``, so the
   effective batch is ``batch × world size`` distinct patches;
 * the loss reported is the mean over ranks; the stop decision (iterations or minutes) is
   agreed on by all ranks, so none waits forever for a peer that stopped;
 * only rank 0 writes the run directory, validates and prints; the run it writes is an
-  ordinary run (plain state dict, no ``module.`` prefix) that loads and predicts as any run.
+  ordinary run (plain state dict, no ``module.`` prefix) that loads and predicts as any run;
+* a rank that fails writes its message into the process group's key-value store and leaves
+  the group; its peers, whose next collective then fails, report that message (``rank 1 of
+  2 failed: ...``) instead of a transport error, and every rank stops within seconds.
 
 The learning rate is not scaled with the world size. An out-of-memory error cannot be
 recovered by shrinking the batch on one rank only, so under torchrun it ends the training
@@ -28,6 +33,9 @@ with a message instead.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -36,9 +44,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
+from segstudio.core.atomic import atomic_torch_save
+from segstudio.core.device import resolve_device
 from segstudio.core.errors import UserInputError
-from segstudio.core.trainer import Event, Trainer, resolve_device
+from segstudio.core.trainer import Event, Failed, Trainer, cpu_state
+from segstudio.core.trainer import train as train_local
 
 __all__ = ["DistEnv", "DistributedTrainer", "backend_for", "env_from_torchrun", "state_fingerprint"]
 
@@ -47,6 +59,13 @@ __all__ = ["DistEnv", "DistributedTrainer", "backend_for", "env_from_torchrun", 
 DUMP_ENV = "SEGSTUDIO_DIST_DUMP"
 
 _DONE_REASONS = ("", "iterations", "time")
+
+#: Key in the process group's store under which the first rank that fails leaves its message.
+FAILURE_KEY = "segstudio/failure"
+#: Seconds a store operation may take while reporting a failure (the store may be gone).
+FAILURE_STORE_TIMEOUT_S = 10
+#: Buffers averaged over the ranks on CPU (BatchNorm running statistics), by name suffix.
+RUNNING_STATS = ("running_mean", "running_var")
 
 
 @dataclass(frozen=True)
@@ -89,8 +108,6 @@ def backend_for(device: torch.device) -> str:
 
 def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
     """A hex digest of a state dict's tensors (order and bytes): equal states, equal digests."""
-    import hashlib
-
     h = hashlib.sha256()
     for key in sorted(state):
         h.update(key.encode())
@@ -120,8 +137,6 @@ class DistributedTrainer(Trainer):
 
     def setup(self) -> None:
         """Join the process group, build the model as usual, wrap it in DDP."""
-        from torch.nn.parallel import DistributedDataParallel
-
         cfg = self.config
         device = resolve_device(cfg.device)
         if device.type == "cuda":
@@ -150,7 +165,9 @@ class DistributedTrainer(Trainer):
             # parameters the optimizer holds). SyncBatchNorm is GPU-only: on CPU the running
             # statistics are averaged over the ranks after each step instead (see step()).
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        # No buffer broadcast: the running statistics are kept identical by SyncBatchNorm (GPU)
+        # or by averaging (CPU, see step()), and the filter kernels never change.
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward through the DDP wrapper, so backward all-reduces the gradients."""
@@ -167,11 +184,21 @@ class DistributedTrainer(Trainer):
         return float(t.item()) / self.env.world_size
 
     def _average_buffers(self) -> None:
-        """Average floating-point buffers (BatchNorm running statistics) over the ranks."""
-        for buf in self.model.buffers():
-            if buf.is_floating_point():
-                dist.all_reduce(buf)
-                buf.div_(self.env.world_size)
+        """Average the BatchNorm running statistics over the ranks (one all-reduce).
+
+        Only :data:`RUNNING_STATS` buffers: constant buffers (the input filters' kernels) would
+        drift by rounding if averaged at every step.
+        """
+        stats = [b for name, b in self.model.named_buffers() if name.endswith(RUNNING_STATS)]
+        if not stats:
+            return
+        flat = torch.cat([b.reshape(-1) for b in stats])
+        dist.all_reduce(flat)
+        flat.div_(self.env.world_size)
+        offset = 0
+        for b in stats:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
     def _done(self, started: float) -> str | None:
         reason = super()._done(started) or ""
@@ -187,22 +214,42 @@ class DistributedTrainer(Trainer):
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     def run(self) -> Iterator[Event]:
-        """The trainer's events (rank 0 only writes); leaves the process group at the end."""
+        """The trainer's events (rank 0 only writes); leaves the process group at the end.
+
+        A failure is reported with the message of the rank that failed first (see
+        :meth:`report_failure`).
+        """
         try:
-            yield from super().run()
+            for ev in super().run():
+                yield self.report_failure(ev) if isinstance(ev, Failed) else ev
             self._dump()
         finally:
             if self._owns_group and dist.is_initialized():
-                dist.destroy_process_group()
+                dist.destroy_process_group()  # closes the connections: blocked peers fail now
                 self._owns_group = False
+
+    def report_failure(self, failed: Failed) -> Failed:
+        """The failure to report: this rank's own if it failed first, else the first one's.
+
+        The first rank to fail stores its message in the process group's store (an atomic
+        compare-and-set, so there is one first). A rank whose collective failed because a peer
+        left then finds the peer's message there. Without a store (or when it is gone) the
+        rank's own failure is reported.
+        """
+        mine = json.dumps({"rank": self.env.rank, "message": failed.message, "user_error": failed.user_error})
+        try:
+            store = dist.distributed_c10d._get_default_store()
+            store.set_timeout(datetime.timedelta(seconds=FAILURE_STORE_TIMEOUT_S))
+            first = json.loads(store.compare_set(FAILURE_KEY, "", mine))
+        except Exception:  # noqa: BLE001 - no group, or its store went with a failed rank 0
+            return failed
+        return Failed(f"rank {first.get('rank')} of {self.env.world_size} failed: {first.get('message')}",
+                      traceback=failed.traceback, user_error=bool(first.get("user_error")))
 
     def _dump(self) -> None:
         folder = os.environ.get(DUMP_ENV)
         if not folder or not hasattr(self, "model"):
             return
-        from segstudio.core.run import atomic_torch_save
-        from segstudio.core.trainer import cpu_state
-
         state = cpu_state(self.model)
         atomic_torch_save(os.path.join(folder, f"rank{self.env.rank}.pt"), {
             "state": state, "fingerprint": state_fingerprint(state), "local_losses": self.local_losses,
@@ -213,7 +260,5 @@ class DistributedTrainer(Trainer):
 def train(env: DistEnv | None, config: Any, source: Any, run_dir: Any = None, **kwargs: Any) -> Iterator[Event]:
     """:func:`segstudio.core.trainer.train`, or its DDP version when ``env`` is given."""
     if env is None:
-        from segstudio.core.trainer import train as train_local
-
         return train_local(config, source, run_dir, **kwargs)
     return DistributedTrainer(env, config, source, run_dir, **kwargs).run()

@@ -25,19 +25,22 @@ the class names, colours and mode, as the JSON document :func:`export_metadata` 
 inside the ``.pt``/``.pt2``/``.zip``, the ``segstudio`` metadata property of the ``.onnx``).
 
 :func:`load_predictor` reads any of these files back into a
-:class:`~segstudio.core.predictor.Predictor`: the same sliding-window code runs, only the
-network call goes through TorchScript, ``torch.export`` or onnxruntime.
+:class:`~segstudio.core.predictor.Predictor`: the same padding and tiling run (one policy,
+decided from the config the export carries), only the network call goes through TorchScript,
+``torch.export`` or onnxruntime, so an export predicts exactly the run's labels.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import hashlib
 import importlib.util
 import io
 import json
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -45,15 +48,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.export import Dim
 
+import segstudio
 from segstudio.core.annotations import MULTILABEL
+from segstudio.core.atomic import atomic_write_bytes
 from segstudio.core.config import TrainConfig
 from segstudio.core.data import to_channels_first
+from segstudio.core.device import resolve_device
 from segstudio.core.errors import UserInputError
+from segstudio.core.predictor import Predictor, input_constraints, read_tile
+from segstudio.core.run import load_run
 
 #: Export formats, in the order ``all`` writes them.
 FORMATS: tuple[str, ...] = ("torchscript", "pt2", "onnx", "bioimageio")
@@ -111,16 +121,6 @@ def network_divisor(model: nn.Module, spatial_dims: int) -> tuple[int, ...]:
     return tuple(int(d) for d in divisor)
 
 
-def input_constraints(divisor: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(min_shape, step)`` of the exported network's spatial input axes.
-
-    A pooled axis (``d > 1``) needs a multiple of ``d`` of at least ``2 d`` (the bottleneck
-    keeps two voxels); an axis that is never pooled takes any size of at least 2.
-    """
-    step = tuple(int(d) for d in divisor)
-    return tuple(2 * d if d > 1 else 2 for d in step), step
-
-
 def export_metadata(config: TrainConfig, divisor: Sequence[int]) -> dict[str, Any]:
     """The self-description shipped with every export (JSON-ready).
 
@@ -128,8 +128,6 @@ def export_metadata(config: TrainConfig, divisor: Sequence[int]) -> dict[str, An
     training image's statistics, the input constraints, how to turn logits into labels, and
     the full training config (so segstudio can rebuild a predictor from it).
     """
-    import segstudio
-
     mins, step = input_constraints(divisor)
     axes = _AXIS_NAMES[config.spatial_dims]
     norm = config.normalization
@@ -176,11 +174,18 @@ def _metadata_json(meta: dict[str, Any]) -> str:
 def _config_from_metadata(meta: dict[str, Any], where: str) -> TrainConfig:
     if not isinstance(meta, dict) or meta.get("format") != "segstudio-model":
         raise UserInputError(f"cannot load model '{where}': it carries no segstudio metadata")
-    if int(meta.get("version", 0)) > EXPORT_VERSION:
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserInputError(f"cannot load model '{where}': its metadata has version {version!r}; "
+                             "expected a whole number")
+    if version > EXPORT_VERSION:
         raise UserInputError(
-            f"cannot load model '{where}': written by a newer segstudio (export version {meta['version']})"
+            f"cannot load model '{where}': written by a newer segstudio (export version {version})"
         )
-    return TrainConfig.from_dict(meta["config"])
+    try:
+        return TrainConfig.from_dict(meta["config"])
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise UserInputError(f"cannot load model '{where}': its segstudio metadata is not valid ({e})") from e
 
 
 # --------------------------------------------------------------------------- tracing
@@ -197,8 +202,6 @@ def _example_input(config: TrainConfig, divisor: Sequence[int], batch: int = 2) 
 
 
 def _dynamic_shapes(config: TrainConfig, divisor: Sequence[int]) -> dict[int, Any]:
-    from torch.export import Dim
-
     mins, step = input_constraints(divisor)
     dims: dict[int, Any] = {0: Dim("batch", min=1)}
     for i, (name, m, d) in enumerate(zip(_AXIS_NAMES[config.spatial_dims], mins, step)):
@@ -272,8 +275,6 @@ def _onnx_bytes(program: Any, config: TrainConfig, divisor: Sequence[int], meta_
 
 def _name_onnx_dims(proto: Any, config: TrainConfig) -> None:
     """Give the symbolic sizes readable names (``batch``, ``y_blocks``, ...) everywhere."""
-    import re
-
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     names = ["batch", None, *[f"{a}_blocks" for a in _AXIS_NAMES[config.spatial_dims]]]
     mapping: dict[str, str] = {}
@@ -294,24 +295,13 @@ def _name_onnx_dims(proto: Any, config: TrainConfig) -> None:
 def _test_crop(
     image: np.ndarray, channel_axis: int | None, config: TrainConfig, divisor: Sequence[int]
 ) -> np.ndarray:
-    """``(1, C, *spatial)`` float32 crop of the image with a valid size (centre of the image)."""
+    """``(1, C, *spatial)`` float32 crop of the image with a valid size (centre of the image;
+    an axis shorter than that size is padded as the predictor pads, :func:`read_tile`)."""
     chw = np.asarray(to_channels_first(np.asarray(image), channel_axis), dtype=np.float32)
     mins, step = input_constraints(divisor)
-    index: list[slice] = [slice(None)]
-    pads: list[tuple[int, int]] = [(0, 0)]
-    for n, p, m, d in zip(chw.shape[1:], config.patch, mins, step):
-        size = max((min(n, p) // d) * d, m)
-        if size <= n:
-            a = (n - size) // 2
-            index.append(slice(a, a + size))
-            pads.append((0, 0))
-        else:
-            index.append(slice(None))
-            pads.append((0, size - n))
-    crop = chw[tuple(index)]
-    if any(p[1] for p in pads):
-        crop = np.pad(crop, pads, mode="reflect" if all(p[1] < n for p, n in zip(pads, crop.shape)) else "edge")
-    return np.ascontiguousarray(crop[None])
+    sizes = [max((min(n, p) // d) * d, m) for n, p, m, d in zip(chw.shape[1:], config.patch, mins, step)]
+    starts = [max((n - size) // 2, 0) for n, size in zip(chw.shape[1:], sizes)]
+    return np.ascontiguousarray(read_tile(chw, starts, sizes)[None])
 
 
 def _synthetic_test_image(config: TrainConfig, divisor: Sequence[int]) -> np.ndarray:
@@ -348,8 +338,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 
 def _tiff_bytes(arr: np.ndarray) -> bytes:
-    import tifffile
-
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr, photometric="minisblack")
     return buf.getvalue()
@@ -367,8 +355,6 @@ def _cover_png(test_input: np.ndarray, labels: np.ndarray, config: TrainConfig) 
 
     ``labels``: exclusive ``(*spatial)`` 1..K; multilabel ``(K, *spatial)`` 0/1.
     """
-    import imageio.v3 as iio
-
     img = test_input[0, 0]
     lab = labels if config.mode == MULTILABEL else labels[None]
     if img.ndim == 3:  # middle z slice
@@ -541,8 +527,6 @@ def bioimageio_rdf(
 
 
 def _timestamp() -> str:
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
@@ -707,8 +691,6 @@ def iter_export(
             authors=list(authors) or [DEFAULT_AUTHOR], license=license,
         )
         done += 1
-    from segstudio.core.run import atomic_write_bytes
-
     written = {fmt: atomic_write_bytes(paths[fmt], blobs[fmt]) for fmt in fmts}
     yield ExportProgress(total, total, "done")
     yield ExportFinished(written)
@@ -729,8 +711,6 @@ def export_model(
 def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                formats: str | Sequence[str] = "all", **kwargs: Any) -> dict[str, Path]:
     """Export a run directory (see :func:`iter_export` for the keyword arguments)."""
-    from segstudio.core.run import load_run
-
     loaded = load_run(run_dir)
     return export_model(loaded.model, loaded.config, out, formats, **kwargs)
 
@@ -739,8 +719,9 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
 class ExportedNetwork(nn.Module):
     """An exported network behind the ``nn.Module`` interface the predictor uses.
 
-    Pads each input to a size the export accepts (as the U-Net does internally: reflect, or
-    replicate where the image is too small), calls the backend and crops the logits back.
+    Takes inputs of sizes the export accepts (the predictor's tiles always are: it pads the
+    image, once, the same way for a run and for every export; see
+    :mod:`segstudio.core.predictor`) and calls the backend.
 
     Parameters
     ----------
@@ -761,20 +742,19 @@ class ExportedNetwork(nn.Module):
         self.backend = backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of ``x`` with the spatial size of ``x``."""
+        """Logits of ``x`` (same spatial size).
+
+        Raises
+        ------
+        ValueError
+            A spatial size that is not a multiple of the step or below the minimum.
+        """
         spatial = tuple(x.shape[2:])
-        pads: list[int] = []
-        for n, d, m in zip(reversed(spatial), reversed(self.divisor), reversed(self.min_shape)):
-            target = max(n + (-n) % d, m)
-            pads += [0, target - n]
-        padded = any(pads)
-        if padded:
-            mode = "reflect" if all(p < n for p, n in zip(pads[1::2], reversed(spatial))) else "replicate"
-            x = F.pad(x, pads, mode=mode)
-        y = self._call[0](x.float().contiguous())
-        if padded:
-            y = y[(..., *(slice(0, n) for n in spatial))]
-        return y
+        if any(n % d or n < m for n, d, m in zip(spatial, self.divisor, self.min_shape)):
+            raise ValueError(
+                f"{self.backend} model: input size {spatial} is not a multiple of {self.divisor} "
+                f"of at least {self.min_shape}; pad it first (segstudio's predictor does)")
+        return self._call[0](x.float().contiguous())
 
 
 class _TorchCall:
@@ -868,8 +848,6 @@ def load_exported(path: str | os.PathLike[str], device: str = "auto") -> tuple[E
     UserInputError
         Missing file, unknown extension, a file segstudio did not export, or a missing runtime.
     """
-    from segstudio.core.trainer import resolve_device
-
     p = Path(path)
     where = str(path)
     if not p.is_file():
@@ -908,13 +886,11 @@ def load_exported(path: str | os.PathLike[str], device: str = "auto") -> tuple[E
     return ExportedNetwork(call, meta["input"]["step"], backend), config
 
 
-def load_predictor(model: str | os.PathLike[str], device: str = "auto") -> Any:
+def load_predictor(model: str | os.PathLike[str], device: str = "auto") -> Predictor:
     """A :class:`~segstudio.core.predictor.Predictor` from a run folder or an exported file.
 
     A run's own ``model.pt`` (a state dict next to ``config.json``) loads as its run folder.
     """
-    from segstudio.core.predictor import Predictor
-
     p = Path(model)
     if p.is_dir():
         return Predictor.from_run(p, device=device)

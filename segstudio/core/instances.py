@@ -73,9 +73,10 @@ from skimage.measure import regionprops_table
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import clear_border, relabel_sequential, watershed
 
+from segstudio.core.atomic import atomic_write_text
 from segstudio.core.errors import UserInputError
+from segstudio.core.lazy import release_pages
 from segstudio.core.metrics import check_spacing
-from segstudio.core.outofcore import release_pages
 
 __all__ = [
     "BACKGROUND_NAMES",
@@ -1064,6 +1065,4 @@ def table_to_csv(table: Mapping[str, np.ndarray], extra: Mapping[str, str] | Non
 def write_table_csv(path: str | os.PathLike[str], table: Mapping[str, np.ndarray],
                     extra: Mapping[str, str] | None = None) -> str:
     """Write :func:`table_to_csv` atomically (the previous file survives a failed write)."""
-    from segstudio.core.run import atomic_write_text  # imports torch (~2 s): only when a table is written
-
     return os.fspath(atomic_write_text(path, table_to_csv(table, extra)))

@@ -40,11 +40,12 @@ open while the array is referenced), ``.nii`` -> memmap (unless intensity scalin
 
 Writing
 -------
-Single-file formats are written to a temporary file in the destination folder and moved into
-place with :func:`os.replace`, so a crash never leaves a half-written file under the final
-name. A ``.zarr`` store is written into a temporary folder next to the destination and then
-swapped in (an existing zarr store of that name is replaced; a non-zarr folder is refused).
-Parent folders are created when missing.
+Every write goes through :mod:`segstudio.core.atomic`: single-file formats are written to a
+temporary file in the destination folder, fsynced and moved into place, so a crash never
+leaves a half-written file under the final name. A ``.zarr`` store is written into a
+temporary folder next to the destination, fsynced, and then swapped in (an existing zarr
+store of that name is replaced only once the new one is complete; a folder that is not a
+zarr store, or a file, is refused). Parent folders are created when missing.
 
 User mistakes (missing file, wrong or corrupt content, unsupported extension or data) raise
 :class:`segstudio.core.errors.UserInputError` with a one-line message naming the file.
@@ -55,16 +56,14 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import shutil
-import tempfile
-import uuid
 import weakref
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from segstudio.core.atomic import atomic_write_path, write_folder
 from segstudio.core.errors import UserInputError
 
 __all__ = [
@@ -73,6 +72,7 @@ __all__ = [
     "create_ome_zarr",
     "describe",
     "format_of",
+    "is_zarr_store",
     "read_image",
     "read_labels",
     "spatial_layout",
@@ -830,7 +830,8 @@ def _zarr_major() -> int:
         return 3
 
 
-def _is_zarr_dir(p: pathlib.Path) -> bool:
+def is_zarr_store(p: pathlib.Path) -> bool:
+    """Whether the folder ``p`` is a zarr store (group or array, zarr format 2 or 3)."""
     return any((p / n).exists() for n in (".zgroup", ".zarray", "zarr.json", ".zattrs"))
 
 
@@ -852,7 +853,7 @@ def _read_zarr(path: str | os.PathLike, lazy: bool) -> tuple[Any, ImageMeta]:
     import zarr
 
     p = pathlib.Path(path)
-    if not _is_zarr_dir(p):
+    if not is_zarr_store(p):
         raise _read_error(path, "not a valid Zarr store (no .zgroup, .zarray or zarr.json found)")
     arr: Any = None
     axes: str | None = None
@@ -1095,40 +1096,6 @@ def read_labels(path: str | os.PathLike, *, lazy: bool = False) -> tuple[Any, Im
     return arr.astype(dt), meta
 
 
-def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
-    """Flush a file (or a folder's entries) to disk; a no-op where the OS does not allow it."""
-    try:
-        fd = os.open(os.fspath(path), os.O_RDONLY)
-    except OSError:
-        if directory:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:
-            raise
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(final: pathlib.Path, suffix: str, writer: Callable[[str], None]) -> None:
-    """Write through ``writer(tmp)`` into a temporary file next to ``final``, fsync it, rename it
-    over ``final`` and fsync the folder: a crash leaves either the old or the new file."""
-    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
-    try:
-        writer(os.fspath(tmp))
-        _fsync(tmp)
-        os.replace(tmp, final)
-        _fsync(final.parent, directory=True)
-    finally:
-        if tmp.exists():
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-
-
 def write_image(
     path: str | os.PathLike,
     data: Any,
@@ -1142,7 +1109,7 @@ def write_image(
     ----------
     path : str or os.PathLike
         Destination with one of :data:`SUPPORTED_EXTENSIONS`. The parent folder is created
-        if needed. Single files are written atomically (temporary file + :func:`os.replace`).
+        if needed. Written atomically (:mod:`segstudio.core.atomic`).
     data : numpy.ndarray or array-like
         Pixels in segstudio axis order (as returned by :func:`read_image`).
     meta : ImageMeta, optional
@@ -1215,23 +1182,24 @@ def write_image(
 
     try:
         if fmt == "zarr":
-            _write_zarr_swap(final, data, axes, spacing)
+            write_folder(final, lambda tmp: _write_zarr(os.fspath(tmp), data, axes, spacing),
+                         is_expected=is_zarr_store, what="Zarr store", suffix=".zarr")
         elif fmt == "tiff":
             arr = np.asarray(data)
-            _atomic_write(final, ".tif",
-                          lambda tmp: _write_tiff(tmp, os.fspath(final), arr, axes, spacing))
+            atomic_write_path(final, lambda tmp: _write_tiff(os.fspath(tmp), os.fspath(final), arr, axes, spacing),
+                              ".tif")
         elif fmt == "nifti":
             arr = np.asarray(data)
             suffix = ".nii.gz" if final.name.lower().endswith(".gz") else ".nii"
-            _atomic_write(final, suffix,
-                          lambda tmp: _write_nifti(tmp, arr, axes, spacing, affine, header))
+            atomic_write_path(final, lambda tmp: _write_nifti(os.fspath(tmp), arr, axes, spacing, affine, header),
+                              suffix)
         elif fmt in _PILLOW_FORMATS:
             arr = np.asarray(data)
-            _atomic_write(final, "." + fmt,
-                          lambda tmp: _write_pillow(tmp, os.fspath(path), arr, fmt, axes))
+            atomic_write_path(final, lambda tmp: _write_pillow(os.fspath(tmp), os.fspath(path), arr, fmt, axes),
+                              "." + fmt)
         else:
             arr = np.asarray(data)
-            _atomic_write(final, ".npy", lambda tmp: _write_npy(tmp, arr))
+            atomic_write_path(final, lambda tmp: _write_npy(os.fspath(tmp), arr), ".npy")
     except UserInputError:
         raise
     except PermissionError as e:
@@ -1243,27 +1211,6 @@ def write_image(
             path, f"{_FORMAT_NAMES[fmt]} cannot store {data.dtype} data of shape "
                   f"{tuple(data.shape)} with axes {axes} ({e})") from e
     return final
-
-
-def _write_zarr_swap(final: pathlib.Path, data: Any, axes: str | None,
-                     spacing: tuple[float, ...] | None) -> None:
-    if final.exists() and not (final.is_dir() and _is_zarr_dir(final)):
-        raise _write_error(final, "exists and is not a Zarr store; not overwriting it")
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
-                                        dir=final.parent))
-    old: pathlib.Path | None = None
-    try:
-        shutil.rmtree(tmp)
-        _write_zarr(os.fspath(tmp), data, axes, spacing)
-        if final.exists():
-            old = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(final, old)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _minmax(data: Any, budget_bytes: int = 1 << 30) -> tuple[float | None, float | None, bool]:

@@ -1,52 +1,61 @@
-"""Out-of-core prediction: lazy inputs read band by band, outputs written band by band.
+"""Out-of-core prediction: lazy inputs read tile by tile, outputs written band by band.
 
 A volume of tens of GB never has to fit in memory:
 
 * the input is any lazy array segstudio's :func:`~segstudio.core.io.read_image` returns with
   ``lazy=True`` (a zarr array for OME-Zarr and compressed TIFF, a :class:`numpy.memmap` for
-  uncompressed TIFF, ``.npy`` and ``.nii``). :class:`NormalizedView` normalises it on read,
-  one band of tiles at a time;
-* the normalisation statistics come from :func:`strided_stats`, a strided sample of the
-  volume (about :data:`~segstudio.core.data.MAX_STATS_SAMPLES` voxels per channel, read
-  plane by plane), unless the caller passes statistics (e.g. the run's stored ones);
-* the sliding window (:func:`segstudio.core.predictor.iter_predict_normalized`) finishes the
-  rows no later tile can touch and writes them into an :class:`OutputArray` — an OME-Zarr
-  store (chunked, written chunk row by chunk row) or an uncompressed TIFF / ``.npy`` written
-  through a memory map whose pages are flushed and released after every band.
+  uncompressed TIFF, ``.npy`` and ``.nii``). :class:`~segstudio.core.lazy.NormalizedView`
+  normalises it on read, one tile at a time;
+* the normalisation statistics come from :func:`~segstudio.core.lazy.strided_stats`, a
+  strided sample of the volume (about :data:`~segstudio.core.data.MAX_STATS_SAMPLES` voxels
+  per channel, read plane by plane), unless the caller passes statistics (e.g. the run's
+  stored ones);
+* the predictor (:func:`segstudio.core.predictor.iter_predict_normalized`) writes each band of
+  finished rows into an :class:`OutputArray`: an OME-Zarr store (chunked, written chunk row
+  by chunk row) or an uncompressed TIFF / ``.npy`` written through a memory map whose pages
+  are flushed and released after every band.
 
-Peak memory is then one band of tiles (one tile height across the other axes: logits,
-weights and the normalised input) plus one chunk row of the output, independent of the
-volume's depth. The output is written under a temporary name and moved into place when
-complete, so a cancelled or failed prediction leaves no half-written file.
+Peak memory is then one tile (its input and the network's activations, sized by the memory
+budget, see :func:`~segstudio.core.predictor.max_tile_voxels`) plus one band of output rows and
+one chunk row of the output, independent of the volume's depth. The output is written under
+a temporary name and moved into place when complete (:mod:`segstudio.core.atomic`), so a
+cancelled or failed prediction leaves no half-written file, and an existing output is only
+replaced by one of its own kind.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import pathlib
-import shutil
-import uuid
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import tifffile
 
-from segstudio.core.data import DEFAULT_PERCENTILES, MAX_STATS_SAMPLES, Normalization
+from segstudio.core.annotations import MULTILABEL
+from segstudio.core.atomic import (
+    check_replaceable_folder,
+    commit_file,
+    remove_temporary,
+    swap_folder,
+    temporary_path,
+)
+from segstudio.core.data import Normalization
 from segstudio.core.errors import UserInputError
+from segstudio.core.io import create_ome_zarr, is_zarr_store
+from segstudio.core.lazy import release_pages, strided_stats
+from segstudio.core.predictor import PredictResult, Predictor
 
 __all__ = [
     "OUTPUT_FORMATS",
-    "NormalizedView",
     "OutputArray",
     "Written",
-    "is_in_memory",
     "iter_predict_to_file",
     "open_output",
     "output_axes",
-    "release_pages",
-    "strided_stats",
 ]
 
 #: Formats an out-of-core prediction can be written to (lower-case suffix).
@@ -57,153 +66,11 @@ OUTPUT_FORMATS: tuple[str, ...] = (".zarr", ".tif", ".tiff", ".npy")
 OUTPUT_CHUNK_2D = 512
 OUTPUT_CHUNK_3D = 64
 
+#: What a ``.zarr`` output folder must be for an existing one to be replaced.
+ZARR_STORE = "Zarr store"
+
 #: TIFF files larger than this are written as BigTIFF (classic TIFF offsets are 32-bit).
 BIGTIFF_BYTES = 2**32 - 2**25
-
-
-def is_in_memory(array: Any) -> bool:
-    """True for a plain in-memory numpy array (not a memmap, not a zarr/dask array)."""
-    return isinstance(array, np.ndarray) and not isinstance(array, np.memmap)
-
-
-def release_pages(array: Any) -> None:
-    """Flush a memmap and drop its pages from this process's resident memory.
-
-    File-backed pages of a memory map count in the process's RSS until the kernel evicts
-    them; reading or writing a whole volume through a map would make the RSS grow with the
-    volume. After ``madvise(MADV_DONTNEED)`` the data is still in the file (and usually the
-    page cache) but no longer resident in this process. No-op for other arrays.
-    """
-    mm = getattr(array, "_mmap", None)
-    if not isinstance(mm, mmap.mmap):
-        return
-    try:
-        if getattr(array, "mode", "r") != "r" and not mm.closed:
-            mm.flush()
-        if hasattr(mmap, "MADV_DONTNEED"):
-            mm.madvise(mmap.MADV_DONTNEED)
-    except (ValueError, OSError):  # closed map or a platform without madvise
-        pass
-
-
-def _read(image: Any, index: tuple[slice, ...]) -> np.ndarray:
-    block = image[index]
-    if isinstance(block, np.memmap):
-        block = np.array(block)  # a copy, so the memmap pages can go
-        release_pages(image)
-    return np.asarray(block)
-
-
-def strided_stats(
-    image: Any,
-    channel_axis: int | None = None,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    *,
-    max_samples: int = MAX_STATS_SAMPLES,
-) -> Normalization:
-    """Percentile statistics per channel from a strided sample of a (lazy) image.
-
-    The same stride ``s`` is used on every spatial axis, chosen so that about
-    ``max_samples`` voxels per channel are read (``s = ceil((n / max_samples) ** (1/d))``);
-    reading goes plane by plane along the first spatial axis, so memory stays at one strided
-    plane. NaN/inf are ignored, a constant image gets ``hi = lo + 1`` (as
-    :func:`segstudio.core.data.image_stats`). For images of at most ``max_samples`` voxels
-    per channel every voxel is used, so the result equals ``image_stats``.
-    """
-    shape = tuple(int(n) for n in image.shape)
-    ndim = len(shape)
-    ch_axis = None if channel_axis is None else channel_axis % ndim
-    spatial_axes = [a for a in range(ndim) if a != ch_axis]
-    n_vox = int(np.prod([shape[a] for a in spatial_axes], dtype=np.int64))
-    d = len(spatial_axes)
-    stride = max(1, int(np.ceil((n_vox / max_samples) ** (1.0 / d)))) if n_vox > max_samples else 1
-    first = spatial_axes[0]
-    n_ch = 1 if ch_axis is None else shape[ch_axis]
-    parts: list[list[np.ndarray]] = [[] for _ in range(n_ch)]
-    for i in range(0, shape[first], stride):
-        index = [slice(None, None, stride)] * ndim
-        index[first] = slice(i, i + 1)
-        if ch_axis is not None:
-            index[ch_axis] = slice(None)
-        block = _read(image, tuple(index))
-        block = block[None] if ch_axis is None else np.moveaxis(block, ch_axis, 0)
-        for c in range(n_ch):
-            v = block[c].reshape(-1).astype(np.float64)
-            parts[c].append(v[np.isfinite(v)])
-    lo: list[float] = []
-    hi: list[float] = []
-    for c in range(n_ch):
-        vals = np.concatenate(parts[c]) if parts[c] else np.empty(0)
-        if vals.size == 0:
-            raise UserInputError("the image has no finite pixel values (all NaN or inf)")
-        a, b = np.percentile(vals, percentiles)
-        if b <= a:
-            b = a + 1.0
-        lo.append(float(a))
-        hi.append(float(b))
-    return Normalization(percentiles=tuple(percentiles), lo=tuple(lo), hi=tuple(hi))  # type: ignore[arg-type]
-
-
-class NormalizedView:
-    """A lazy ``(C, *spatial)`` float32 view of an image, normalised on read.
-
-    Parameters
-    ----------
-    image
-        The raw image (numpy array, memmap or zarr array), any dtype.
-    channel_axis
-        Axis of the channels in ``image`` (``None``: one channel).
-    stats
-        Percentile statistics (``lo``/``hi`` per channel).
-    region
-        Spatial slices (with step 1) the view covers; ``None``: the whole image.
-
-    Slicing with ``view[(slice(None), *spatial_slices)]`` reads only that part of ``image``,
-    applies ``(x - lo) / (hi - lo)`` per channel (NaN/inf → 0, as
-    :func:`segstudio.core.data.normalize`) and releases memmap pages afterwards.
-    """
-
-    def __init__(
-        self,
-        image: Any,
-        channel_axis: int | None,
-        stats: Normalization,
-        region: Sequence[slice] | None = None,
-    ) -> None:
-        self.image = image
-        self.channel_axis = None if channel_axis is None else channel_axis % len(image.shape)
-        self.stats = stats
-        full = [int(n) for i, n in enumerate(image.shape) if i != self.channel_axis]
-        if region is None:
-            region = tuple(slice(0, n) for n in full)
-        self.region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, full))
-        channels = 1 if self.channel_axis is None else int(image.shape[self.channel_axis])
-        self.shape = (channels, *(s.stop - s.start for s in self.region))
-        self.dtype = np.dtype(np.float32)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        if key and key[0] != slice(None):
-            raise IndexError("NormalizedView: the channel axis must be taken whole (slice(None))")
-        spatial_key = list(key[1:]) + [slice(None)] * (self.ndim - len(key))
-        index: list[slice] = []
-        for sl, reg in zip(spatial_key, self.region):
-            a, b, step = sl.indices(reg.stop - reg.start)
-            if step != 1:
-                raise IndexError("NormalizedView supports contiguous slices only")
-            index.append(slice(reg.start + a, reg.start + b))
-        if self.channel_axis is not None:
-            index.insert(self.channel_axis, slice(None))
-        raw = _read(self.image, tuple(index))
-        chw = raw[None] if self.channel_axis is None else np.moveaxis(raw, self.channel_axis, 0)
-        out = chw.astype(np.float32, copy=True)
-        for c in range(out.shape[0]):
-            out[c] -= self.stats.lo[c]
-            out[c] /= self.stats.hi[c] - self.stats.lo[c]
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
 
 
 class _RowBuffer:
@@ -282,19 +149,20 @@ class OutputArray:
         return np.asarray(self._array[key])
 
     def commit(self) -> pathlib.Path:
-        """Finish writing and move the file (or store) to its final name."""
+        """Finish writing and move the file (or store) to its final name (atomically)."""
         if self._buffer is not None:
             self._buffer.flush()
         if isinstance(self._array, np.memmap):
             self._array.flush()
         self._array = None
-        _replace(self._tmp, self.path)
-        return self.path
+        if self._tmp.is_dir():
+            return swap_folder(self._tmp, self.path, is_expected=is_zarr_store, what=ZARR_STORE)
+        return commit_file(self._tmp, self.path)
 
     def abort(self) -> None:
         """Delete the partial output."""
         self._array = None
-        _remove(self._tmp)
+        remove_temporary(self._tmp)
 
     def __enter__(self) -> OutputArray:
         return self
@@ -302,25 +170,6 @@ class OutputArray:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._tmp.exists():
             self.abort()
-
-
-def _remove(p: pathlib.Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()
-
-
-def _replace(tmp: pathlib.Path, final: pathlib.Path) -> None:
-    old = None
-    if final.exists():
-        if final.is_dir() and not tmp.is_dir():
-            raise UserInputError(f"cannot write '{final}': a folder with this name exists")
-        old = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.old"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        _remove(old)
 
 
 def _suffix(path: pathlib.Path) -> str:
@@ -358,16 +207,21 @@ def open_output(
         raise UserInputError(
             f"cannot write '{final}' out of core: expected one of {', '.join(OUTPUT_FORMATS)}"
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{'.zarr' if suffix == '.zarr' else suffix}"
+    if suffix == ".zarr":
+        check_replaceable_folder(final, is_zarr_store, ZARR_STORE)  # before hours of predicting
+    elif final.is_dir():
+        raise UserInputError(f"cannot write '{final}': a folder with this name exists")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"cannot write '{final}': {e.strerror or e}") from e
+    tmp = temporary_path(final, suffix)
     shape = tuple(int(n) for n in shape)
     dt = np.dtype(dtype)
     axes = axes or {2: "YX", 3: "ZYX", 4: "CZYX"}.get(len(shape))
     row_axis = next((i for i, a in enumerate(axes or "") if a in "ZYX"), 0)
     try:
         if suffix == ".zarr":
-            from segstudio.core.io import create_ome_zarr
-
             edge = OUTPUT_CHUNK_2D if sum(a in "ZYX" for a in axes or "") <= 2 else OUTPUT_CHUNK_3D
             chunks = tuple(min(n, edge) if a in "ZYX" else 1 for n, a in zip(shape, axes or ""))
             array = create_ome_zarr(tmp, shape, dt, axes, None if spacing is None else tuple(spacing),
@@ -379,15 +233,13 @@ def open_output(
     except UserInputError:
         raise
     except OSError as e:
-        _remove(tmp)
+        remove_temporary(tmp)
         raise UserInputError(f"cannot write '{final}': {e.strerror or e}") from e
     return OutputArray(final, tmp, array, row_axis)
 
 
 def _tiff_memmap(tmp: pathlib.Path, shape: tuple[int, ...], dtype: np.dtype, axes: str | None,
                  spacing: Sequence[float] | None) -> np.memmap:
-    import tifffile
-
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     kwargs: dict[str, Any] = {}
     sp = list(spacing) if spacing is not None else []
@@ -423,7 +275,7 @@ def output_axes(meta_axes: str | None, n_spatial: int, leading_classes: bool) ->
 
 
 def iter_predict_to_file(
-    predictor: Any,
+    predictor: Predictor,
     image: Any,
     labels_path: str | os.PathLike[str],
     *,
@@ -441,29 +293,24 @@ def iter_predict_to_file(
     predictor
         A :class:`segstudio.core.predictor.Predictor`.
     image
-        The raw image; a zarr array or memmap is read one band of tiles at a time.
+        The raw image; a zarr array or memmap is read one tile at a time.
     labels_path, probabilities_path
         Outputs (:data:`OUTPUT_FORMATS`); probabilities (``float32 (K, *spatial)``) only when
         a path is given.
     axes, spacing
         The image's axis letters and spatial voxel size, kept in the outputs' metadata.
     stats
-        Normalisation statistics; ``None``: :func:`strided_stats` of ``image`` with the run's
+        Normalisation statistics; ``None``: :func:`~segstudio.core.lazy.strided_stats` of ``image`` with the run's
         percentiles (the per-image rule used in training). Pass the run's stored
         ``config.normalization`` to reuse the training image's statistics instead.
     **kwargs
-        ``overlap``, ``tta``, ``tile_batch`` as in ``Predictor.iter_predict``.
+        ``tta``, ``tile``, ``tile_batch`` as in ``Predictor.iter_predict``.
 
     Yields
     ------
-    PredictProgress after each batch of tiles, then one :class:`Written`. Closing the
-    generator early (cancel) or an error deletes the partial outputs.
+    :class:`~segstudio.core.predictor.PredictProgress` after each batch of tiles, then one
+    :class:`Written`. Closing the generator early (cancel) or an error deletes the partial outputs.
     """
-    import time
-
-    from segstudio.core.annotations import MULTILABEL
-    from segstudio.core.predictor import PredictResult
-
     t0 = time.perf_counter()
     cfg = predictor.config
     spatial = predictor.check_image(image, channel_axis)

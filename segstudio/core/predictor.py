@@ -1,18 +1,38 @@
-"""Sliding-window inference with Gaussian importance blending (nnU-Net style).
+"""Whole-image prediction with tiles chosen for inference (the overlap-tile strategy).
 
-Tiles of the training patch size are placed with ``overlap`` (default 0.5, i.e. a step of half
-a patch), run through the model in batches, weighted by a Gaussian importance map
-(σ = patch / 8) and accumulated band by band along the first spatial axis: only one band
-(one tile height across the other axes) of logits and weights is in memory, and the rows no
-later tile touches are finished and written to the output (in memory, or on disk for
-out-of-core prediction, see :mod:`segstudio.core.outofcore`). Exclusive models give ``argmax + 1``
-labels (1..K) and softmax probabilities; multilabel models give ``logits > 0`` per class and
-sigmoid probabilities.
+One padding and tiling policy serves every network segstudio predicts with: a run's own
+model and its TorchScript, ``torch.export``, ONNX and bioimage.io exports. It is decided from
+the run's config alone (:func:`plan_tiles`), so every format sees exactly the same inputs:
+
+1. **Padding.** The image is extended at the far end of each axis, by mirror reflection
+   (:func:`reflect_index`), to a size the network accepts: a multiple of its down-sampling step
+   and at least twice it (:func:`input_constraints`). The network itself never pads.
+2. **Tiles.** As large as the memory budget allows (:func:`max_tile_voxels`), independent of
+   the training patch: on a CPU a 2048² image or a 64×256×256 volume of the fast preset is one
+   tile. Tile sizes and starts are multiples of the step, so every tile sees the same
+   down-sampling grid as the whole image.
+3. **Margin.** Neighbouring tiles overlap by twice the network's receptive-field radius
+   (:func:`receptive_radius`), and every voxel is taken from the tile whose centre is nearest.
+   A voxel is then at least one radius away from every tile border that is not the image's
+   own, so its value is the one a single forward pass over the whole (padded) image gives, up
+   to float rounding, for networks without per-input statistics (BatchNorm in eval mode, or
+   no normalisation: the default). InstanceNorm networks normalise by each tile's statistics
+   (tiles are large, so close to the image's).
+
+Tiles are visited band by band along the first spatial axis. Each tile's input is read (and
+normalised, see :class:`~segstudio.core.lazy.NormalizedView`) on its own; the labels (and
+probabilities) of the voxels it owns are computed on the device and gathered into one band of
+output rows, written to the output when the band is done (in memory, or on disk for
+out-of-core prediction, see :mod:`segstudio.core.outofcore`). Memory is bounded by one tile and
+one band of output rows, not by the image. Exclusive models give ``argmax + 1`` labels (1..K)
+and softmax probabilities; multilabel models give ``logits > 0`` per class and sigmoid
+probabilities.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,14 +44,33 @@ from torch import nn
 
 from segstudio.core.annotations import MULTILABEL
 from segstudio.core.config import TrainConfig
-from segstudio.core.data import Normalization, image_stats, normalize, spatial_shape
+from segstudio.core.data import Normalization, image_stats, spatial_shape
+from segstudio.core.device import amp_dtype, memory_bytes, resolve_device
 from segstudio.core.errors import UserInputError
+from segstudio.core.features import FilterBank, n_filter_channels
+from segstudio.core.lazy import NormalizedView, is_in_memory, strided_stats
+from segstudio.core.models import pooling_plan
+from segstudio.core.run import load_run
 
-DEFAULT_OVERLAP = 0.5
-SIGMA_SCALE = 1.0 / 8
-DEFAULT_TILE_BATCH = 4
-#: Rows (along the first spatial axis) finished at a time when a band is written out.
-FINISH_ROWS = 4
+#: Tiles run through the network at once. Tiles are already as large as memory allows, so
+#: batching them buys nothing on a CPU and little on a GPU.
+DEFAULT_TILE_BATCH = 1
+#: Memory for one tile's activations on a CPU (or MPS): at most this, and at most
+#: :data:`CPU_TILE_FRACTION` of the machine's RAM.
+CPU_TILE_BYTES = 2 << 30
+CPU_TILE_FRACTION = 1 / 8
+#: Share of a CUDA GPU's memory for one tile's activations.
+GPU_TILE_FRACTION = 1 / 4
+#: Memory for one band of finished output rows (labels, and probabilities when asked for).
+BAND_BYTES = 256 << 20
+#: Estimated float32 copies alive at once per voxel during a forward pass (see
+#: :func:`bytes_per_voxel`): of the network input, of each U-Net level's channels (scaled by
+#: the level's resolution), of the logits. Peak RSS measured on a CPU (fast preset): 264 B per
+#: voxel in 2D (2048²), 310 in 3D (64×256×256); the estimate gives 372 and 360.
+INPUT_COPIES = 3
+LEVEL_COPIES = 6
+OUTPUT_COPIES = 3
+FLOAT_BYTES = 4
 
 #: An output array: numpy array, :class:`numpy.memmap` or zarr array (written by slices).
 ArrayLike = Any
@@ -59,58 +98,278 @@ class PredictResult:
     region: tuple[slice, ...]
 
 
-def gaussian_importance(patch: Sequence[int], sigma_scale: float = SIGMA_SCALE) -> np.ndarray:
-    """Gaussian importance map of the patch size, max 1, no zeros (float32)."""
-    grids = []
-    for n in patch:
-        c = (n - 1) / 2.0
-        sigma = max(n * sigma_scale, 1e-6)
-        grids.append(np.exp(-0.5 * ((np.arange(n) - c) / sigma) ** 2))
-    w = grids[0]
-    for g in grids[1:]:
-        w = np.multiply.outer(w, g)
-    w = w / w.max()
-    w = np.maximum(w, w[w > 0].min())
-    return w.astype(np.float32)
+# --------------------------------------------------------------------------- the policy
+def input_constraints(divisor: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(min_shape, step)`` of the network's spatial input axes.
+
+    A pooled axis (``d > 1``) needs a multiple of ``d`` of at least ``2 d`` (the bottleneck
+    keeps two voxels); an axis that is never pooled takes any size of at least 2.
+    """
+    step = tuple(int(d) for d in divisor)
+    return tuple(2 * d if d > 1 else 2 for d in step), step
 
 
-def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start offsets covering ``size`` with tiles of ``patch`` and the given overlap."""
-    if size <= patch:
-        return [0]
-    step = max(int(patch * (1.0 - overlap)), 1)
-    n = int(np.ceil((size - patch) / step)) + 1
-    return [int(round(i * (size - patch) / (n - 1))) for i in range(n)] if n > 1 else [0]
+def _strides(config: TrainConfig) -> list[tuple[int, ...]]:
+    return pooling_plan(config.spatial_dims, len(config.features), config.spacing, config.patch)
 
 
-def _expand_region(
-    region: Sequence[slice] | None, shape: Sequence[int], patch: Sequence[int]
-) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """Region to compute (with half a patch of context) and the crop back to ``region``."""
-    if region is None:
-        full = tuple(slice(0, n) for n in shape)
-        return full, tuple(slice(0, n) for n in shape)
-    if len(region) != len(shape):
-        raise UserInputError(f"region has {len(region)} axes, the image has {len(shape)}")
-    ctx, crop = [], []
-    for sl, n, p in zip(region, shape, patch):
-        a, b, _ = sl.indices(n)
-        if b <= a:
-            raise UserInputError("the region to predict is empty")
-        a2, b2 = max(a - p // 2, 0), min(b + p // 2, n)
-        ctx.append(slice(a2, b2))
-        crop.append(slice(a - a2, b - a2))
-    return tuple(ctx), tuple(crop)
+def network_step(config: TrainConfig) -> tuple[int, ...]:
+    """Per-axis down-sampling factor of the config's network (its input sizes' step)."""
+    step = [1] * config.spatial_dims
+    for stride in _strides(config):
+        step = [a * b for a, b in zip(step, stride)]
+    return tuple(step)
 
 
+def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
+    """Per-axis radius (voxels) of the receptive field of the config's network.
+
+    An output voxel depends on input voxels at most this far away on each axis: the fixed
+    input filters' kernel radius plus the U-Net's (two 3-wide convolutions per block, a strided
+    3-wide convolution down and a kernel-equals-stride transposed convolution up per level,
+    :class:`~segstudio.core.models.UNet`). An upper bound: the up-sampling term counts the
+    whole kernel on both sides.
+
+    Raises
+    ------
+    ValueError
+        For a model name whose receptive field is not known.
+    """
+    if config.model != "unet":
+        raise ValueError(f"the receptive field of model {config.model!r} is not known")
+    strides = _strides(config)
+    radius = []
+    for axis in range(config.spatial_dims):
+        r, jump = 2, 1  # the first block: two 3-wide convolutions
+        for stride in strides:
+            r += jump  # the strided 3-wide convolution, at the finer resolution
+            jump *= stride[axis]
+            r += jump  # the block's second convolution, at the coarser one
+        for stride in reversed(strides):
+            jump //= stride[axis]
+            r += (stride[axis] - 1) * jump + 2 * jump  # transposed convolution, two convolutions
+        radius.append(r)
+    if config.input_filters:
+        bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing, units=config.filter_units)
+        extra = [0] * config.spatial_dims
+        for name, kernels in bank.named_buffers():  # k<scale>_<axis>: (3, 2 r + 1) kernels
+            axis = int(name.rsplit("_", 1)[1])
+            extra[axis] = max(extra[axis], kernels.shape[-1] // 2)
+        radius = [r + e for r, e in zip(radius, extra)]
+    return tuple(radius)
+
+
+def bytes_per_voxel(config: TrainConfig) -> int:
+    """Estimated peak memory of a forward pass per input voxel (float32 activations)."""
+    channels = INPUT_COPIES * n_filter_channels(config.in_channels, config.input_filters)
+    channels += OUTPUT_COPIES * config.n_classes
+    scales = [1]
+    for stride in _strides(config):
+        scales.append(scales[-1] * math.prod(stride))
+    channels += sum(LEVEL_COPIES * f / s for f, s in zip(config.features, scales))
+    return int(math.ceil(FLOAT_BYTES * channels))
+
+
+def max_tile_voxels(config: TrainConfig, device: torch.device, tile_batch: int = DEFAULT_TILE_BATCH) -> int:
+    """The largest tile (voxels) whose forward pass fits the memory budget of ``device``.
+
+    CUDA: :data:`GPU_TILE_FRACTION` of the GPU's memory; otherwise :data:`CPU_TILE_BYTES`, at
+    most :data:`CPU_TILE_FRACTION` of the RAM. Derived from the device's total memory (not
+    what is free now), so the tiles, and with them the results, do not change from call to
+    call.
+    """
+    total = memory_bytes(device)
+    if device.type == "cuda" and total is not None:
+        budget = total * GPU_TILE_FRACTION
+    else:
+        budget = CPU_TILE_BYTES if total is None else min(CPU_TILE_BYTES, total * CPU_TILE_FRACTION)
+    return max(int(budget // (bytes_per_voxel(config) * max(tile_batch, 1))), 1)
+
+
+def _round_up(n: int, d: int) -> int:
+    return -(-n // d) * d
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles go on an image (see the module notes).
+
+    Attributes
+    ----------
+    shape
+        The image's spatial shape.
+    padded
+        The shape the tiles cover (``shape`` padded to a size the network accepts).
+    tile
+        Tile size (every tile has it).
+    margin
+        Per-axis context each tile keeps around the voxels it owns (the receptive-field
+        radius, rounded up to the step).
+    starts
+        Per axis, the tile start offsets (multiples of the step, increasing).
+    """
+
+    shape: tuple[int, ...]
+    padded: tuple[int, ...]
+    tile: tuple[int, ...]
+    margin: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+
+    def owned(self, axis: int, index: int) -> tuple[int, int]:
+        """The range ``[lo, hi)`` of the image (clipped to ``shape``) that tile ``index`` owns on
+        ``axis``: the voxels nearer its centre than any other tile's (ties: the later tile)."""
+        starts = self.starts[axis]
+        t = self.tile[axis]
+        lo = 0 if index == 0 else (starts[index - 1] + starts[index] + t) // 2
+        hi = self.padded[axis] if index == len(starts) - 1 else (starts[index] + starts[index + 1] + t) // 2
+        n = self.shape[axis]
+        return min(lo, n), min(hi, n)
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles."""
+        return math.prod(len(s) for s in self.starts)
+
+
+def _axis_starts(padded: int, tile: int, overlap: int, step: int) -> tuple[int, ...]:
+    """Starts of tiles of ``tile`` covering ``padded`` with at least ``overlap`` between
+    neighbours, on multiples of ``step``, spread evenly."""
+    if tile >= padded:
+        return (0,)
+    n = -(-(padded - overlap) // (tile - overlap))
+    last = padded - tile
+    starts = {min((i * last // (n - 1)) // step * step, last) for i in range(n)}
+    return tuple(sorted(starts))
+
+
+def _axis_tile(padded: int, n: int, overlap: int, step: int) -> int:
+    """Smallest tile (a multiple of ``step``) with which ``n`` tiles cover ``padded``."""
+    if n <= 1:
+        return padded
+    return min(_round_up(-(-(padded + (n - 1) * overlap) // n), step), padded)
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    step: Sequence[int],
+    radius: Sequence[int],
+    max_voxels: int,
+    *,
+    tile: Sequence[int] | None = None,
+    max_rows: int | None = None,
+) -> TilePlan:
+    """Place the tiles on an image of spatial ``shape`` (see the module notes).
+
+    Parameters
+    ----------
+    shape
+        The image's spatial shape.
+    step, radius
+        The network's per-axis size step (:func:`network_step`) and receptive-field radius
+        (:func:`receptive_radius`).
+    max_voxels
+        The largest tile (:func:`max_tile_voxels`). Tiles are split, on the axis where the
+        context margins cost least, until they fit; a tile never gets below four margins
+        (it owns at least what its context costs).
+    tile
+        An explicit tile size instead (rounded up to the step, clipped to the image).
+    max_rows
+        Most rows (first axis) one tile may own: bounds the band of output rows.
+    """
+    mins, step = input_constraints(step)
+    shape = tuple(int(n) for n in shape)
+    padded = tuple(max(_round_up(n, d), m) for n, d, m in zip(shape, step, mins))
+    margin = tuple(_round_up(int(r), d) for r, d in zip(radius, step))
+    # A tile owns at least as much as its two margins: context never costs more than 2x.
+    smallest = tuple(min(max(4 * m, d), p) for m, d, p in zip(margin, step, padded))
+    if tile is not None:
+        sizes = [min(max(_round_up(int(t), d), s), p) for t, d, s, p in zip(tile, step, smallest, padded)]
+    else:
+        counts = [1] * len(shape)
+        sizes = list(padded)
+        if max_rows is not None:
+            while sizes[0] - margin[0] > max_rows and sizes[0] > smallest[0]:  # owned: tile less a margin
+                counts[0] += 1
+                sizes[0] = max(_axis_tile(padded[0], counts[0], 2 * margin[0], step[0]), smallest[0])
+        while math.prod(sizes) > max_voxels:
+            # Split the axis whose tile is largest relative to its margin: the margins then
+            # cost the least extra computation for the voxels saved.
+            order = sorted(range(len(shape)), key=lambda a: sizes[a] / max(margin[a], step[a]), reverse=True)
+            for a in order:
+                if sizes[a] <= smallest[a]:
+                    continue
+                counts[a] += 1
+                sizes[a] = max(_axis_tile(padded[a], counts[a], 2 * margin[a], step[a]), smallest[a])
+                break
+            else:
+                break  # every axis is at its smallest: the tile stays over the budget
+    starts = tuple(_axis_starts(p, t, 2 * m, d) for p, t, m, d in zip(padded, sizes, margin, step))
+    return TilePlan(shape, padded, tuple(sizes), margin, starts)
+
+
+def plan_for(
+    config: TrainConfig,
+    shape: Sequence[int],
+    device: torch.device,
+    *,
+    tile: Sequence[int] | None = None,
+    tile_batch: int = DEFAULT_TILE_BATCH,
+    band_voxel_bytes: int = 1,
+) -> TilePlan:
+    """The tile plan of ``config``'s network on an image of spatial ``shape`` on ``device``.
+
+    ``band_voxel_bytes``: output bytes per voxel of a band (labels, plus probabilities when
+    asked for); the rows a tile owns are limited so that a band fits :data:`BAND_BYTES`.
+    """
+    inner = math.prod(int(n) for n in shape[1:])
+    max_rows = max(BAND_BYTES // max(inner * band_voxel_bytes, 1), 1)
+    return plan_tiles(shape, network_step(config), receptive_radius(config),
+                      max_tile_voxels(config, device, tile_batch), tile=tile, max_rows=max_rows)
+
+
+def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Mirror-reflect positions into ``[0, n)`` (``numpy.pad``'s ``reflect``, repeated for
+    pads longer than the axis; an axis of one voxel is replicated)."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    m = np.mod(index, period)
+    return np.where(m < n, m, period - m)
+
+
+def read_tile(image: Any, starts: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The ``(C, *size)`` float32 block of ``image`` at ``starts``, reflected past its end.
+
+    ``image`` is a ``(C, *spatial)`` array or a :class:`~segstudio.core.lazy.NormalizedView`;
+    only the part inside the image is read.
+    """
+    spatial = tuple(int(n) for n in image.shape[1:])
+    index: list[slice] = []
+    takes: list[np.ndarray | None] = []
+    for s, t, n in zip(starts, size, spatial):
+        if s + t <= n:
+            index.append(slice(s, s + t))
+            takes.append(None)
+        else:
+            positions = reflect_index(np.arange(s, s + t), n)
+            lo = int(positions.min())
+            index.append(slice(lo, int(positions.max()) + 1))
+            takes.append(positions - lo)
+    block = np.asarray(image[(slice(None), *index)], dtype=np.float32)
+    for axis, take in enumerate(takes):
+        if take is not None:
+            block = np.take(block, take, axis=axis + 1)
+    return block
+
+
+# --------------------------------------------------------------------------- the engine
 @torch.inference_mode()
 def iter_predict_normalized(
     model: nn.Module,
-    image: np.ndarray,
+    image: Any,
     config: TrainConfig,
     *,
-    patch: Sequence[int] | None = None,
-    overlap: float = DEFAULT_OVERLAP,
+    tile: Sequence[int] | None = None,
     tile_batch: int = DEFAULT_TILE_BATCH,
     device: torch.device | str | None = None,
     amp: torch.dtype | None = None,
@@ -119,113 +378,104 @@ def iter_predict_normalized(
     labels_out: ArrayLike | None = None,
     probabilities_out: ArrayLike | None = None,
 ) -> Iterator[PredictProgress | PredictResult]:
-    """Sliding-window prediction of an already normalised ``(C, *spatial)`` array.
-
-    Tiles are visited band by band along the first spatial axis. Only the band being
-    predicted is held in memory (logits and weights of one tile height across the other
-    axes); the rows no later tile can touch are finished (divided by the weights, arg-maxed)
-    and written to the output, then released. So memory is bounded by one band, not by the
-    image, and the output may live on disk.
+    """Tiled prediction of an already normalised ``(C, *spatial)`` image (see the module notes).
 
     Parameters
     ----------
+    model
+        Takes ``(N, C, *tile)`` float32 and returns logits ``(N, K, *tile)``.
     image
         ``(C, *spatial)`` float32 array, or any array-like with ``shape`` whose slices
-        return normalised float32 arrays (e.g. :class:`segstudio.core.outofcore.NormalizedView`
-        over a lazy zarr/memmap image): it is read one band at a time.
+        return normalised float32 arrays (e.g. :class:`~segstudio.core.lazy.NormalizedView`
+        over a lazy zarr/memmap image): it is read one tile at a time.
+    tile
+        Tile size instead of the largest that fits the memory budget (tests, benchmarks).
+    tile_batch
+        Tiles per forward pass.
     labels_out, probabilities_out
         Where to write the labels (shape of :attr:`PredictResult.labels`) and, with
         ``probabilities``, the probabilities (``(K, *spatial)``): numpy arrays, memmaps or
-        zarr arrays, written band by band. ``None``: new in-memory arrays.
+        zarr arrays, written one band of rows at a time, in order. ``None``: new in-memory
+        arrays.
 
     Yields :class:`PredictProgress` after each batch of tiles and finally one
     :class:`PredictResult` (region = whole array) holding the outputs.
     """
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
     was_training = model.training
     model.eval()
     spatial = tuple(int(n) for n in image.shape[1:])
-    p = tuple(int(x) for x in (patch or config.patch))
-    # A tile never exceeds the image (the model pads small inputs itself).
-    tile = tuple(min(a, b) for a, b in zip(p, spatial))
-    importance = torch.from_numpy(gaussian_importance(tile)).to(dev)
-    importance_np = importance.cpu().numpy()
     k = config.n_classes
     multilabel = config.mode == MULTILABEL
     lead = (slice(None),) if multilabel else ()
+    label_dtype = np.dtype(np.uint8 if multilabel or k < 255 else np.uint16)
     if labels_out is None:
-        dtype = np.uint8 if multilabel or k < 255 else np.uint16
-        labels_out = np.zeros(((k,) if multilabel else ()) + spatial, dtype=dtype)
+        labels_out = np.zeros(((k,) if multilabel else ()) + spatial, dtype=label_dtype)
     if probabilities and probabilities_out is None:
         probabilities_out = np.zeros((k, *spatial), dtype=np.float32)
-    band_starts = tile_starts(spatial[0], tile[0], overlap)
-    inner = list(itertools.product(*(tile_starts(n, t, overlap) for n, t in zip(spatial[1:], tile[1:]))))
-    total = len(band_starts) * len(inner)
+    per_voxel = (k if multilabel else 1) * label_dtype.itemsize + (FLOAT_BYTES * k if probabilities else 0)
+    plan = plan_for(config, spatial, dev, tile=tile, tile_batch=tile_batch, band_voxel_bytes=per_voxel)
     flips = _tta_flips(len(spatial)) if tta else [()]
-    rows = tile[0]
-    # acc/wsum hold rows [band_start, band_start + rows) of the logits and weights.
-    acc = np.zeros((k, rows, *spatial[1:]), dtype=np.float32)
-    wsum = np.zeros((rows, *spatial[1:]), dtype=np.float32)
-    done = 0
-    for bi, s0 in enumerate(band_starts):
-        band = np.asarray(image[(slice(None), slice(s0, s0 + rows))], dtype=np.float32)
-        # Even batches (9 tiles at most 4 a batch: 3+3+3, not 4+4+1): a lone tile runs
-        # several times slower per voxel than a batch of them on a CPU.
-        n_batches = -(-len(inner) // max(tile_batch, 1))
-        bounds = [round(i * len(inner) / n_batches) for i in range(n_batches + 1)]
-        for b0, b1 in zip(bounds[:-1], bounds[1:]):
-            slices = [
-                (slice(0, rows), *(slice(s, s + t) for s, t in zip(st, tile[1:])))
-                for st in inner[b0:b1]
-            ]
-            x = torch.from_numpy(np.stack([band[(slice(None), *sl)] for sl in slices])).to(dev)
-            out = None
+    inner = list(itertools.product(*(range(len(s)) for s in plan.starts[1:])))
+    done, total = 0, plan.n_tiles
+    for bi, s0 in enumerate(plan.starts[0]):
+        r0, r1 = plan.owned(0, bi)
+        labels_band = np.zeros(((k,) if multilabel else ()) + (r1 - r0, *spatial[1:]), dtype=label_dtype)
+        probs_band = np.zeros((k, r1 - r0, *spatial[1:]), dtype=np.float32) if probabilities else None
+        for b0 in range(0, len(inner), max(tile_batch, 1)):
+            batch = [(bi, *ix) for ix in inner[b0:b0 + max(tile_batch, 1)]]
+            starts = [tuple(plan.starts[a][i] for a, i in enumerate(ix)) for ix in batch]
+            x = torch.from_numpy(np.stack([read_tile(image, st, plan.tile) for st in starts])).to(dev)
+            logits = None
             for axes in flips:
                 xi = torch.flip(x, [a + 2 for a in axes]) if axes else x
                 with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                     y = model(xi).float()
                 if axes:
                     y = torch.flip(y, [a + 2 for a in axes])
-                out = y if out is None else out + y
-            out = (out / len(flips)) * importance
-            out_np = out.cpu().numpy()
-            for j, sl in enumerate(slices):
-                acc[(slice(None), *sl)] += out_np[j]
-                wsum[sl] += importance_np
-            done += len(slices)
+                logits = y if logits is None else logits + y
+            logits = logits / len(flips)
+            for j, (ix, st) in enumerate(zip(batch, starts)):
+                own = [plan.owned(a, i) for a, i in enumerate(ix)]
+                if any(hi <= lo for lo, hi in own):
+                    continue  # a tile that owns only padding
+                y = logits[(j, slice(None), *(slice(lo - s, hi - s) for (lo, hi), s in zip(own, st)))]
+                dst = (slice(0, r1 - r0), *(slice(lo, hi) for lo, hi in own[1:]))
+                if multilabel:
+                    labels_band[(slice(None), *dst)] = (y > 0).cpu().numpy()
+                    if probs_band is not None:
+                        probs_band[(slice(None), *dst)] = torch.sigmoid(y).cpu().numpy()
+                else:
+                    labels_band[dst] = _class_labels(y).cpu().numpy()
+                    if probs_band is not None:
+                        probs_band[(slice(None), *dst)] = torch.softmax(y, dim=0).cpu().numpy()
+            done += len(batch)
             yield PredictProgress(done, total)
-        del band
-        # Rows before the next band's start are final: write them out and roll the buffers.
-        nxt = band_starts[bi + 1] if bi + 1 < len(band_starts) else s0 + rows
-        n_final = nxt - s0
-        labels_band = np.empty(((k,) if multilabel else ()) + (n_final, *spatial[1:]), dtype=labels_out.dtype)
-        probs_band = np.empty((k, n_final, *spatial[1:]), dtype=np.float32) if probabilities else None
-        for r0 in range(0, n_final, FINISH_ROWS):  # a few rows at a time: small temporaries
-            r1 = min(r0 + FINISH_ROWS, n_final)
-            logits = acc[:, r0:r1] / wsum[None, r0:r1]
-            if multilabel:
-                labels_band[:, r0:r1] = logits > 0
-                if probs_band is not None:
-                    probs_band[:, r0:r1] = 1.0 / (1.0 + np.exp(-logits))
-            else:
-                labels_band[r0:r1] = np.argmax(logits, axis=0) + 1
-                if probs_band is not None:
-                    e = np.exp(logits - logits.max(axis=0, keepdims=True))
-                    probs_band[:, r0:r1] = e / e.sum(axis=0, keepdims=True)
-        labels_out[(*lead, slice(s0, nxt))] = labels_band
-        if probs_band is not None:
-            probabilities_out[:, s0:nxt] = probs_band
+        if r1 > r0:
+            labels_out[(*lead, slice(r0, r1))] = labels_band
+            if probs_band is not None:
+                probabilities_out[:, r0:r1] = probs_band
         del labels_band, probs_band
-        keep = rows - n_final
-        acc[:, :keep] = acc[:, n_final:]
-        acc[:, keep:] = 0.0
-        wsum[:keep] = wsum[n_final:]
-        wsum[keep:] = 0.0
     if was_training:
         model.train()
     yield PredictResult(
         labels_out, probabilities_out if probabilities else None, tuple(slice(0, n) for n in spatial)
     )
+
+
+def _class_labels(logits: torch.Tensor) -> torch.Tensor:
+    """``argmax + 1`` over the class axis (the first), ties to the first class.
+
+    One comparison per class: several times faster than ``torch.argmax`` over the outer axis
+    of a large tile on a CPU.
+    """
+    k = logits.shape[0]
+    labels = torch.ones(logits.shape[1:], dtype=torch.uint8 if k < 255 else torch.int32, device=logits.device)
+    best = logits[0]
+    for c in range(1, k):
+        labels.masked_fill_(logits[c] > best, c + 1)
+        best = torch.maximum(best, logits[c])
+    return labels
 
 
 def _tta_flips(nd: int) -> list[tuple[int, ...]]:
@@ -234,7 +484,7 @@ def _tta_flips(nd: int) -> list[tuple[int, ...]]:
     return [c for r in range(nd + 1) for c in itertools.combinations(axes, r)]
 
 
-def predict_normalized(model: nn.Module, image: np.ndarray, config: TrainConfig, **kwargs) -> PredictResult:
+def predict_normalized(model: nn.Module, image: Any, config: TrainConfig, **kwargs: Any) -> PredictResult:
     """Run :func:`iter_predict_normalized` to the end and return its result."""
     result = None
     for ev in iter_predict_normalized(model, image, config, **kwargs):
@@ -242,6 +492,31 @@ def predict_normalized(model: nn.Module, image: np.ndarray, config: TrainConfig,
             result = ev
     assert result is not None
     return result
+
+
+def context_region(
+    region: Sequence[slice] | None, shape: Sequence[int], config: TrainConfig
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """The part of the image to predict for ``region``, and the crop back to ``region``.
+
+    The region is widened by the receptive-field radius on each side (within the image), its
+    start moved down to a multiple of the network's step: the region's voxels then come out
+    exactly as in a whole-image prediction.
+    """
+    if region is None:
+        full = tuple(slice(0, n) for n in shape)
+        return full, full
+    if len(region) != len(shape):
+        raise UserInputError(f"region has {len(region)} axes, the image has {len(shape)}")
+    ctx, crop = [], []
+    for sl, n, r, d in zip(region, shape, receptive_radius(config), network_step(config)):
+        a, b, _ = sl.indices(n)
+        if b <= a:
+            raise UserInputError("the region to predict is empty")
+        a2, b2 = max(a - r, 0) // d * d, min(b + r, n)
+        ctx.append(slice(a2, b2))
+        crop.append(slice(a - a2, b - a2))
+    return tuple(ctx), tuple(crop)
 
 
 class Predictor:
@@ -252,7 +527,7 @@ class Predictor:
     model
         The network (``eval`` mode is set).
     config
-        The run's config (classes, mode, patch, normalisation rule).
+        The run's config (classes, mode, network, normalisation rule).
     device
         ``auto``/``cpu``/``cuda``/``mps``.
     amp
@@ -260,8 +535,6 @@ class Predictor:
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, device: str = "auto", amp: bool = True) -> None:
-        from segstudio.core.trainer import amp_dtype, resolve_device
-
         self.config = config
         self.device = resolve_device(device)
         self.amp = amp_dtype(self.device, amp)
@@ -270,8 +543,6 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike[str], device: str = "auto") -> Predictor:
         """Load a run directory (weights read with ``weights_only=True``)."""
-        from segstudio.core.run import load_run
-
         loaded = load_run(run_dir)
         return cls(loaded.model, loaded.config, device=device)
 
@@ -292,7 +563,7 @@ class Predictor:
             ) from e
         self.model.eval()
 
-    def check_image(self, image: np.ndarray, channel_axis: int | None) -> tuple[int, ...]:
+    def check_image(self, image: Any, channel_axis: int | None) -> tuple[int, ...]:
         """Validate rank and channels against the model; returns the spatial shape."""
         cfg = self.config
         shape = tuple(image.shape)
@@ -313,14 +584,14 @@ class Predictor:
 
     def iter_predict(
         self,
-        image: np.ndarray,
+        image: Any,
         channel_axis: int | None = None,
         *,
         region: Sequence[slice] | None = None,
         stats: Normalization | None = None,
-        overlap: float = DEFAULT_OVERLAP,
         tta: bool = False,
         probabilities: bool = False,
+        tile: Sequence[int] | None = None,
         tile_batch: int = DEFAULT_TILE_BATCH,
         labels_out: ArrayLike | None = None,
         probabilities_out: ArrayLike | None = None,
@@ -336,18 +607,17 @@ class Predictor:
         stats
             Normalisation statistics to use; ``None`` computes them from ``image`` with the
             run's percentiles (the per-image rule used in training); for a lazy image
-            (zarr, memmap) from a strided sample (:func:`~segstudio.core.outofcore.strided_stats`).
+            (zarr, memmap) from a strided sample (:func:`~segstudio.core.lazy.strided_stats`).
+        tile, tile_batch
+            As in :func:`iter_predict_normalized`.
         labels_out, probabilities_out
             Arrays to write the whole-image result into band by band (e.g. an
             :class:`~segstudio.core.outofcore.OutputArray` on disk, or a viewer layer's data);
             only with ``region=None``.
 
-        The image is read one band of tiles at a time, so a lazy image is never loaded
-        whole; with on-disk outputs peak memory is bounded by one band
-        (see :mod:`segstudio.core.outofcore`).
+        The image is read one tile at a time, so a lazy image is never loaded whole; with
+        on-disk outputs peak memory is bounded by one tile and one band of output rows.
         """
-        from segstudio.core.outofcore import NormalizedView, is_in_memory, strided_stats
-
         spatial = self.check_image(image, channel_axis)
         if stats is not None:
             norm = stats
@@ -355,13 +625,12 @@ class Predictor:
             norm = image_stats(image, channel_axis, self.config.percentiles)
         else:  # lazy (zarr, memmap): a strided sample, read plane by plane
             norm = strided_stats(image, channel_axis, self.config.percentiles)
-        ctx, crop = _expand_region(region, spatial, self.config.patch)
+        ctx, crop = context_region(region, spatial, self.config)
         if (labels_out is not None or probabilities_out is not None) and region is not None:
             raise ValueError("labels_out/probabilities_out need region=None (the whole image)")
-        # Read lazily (zarr/memmap stay on disk): one band of tiles of the region at a time.
         x = NormalizedView(image, channel_axis, norm, ctx)
         for ev in iter_predict_normalized(
-            self.model, x, self.config, overlap=overlap, tile_batch=tile_batch,
+            self.model, x, self.config, tile=tile, tile_batch=tile_batch,
             device=self.device, amp=self.amp, tta=tta, probabilities=probabilities,
             labels_out=labels_out, probabilities_out=probabilities_out,
         ):
@@ -378,7 +647,7 @@ class Predictor:
             else:
                 yield ev
 
-    def predict(self, image: np.ndarray, channel_axis: int | None = None, **kwargs) -> PredictResult:
+    def predict(self, image: Any, channel_axis: int | None = None, **kwargs: Any) -> PredictResult:
         """Predict and return the result (see :meth:`iter_predict`)."""
         result = None
         for ev in self.iter_predict(image, channel_axis, **kwargs):

@@ -15,7 +15,7 @@
                             offered for recovery when newer than the last save
 
 Every file is written atomically (temporary file in the same folder, fsync, rename, fsync of
-the folder; see :func:`segstudio.core.run.atomic_write_with`). A save is one transaction
+the folder; see :mod:`segstudio.core.atomic`). A save is one transaction
 (:func:`save_project`): the paintings and predictions go to *new* file names, then
 ``project.json``, which names them, replaces the old one in one rename, and only then are the
 files it no longer names removed. A failure at any step leaves the project as it was before the
@@ -52,9 +52,10 @@ from segstudio.core.annotations import (
     validate_exclusive,
     validate_multilabel,
 )
+from segstudio.core.atomic import atomic_write_text, atomic_write_with, write_folder
 from segstudio.core.config import DEFAULT_COLORS
 from segstudio.core.errors import UserInputError
-from segstudio.core.run import MODEL_FILE, atomic_write_text, atomic_write_with
+from segstudio.core.run import MODEL_FILE
 
 __all__ = [
     "AUTOSAVE_DIR",
@@ -484,8 +485,10 @@ def save_project(
     2. ``project.json``, naming them, replaces the previous one atomically (one rename);
     3. the files the previous ``project.json`` named (and leftovers of failed saves) are removed.
 
-    A failure in step 1 or 2 removes what step 1 wrote and leaves the previous project exactly as
-    it was; a failure in step 3 only leaves an old file behind (the next save removes it).
+    A failure in step 1 or 2 removes what step 1 wrote that ``project.json`` does not name, so
+    the folder holds either the previous project exactly as it was or (a failure to fsync after
+    the rename) the new one, complete; a failure in step 3 only leaves an old file behind (the
+    next save removes it).
 
     Parameters
     ----------
@@ -534,9 +537,11 @@ def save_project(
         saved = replace(project, images=tuple(images), saved_at=time.time(), version=PROJECT_VERSION)
         atomic_write_text(folder / PROJECT_FILE, json.dumps(saved.to_dict(), indent=2))
     except BaseException:
+        named = _referenced_files(folder)  # project.json may be in place (a failed fsync after it)
         for path in written:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if path not in named:
+                with contextlib.suppress(OSError):
+                    path.unlink()
         raise
     _remove_unreferenced(folder, saved, before)
     discard_autosave(folder)
@@ -596,7 +601,7 @@ def add_image(
     UserInputError
         Unreadable image, or a copy that failed.
     """
-    from segstudio.core.io import read_image
+    from segstudio.core.io import is_zarr_store, read_image
 
     folder = Path(folder)
     src = Path(path).expanduser()
@@ -613,11 +618,8 @@ def add_image(
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if src.is_dir():  # zarr store
-                    tmp = dest.with_name(f".{dest.name}.tmp")
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    shutil.copytree(src, tmp)
-                    shutil.rmtree(dest, ignore_errors=True)
-                    os.replace(tmp, dest)
+                    write_folder(dest, lambda tmp: shutil.copytree(src, tmp), is_expected=is_zarr_store,
+                                 what="Zarr store")
                 else:
                     with open(src, "rb") as fin:
                         atomic_write_with(dest, lambda fh: shutil.copyfileobj(fin, fh, 1 << 22))

@@ -71,8 +71,12 @@ class PairwiseAffinityLoss(nn.Module):
         Intensity scale of the gate, in units of the normalised image (``p1 .. p99.8`` → 0 .. 1).
     """
 
-    def __init__(self, mode: str, spatial_dims: int, radius: int = 2, sigma: float = 0.1) -> None:
+    def __init__(self, mode: str, spatial_dims: int, radius: int = 2, sigma: float = 0.1,
+                 form: str = "quadratic") -> None:
         super().__init__()
+        if form not in ("potts", "quadratic"):
+            raise ValueError(f"form must be 'potts' or 'quadratic', got {form!r}")
+        self.form = form
         self.exclusive = check_mode(mode) == EXCLUSIVE
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -103,10 +107,10 @@ class PairwiseAffinityLoss(nn.Module):
             pa, pb = _shifted(p, off)
             ga, gb = _shifted(g, off)
             w = torch.exp(-((ga - gb) ** 2).sum(1) * inv)
-            if self.exclusive:
-                differ = 1.0 - (pa * pb).sum(1)
-            else:
-                differ = (pa * (1.0 - pb) + (1.0 - pa) * pb).mean(1)
+            if self.form == "potts":
+                differ = 1.0 - (pa * pb).sum(1) if self.exclusive else (pa * (1.0 - pb) + (1.0 - pa) * pb).mean(1)
+            else:  # quadratic: zero wherever neighbours agree, however unsure both are
+                differ = 0.5 * ((pa - pb) ** 2).sum(1) if self.exclusive else ((pa - pb) ** 2).mean(1)
             total = total + (w * differ).sum()
             count += w.numel()
         return total / max(count, 1)

@@ -9,8 +9,9 @@
       history.csv     iteration, loss, seconds, lr
       classes.json    names, colours, mode, weights
 
-Every file is written atomically (temporary file in the same folder, fsync, rename), so a
-process killed mid-write leaves the previous checkpoint intact.
+Every file is written atomically (:mod:`segstudio.core.atomic`: temporary file in the same
+folder, fsync, rename, fsync of the folder), so a process killed mid-write leaves the previous
+checkpoint intact.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import nn
 
+from segstudio.core.atomic import atomic_torch_save, atomic_write_text
 from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
+from segstudio.core.features import FilterBank, FilteredNetwork, n_filter_channels
 from segstudio.core.models import build_model, pooling_plan
 
 CONFIG_FILE = "config.json"
@@ -40,99 +42,8 @@ CLASSES_FILE = "classes.json"
 HISTORY_FIELDS = ("iteration", "loss", "seconds", "lr")
 
 
-def fsync_dir(folder: str | os.PathLike[str]) -> None:
-    """Flush a folder's entry table to disk so a rename inside it survives a power cut.
-
-    A no-op where folders cannot be opened (Windows) or the file system refuses.
-    """
-    try:
-        fd = os.open(os.fspath(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: Read once at import (``os.umask`` can only be read by setting it, which is not thread-safe).
-_UMASK = _read_umask()
-
-
-def _final_mode(target: Path) -> int:
-    """Permissions for a rewritten file: the old file's, else those of a newly created one
-    (the temporary file is private, 0600, which would hide runs and exports from others)."""
-    try:
-        return target.stat().st_mode & 0o777
-    except OSError:
-        return 0o666 & ~_UMASK
-
-
-def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` atomically through ``write(file)``: temp file in the same folder, fsync,
-    rename, fsync of the folder.
-
-    ``write`` streams into an open binary file, so large arrays need no in-memory copy. On any
-    failure (disk full, permission denied, an exception or interrupt in ``write``) the previous
-    file is left untouched, the temporary file is removed, and an ``OSError`` is raised as
-    :class:`UserInputError` naming the file (other exceptions propagate unchanged).
-    """
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as e:
-        raise UserInputError(f"cannot write '{target}': {e.strerror or e}") from e
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _final_mode(target))
-        os.replace(tmp, target)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise UserInputError(f"cannot write '{target}': {e.strerror or e}") from e
-        raise
-    fsync_dir(target.parent)
-    return target
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write_with`).
-
-    On any failure (disk full, permission denied) the previous file is left untouched and the
-    error is raised as :class:`UserInputError` naming the file.
-    """
-    return atomic_write_with(path, lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
-    """``torch.save`` through :func:`atomic_write_bytes`."""
-    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
-
-
 def model_from_config(config: TrainConfig) -> nn.Module:
     """Build the (untrained) network a config describes."""
-    from segstudio.core.features import FilterBank, FilteredNetwork, n_filter_channels
-
     strides = pooling_plan(config.spatial_dims, len(config.features), config.spacing, config.patch)
     net = build_model(
         config.model,
@@ -196,11 +107,30 @@ class LoadedRun:
 
 
 def read_history(path: Path) -> tuple[dict[str, float], ...]:
-    """Rows of ``history.csv`` (empty if the file is missing)."""
+    """Rows of ``history.csv`` (empty if the file is missing).
+
+    Raises
+    ------
+    UserInputError
+        A field that is empty or not a number, naming the row and the column.
+    """
     if not path.exists():
         return ()
+    rows = []
     with path.open(newline="") as fh:
-        return tuple({k: float(v) for k, v in row.items()} for row in csv.DictReader(fh))
+        for line, row in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
+            parsed = {}
+            for key, value in row.items():
+                if key is None:
+                    raise UserInputError(f"cannot read '{path}': line {line} has more fields than the header")
+                text = value.strip() if isinstance(value, str) else ""
+                try:
+                    parsed[key] = float(text)
+                except ValueError:
+                    what = "is empty" if not text else f"is not a number ({text[:20]!r})"
+                    raise UserInputError(f"cannot read '{path}': line {line}, field '{key}' {what}") from None
+            rows.append(parsed)
+    return tuple(rows)
 
 
 def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
@@ -218,8 +148,18 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     if not cfg_path.exists():
         raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is missing")
     try:
-        return TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        data = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} does not hold a JSON object")
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserInputError(
+            f"cannot load run '{run}': {CONFIG_FILE} has version {version!r}; expected a whole number")
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise UserInputError(f"cannot load run '{run}': {CONFIG_FILE} is not valid ({e})") from e
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, stack_multilabel
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
     Normalization,
@@ -34,9 +35,11 @@ from segstudio.core.data import (
     TrainingImage,
     prepare_image,
 )
+from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.outlines import infer_from_outlines, infer_multilabel
+from segstudio.core.implied import implied_labels
+from segstudio.core.predictor import predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
@@ -138,31 +141,6 @@ Event = Started | Progress | Checkpoint | Preview | WeightsUpdated | Notice | Va
 
 
 # --------------------------------------------------------------------------- helpers
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA, then MPS, then CPU. Asking for an absent device is a user error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was asked for, but no CUDA GPU is available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserInputError("--device mps was asked for, but MPS is not available")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise UserInputError(f"unknown device {name!r}: expected auto, cpu, cuda or mps")
-    return torch.device(name)
-
-
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a GradScaler); ``None`` off CUDA."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
     """Linear warm-up, then cosine decay over the planned length (iterations or minutes)."""
     if iteration < config.warmup:
@@ -182,10 +160,6 @@ def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
 def cpu_state(model: torch.nn.Module) -> StateDict:
     """A detached CPU copy of the model's weights."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 # --------------------------------------------------------------------------- trainer
@@ -229,6 +203,7 @@ class Trainer:
         self.elapsed = 0.0
         self._last_checkpoint_iteration = -1
         self._norm_cache: dict[int, tuple[np.ndarray, Normalization]] = {}
+        self._smooth_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- set-up hooks -------------------------------------------------------------------
     def setup(self) -> None:
@@ -292,6 +267,8 @@ class Trainer:
         cache: dict[int, tuple[np.ndarray, Normalization]] = {}
         # the labels that the user's traced outlines imply (segstudio.core.outlines)
         inferred = [self._inferred(item) for item in snapshot.images]
+        live = {id(item.image) for item in snapshot.images}
+        self._smooth_cache = {k: v for k, v in self._smooth_cache.items() if k in live}
         for item, extra in zip(snapshot.images, inferred):
             hit = self._norm_cache.get(id(item.image))
             stats = hit[1] if hit is not None and hit[0] is item.image else None
@@ -339,14 +316,25 @@ class Trainer:
         return computed
 
     def _inferred(self, item: TrainingImage) -> np.ndarray | None:
-        """Labels the traced outlines of ``item`` imply (when on), or ``None``."""
+        """Labels the paintings of ``item`` imply under the rules that are on, or ``None``
+        (:func:`segstudio.core.implied.implied_labels`)."""
         cfg = self.config
-        if not cfg.infer_outlines:
+        if not (cfg.infer_outlines or cfg.infer_background):
             return None
-        infer = infer_from_outlines if cfg.mode == EXCLUSIVE else infer_multilabel
-        paint = item.paintings if cfg.mode == EXCLUSIVE else stack_multilabel(item.paintings)
-        extra = infer(paint, item.image, channel_axis=item.channel_axis, halo=cfg.outline_halo)
-        return extra if extra.any() else None
+        ndim = np.ndim(item.paintings) if cfg.mode == EXCLUSIVE else np.ndim(item.paintings[0])
+        return implied_labels(
+            item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
+            outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
+            smoothed=self._smoothed(item, ndim) if cfg.infer_background else None,
+        )
+
+    def _smoothed(self, item: TrainingImage, ndim: int) -> np.ndarray:
+        """The smoothed intensity of ``item.image`` (computed once per image object)."""
+        hit = self._smooth_cache.get(id(item.image))
+        if hit is None or hit[0] is not item.image:
+            hit = (item.image, smoothed_intensity(item.image, item.channel_axis, ndim))
+            self._smooth_cache[id(item.image)] = hit
+        return hit[1]
 
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report."""
@@ -381,7 +369,7 @@ class Trainer:
                 loss = self.loss_fn(logits, yt[:, 0])
                 if self.inferred_loss_fn is not None:
                     loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
-            elif cfg.mode != EXCLUSIVE and yt.shape[1] == 2 * cfg.n_classes:  # multilabel: paint, inferred
+            elif cfg.mode == MULTILABEL and yt.shape[1] == 2 * cfg.n_classes:  # paint channels, inferred channels
                 k = cfg.n_classes
                 loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
                 if self.inferred_loss_fn is not None:
@@ -458,7 +446,6 @@ class Trainer:
         if self.validation is None:
             return None
         from segstudio.core.metrics import dice_binary, hd95
-        from segstudio.core.predictor import predict_normalized
 
         index, truth = self.validation
         result = predict_normalized(
@@ -542,7 +529,7 @@ class Trainer:
                 try:
                     loss = self.step()
                 except RuntimeError as e:
-                    if not _is_oom(e):
+                    if not is_oom(e):
                         raise
                     yield Notice(self.shrink_for_oom())
                     continue

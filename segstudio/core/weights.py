@@ -22,8 +22,11 @@ Exclusive mode
     (default ``[0.1, 10]``). A class with no paint gets weight 0 and a warning.
 
 Multilabel mode
-    ``pos_weight_c = n_absent_c / n_present_c`` clamped to the same range; a class without
-    present paint gets 1 (it has no positives to weigh) and a warning.
+    ``pos_weight_c`` is the ratio of the weights the method gives *present* and *absent* paint
+    of class c, as if they were two exclusive classes: ``balanced`` (default)
+    ``n_absent_c / n_present_c``, ``inverse_sqrt`` its square root, ``none`` 1; clamped to
+    the same range. A class without present paint gets 1 (it has no positives to weigh) and a
+    warning.
 
 Pinned weights (set by the user) replace the computed ones; the others still follow the paint.
 """
@@ -58,7 +61,7 @@ class ClassWeights:
     mode
         ``"exclusive"`` or ``"multilabel"``.
     method
-        Method used (``"pos_weight"`` for multilabel).
+        Method used.
     counts
         Exclusive: painted pixels per class. Multilabel: *present* pixels per class.
     weights
@@ -118,6 +121,24 @@ def count_exclusive(labels: np.ndarray | Sequence[np.ndarray], n_classes: int | 
     return total[1:]
 
 
+def _raw_weights(nc: np.ndarray, method: str) -> np.ndarray:
+    """Unnormalised weights of classes with ``nc > 0`` painted pixels (see the module notes)."""
+    total = nc.sum()
+    if method == "balanced":
+        return total / (nc.size * nc)
+    if method == "median_frequency":
+        freq = nc / total
+        return np.median(freq) / freq
+    if method == "inverse_sqrt":
+        return 1.0 / np.sqrt(nc)
+    if method == "effective_number":
+        beta = (total - 1.0) / total if total > 1 else 0.0
+        # (1 - beta**n) computed stably as -expm1(n * log(beta)).
+        eff = -np.expm1(nc * np.log(beta)) if beta > 0 else np.ones_like(nc)
+        return (1.0 - beta) / eff
+    return np.ones_like(nc)  # none
+
+
 def weights_from_counts(
     counts: Sequence[int] | np.ndarray,
     method: str = DEFAULT_METHOD,
@@ -152,23 +173,7 @@ def weights_from_counts(
     w = np.zeros_like(n)
     msgs = [f"class {i + 1} has no paint: weight 0" for i in np.flatnonzero(~present)]
     if present.any():
-        nc = n[present]
-        total = nc.sum()
-        c = nc.size
-        if method == "balanced":
-            raw = total / (c * nc)
-        elif method == "median_frequency":
-            freq = nc / total
-            raw = np.median(freq) / freq
-        elif method == "inverse_sqrt":
-            raw = 1.0 / np.sqrt(nc)
-        elif method == "effective_number":
-            beta = (total - 1.0) / total if total > 1 else 0.0
-            # (1 - beta**n) computed stably as -expm1(n * log(beta)).
-            eff = -np.expm1(nc * np.log(beta)) if beta > 0 else np.ones_like(nc)
-            raw = (1.0 - beta) / eff
-        else:  # none
-            raw = np.ones_like(nc)
+        raw = _raw_weights(n[present], method)
         raw = raw / raw.mean()
         w[present] = np.clip(raw, lo, hi)
     pins = dict(pinned or {})
@@ -191,23 +196,31 @@ def weights_from_counts(
 def pos_weights_from_counts(
     present: Sequence[int] | np.ndarray,
     absent: Sequence[int] | np.ndarray,
+    method: str = DEFAULT_METHOD,
     *,
     clamp: tuple[float, float] = DEFAULT_CLAMP,
     pinned: Mapping[int, float] | None = None,
 ) -> ClassWeights:
-    """Multilabel ``pos_weight_c = n_absent_c / n_present_c``, clamped.
+    """Multilabel ``pos_weight_c``, clamped: the weight ``method`` gives *present* over the one
+    it gives *absent*, as for two exclusive classes (``balanced``: ``n_absent_c / n_present_c``).
 
     A class without present paint gets ``1.0`` (nothing to up-weight) and a warning.
     """
+    if method not in METHODS:
+        raise UserInputError(f"unknown weight method {method!r}: expected one of {', '.join(METHODS)}")
     p = np.asarray(present, dtype=np.float64)
     a = np.asarray(absent, dtype=np.float64)
     if p.shape != a.shape:
         raise UserInputError("present and absent counts differ in length")
     lo, hi = clamp
     w = np.ones_like(p)
-    has = p > 0
-    w[has] = np.clip(a[has] / p[has], lo, hi)
-    msgs = [f"class {i + 1} has no 'present' paint: pos_weight 1" for i in np.flatnonzero(~has)]
+    for c in np.flatnonzero(p > 0):
+        if a[c] > 0:
+            raw = _raw_weights(np.array([p[c], a[c]]), method)
+            w[c] = np.clip(raw[0] / raw[1], lo, hi)
+        else:  # no absent paint: the smallest weight, as n_absent / n_present = 0 clamped
+            w[c] = lo
+    msgs = [f"class {i + 1} has no 'present' paint: pos_weight 1" for i in np.flatnonzero(p <= 0)]
     pins = dict(pinned or {})
     for idx, value in pins.items():
         if not 0 <= idx < p.size:
@@ -215,7 +228,7 @@ def pos_weights_from_counts(
         w[idx] = float(value)
     return ClassWeights(
         mode=MULTILABEL,
-        method="pos_weight",
+        method=method,
         counts=tuple(int(x) for x in p),
         absent_counts=tuple(int(x) for x in a),
         weights=tuple(float(x) for x in w),
@@ -269,7 +282,7 @@ def compute_weights(
     mode
         ``"exclusive"`` or ``"multilabel"``.
     method
-        Exclusive weight method (ignored for multilabel, which always uses pos_weight).
+        Weight method; for multilabel it sets ``pos_weight`` (see :func:`pos_weights_from_counts`).
     n_classes
         Number of classes (exclusive); inferred from the largest value when ``None``.
     clamp, pinned
@@ -279,7 +292,7 @@ def compute_weights(
     if mode == EXCLUSIVE:
         return weights_from_counts(count_exclusive(labels, n_classes), method, clamp=clamp, pinned=pinned)
     present, absent = count_multilabel(labels)
-    return pos_weights_from_counts(present, absent, clamp=clamp, pinned=pinned)
+    return pos_weights_from_counts(present, absent, method, clamp=clamp, pinned=pinned)
 
 
 def pos_weight_view(weights: torch.Tensor | Sequence[float], spatial_dims: int) -> torch.Tensor:

@@ -148,3 +148,18 @@ def test_resume_keeps_the_resumed_runs_network(tiff_pair, tmp_path, capsys):
                  str(old), "--model-size", "fast", *TINY]) != 0
     err = capsys.readouterr().err
     assert "cannot resume" in err and "instance norm" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("out_of_core", ["never", "always"])
+def test_predicting_again_into_the_same_zarr_replaces_it(tiff_pair, tmp_path, capsys, out_of_core):
+    """An existing ``labels.zarr`` is the output, not a folder to write a second store into."""
+    img, lab = tiff_pair
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(tmp_path / "run"), *TINY]) == 0
+    out = tmp_path / "labels.zarr"
+    for _ in range(2):
+        assert main(["predict", "--model", str(tmp_path / "run"), "--image", str(img), "--out", str(out),
+                     "--out-of-core", out_of_core]) == 0
+    labels, _ = read_image(out)
+    assert labels.shape == (48, 48) and set(np.unique(labels)) <= {1, 2}
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".z")) == ["0"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

@@ -1,4 +1,5 @@
-"""torchrun + DistributedDataParallel: 2 CPU processes (gloo) train, replicas stay identical."""
+"""torchrun + DistributedDataParallel: 2 CPU processes (gloo) train, replicas stay identical, only
+running statistics are averaged, and a failing rank stops every rank with its message."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from segstudio.core.distributed import DUMP_ENV, DistEnv, backend_for, env_from_torchrun, state_fingerprint
+from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.predictor import Predictor
 from segstudio.core.run import load_run, model_from_config
@@ -81,3 +84,89 @@ def test_torchrun_two_cpu_processes_keep_replicas_identical(tmp_path):
     assert any(not torch.equal(saved[k], untrained[k]) for k in saved)
     labels = Predictor(run.model, run.config, device="cpu").predict(img).labels
     assert labels.shape == img.shape and set(np.unique(labels)) <= {1, 2}
+
+
+def test_only_running_statistics_are_averaged_and_the_filter_kernels_never_drift(monkeypatch):
+    """Averaging over 3 ranks used to all-reduce the fixed filter kernels every step:
+    (k + k + k) / 3 is not always k in floats, so they drifted by an ulp."""
+    from segstudio.core import distributed as D
+    from segstudio.core.features import FilterBank
+
+    cfg = TrainConfig(spatial_dims=3, features=(4, 8), norm="batch", input_filters=(1.0, 2.0),
+                      spacing=(3.0, 1.0, 1.0))
+    trainer = D.DistributedTrainer.__new__(D.DistributedTrainer)
+    trainer.env = DistEnv(rank=0, local_rank=0, world_size=3)
+    trainer.model = model_from_config(cfg)
+    reduced = []
+
+    def all_reduce(t, op=None):  # three ranks holding the same values
+        reduced.append(t.numel())
+        t.mul_(3)
+
+    monkeypatch.setattr(D.dist, "all_reduce", all_reduce)
+    for _ in range(200):
+        trainer._average_buffers()
+    stats = [b for n, b in trainer.model.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    assert stats and reduced == [sum(b.numel() for b in stats)] * 200  # one collective per step
+    fresh = dict(FilterBank(3, (1.0, 2.0), (3.0, 1.0, 1.0)).named_buffers())
+    for name, buf in trainer.model.filters.named_buffers():
+        assert torch.equal(buf, fresh[name]), name
+
+
+FAILING_RANK = '''
+import os, sys, time
+from segstudio.core.trainer import Trainer
+real = Trainer.step
+def step(self):
+    if os.environ["RANK"] == os.environ["FAIL_RANK"] and self.iteration >= 2:
+        with open(os.environ["FAIL_STAMP"], "w") as fh:
+            fh.write(repr(time.time()))
+        raise RuntimeError("rank " + os.environ["RANK"] + " exploded")
+    return real(self)
+Trainer.step = step
+from segstudio.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.parametrize("fail_rank", [1, 0])
+def test_a_failing_rank_stops_every_rank_within_seconds_with_its_message(tmp_path, fail_rank):
+    """Two gloo processes (started as torchrun would, without torchrun's agent killing the
+    peer): one raises at step 3; both stop within seconds, not at the backend timeout, and
+    rank 0 reports the failing rank's own message."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "img.npy", rng.random((48, 48)).astype(np.float32))
+    lab = np.zeros((48, 48), np.uint8)
+    lab[5:10, 5:30], lab[30:40, 10:40] = 1, 2
+    np.save(tmp_path / "lab.npy", lab)
+    (tmp_path / "failing.py").write_text(FAILING_RANK)
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1", FAIL_RANK=str(fail_rank),
+                   FAIL_STAMP=str(tmp_path / "failed_at"))
+        cmd = [sys.executable, str(tmp_path / "failing.py"), "train", "--image", str(tmp_path / "img.npy"),
+               "--labels", str(tmp_path / "lab.npy"), "--out", str(tmp_path / f"run{rank}"), "--iterations", "100000",
+               "--device", "cpu", "--seed", "0", "--patch", "32", "32", "--batch", "2"]
+        procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                      cwd=tmp_path))
+    ended = {}
+    deadline = time.time() + 300
+    while len(ended) < 2 and time.time() < deadline:
+        for rank, proc in enumerate(procs):
+            if rank not in ended and proc.poll() is not None:
+                ended[rank] = time.time()
+        time.sleep(0.1)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    errs = [proc.communicate()[1] for proc in procs]
+    assert len(ended) == 2, errs
+    failed_at = float((tmp_path / "failed_at").read_text())
+    assert max(ended.values()) - failed_at < 30, (ended, failed_at)  # gloo's own timeout: 30 min
+    assert all(proc.returncode == 1 for proc in procs), [p.returncode for p in procs]
+    last = [e.strip().splitlines()[-1] for e in errs]
+    want = f"segstudio: training failed: rank {fail_rank} of 2 failed: RuntimeError: rank {fail_rank} exploded"
+    assert last[0] == want and last[fail_rank] == want, last
+    assert "Traceback" not in errs[0]

@@ -1,55 +1,202 @@
-"""Sliding-window prediction: blending, regions, sizes, channels, TTA."""
+"""Tiled prediction: the padding/tiling policy, exactness against one forward pass, regions,
+sizes, channels, TTA."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 import torch
 
+from segstudio.core import predictor as P
 from segstudio.core.config import TrainConfig
+from segstudio.core.data import image_stats, normalize
 from segstudio.core.errors import UserInputError
-from segstudio.core.predictor import Predictor, gaussian_importance, tile_starts
+from segstudio.core.predictor import (
+    PredictProgress,
+    Predictor,
+    input_constraints,
+    network_step,
+    plan_tiles,
+    predict_normalized,
+    read_tile,
+    receptive_radius,
+    reflect_index,
+)
 from segstudio.core.run import model_from_config
 
 
-def make_predictor(mode="exclusive", dims=2, channels=1, patch=(16, 16), n=3):
+def make_predictor(mode="exclusive", dims=2, channels=1, patch=(16, 16), n=3, features=(4, 8), **kw):
     torch.manual_seed(0)
     cfg = TrainConfig(mode=mode, n_classes=n, spatial_dims=dims, in_channels=channels,
-                      features=(4, 8), patch_size=patch)
+                      features=features, patch_size=patch, **kw)
     return Predictor(model_from_config(cfg), cfg, device="cpu")
 
 
-def test_gaussian_importance_shape_and_range():
-    w = gaussian_importance((16, 8))
-    assert w.shape == (16, 8) and w.max() == pytest.approx(1.0) and w.min() > 0
-    assert w[8, 4] > w[0, 0]
+def whole_image_forward(model, config, x: np.ndarray) -> np.ndarray:
+    """Softmax of ONE forward pass over the whole normalised image ``(C, *spatial)``, padded at
+    the far end by numpy's mirror reflection to a size the network takes (the reference)."""
+    mins, step = input_constraints(network_step(config))
+    shape = x.shape[1:]
+    size = [max(-(-n // d) * d, m) for n, d, m in zip(shape, step, mins)]
+    xp = np.pad(x, [(0, 0)] + [(0, s - n) for s, n in zip(size, shape)], mode="reflect")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(xp))[None].float())
+    return torch.softmax(logits, 1)[0].numpy()[(slice(None), *(slice(0, n) for n in shape))]
 
 
-@pytest.mark.parametrize(("size", "patch"), [(100, 32), (32, 32), (10, 32), (33, 32)])
-def test_tiles_cover_everything(size, patch):
-    starts = tile_starts(size, patch, 0.5)
-    covered = np.zeros(size, bool)
-    for s in starts:
-        covered[s : s + patch] = True
-    assert covered.all() and starts[0] == 0
+# --------------------------------------------------------------------------- the policy
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+@pytest.mark.parametrize("pad", [0, 1, 5, 20])
+def test_reflect_index_is_numpy_reflect(n, pad):
+    a = np.arange(n) * 10
+    ours = a[reflect_index(np.arange(n + pad), n)]
+    mode = "reflect" if n > 1 else "edge"
+    np.testing.assert_array_equal(ours, np.pad(a, (0, pad), mode=mode))
+
+
+def test_read_tile_reads_inside_and_reflects_past_the_end():
+    x = np.random.default_rng(0).random((2, 5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(read_tile(x, (1, 2), (3, 4)), x[:, 1:4, 2:6])
+    ref = np.pad(x, [(0, 0), (0, 3), (0, 9)], mode="reflect")
+    np.testing.assert_array_equal(read_tile(x, (2, 0), (6, 16)), ref[:, 2:8, 0:16])
+
+
+@pytest.mark.parametrize(("shape", "step", "radius", "budget"), [
+    ((61, 77), (4, 4), (23, 23), 3000),
+    ((9, 61, 57), (1, 2, 2), (9, 14, 14), 9000),
+    ((5, 300), (2, 8), (3, 40), 4000),
+    ((1, 1), (2, 2), (11, 11), 10),
+    ((200,), (1,), (0,), 50),
+])
+def test_tiles_cover_every_voxel_once_with_a_full_margin(shape, step, radius, budget):
+    plan = plan_tiles(shape, step, radius, budget)
+    mins, _ = input_constraints(step)
+    for n, p, d, m in zip(shape, plan.padded, step, mins):
+        assert p >= max(n, m) and p % d == 0 and p - n < max(d, m)
+    owner = np.zeros(shape, int)
+    for ix in itertools.product(*(range(len(s)) for s in plan.starts)):
+        own = [plan.owned(a, i) for a, i in enumerate(ix)]
+        owner[tuple(slice(lo, hi) for lo, hi in own)] += 1
+        for a, (i, (lo, hi)) in enumerate(zip(ix, own)):
+            start, t = plan.starts[a][i], plan.tile[a]
+            assert start % step[a] == 0 and t % step[a] == 0 and start + t <= plan.padded[a]
+            if hi > lo:  # every owned voxel is a full margin away from the tile's inner borders
+                assert start == 0 or lo - start >= radius[a]
+                assert start + t == plan.padded[a] or start + t - hi >= radius[a]
+    np.testing.assert_array_equal(owner, 1)
+
+
+def test_tiles_fit_the_budget_and_are_not_the_training_patch():
+    plan = plan_tiles((64, 256, 256), (2, 2, 2), (20, 20, 20), 2_000_000)
+    assert np.prod(plan.tile) <= 2_000_000 and plan.n_tiles > 1
+    assert all(t >= 64 for t in plan.tile)  # large tiles, not 16x64x64 patches
+    one = plan_tiles((64, 256, 256), (2, 2, 2), (20, 20, 20), 64 * 256 * 256)
+    assert one.n_tiles == 1 and one.tile == (64, 256, 256)
+
+
+def test_max_tile_voxels_follows_the_device_memory(monkeypatch):
+    cfg = TrainConfig(spatial_dims=3, features=(8, 16))
+    monkeypatch.setattr(P, "memory_bytes", lambda device: 24 << 30)
+    cpu = P.max_tile_voxels(cfg, torch.device("cpu"))
+    assert cpu == P.CPU_TILE_BYTES // P.bytes_per_voxel(cfg)
+    assert P.max_tile_voxels(cfg, torch.device("cpu"), tile_batch=2) == P.CPU_TILE_BYTES // (2 * P.bytes_per_voxel(cfg))
+    gpu = P.max_tile_voxels(cfg, torch.device("cuda"))
+    assert gpu == int((24 << 30) * P.GPU_TILE_FRACTION) // P.bytes_per_voxel(cfg)
+    monkeypatch.setattr(P, "memory_bytes", lambda device: 4 << 30)  # a small laptop: 1/8 of the RAM
+    assert P.max_tile_voxels(cfg, torch.device("cpu")) == (4 << 30) // 8 // P.bytes_per_voxel(cfg)
+    # On a 24 GiB machine the benchmark volume of the fast preset is one tile.
+    monkeypatch.setattr(P, "memory_bytes", lambda device: 24 << 30)
+    assert P.plan_for(cfg.replace(patch_size=(16, 64, 64)), (64, 256, 256), torch.device("cpu")).n_tiles == 1
+
+
+def test_a_band_of_output_rows_is_bounded(monkeypatch):
+    """A big budget would take the whole depth in one tile; the band of output rows (with
+    probabilities: 9 bytes a voxel) must still fit BAND_BYTES."""
+    monkeypatch.setattr(P, "memory_bytes", lambda device: 1 << 50)
+    monkeypatch.setattr(P, "CPU_TILE_BYTES", 1 << 50)
+    cfg = TrainConfig(spatial_dims=3, features=(8, 16), patch_size=(16, 64, 64))
+    shape = (400, 512, 512)
+    assert P.plan_for(cfg, shape, torch.device("cpu")).n_tiles == 1  # labels only: fits
+    plan = P.plan_for(cfg, shape, torch.device("cpu"), band_voxel_bytes=9)
+    rows = max(hi - lo for lo, hi in (plan.owned(0, i) for i in range(len(plan.starts[0]))))
+    assert len(plan.starts[0]) > 1 and rows * 512 * 512 * 9 <= P.BAND_BYTES
+    assert plan.tile[1:] == (512, 512)
+
+
+@pytest.mark.parametrize(("cfg", "size"), [
+    (TrainConfig(n_classes=2, spatial_dims=2, features=(8, 16), norm="batch"), (64, 64)),
+    (TrainConfig(n_classes=2, spatial_dims=2, features=(4, 8, 16, 32), norm="none", input_filters=()), (200, 200)),
+    (TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8, 16), spacing=(3.0, 1.0, 1.0),
+                 patch_size=(16, 64, 64)), (36, 72, 72)),
+])
+def test_receptive_radius_bounds_the_measured_field(cfg, size):
+    """The gradient of one output voxel reaches no input voxel beyond the radius (and the
+    bound is tight to within one step)."""
+    torch.manual_seed(0)
+    model = model_from_config(cfg).eval()
+    x = torch.rand(1, 1, *size, requires_grad=True)
+    centre = tuple(n // 2 for n in size)
+    model(x)[(0, 0, *centre)].backward()
+    reach = x.grad[0, 0].abs()
+    radius, step = receptive_radius(cfg), network_step(cfg)
+    for a in range(len(size)):
+        hit = np.nonzero(reach.sum(tuple(b for b in range(len(size)) if b != a)).numpy())[0]
+        measured = max(centre[a] - hit.min(), hit.max() - centre[a])
+        assert radius[a] - step[a] <= measured <= radius[a], (a, measured, radius)
+
+
+# --------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize(("dims", "shape", "tile", "kw"), [
+    (2, (61, 150), (64, 100), dict(features=(4, 8, 16))),
+    (2, (5, 130), (6, 40), dict(features=(4, 8))),
+    (3, (9, 61, 57), (9, 40, 40), dict(features=(4, 8), spacing=(2.5, 1.0, 1.0), patch_size=(8, 32, 32))),
+    (3, (20, 130, 66), (20, 112, 68), dict(features=(4, 8, 16), input_filters=(), norm="none", patch_size=(8, 16, 16))),
+])
+def test_tiled_prediction_equals_one_forward_pass(dims, shape, tile, kw):
+    """Several small tiles or one large one: the result is that of one pass over the image."""
+    p = make_predictor(dims=dims, patch=kw.pop("patch_size", (16,) * dims), **kw)
+    x = np.random.default_rng(0).random((1, *shape)).astype(np.float32)
+    ref = whole_image_forward(p.model, p.config, x)
+    totals = []
+    for t in (None, tile):
+        events = list(P.iter_predict_normalized(p.model, x, p.config, probabilities=True, tile=t))
+        r = events[-1]
+        progress = [e for e in events if isinstance(e, PredictProgress)]
+        assert progress[-1].done == progress[-1].total == P.plan_for(p.config, shape, p.device, tile=t).n_tiles
+        totals.append(progress[-1].total)
+        np.testing.assert_allclose(r.probabilities, ref, atol=1e-5)
+        np.testing.assert_array_equal(r.labels, ref.argmax(0) + 1)
+    assert totals[0] == 1 and totals[1] > 1
 
 
 def test_sliding_window_equals_one_pass_for_a_pointwise_model():
-    """With a 1x1 conv model tiling must not change anything: blending is exact."""
     cfg = TrainConfig(n_classes=2, features=(4, 8), patch_size=(16, 16))
     model = torch.nn.Conv2d(1, 2, 1)
     pred = Predictor(model, cfg, device="cpu")
     img = np.random.default_rng(0).random((37, 50)).astype(np.float32)
-    r = pred.predict(img, probabilities=True)
-    from segstudio.core.data import image_stats, normalize
-
+    r = pred.predict(img, probabilities=True, tile=(16, 16))
     x = torch.from_numpy(normalize(img, image_stats(img)))[None]
     ref = torch.softmax(model(x), 1)[0].detach().numpy()
     np.testing.assert_allclose(r.probabilities, ref, atol=1e-5)
     assert (r.labels == ref.argmax(0) + 1).all()
 
 
-@pytest.mark.parametrize("shape", [(5, 7), (16, 16), (40, 23)])
+def test_region_matches_the_same_part_of_a_full_prediction():
+    """A region (the GUI's visible box) comes out exactly as in the whole-image prediction."""
+    p = make_predictor(features=(4, 8, 16))
+    img = np.random.default_rng(1).random((90, 70)).astype(np.float32)
+    stats = image_stats(img)
+    full = p.predict(img, stats=stats, probabilities=True)
+    for region in [(slice(20, 40), slice(5, 30)), (slice(61, 90), slice(3, 4)), (slice(0, 90), slice(50, 70))]:
+        part = p.predict(img, region=region, stats=stats, probabilities=True)
+        assert part.region == region
+        np.testing.assert_allclose(part.probabilities, full.probabilities[(slice(None), *region)], atol=1e-5)
+        np.testing.assert_array_equal(part.labels, full.labels[region])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (16, 16), (40, 23)])
 def test_any_size_2d(shape):
     r = make_predictor().predict(np.random.default_rng(0).random(shape))
     assert r.labels.shape == shape and r.labels.dtype == np.uint8
@@ -63,28 +210,28 @@ def test_3d_multichannel_and_multilabel():
     assert r.labels.shape == (2, 6, 20, 20) and set(np.unique(r.labels)) <= {0, 1}
     assert r.probabilities.shape == (2, 6, 20, 20)
     assert ((r.probabilities > 0.5) == (r.labels == 1)).all()
+    assert network_step(p.config) == (1, 2, 2)  # the image's size is valid: no padding
+    with torch.no_grad():
+        logits = p.model(torch.from_numpy(normalize(img, image_stats(img, 0), 0))[None])
+    np.testing.assert_allclose(r.probabilities, torch.sigmoid(logits)[0].numpy(), atol=1e-5)
 
 
-def test_region_matches_the_same_part_of_a_full_prediction():
-    """With a pointwise model, a region prediction must equal that part of the full one."""
-    cfg = TrainConfig(n_classes=2, features=(4, 8), patch_size=(16, 16))
-    p = Predictor(torch.nn.Conv2d(1, 2, 1), cfg, device="cpu")
-    img = np.random.default_rng(1).random((64, 64)).astype(np.float32)
-    from segstudio.core.data import image_stats
-
-    stats = image_stats(img)
-    full = p.predict(img, stats=stats, probabilities=True)
-    region = (slice(20, 40), slice(5, 30))
-    part = p.predict(img, region=region, stats=stats, probabilities=True)
-    assert part.region == region and part.labels.shape == (20, 25)
-    np.testing.assert_allclose(part.probabilities, full.probabilities[:, 20:40, 5:30], atol=1e-5)
-    assert (part.labels == full.labels[20:40, 5:30]).all()
-
-
-def test_tta_gives_the_same_shape():
+def test_tta_averages_flipped_passes():
     p = make_predictor()
-    r = p.predict(np.random.default_rng(0).random((20, 20)), tta=True, probabilities=True)
-    assert r.labels.shape == (20, 20) and np.allclose(r.probabilities.sum(0), 1, atol=1e-5)
+    img = np.random.default_rng(0).random((20, 24)).astype(np.float32)
+    r = p.predict(img, tta=True, probabilities=True)
+    assert r.labels.shape == (20, 24) and np.allclose(r.probabilities.sum(0), 1, atol=1e-5)
+    x = torch.from_numpy(normalize(img, image_stats(img)))[None]
+    with torch.no_grad():
+        logits = sum(torch.flip(p.model(torch.flip(x, d)), d) for d in ([], [2], [3], [2, 3])) / 4
+    np.testing.assert_allclose(r.probabilities, torch.softmax(logits, 1)[0].numpy(), atol=1e-5)
+
+
+def test_predict_normalized_keeps_the_models_training_mode():
+    p = make_predictor()
+    p.model.train()
+    predict_normalized(p.model, np.zeros((1, 8, 8), np.float32), p.config)
+    assert p.model.training
 
 
 def test_wrong_rank_or_channels_is_a_user_error():
@@ -93,3 +240,13 @@ def test_wrong_rank_or_channels_is_a_user_error():
         p.predict(np.zeros((4, 16, 16)))
     with pytest.raises(UserInputError, match="expects 1 channel"):
         p.predict(np.zeros((16, 16, 3)), channel_axis=-1)
+    with pytest.raises(UserInputError, match="region to predict is empty"):
+        p.predict(np.zeros((16, 16)), region=(slice(3, 3), slice(0, 4)))
+
+
+def test_class_labels_are_argmax_plus_one_with_ties_to_the_first_class():
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 5.0]], [[0.0, 3.0, 2.0, 1.0]], [[-1.0, 3.0, 2.0, 0.0]]])
+    np.testing.assert_array_equal(P._class_labels(logits).numpy(), [[1, 2, 1, 1]])
+    many = torch.randn(300, 4, 5)
+    assert P._class_labels(many).dtype == torch.int32
+    np.testing.assert_array_equal(P._class_labels(many).numpy(), many.argmax(0).numpy() + 1)

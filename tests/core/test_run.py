@@ -1,4 +1,4 @@
-"""Run directory: atomic writes, safe loading, clear errors."""
+"""Run directory: safe loading, clear errors (the atomic writes: test_atomic.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
-from segstudio.core.run import atomic_write_text, load_run, model_from_config, save_run
+from segstudio.core.run import load_run, model_from_config, save_run
 
 CFG = TrainConfig(n_classes=2, features=(4, 8), patch_size=(16, 16), class_names=("bg", "cell"))
 
@@ -75,27 +75,31 @@ def test_newer_config_version_is_refused(run):
         load_run(run)
 
 
-def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
-    target = tmp_path / "f.txt"
-    atomic_write_text(target, "old")
-
-    def broken(*a, **k):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(UserInputError, match="No space left"):
-        atomic_write_text(target, "new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
-def test_atomic_writes_get_normal_permissions(run, tmp_path):
-    from segstudio.core.run import _UMASK
+@pytest.mark.parametrize(("row", "words"), [
+    ("2,,3.0,0.1", "line 3, field 'loss' is empty"),
+    ("2,abc,3.0,0.1", "line 3, field 'loss' is not a number ('abc')"),
+    ("2,0.4,3.0,0.1,9", "line 3 has more fields than the header"),
+])
+def test_a_damaged_history_is_one_clear_error(run, row, words):
+    with open(run / "history.csv", "a") as fh:
+        fh.write(row + "\n")
+    with pytest.raises(UserInputError) as info:
+        load_run(run)
+    assert str(info.value) == f"cannot read '{run / 'history.csv'}': {words}"
 
-    for name in ("config.json", "model.pt", "history.csv"):
-        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~_UMASK, name  # not the temp file's 0600
-    kept = tmp_path / "kept.txt"
-    atomic_write_text(kept, "a")
-    os.chmod(kept, 0o640)
-    atomic_write_text(kept, "b")  # rewriting keeps the user's own permissions
-    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "b"
+
+@pytest.mark.parametrize("version", ["abc", "1", 1.5, None, [1]])
+def test_a_config_version_that_is_not_a_whole_number_is_one_clear_error(run, version):
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["version"] = version
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserInputError, match=r"config.json has version .*; expected a whole number"):
+        load_run(run)
+
+
+def test_a_config_that_is_not_an_object_is_one_clear_error(run):
+    (run / "config.json").write_text("[1, 2]")
+    with pytest.raises(UserInputError, match="config.json does not hold a JSON object"):
+        load_run(run)

@@ -76,6 +76,19 @@ def test_multilabel_pos_weight():
     assert cw.counts == (20, 4) and cw.absent_counts == (50, 2)
 
 
+@pytest.mark.parametrize("method, expected", [
+    ("balanced", 50 / 20), ("median_frequency", 50 / 20), ("inverse_sqrt", np.sqrt(50 / 20)), ("none", 1.0),
+])
+def test_multilabel_pos_weight_follows_the_method(method, expected):
+    """pos_weight is the ratio of the weights the method gives present and absent paint."""
+    cw = pos_weights_from_counts([20], [50], method)
+    np.testing.assert_allclose(cw.weights, [expected])
+    assert cw.method == method
+    # the same as the two exclusive classes' weights
+    excl = weights_from_counts([20, 50], method, clamp=(0.0, 1e9)).weights
+    np.testing.assert_allclose(cw.weights[0], excl[0] / excl[1])
+
+
 def test_multilabel_without_present_paint_is_one():
     cw = pos_weights_from_counts([0, 5], [10, 5])
     assert cw.weights == (1.0, 1.0) and cw.warnings

@@ -24,7 +24,8 @@ from segstudio.core.data import SnapshotSource, TrainingImage
 from segstudio.core.errors import UserInputError
 from segstudio.core.io import read_image
 from segstudio.core.predictor import Predictor
-from segstudio.core.run import atomic_write_text, load_run, model_from_config, save_run
+from segstudio.core.atomic import atomic_write_text
+from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.trainer import Failed, Finished, Progress, Trainer, infer_config, train
 
 TINY = ["--patch", "32", "32", "--batch", "2", "--seed", "0", "--device", "cpu", "--iterations", "1"]
@@ -87,15 +88,30 @@ def d(tmp_path_factory) -> Path:
     (d / "folder.tif").mkdir()
     assert main(["train", "--image", str(d / "img.npy"), "--labels", str(d / "lab.npy"), "--out", str(d / "run"),
                  *TINY]) == 0
+    import json
+    import shutil
+
+    shutil.copytree(d / "run", d / "run_history")
+    with open(d / "run_history" / "history.csv", "a") as fh:
+        fh.write("2,,1.5,0.001\n")  # an empty loss field
+    shutil.copytree(d / "run", d / "run_version")
+    cfg = json.loads((d / "run_version" / "config.json").read_text())
+    (d / "run_version" / "config.json").write_text(json.dumps({**cfg, "version": "two"}))
+    (d / "notzarr.zarr").mkdir()
+    (d / "notzarr.zarr" / "thesis.docx").write_text("precious")
     return d
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse: a bad option value, before any command runs
+        code = e.code
     return code, capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the CLI matrix
+TRAIN_GOOD = ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy"]  # then one bad option value
 MATRIX = [
     # (row id, argv with {d}, the words the one-line message must hold)
     ("shape-mismatch", ["train", "--image", "{d}/img.npy", "--labels", "{d}/small.npy"],
@@ -128,6 +144,26 @@ MATRIX = [
     ("folder-not-file", ["info", "{d}/folder.tif"], ["folder.tif", "is a folder"]),
     ("run-without-model", ["predict", "--model", "{d}/norun", "--image", "{d}/img.npy", "--out", "{d}/o.tif"],
      ["norun", "not found"]),
+    ("history-empty-field", ["predict", "--model", "{d}/run_history", "--image", "{d}/img.npy", "--out",
+                             "{d}/o.tif"], ["history.csv", "line 3, field 'loss' is empty"]),
+    ("config-version-not-a-number", ["predict", "--model", "{d}/run_version", "--image", "{d}/img.npy", "--out",
+                                     "{d}/o.tif"], ["config.json has version 'two'; expected a whole number"]),
+    ("resume-with-bad-history", ["train", "--image", "{d}/img.npy", "--labels", "{d}/lab.npy", "--resume",
+                                 "{d}/run_history", *TINY], ["history.csv", "is empty"]),
+    ("zarr-over-a-folder-that-is-not-zarr", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy", "--out",
+                                             "{d}/notzarr.zarr"], ["notzarr.zarr", "not a Zarr store"]),
+    ("zarr-over-a-folder-that-is-not-zarr-out-of-core", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy",
+                                                         "--out", "{d}/notzarr.zarr", "--out-of-core", "always"],
+     ["notzarr.zarr", "not a Zarr store"]),
+    ("patch-zero", [*TRAIN_GOOD, "--patch", "0", "0"], ["argument --patch: must be at least 2, got 0"]),
+    ("batch-negative", [*TRAIN_GOOD, "--batch", "-1"], ["argument --batch: must be at least 1, got -1"]),
+    ("batch-not-a-number", [*TRAIN_GOOD, "--batch", "four"], ["argument --batch: expected a whole number, got 'four'"]),
+    ("iterations-zero", [*TRAIN_GOOD, "--iterations", "0"], ["argument --iterations: must be at least 1, got 0"]),
+    ("minutes-negative", [*TRAIN_GOOD, "--minutes", "-2"], ["argument --minutes: must be a number greater than 0"]),
+    ("lr-nan", [*TRAIN_GOOD, "--lr", "nan"], ["argument --lr: must be a number greater than 0, got nan"]),
+    ("grad-accum-zero", [*TRAIN_GOOD, "--grad-accum", "0"], ["argument --grad-accum: must be at least 1, got 0"]),
+    ("seed-negative", [*TRAIN_GOOD, "--seed", "-3"], ["argument --seed: must be at least 0, got -3"]),
+    ("checkpoint-every-zero", [*TRAIN_GOOD, "--checkpoint-every", "0"], ["--checkpoint-every: must be a number"]),
     # objects (issue 18)
     ("negative-min-size", ["predict", "--model", "{d}/run", "--image", "{d}/img.npy", "--out", "{d}/o.tif",
                            "--instances", "{d}/i.tif", "--min-size", "-1"], ["--min-size must be a number >= 0"]),
@@ -166,6 +202,7 @@ def test_cli_bad_input_is_one_line_exit_2(d, capsys, argv, words):
     assert lines[-1].startswith("segstudio: "), err
     for w in words:
         assert w in lines[-1], lines[-1]
+    assert (d / "notzarr.zarr" / "thesis.docx").read_text() == "precious"  # nothing the user made is lost
 
 
 def test_unreadable_file(d, capsys, monkeypatch):

@@ -1,0 +1,132 @@
+"""Background that looks like your background strokes (an implied-label rule).
+
+Users paint background where it is easy: well away from objects. A network trained on those
+strokes never sees background next to an object, so it may use "close to an object" as a cue and
+paint a rim of object class around every object (the *halo*), however dark that rim is. Yet the
+image says more: where the painted background and the painted objects differ clearly in
+intensity, an unpainted pixel that is as dark (or as bright) as the painted background, and
+unlike any painted object, is background wherever it lies.
+
+:func:`infer_background` returns those pixels, for the unpainted pixels only; it never changes
+the user's paintings. The rule, per image:
+
+* ``g``: the image smoothed in each 2D plane (σ = 1 px; channels averaged), so that single noisy
+  pixels inside objects do not pass.
+* ``B``, ``F``: ``g`` under the background paint and under the paint of every other class.
+* The rule applies only when the two separate: on the dark-background side, the ``lo``
+  quantile of ``F`` lies above the ``hi`` quantile of ``B`` (mirrored for a bright background).
+  Textures of equal mean, or a background more uneven than the object contrast, fail this test
+  and infer nothing.
+* Unpainted pixels with ``g`` at or beyond the ``hi`` quantile of ``B`` (towards the background
+  side) are inferred background.
+
+It works the same for multi-label paintings, channel by channel, with *absent* as the
+background (:func:`infer_background_multilabel`). The trainer learns these labels in a second
+loss term with its own weights, like those of :mod:`segstudio.core.outlines`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from segstudio.core.annotations import ABSENT, UNPAINTED
+
+__all__ = ["DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "smoothed_intensity"]
+
+#: ``(lo, hi)``: the background threshold is the ``hi`` quantile of the painted background; the
+#: rule needs the ``lo`` quantile of the other paint beyond it.
+DEFAULT_QUANTILES: tuple[float, float] = (0.05, 0.9)
+#: Fewest painted pixels per side for the statistics to mean anything.
+MIN_PIXELS = 20
+SIGMA = 1.0
+
+
+def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int) -> np.ndarray:
+    """float32 image (channels averaged), Gaussian-smoothed with σ = 1 px in each 2D plane."""
+    img = np.asarray(image, dtype=np.float32)
+    if channel_axis is not None:
+        img = img.mean(axis=channel_axis)
+    img = np.nan_to_num(img)
+    sigma = (0.0,) * (ndim - 2) + (SIGMA, SIGMA)
+    return ndi.gaussian_filter(img, sigma)
+
+
+def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float]) -> np.ndarray | None:
+    """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
+    bg = g[paint == background]
+    other = g[(paint != UNPAINTED) & (paint != background)]
+    if bg.size < MIN_PIXELS or other.size < MIN_PIXELS:
+        return None
+    lo, hi = quantiles
+    if np.median(bg) <= np.median(other):  # dark background
+        t = np.quantile(bg, hi)
+        if np.quantile(other, lo) <= t:
+            return None
+        return (paint == UNPAINTED) & (g <= t)
+    t = np.quantile(bg, 1.0 - hi)
+    if np.quantile(other, 1.0 - lo) >= t:
+        return None
+    return (paint == UNPAINTED) & (g >= t)
+
+
+def infer_background(
+    paintings: np.ndarray,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    background: int = 1,
+    quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+    smoothed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Unpainted pixels that look like the painted background (see the module notes).
+
+    Parameters
+    ----------
+    paintings
+        Exclusive paintings (``0`` unpainted, ``1..K``), 2D or 3D.
+    image
+        The image: the spatial shape of ``paintings`` plus ``channel_axis`` if it has one.
+    channel_axis
+        The channel axis of ``image`` or ``None``.
+    background
+        The background class.
+    quantiles
+        ``(lo, hi)``: see :data:`DEFAULT_QUANTILES`.
+    smoothed
+        :func:`smoothed_intensity` of ``image``, when the caller has it already.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``paintings``: ``background`` where inferred, ``0`` elsewhere.
+    """
+    paint = np.asarray(paintings)
+    g = smoothed_intensity(image, channel_axis, paint.ndim) if smoothed is None else smoothed
+    if g.shape != paint.shape:
+        raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
+    out = np.zeros_like(paint)
+    mask = _rule(paint, g, background, quantiles)
+    if mask is not None:
+        out[mask] = background
+    return out
+
+
+def infer_background_multilabel(
+    paintings: np.ndarray,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+    smoothed: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`infer_background` per class channel of ``(C, *spatial)`` multi-label paintings,
+    with *absent* as the background: the inferred pixels are ``2`` (absent) in that channel."""
+    paint = np.asarray(paintings)
+    g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
+    out = np.zeros_like(paint)
+    for c in range(paint.shape[0]):
+        mask = _rule(paint[c], g, ABSENT, quantiles)
+        if mask is not None:
+            out[c][mask] = ABSENT
+    return out

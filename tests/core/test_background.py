@@ -1,0 +1,66 @@
+"""Background that looks like the painted background."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segstudio.core.background import infer_background, infer_background_multilabel
+
+
+def _scene(bright_background: bool = False):
+    """A dark image with two bright squares; strokes: background far away, one square marked."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(10.0, 1.0, (64, 64)).astype(np.float32)
+    img[10:22, 10:22] += 50.0
+    img[40:52, 36:50] += 50.0  # an unpainted object
+    if bright_background:
+        img = 100.0 - img
+    paint = np.zeros(img.shape, np.uint8)
+    paint[58:61, 2:40] = 1
+    paint[14:17, 12:20] = 2
+    return img, paint
+
+
+@pytest.mark.parametrize("bright", [False, True])
+def test_background_like_pixels_are_inferred_and_objects_are_not(bright):
+    img, paint = _scene(bright)
+    out = infer_background(paint, img)
+    assert out.dtype == paint.dtype and out.shape == paint.shape
+    assert set(np.unique(out)) == {0, 1}
+    assert not out[paint > 0].any(), "painted pixels are never inferred"
+    assert not out[11:21, 11:21].any() and not out[41:51, 37:49].any(), "objects stay unlabelled"
+    far = np.ones(img.shape, bool)
+    far[5:27, 5:27] = far[35:57, 31:55] = False
+    assert (out[far & (paint == 0)] == 1).mean() > 0.8, "most of the background is inferred"
+
+
+def test_nothing_is_inferred_when_the_paint_does_not_separate():
+    img, paint = _scene()
+    paint[30:33, 2:30] = 2  # "object" paint on background intensities: no intensity rule holds
+    assert not infer_background(paint, img).any()
+    assert not infer_background(np.where(paint == 1, 0, paint).astype(np.uint8), img).any()  # no background paint
+
+
+def test_3d_and_channels():
+    img, paint = _scene()
+    vol = np.stack([img] * 4)
+    p3 = np.zeros(vol.shape, np.uint8)
+    p3[1] = paint
+    out = infer_background(p3, vol)
+    assert out[2].any() and not out[:, 11:21, 11:21].any()
+    rgb = np.stack([vol, vol, vol], axis=-1)
+    np.testing.assert_array_equal(infer_background(p3, rgb, channel_axis=-1), out)
+    with pytest.raises(ValueError):
+        infer_background(p3[:, :10], vol)
+
+
+def test_multilabel_uses_absent_as_the_background():
+    img, paint = _scene()
+    ml = np.zeros((2, *img.shape), np.uint8)
+    ml[0][paint == 1] = 2  # object channel: absent on the background stroke
+    ml[0][paint == 2] = 1  # present on the object stroke
+    ml[1][paint > 0] = 2  # a channel painted absent only: nothing to separate
+    out = infer_background_multilabel(ml, img)
+    np.testing.assert_array_equal(out[0] == 2, infer_background(paint, img) == 1)
+    assert not out[1].any()
