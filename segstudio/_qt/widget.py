@@ -208,10 +208,10 @@ class SegStudioWidget(QWidget):
         self.outlines_check = QCheckBox("fill outlines")
         self.outlines_check.setChecked(self.controller.settings.infer_outlines)
         self.outlines_check.setToolTip(
-            "Exclusive mode: a closed outline traced with one class around a stroke of another "
-            "class also teaches its inside as that class, and a thin band just outside it as class 1 "
-            "(background) where the image looks like your painted background. Your strokes are "
-            "never changed. Takes effect at the next Train."
+            "A closed outline traced with one class around a stroke of another class also teaches "
+            "its inside as that class, and a thin band just outside it as background where the "
+            "image looks like your painted background (multi-label: per class, absent as the "
+            "background). Your strokes are never changed. Takes effect at the next Train."
         )
         cl.addWidget(self.outlines_check)
         self.weights_note = QLabel("")
@@ -727,12 +727,11 @@ class SegStudioWidget(QWidget):
                 self.loss_combo.addItem(LOSS_LABELS.get(name, name), name)
             current = self.controller.loss_name()
             self.loss_combo.setCurrentIndex(max(self.loss_combo.findData(current), 0))
-            self.method_combo.setEnabled(mode == EXCLUSIVE and not self.controller.is_training)
-            self.outlines_check.setEnabled(mode == EXCLUSIVE and not self.controller.is_training)
+            self.method_combo.setEnabled(not self.controller.is_training)
+            self.outlines_check.setEnabled(not self.controller.is_training)
             self.method_combo.setToolTip(
                 "How class weights are computed from the painted pixel counts"
-                if mode == EXCLUSIVE else "multi-label mode uses pos_weight = absent / present"
-            )
+                if mode == EXCLUSIVE else "How pos_weight is computed from the present and absent pixel counts")
         finally:
             self._updating = False
 
@@ -759,13 +758,13 @@ class SegStudioWidget(QWidget):
                   self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
                   self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
-        self.method_combo.setEnabled(not running and self.controller.mode == EXCLUSIVE)
+        self.method_combo.setEnabled(not running)
         if not running:
             self._refresh_recover()
         if getattr(self.controller.image_layer, "rgb", False):
             self.channel_spin.setEnabled(False)
         self.add_class_btn.setEnabled(not running)
-        self.outlines_check.setEnabled(not running and self.controller.mode == EXCLUSIVE)
+        self.outlines_check.setEnabled(not running)
         self.remove_class_btn.setEnabled(not running and len(self.controller.classes) > 1)
         if running:
             self._redraw.start()

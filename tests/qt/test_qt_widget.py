@@ -132,8 +132,8 @@ def test_fill_outlines_checkbox_sets_the_training_config(open_widget, qtbot):
     assert c.build_config().infer_outlines is True
     widget.outlines_check.setChecked(False)
     assert c.settings.infer_outlines is False and c.build_config().infer_outlines is False
-    widget.mode_multilabel.setChecked(True)
-    assert not widget.outlines_check.isEnabled()
+    widget.mode_multilabel.setChecked(True)  # the rule works per class in multi-label mode too
+    assert widget.outlines_check.isEnabled() and c.build_config().infer_outlines is False
 
 
 def test_switching_mode_converts_strokes(open_widget, qtbot):
