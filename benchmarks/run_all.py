@@ -30,6 +30,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("out_of_core.py", ("--size-mib", "256")),  # quick; the full run does 1 GiB
     ("quality.py", ()),
     ("instances_speed.py", ()),
+    ("paint_snapshot.py", ()),  # quick: a 256 MiB paint layer; the full run: 2 GiB
 )
 
 

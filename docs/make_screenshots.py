@@ -1,10 +1,11 @@
 """Make the README screenshots: the app on the 2D and 3D samples after a short training run.
 
-Run under a display (``make screenshots`` uses Xvfb when there is none)::
+Run under a display (``make screenshots`` uses a 1600 x 1000 Xvfb when there is none)::
 
     python docs/make_screenshots.py [--seconds 30]
 
-Writes ``docs/screenshot_2d.png`` and ``docs/screenshot_3d.png``.
+The window is sized the way the app sizes it on that screen. Writes ``docs/screenshot_2d.png``
+and ``docs/screenshot_3d.png``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WINDOW_SIZE = (1500, 940)
 
 
 def _spin(app, seconds: float, until=None) -> None:
@@ -34,7 +34,6 @@ def shoot(sample: str, out: Path, seconds: float) -> None:
 
     viewer, widget = build_viewer([], sample, show=True)
     app = QApplication.instance()
-    viewer.window._qt_window.resize(*WINDOW_SIZE)
     c = widget.controller
     widget.preset_combo.setCurrentText("fast")
     widget.length_combo.setCurrentText("until stopped")
@@ -52,7 +51,7 @@ def shoot(sample: str, out: Path, seconds: float) -> None:
         raise SystemExit(f"{sample}: {c.last_error}")
     # Make sure an overlay and a loss curve are there before the picture is taken.
     _spin(app, 120, until=lambda: previews[0] > 0 and len(c.loss_values) > 5 and not c.preview_busy)
-    widget._redraw_progress()
+    widget.redraw_progress()
     if c.paint_layers:
         viewer.layers.selection.active = c.paint_layers[0]
         widget.class_table.selectRow(1)

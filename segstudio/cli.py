@@ -20,8 +20,6 @@ from typing import NoReturn
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
-#: ``predict --out-of-core auto`` streams lazily readable images of at least this size.
-OUT_OF_CORE_BYTES = 256 << 20
 SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics")
 #: Smallest training patch edge ``--patch`` accepts (BatchNorm needs more than one value).
 MIN_PATCH = 2
@@ -62,32 +60,11 @@ def positive_number(text: str) -> float:
     return value
 
 
-def _channel_axis(meta_axes: str | None, given: int | None, ndim: int) -> int | None:
-    """The channel axis: as given, else from the file's axes ('C'), else none."""
-    if given is not None:
-        if not -ndim <= given < ndim:
-            from segstudio.core.errors import UserInputError
-
-            raise UserInputError(f"--channel-axis {given} is out of range for a {ndim}-D image")
-        return given % ndim
-    if meta_axes and "C" in meta_axes.upper():
-        return meta_axes.upper().index("C")
-    return None
-
-
 def _load_image(path: str, channel_axis: int | None, what: str = "image", lazy: bool = False):
-    from segstudio.core.errors import UserInputError
-    from segstudio.core.io import read_image
+    """:func:`segstudio.core.batch.load_image` (imported when a command needs it)."""
+    from segstudio.core.batch import load_image
 
-    image, meta = read_image(path, lazy=lazy)
-    ch = _channel_axis(meta.axes, channel_axis, image.ndim)
-    spatial = image.ndim - (ch is not None)
-    if spatial not in (2, 3):
-        raise UserInputError(
-            f"{what} '{path}' has shape {image.shape}: expected a 2D or 3D image "
-            "(use --channel-axis for multi-channel images)"
-        )
-    return image, meta, ch
+    return load_image(path, channel_axis, what=what, lazy=lazy)
 
 
 def _print_progress(ev, start: float, tty: bool, state: dict) -> None:
@@ -287,6 +264,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     """
     import numpy as np
 
+    from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
     from segstudio.core.project import (
@@ -314,7 +292,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         image, meta = read_image_of(folder, project, im.name, lazy=True)
         if not isinstance(image, np.ndarray):
             image = np.asarray(image)
-        ch = _channel_axis(meta.axes, im.channel_axis if args.channel_axis is None else args.channel_axis,
+        ch = channel_axis_for(meta.axes, im.channel_axis if args.channel_axis is None else args.channel_axis,
                            image.ndim)
         spatial = tuple(s for i, s in enumerate(image.shape) if i != ch)
         want = spatial if project.mode == "exclusive" else (len(project.classes), *spatial)
@@ -344,125 +322,39 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     return items, spacing, overrides
 
 
-def split_ext(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """``("name", ".nii.gz")`` for double extensions, else ``Path.stem``/``Path.suffix``."""
-    name = Path(path).name
-    for ext in (".nii.gz", ".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)], name[-len(ext):]
-    return Path(name).stem, Path(name).suffix
-
-
-def _output_path(out: str, image_path: str, several: bool) -> Path:
-    """Where the labels of ``image_path`` go: ``out`` itself, or a file in the folder ``out``.
-
-    An existing folder whose name has an image extension (``labels.zarr``: a previous output)
-    is the output itself, never a folder to write into.
-    """
-    from segstudio.core.errors import UserInputError
-    from segstudio.core.io import format_of
-
-    out_p = Path(out)
-    try:
-        format_of(out)
-        image_name = True
-    except UserInputError:
-        image_name = False
-    if several or out.endswith(os.sep) or (out_p.is_dir() and not image_name):
-        stem, suffix = split_ext(image_path)
-        if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-            suffix = ".png"  # labels must not go through lossy compression
-        return out_p / f"{stem}_labels{suffix}"
-    format_of(out)  # validates the extension
-    return out_p
-
-
-def _out_of_core(choice: str, image, out: Path) -> bool:
-    """Whether to predict band by band into the output file (see ``--out-of-core``)."""
-    from segstudio.core.errors import UserInputError
-    from segstudio.core.lazy import is_in_memory
-    from segstudio.core.outofcore import OUTPUT_FORMATS
-
-    suffix = split_ext(out)[1].lower()
-    fits = suffix in OUTPUT_FORMATS or suffix in (".ome.tif", ".ome.tiff")
-    if choice == "never":
-        return False
-    if choice == "always":
-        if not fits:
-            raise UserInputError(f"--out-of-core always: write to {', '.join(OUTPUT_FORMATS)}, not '{out}'")
-        return True
-    import numpy as np
-
-    big = int(np.prod(image.shape, dtype=np.int64)) * np.dtype(image.dtype).itemsize >= OUT_OF_CORE_BYTES
-    if big and not is_in_memory(image) and not fits:
-        print(f"warning: '{out}' cannot be written band by band; the whole prediction is held in memory "
-              f"(write .zarr or .tif to avoid that)", file=sys.stderr)
-    return big and not is_in_memory(image) and fits
-
-
-def _predict_out_of_core(predictor, image, meta, ch, path: str, out: Path, args: argparse.Namespace):
-    """Predict a lazy image tile band by tile band straight into ``out`` (and probabilities);
-    returns the :class:`~segstudio.core.outofcore.Written` event."""
-    from segstudio.core.outofcore import Written, iter_predict_to_file
-    from segstudio.core.predictor import PredictProgress
-
-    prob_path = None
-    if args.probabilities:
-        stem, suffix = split_ext(out)
-        prob_path = out.with_name(f"{stem.removesuffix('_labels')}_probabilities{suffix}")
-    last = time.perf_counter()
-    for ev in iter_predict_to_file(predictor, image, out, channel_axis=ch, probabilities_path=prob_path,
-                                   axes=meta.axes, spacing=meta.spacing, tta=args.tta):
-        if isinstance(ev, PredictProgress) and time.perf_counter() - last >= PROGRESS_LINE_EVERY_S:
-            last = time.perf_counter()
-            print(f"{path}: {ev.done}/{ev.total} tiles", file=sys.stderr, flush=True)
-        elif isinstance(ev, Written):
-            msg = f"{path} → {ev.labels} ({ev.seconds:.1f} s, out of core)"
-            if ev.probabilities:
-                msg += f", probabilities → {ev.probabilities}"
-            print(msg, file=sys.stderr)
-            return ev
-    return None
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """``segstudio predict``: labels (and probabilities) for one or more images.
 
-    Large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one tile
+    One loop with the app's *Predict folder…* (:func:`segstudio.core.batch.iter_predict_files`):
+    large lazy images (OME-Zarr, big TIFF, ``.npy``; see ``--out-of-core``) are read one tile
     at a time and their prediction is written band by band into a ``.zarr``, ``.tif`` or
     ``.npy`` output, so memory stays bounded by a tile and a band, not by the volume.
     """
-    import numpy as np
-
-    from segstudio.core.io import write_image
+    from segstudio.core.batch import BatchNotice, FileDone, FileStarted, iter_predict_files
+    from segstudio.core.predictor import PredictProgress
 
     predictor = load_predictor(args.model, args.device)
-    several = len(args.image) > 1
-    objects = _ObjectsOutput.from_args(args, predictor.config, several)
-    if several:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    for path in args.image:
-        image, meta, ch = _load_image(path, args.channel_axis, lazy=True)
-        t0 = time.perf_counter()
-        out = _output_path(args.out, path, several)
-        if _out_of_core(args.out_of_core, image, out):
-            written = _predict_out_of_core(predictor, image, meta, ch, path, out, args)
-            if objects is not None and written is not None:
-                objects.add_from_files(path, image, meta, ch, written)
-            continue
-        image = np.array(image)  # small enough: load it
-        wants_probs = args.probabilities or (objects is not None and objects.wants_probabilities)
-        result = predictor.predict(image, ch, probabilities=wants_probs, tta=args.tta)
-        write_image(out, result.labels, like=meta)
-        msg = f"{path} → {out} ({time.perf_counter() - t0:.1f} s)"
-        if args.probabilities and result.probabilities is not None:
-            stem = split_ext(out)[0].removesuffix("_labels")
-            prob_path = out.with_name(f"{stem}_probabilities.tif")
-            write_image(prob_path, result.probabilities, like=None)
-            msg += f", probabilities → {prob_path}"
-        print(msg, file=sys.stderr)
-        if objects is not None:
-            objects.add(path, image, meta, ch, result.labels, result.probabilities)
+    objects = _ObjectsOutput.from_args(args, predictor.config, len(args.image) > 1)
+    current, streamed, last = "", False, time.perf_counter()
+    for ev in iter_predict_files(predictor, args.image, args.out, channel_axis=args.channel_axis,
+                                 probabilities=args.probabilities, tta=args.tta, out_of_core=args.out_of_core,
+                                 keep_probabilities=objects is not None and objects.wants_probabilities):
+        if isinstance(ev, FileStarted):
+            current, streamed = ev.image, ev.out_of_core
+        elif isinstance(ev, PredictProgress) and streamed and time.perf_counter() - last >= PROGRESS_LINE_EVERY_S:
+            last = time.perf_counter()
+            print(f"{current}: {ev.done}/{ev.total} tiles", file=sys.stderr, flush=True)
+        elif isinstance(ev, BatchNotice):
+            print(f"warning: {ev.message}", file=sys.stderr)
+        elif isinstance(ev, FileDone):
+            msg = f"{ev.image} → {ev.labels} ({ev.seconds:.1f} s{', out of core' if ev.out_of_core else ''})"
+            if ev.probabilities is not None:
+                msg += f", probabilities → {ev.probabilities}"
+            print(msg, file=sys.stderr)
+            if objects is not None and ev.written is not None:
+                objects.add_from_files(ev.image, ev.pixels, ev.meta, ev.channel_axis, ev.written)
+            elif objects is not None and ev.result is not None:
+                objects.add(ev.image, ev.pixels, ev.meta, ev.channel_axis, ev.result.labels, ev.result.probabilities)
     if objects is not None:
         objects.finish()
     return 0
@@ -598,15 +490,14 @@ class _ObjectsOutput:
         return self.options.boundary_class is not None and self.options.seeds == "interior"
 
     def _path(self, image_path: str) -> Path | None:
+        from segstudio.core.batch import output_path
+
         if not self.args.instances:
             return None
         target = self.args.instances
         if self.several or Path(target).is_dir() or target.endswith(os.sep):
-            stem, suffix = split_ext(image_path)
-            if suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-                suffix = ".png"
             Path(target).mkdir(parents=True, exist_ok=True)
-            return Path(target) / f"{stem}_instances{suffix}"
+            return output_path(target, image_path, True, kind="instances")
         return Path(target)
 
     def add(self, path: str, image, meta, ch, labels, probabilities) -> None:
@@ -630,6 +521,7 @@ class _ObjectsOutput:
         """Objects of an out-of-core prediction, band by band when the format allows it."""
         import numpy as np
 
+        from segstudio.core.batch import split_ext
         from segstudio.core.instances import instances_in_bands, object_table_in_bands
         from segstudio.core.io import read_image, read_labels
         from segstudio.core.outofcore import OUTPUT_FORMATS, open_output, output_axes
@@ -682,6 +574,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     """``segstudio measure``: the object table of existing instance labels."""
     import numpy as np
 
+    from segstudio.core.batch import OUT_OF_CORE_BYTES
     from segstudio.core.errors import UserInputError
     from segstudio.core.instances import object_table, object_table_in_bands
     from segstudio.core.io import read_labels
@@ -799,6 +692,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``segstudio`` argument parser (sub-commands)."""
+    from segstudio.core.batch import OUT_OF_CORE_BYTES
     from segstudio.core.losses import LOSS_NAMES
     from segstudio.core.weights import METHODS
 

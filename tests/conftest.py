@@ -81,3 +81,23 @@ def paintings_of():
 def _segstudio_home(tmp_path_factory, monkeypatch):
     """Untitled autosaves of the app go to a temporary folder, never the user's home."""
     monkeypatch.setenv("SEGSTUDIO_HOME", str(tmp_path_factory.mktemp("segstudio-home")))
+
+
+@pytest.fixture
+def disk_full_at(monkeypatch):
+    """``restore = disk_full_at(name)``: every ``os.replace`` onto a file whose path ends with
+    ``name`` fails with "No space left on device", until ``restore()`` or the test's end."""
+    import os
+
+    real = os.replace
+
+    def arm(name: str):
+        def full(src, dst):
+            if str(dst).endswith(name):
+                raise OSError(28, "No space left on device")
+            return real(src, dst)
+
+        monkeypatch.setattr(os, "replace", full)
+        return lambda: monkeypatch.setattr(os, "replace", real)
+
+    return arm

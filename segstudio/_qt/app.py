@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
+
+from segstudio._qt.workers import wait_for_background_work
 
 #: Environment variable: close the app this many ms after the event loop started (smoke tests,
 #: screenshots).
 QUIT_AFTER_ENV = "SEGSTUDIO_QUIT_AFTER_MS"
 SAMPLES = ("nuclei2d", "nuclei3d")
 WINDOW_TITLE = "segstudio"
+#: The window covers this fraction of the screen's available area (width and height); on
+#: screens narrower than ``WIDE_SCREEN_PX`` all of it (the canvas needs the room).
+SCREEN_FRACTION = 0.9
+WIDE_SCREEN_PX = 1600
+#: After the window closed, the app says "stopping…" when the background stop takes longer.
+QUIET_STOP_S = 0.5
+#: The dock takes this fraction of the window's width, or what it needs when that is more.
+DOCK_FRACTION = 0.28
 
 
 def load_layers(images: list[str]) -> list[tuple[Any, dict[str, Any], str]]:
@@ -52,15 +63,37 @@ def build_viewer(images: list[str], sample: str | None = None, *, show: bool = T
     viewer = napari.Viewer(title=WINDOW_TITLE, show=show)
     add_layer_data(viewer, layer_data)
     widget = SegStudioWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="segstudio", area="right")
-    viewer.reset_view()
+    dock = viewer.window.add_dock_widget(widget, name="segstudio", area="right")
     # Paint layer first in the layer list selection, so the user can paint right away.
     if widget.controller.paint_layers:
         viewer.layers.selection.active = widget.controller.paint_layers[0]
     if project:
         widget.controller.open_project(project)
-        viewer.reset_view()
+    fit_window(viewer, dock, widget)
     return viewer, widget
+
+
+def fit_window(viewer: Any, dock: Any, widget: Any) -> None:
+    """Size the window to the screen (wide enough that the canvas is at least as wide as the
+    dock), give the dock the width it needs, and fit the image to the canvas."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # the widgets are polished: their sizes are final
+    widget.fit_width()
+    window = viewer.window._qt_window
+    screen = window.screen() or QApplication.primaryScreen()
+    area = screen.availableGeometry()
+    fraction = SCREEN_FRACTION if area.width() >= WIDE_SCREEN_PX else 1.0
+    dock_width = max(widget.minimumWidth(), int(area.width() * fraction * DOCK_FRACTION))
+    others = window.width() - viewer.window._qt_viewer.canvas.native.width() - dock.width()
+    w = min(area.width(), max(int(area.width() * fraction), others + 2 * dock_width))
+    h = int(area.height() * fraction)
+    window.resize(w, h)
+    window.move(area.x() + (area.width() - w) // 2, area.y() + (area.height() - h) // 2)
+    window.resizeDocks([dock], [dock_width], Qt.Orientation.Horizontal)
+    QApplication.processEvents()  # the canvas gets its final size
+    viewer.reset_view()
 
 
 def main(images: list[str], sample: str | None = None, demo: bool = False, project: str | None = None) -> int:
@@ -79,7 +112,7 @@ def main(images: list[str], sample: str | None = None, demo: bool = False, proje
     if quit_after:
         QTimer.singleShot(int(quit_after), viewer.close)
     napari.run()
-    from segstudio._qt.controller import wait_for_background_work
-
+    if not widget.controller.wait_stopped(QUIET_STOP_S):
+        print("segstudio: stopping… (writing the last checkpoint and autosave)", file=sys.stderr, flush=True)
     wait_for_background_work()
     return 0

@@ -14,6 +14,7 @@ from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QColorDialog,
@@ -28,6 +29,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -42,10 +44,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from segstudio._qt.controller import DEVICES, LENGTHS, PREVIEW_REGIONS, SegController, layer_meta
+from segstudio._qt.controller import SegController
+from segstudio._qt.image import layer_meta
+from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS
 from segstudio.core.losses import LOSS_NAMES
+from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
 from segstudio.core.weights import METHODS
 
 #: Export formats offered by the *Export model…* file dialog, with their filter labels.
@@ -59,6 +64,10 @@ REDRAW_MS = 250
 LOSS_EMA = 0.05
 EMA_WARMUP = 4.0
 PLOT_HEIGHT = 130
+#: Characters a combo box is wide enough for (longer items are elided).
+COMBO_CHARS = 5
+#: Least width of a spin box (px).
+SPIN_MIN_PX = 84
 SWATCH_PX = 14
 COL_SWATCH, COL_NAME, COL_COUNT, COL_WEIGHT, COL_PIN = range(5)
 LOSS_LABELS = {
@@ -192,19 +201,19 @@ class SegStudioWidget(QWidget):
         self.method_combo.setToolTip("How class weights are computed from the painted pixel counts")
         row.addWidget(self.add_class_btn)
         row.addWidget(self.remove_class_btn)
-        self.outlines_check = QCheckBox("fill outlines")
-        self.outlines_check.setChecked(self.controller.settings.infer_outlines)
-        self.outlines_check.setToolTip(
-            "Exclusive mode: a closed outline traced with one class around a stroke of another "
-            "class also teaches its inside as that class, and a thin band just outside it as class 1 "
-            "(background) where the image looks like your painted background. Your strokes are "
-            "never changed. Takes effect at the next Train."
-        )
         row.addStretch(1)
-        row.addWidget(self.outlines_check)
         row.addWidget(QLabel("weights"))
         row.addWidget(self.method_combo)
         cl.addLayout(row)
+        self.outlines_check = QCheckBox("fill outlines")
+        self.outlines_check.setChecked(self.controller.settings.infer_outlines)
+        self.outlines_check.setToolTip(
+            "A closed outline traced with one class around a stroke of another class also teaches "
+            "its inside as that class, and a thin band just outside it as background where the "
+            "image looks like your painted background (multi-label: per class, absent as the "
+            "background). Your strokes are never changed. Takes effect at the next Train."
+        )
+        cl.addWidget(self.outlines_check)
         self.weights_note = QLabel("")
         self.weights_note.setWordWrap(True)
         self.weights_note.setStyleSheet("color: #d9a03f;")
@@ -227,13 +236,6 @@ class SegStudioWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.device_combo.setToolTip("auto: CUDA, then MPS, then CPU")
-        for i, (label, w) in enumerate((("Model", self.preset_combo), ("Loss", self.loss_combo),
-                                        ("Device", self.device_combo))):
-            grid.addWidget(QLabel(label), 0, 2 * i)
-            grid.addWidget(w, 0, 2 * i + 1)
-            grid.setColumnStretch(2 * i + 1, 1)
-        tl.addLayout(grid)
-        row = QHBoxLayout()
         self.length_combo = QComboBox()
         self.length_combo.addItems(list(LENGTHS))
         self.length_combo.setToolTip("When training stops by itself")
@@ -247,11 +249,16 @@ class SegStudioWidget(QWidget):
         self.minutes_spin.setValue(self.controller.settings.minutes)
         self.minutes_spin.setSuffix(" min")
         self.minutes_spin.setVisible(False)
-        row.addWidget(QLabel("Length"))
-        row.addWidget(self.length_combo)
-        row.addWidget(self.iter_spin, 1)
-        row.addWidget(self.minutes_spin, 1)
-        tl.addLayout(row)
+        pairs = (("Model", self.preset_combo), ("Loss", self.loss_combo), ("Device", self.device_combo),
+                 ("Length", self.length_combo))
+        for i, (label, w) in enumerate(pairs):
+            grid.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
+        grid.addWidget(self.iter_spin, 2, 3)
+        grid.addWidget(self.minutes_spin, 2, 3)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        tl.addLayout(grid)
         row = QHBoxLayout()
         icons = self.style()
         self.train_btn = QPushButton(icons.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Train")
@@ -288,8 +295,11 @@ class SegStudioWidget(QWidget):
         self.region_combo.addItems(list(PREVIEW_REGIONS))
         self.region_combo.setToolTip("view: the current slice / visible part; image: everything")
         row.addWidget(self.live_check)
+        row.addStretch(1)
         row.addWidget(QLabel("every"))
         row.addWidget(self.interval_spin)
+        tl.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(QLabel("region"))
         row.addWidget(self.region_combo)
         row.addStretch(1)
@@ -362,9 +372,20 @@ class SegStudioWidget(QWidget):
             "(paintings are also autosaved every 30 s once a project is saved)")
         self.save_project_as_btn = QPushButton("Save as…")
         self.save_project_as_btn.setToolTip("Save the project into another folder")
+        for b in (self.save_project_btn, self.save_project_as_btn):
+            row.addWidget(b)
+        row.addStretch(1)
+        rl.addLayout(row)
+        row = QHBoxLayout()
         self.open_project_btn = QPushButton("Open project…")
         self.open_project_btn.setToolTip("Open a project folder (offers to recover autosaved paintings)")
-        for b in (self.save_project_btn, self.save_project_as_btn, self.open_project_btn):
+        self.recover_btn = QPushButton("Recover…")
+        self.recover_btn.setToolTip(
+            "Paintings of earlier sessions on this image that were never saved as a project "
+            f"(the newest {KEEP_AUTOSAVES} are kept, for {KEEP_AUTOSAVE_DAYS:.0f} days)")
+        self.recover_menu = QMenu(self.recover_btn)
+        self.recover_btn.setMenu(self.recover_menu)
+        for b in (self.open_project_btn, self.recover_btn):
             row.addWidget(b)
         row.addStretch(1)
         rl.addLayout(row)
@@ -376,9 +397,31 @@ class SegStudioWidget(QWidget):
         col.addWidget(self.status_label)
         col.addStretch(1)
 
+        # Combo and spin boxes size to a few characters, not to their longest item or largest
+        # value: the dock stays narrow.
+        for combo in body.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(COMBO_CHARS)
+        for spin in body.findChildren(QAbstractSpinBox):
+            spin.setMinimumWidth(SPIN_MIN_PX)
+        # Never a horizontal scroll bar: the dock is at least as wide as its widest row.
+        self.scroll = scroll
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.fit_width()
         self._redraw = QTimer(self)
         self._redraw.setInterval(REDRAW_MS)
-        self._redraw.timeout.connect(self._redraw_progress)
+        self._redraw.timeout.connect(self.redraw_progress)
+
+    def fit_width(self) -> None:
+        """Be at least as wide as the widest row (with the vertical scroll bar): the dock never
+        cuts a row off (there is no horizontal scroll bar)."""
+        scroll = self.scroll
+        self.setMinimumWidth(scroll.widget().minimumSizeHint().width()
+                             + scroll.verticalScrollBar().sizeHint().width() + 2 * scroll.frameWidth())
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        self.fit_width()  # the style is applied now: sizes are final
+        super().showEvent(event)
 
     def _make_plot(self) -> QWidget:
         import pyqtgraph as pg
@@ -398,8 +441,8 @@ class SegStudioWidget(QWidget):
         for axis in ("left", "bottom"):
             item.getAxis(axis).setTextPen("#aaaaaa")
             item.getAxis(axis).setPen("#777777")
-        self._raw_curve = plot.plot([], [], pen=pg.mkPen("#6b7a8f", width=1))
-        self._ema_curve = plot.plot([], [], pen=pg.mkPen("#ffbe0b", width=2))
+        self.raw_curve = plot.plot([], [], pen=pg.mkPen("#6b7a8f", width=1))
+        self.ema_curve = plot.plot([], [], pen=pg.mkPen("#ffbe0b", width=2))
         item.setYRange(0, 1)
         item.enableAutoRange(axis="y", enable=True)
         item.getViewBox().setLimits(yMin=0)
@@ -454,8 +497,10 @@ class SegStudioWidget(QWidget):
         self.save_project_btn.clicked.connect(self._on_save_project)
         self.save_project_as_btn.clicked.connect(self._on_save_project_as)
         self.open_project_btn.clicked.connect(self._on_open_project)
-        c.ask_recover = self._ask_recover
+        c.ask = self._ask
         c.project_changed.connect(self._on_project_changed)
+        c.kept_changed.connect(self._refresh_recover)
+        self.recover_menu.aboutToShow.connect(self._fill_recover_menu)
         self.save_pred_btn.clicked.connect(self._on_save_prediction)
         self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
         self.outlines_check.toggled.connect(lambda v: c.set_settings(infer_outlines=bool(v)))
@@ -682,12 +727,11 @@ class SegStudioWidget(QWidget):
                 self.loss_combo.addItem(LOSS_LABELS.get(name, name), name)
             current = self.controller.loss_name()
             self.loss_combo.setCurrentIndex(max(self.loss_combo.findData(current), 0))
-            self.method_combo.setEnabled(mode == EXCLUSIVE)
-            self.outlines_check.setEnabled(mode == EXCLUSIVE and not self.controller.is_training)
+            self.method_combo.setEnabled(not self.controller.is_training)
+            self.outlines_check.setEnabled(not self.controller.is_training)
             self.method_combo.setToolTip(
                 "How class weights are computed from the painted pixel counts"
-                if mode == EXCLUSIVE else "multi-label mode uses pos_weight = absent / present"
-            )
+                if mode == EXCLUSIVE else "How pos_weight is computed from the present and absent pixel counts")
         finally:
             self._updating = False
 
@@ -712,12 +756,15 @@ class SegStudioWidget(QWidget):
         self.stop_btn.setEnabled(state in ("running", "paused"))
         for w in (self.preset_combo, self.loss_combo, self.device_combo, self.length_combo,
                   self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
-                  self.image_combo, self.channel_spin):
+                  self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
+        self.method_combo.setEnabled(not running)
+        if not running:
+            self._refresh_recover()
         if getattr(self.controller.image_layer, "rgb", False):
             self.channel_spin.setEnabled(False)
         self.add_class_btn.setEnabled(not running)
-        self.outlines_check.setEnabled(not running and self.controller.mode == EXCLUSIVE)
+        self.outlines_check.setEnabled(not running)
         self.remove_class_btn.setEnabled(not running and len(self.controller.classes) > 1)
         if running:
             self._redraw.start()
@@ -726,12 +773,13 @@ class SegStudioWidget(QWidget):
                 self._ema = []
         else:
             self._redraw.stop()
-            self._redraw_progress()
+            self.redraw_progress()
 
     def _on_progress(self, event: Any) -> None:
         self._progress = event  # drawn by the redraw timer, at most every REDRAW_MS
 
-    def _redraw_progress(self) -> None:
+    def redraw_progress(self) -> None:
+        """Redraw the progress line and the loss curve (the redraw timer does, while training)."""
         ev = self._progress
         c = self.controller
         if ev is not None:
@@ -777,8 +825,8 @@ class SegStudioWidget(QWidget):
         self._plotted = n
         x = np.asarray(c.loss_iterations[:n], dtype=float)
         y = np.asarray(c.loss_values[:n], dtype=float)
-        self._raw_curve.setData(x, y)
-        self._ema_curve.setData(x, np.asarray(ema))
+        self.raw_curve.setData(x, y)
+        self.ema_curve.setData(x, np.asarray(ema))
 
     # ------------------------------------------------------------------ results
     def _on_predict_progress(self, done: int, total: int) -> None:
@@ -855,6 +903,16 @@ class SegStudioWidget(QWidget):
         if dest:
             self.controller.save_project(dest)
 
+    def _refresh_recover(self) -> None:
+        self.recover_btn.setEnabled(bool(self.controller.kept_autosaves()))
+
+    def _fill_recover_menu(self) -> None:
+        self.recover_menu.clear()
+        for kept in self.controller.kept_autosaves():
+            action = self.recover_menu.addAction(f"paintings autosaved {kept.label}")
+            action.setToolTip(str(kept.folder))
+            action.triggered.connect(lambda _=False, folder=kept.folder: self.controller.open_project(folder))
+
     def _on_open_project(self) -> None:
         src = QFileDialog.getExistingDirectory(self, "Open project folder")
         if src:
@@ -882,9 +940,9 @@ class SegStudioWidget(QWidget):
         self.minutes_spin.setVisible(s.length == "minutes")
         self._refresh_classes()
 
-    def _ask_recover(self, message: str) -> bool:
+    def _ask(self, message: str) -> bool:
         answer = QMessageBox.question(
-            self, "segstudio: recover paintings?", message[:1].upper() + message[1:],
+            self, "segstudio", message[:1].upper() + message[1:],
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes,
         )
         return answer == QMessageBox.StandardButton.Yes

@@ -1,4 +1,5 @@
-"""Thin adapters that run core generators/functions off the GUI thread.
+"""Thin adapters that run core generators/functions off the GUI thread, and the set of workers
+of one session (:class:`WorkerSet`).
 
 Threaded mode uses superqt's ``create_worker`` (the function behind
 :func:`napari.qt.threading.create_worker`): a QRunnable in the global thread pool whose
@@ -13,12 +14,18 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, QThreadPool, QTimer, Signal
+from superqt.utils import create_worker
 
 NO_THREADS_ENV = "SEGSTUDIO_NO_THREADS"
+#: How long the process waits at exit for work the session left running in the background.
+EXIT_WAIT_S = 30.0
+
+_background: list[threading.Thread] = []
 
 
 def threads_disabled() -> bool:
@@ -139,8 +146,6 @@ def start_worker(
         # superqt's create_worker (what napari.qt.threading wraps): napari 0.9's wrapper adds a
         # task-status hook whose ``errored`` handler raises TypeError (it drops the exception
         # argument), which would hide our own error report.
-        from superqt.utils import create_worker
-
         worker = create_worker(
             func, *args, _start_thread=False, _ignore_errors=errored is not None, **kwargs
         )
@@ -154,3 +159,89 @@ def start_worker(
         worker.finished.connect(finished)
     worker.start()
     return worker
+
+
+class WorkerSet:
+    """The running workers of one session, each under a job name (``"train"``, ``"preview"``…).
+
+    Parts start their work here, so the controller can tell whether anything runs
+    (:meth:`busy`) and, when the session ends, :meth:`close` quits the workers and drops every
+    result, error and ``finished`` still to come (nobody is there to show them).
+    """
+
+    def __init__(self) -> None:
+        self._running: list[tuple[str, Any]] = []
+        self.closed = False
+
+    def start(
+        self,
+        job: str,
+        func: Callable[..., Any],
+        *args: Any,
+        yielded: Callable[[Any], None] | None = None,
+        returned: Callable[[Any], None] | None = None,
+        errored: Callable[[BaseException], None] | None = None,
+        finished: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:func:`start_worker` under ``job``; returns the worker (``None`` once closed)."""
+        if self.closed:
+            return None
+        holder: list[Any] = []
+
+        def live(callback: Callable[..., None] | None) -> Callable[..., None] | None:
+            if callback is None:
+                return None
+
+            def call(*a: Any) -> None:
+                if not self.closed:
+                    callback(*a)
+
+            return call
+
+        def done() -> None:
+            self._running = [(j, w) for j, w in self._running if w is not holder[0]]
+            if finished is not None and not self.closed:
+                finished()
+
+        worker = start_worker(func, *args, yielded=live(yielded), returned=live(returned),
+                              errored=live(errored), finished=done, **kwargs)
+        holder.append(worker)
+        self._running.append((job, worker))
+        return worker
+
+    def busy(self, job: str | None = None) -> bool:
+        """Whether a worker of ``job`` (any job: ``None``) runs."""
+        return any(job is None or j == job for j, _ in self._running)
+
+    def quit(self, job: str) -> None:
+        """Ask the workers of ``job`` to stop (generators stop at their next yield)."""
+        for j, worker in list(self._running):
+            if j == job and getattr(worker, "is_running", False):
+                worker.quit()
+
+    def close(self, keep: tuple[str, ...] = ()) -> None:
+        """End the session: quit every worker but those of ``keep``; drop what comes back."""
+        self.closed = True
+        for job, worker in list(self._running):
+            if job not in keep and getattr(worker, "is_running", False):
+                worker.quit()
+
+
+def run_in_background(name: str, func: Callable[[], None], *, daemon: bool = False) -> threading.Thread:
+    """Run ``func`` in a plain thread that :func:`wait_for_background_work` waits for (a
+    non-daemon one also keeps the process alive until it is done: a checkpoint or an autosave
+    being written when the window closed)."""
+    thread = threading.Thread(target=func, name=name, daemon=daemon)
+    _background.append(thread)
+    thread.start()
+    return thread
+
+
+def wait_for_background_work(timeout_s: float = EXIT_WAIT_S) -> None:
+    """Before the process exits (after the event loop ended): let background threads and pool
+    workers finish, so none meets Qt objects Python is tearing down ("Signal source has been
+    deleted" on stderr)."""
+    for thread in list(_background):
+        thread.join(timeout_s)
+    QThreadPool.globalInstance().waitForDone(int(timeout_s * 1000))

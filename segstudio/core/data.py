@@ -5,7 +5,7 @@ the snapshot source through which new paintings reach a running trainer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,12 +130,15 @@ class Snapshot:
     """Everything the trainer needs from the user at one moment.
 
     ``version`` increases with every :meth:`SnapshotSource.put`. ``weights`` are the class
-    weights to use (``None``: the trainer computes them from the paintings).
+    weights to use (``None``: the trainer computes them from the paintings). ``pins`` are the
+    user's pinned class weights ``((class_index, weight), ...)`` that travel with the paintings
+    (``None``: the trainer keeps its config's ``pinned_weights``).
     """
 
     images: tuple[TrainingImage, ...]
     weights: tuple[float, ...] | None = None
     version: int = 0
+    pins: tuple[tuple[int, float], ...] | None = None
 
 
 class SnapshotSource:
@@ -151,14 +154,21 @@ class SnapshotSource:
         self._snapshot = snapshot
         self._version = snapshot.version if snapshot is not None else 0
 
-    def put(self, images: Sequence[TrainingImage], weights: Sequence[float] | None = None) -> int:
-        """Publish new paintings (copied by the caller); returns the new version."""
+    def put(
+        self,
+        images: Sequence[TrainingImage],
+        weights: Sequence[float] | None = None,
+        pins: Mapping[int, float] | None = None,
+    ) -> int:
+        """Publish new paintings (copied by the caller) and, optionally, pinned class weights
+        ``{class_index: weight}``; returns the new version."""
         with self._lock:
             self._version += 1
             self._snapshot = Snapshot(
                 images=tuple(images),
                 weights=None if weights is None else tuple(float(w) for w in weights),
                 version=self._version,
+                pins=None if pins is None else tuple(sorted((int(i), float(w)) for i, w in pins.items())),
             )
             return self._version
 

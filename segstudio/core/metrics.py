@@ -54,6 +54,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from segstudio.core.annotations import EXCLUSIVE, check_mode
+from segstudio.core.errors import UserInputError
+
 __all__ = [
     "AP_THRESHOLDS",
     "F1_IOU",
@@ -66,6 +69,7 @@ __all__ = [
     "dice_per_class",
     "evaluate",
     "evaluate_multilabel",
+    "evaluate_prediction",
     "hd95",
     "instance_scores",
     "match_objects",
@@ -302,6 +306,49 @@ def evaluate_multilabel(
     if len(values) != p.shape[0]:
         raise ValueError(f"{len(values)} class values given for {p.shape[0]} channels")
     return [_class_metrics(v, p[i], t[i], spacing) for i, v in enumerate(values)]
+
+
+def evaluate_prediction(
+    mode: str,
+    pred: ArrayLike,
+    truth: ArrayLike,
+    n_classes: int,
+    spacing: Sequence[float] | None = None,
+) -> list[ClassMetrics]:
+    """Per-class Dice and HD95 of a prediction against a ground truth, in either mode.
+
+    Parameters
+    ----------
+    mode : str
+        ``"exclusive"``: ``pred`` and ``truth`` are label images (values 1..K).
+        ``"multilabel"``: ``pred`` is ``(K, *spatial)``; ``truth`` is ``(K, *spatial)`` or an
+        exclusive label image (class k is value k+1).
+    pred, truth : array_like
+        The prediction and the ground truth.
+    n_classes : int
+        K, the number of classes.
+    spacing : sequence of float, optional
+        Physical voxel size per spatial axis.
+
+    Returns
+    -------
+    list of ClassMetrics
+        One entry per class 1..K.
+
+    Raises
+    ------
+    UserInputError
+        When the ground truth's shape does not fit the prediction.
+    """
+    check_mode(mode)
+    p, t = np.asarray(pred), np.asarray(truth)
+    if mode != EXCLUSIVE and t.shape == p.shape[1:]:  # an exclusive label image: class k is k+1
+        t = np.stack([t == k + 1 for k in range(n_classes)])
+    if t.shape != p.shape:
+        raise UserInputError(f"ground truth has shape {t.shape}, the prediction {p.shape}")
+    if mode == EXCLUSIVE:
+        return evaluate(p, t, list(range(1, n_classes + 1)), spacing)
+    return evaluate_multilabel(p, t, spacing)
 
 
 # --------------------------------------------------------------------------- instances

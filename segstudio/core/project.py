@@ -7,16 +7,19 @@
                             images (relative path, or copied into images/), training settings,
                             the last run
       images/               images copied into the project (only those added with copy=True)
-      paintings/NAME.npz    the paintings of image NAME (compressed numpy, key "paintings")
-      predictions/NAME.npz  the last prediction of image NAME (optional)
+      paintings/NAME.TIME.npz    the paintings of image NAME as saved at TIME (compressed numpy,
+                            key "paintings"); project.json names the current file
+      predictions/NAME.TIME.npz  the last prediction of image NAME (optional)
       runs/YYYYmmdd-HHMMSS/ one folder per training run (config.json, model.pt, history.csv, ...)
       autosave/             paintings written every few seconds and at training start;
                             offered for recovery when newer than the last save
 
 Every file is written atomically (temporary file in the same folder, fsync, rename, fsync of
-the folder; see :mod:`segstudio.core.atomic`): a crash, a full disk or a killed
-process leaves the previous version of each file intact. ``project.json`` is written last, so it
-never names a paintings file that is not complete.
+the folder; see :mod:`segstudio.core.atomic`). A save is one transaction
+(:func:`save_project`): the paintings and predictions go to *new* file names, then
+``project.json``, which names them, replaces the old one in one rename, and only then are the
+files it no longer names removed. A failure at any step leaves the project as it was before the
+save; it never names a file that is not complete, nor paintings of another save.
 
 Paths in ``project.json`` are relative to the project folder (with the absolute path kept as a
 fallback), so a project folder can be moved or shared together with its images.
@@ -24,6 +27,7 @@ fallback), so a project folder can be moved or shared together with its images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -48,12 +52,15 @@ from segstudio.core.annotations import (
     validate_exclusive,
     validate_multilabel,
 )
-from segstudio.core.errors import UserInputError
 from segstudio.core.atomic import atomic_write_text, atomic_write_with, write_folder
+from segstudio.core.config import DEFAULT_COLORS
+from segstudio.core.errors import UserInputError
 from segstudio.core.run import MODEL_FILE
 
 __all__ = [
     "AUTOSAVE_DIR",
+    "ClassMismatch",
+    "KeptAutosave",
     "DEFAULT_AUTOSAVE_EVERY_S",
     "PROJECT_FILE",
     "PROJECT_VERSION",
@@ -67,24 +74,33 @@ __all__ = [
     "discard_autosave",
     "find_project",
     "image_path",
+    "kept_autosaves",
     "latest_run",
     "load_project",
     "migrate",
     "new_run_dir",
+    "open_paintings",
+    "paintings_file",
+    "prune_kept_autosaves",
     "read_image_of",
     "read_paintings",
     "read_predictions",
     "recover_paintings",
     "recovery",
+    "safe_name",
     "save_project",
     "set_aside",
     "set_last_run",
+    "stored_path",
     "untitled_folder",
+    "with_classes",
+    "without_extra_classes",
 ]
 
 PROJECT_FILE = "project.json"
 #: Version of the ``project.json`` layout this segstudio writes (and the newest it reads).
-PROJECT_VERSION = 1
+#: 2: each image names its paintings and prediction files (written under new names per save).
+PROJECT_VERSION = 2
 FORMAT_NAME = "segstudio-project"
 IMAGES_DIR = "images"
 PAINTINGS_DIR = "paintings"
@@ -98,13 +114,20 @@ DEFAULT_AUTOSAVE_EVERY_S = 30.0
 #: Environment variable: where sessions never saved as a project are autosaved
 #: (default ``~/.segstudio``; they go to ``$SEGSTUDIO_HOME/autosave/NAME-HASH/``).
 HOME_ENV = "SEGSTUDIO_HOME"
+#: Untitled autosaves kept aside per image (the newest), and the age after which they go.
+KEEP_AUTOSAVES = 5
+KEEP_AUTOSAVE_DAYS = 30.0
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_STAMP_FORMAT = "%Y%m%d-%H%M%S"
+#: What follows ``NAME`` in the files a save writes: ``.YYYYmmdd-HHMMSS[-N]``.
+_SAVE_TOKEN = r"\.\d{8}-\d{6}(?:-\d+)?"
 
 
 # --------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class ProjectClass:
-    """One class: display name, ``#rrggbb`` colour and an optional pinned weight."""
+    """One class, in a project and in the app: display name, ``#rrggbb`` colour and an
+    optional pinned weight (``None``: computed from the paintings)."""
 
     name: str
     color: str
@@ -127,6 +150,10 @@ class ProjectImage:
         The image's channel axis, or ``None`` for single-channel images.
     copied
         True when the file lives in the project's ``images/`` folder.
+    paintings
+        The image's paintings file, relative to the project folder (``""``: none saved yet).
+    prediction
+        Its last prediction file, relative to the project folder (``""``: none).
     """
 
     name: str
@@ -134,6 +161,8 @@ class ProjectImage:
     absolute: str = ""
     channel_axis: int | None = None
     copied: bool = False
+    paintings: str = ""
+    prediction: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,12 +230,43 @@ class Recovery:
                 f"({', '.join(self.images)}); recover them?")
 
 
+@dataclass(frozen=True)
+class ClassMismatch:
+    """Paintings that use more classes than ``project.json`` declares (e.g. a class was added
+    and painted, and the save of ``project.json`` never happened)."""
+
+    image: str
+    needed: int
+    declared: int
+
+    @property
+    def message(self) -> str:
+        """A one-line question for the user."""
+        return (f"the paintings of '{self.image}' use {self.needed} classes but the project declares "
+                f"{self.declared}; add the missing classes (No: open without those strokes)?")
+
+
+@dataclass(frozen=True)
+class KeptAutosave:
+    """An untitled autosave kept aside by a later session on the same image."""
+
+    folder: Path
+    saved_at: float
+
+    @property
+    def label(self) -> str:
+        """How a menu shows it: when it was saved."""
+        return datetime.fromtimestamp(self.saved_at).strftime("%Y-%m-%d %H:%M:%S")
+
+
 # --------------------------------------------------------------------------- helpers
 def _err(folder: Path, why: str) -> UserInputError:
     return UserInputError(f"cannot open project '{folder}': {why}")
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` as a file name: runs of characters other than letters, digits, ``._-`` become
+    ``_`` (``"image"`` when nothing is left)."""
     return _SAFE_NAME.sub("_", name).strip("._") or "image"
 
 
@@ -230,7 +290,10 @@ def find_project(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _stored_path(folder: Path, path: Path) -> str:
+def stored_path(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> str:
+    """``path`` as ``project.json`` stores it: relative to ``folder`` (POSIX separators) when
+    possible, else absolute."""
+    folder, path = Path(folder), Path(path)
     try:
         rel = os.path.relpath(path.resolve(), folder.resolve())
     except ValueError:  # another drive (Windows)
@@ -250,7 +313,7 @@ def image_path(folder: str | os.PathLike[str], image: ProjectImage) -> Path:
 
 
 def _array_file(folder: Path, sub: str, name: str) -> Path:
-    return folder / sub / f"{_safe(name)}.npz"
+    return folder / sub / f"{safe_name(name)}.npz"
 
 
 def _write_array(path: Path, array: Any) -> None:
@@ -313,7 +376,9 @@ def migrate(data: Mapping[str, Any], folder: str | os.PathLike[str] = "") -> dic
     """Bring a ``project.json`` dict up to :data:`PROJECT_VERSION`.
 
     Version 0 (drafts without a version field) listed classes as plain names with a separate
-    ``colors`` list; version 1 lists ``{"name", "color", "pinned"}`` objects.
+    ``colors`` list; version 1 lists ``{"name", "color", "pinned"}`` objects; version 2 names
+    each image's paintings and prediction files (version 1 kept them at ``paintings/NAME.npz``
+    and ``predictions/NAME.npz``).
 
     Raises
     ------
@@ -332,8 +397,6 @@ def migrate(data: Mapping[str, Any], folder: str | os.PathLike[str] = "") -> dic
             f"up to version {PROJECT_VERSION}); please upgrade segstudio",
         )
     if version < 1:
-        from segstudio.core.config import DEFAULT_COLORS
-
         names = list(out.get("classes", []))
         colors = list(out.pop("colors", []))
         out["classes"] = [
@@ -342,6 +405,17 @@ def migrate(data: Mapping[str, Any], folder: str | os.PathLike[str] = "") -> dic
             for i, n in enumerate(names)
         ]
         version = 1
+    if version < 2:  # paintings and predictions had one fixed file name per image
+        images = []
+        for im in out.get("images", []):
+            im = dict(im) if isinstance(im, Mapping) else im
+            if isinstance(im, dict) and "name" in im:
+                name = safe_name(str(im["name"]))
+                im.setdefault("paintings", f"{PAINTINGS_DIR}/{name}.npz")
+                im.setdefault("prediction", f"{PREDICTIONS_DIR}/{name}.npz")
+            images.append(im)
+        out["images"] = images
+        version = 2
     out["version"] = version
     return out
 
@@ -359,6 +433,7 @@ def _from_dict(data: Mapping[str, Any], folder: Path) -> Project:
                 name=str(im["name"]), path=str(im["path"]), absolute=str(im.get("absolute", "")),
                 channel_axis=None if im.get("channel_axis") is None else int(im["channel_axis"]),
                 copied=bool(im.get("copied", False)),
+                paintings=str(im.get("paintings") or ""), prediction=str(im.get("prediction") or ""),
             )
             for im in d.get("images", [])
         )
@@ -404,14 +479,24 @@ def save_project(
     paintings: Mapping[str, Any],
     predictions: Mapping[str, Any] | None = None,
 ) -> Project:
-    """Write a project: paintings (and predictions) first, ``project.json`` last.
+    """Write a project as one transaction.
+
+    1. the paintings (and predictions) go to new files ``paintings/NAME.TIME.npz``;
+    2. ``project.json``, naming them, replaces the previous one atomically (one rename);
+    3. the files the previous ``project.json`` named (and leftovers of failed saves) are removed.
+
+    A failure in step 1 or 2 removes what step 1 wrote that ``project.json`` does not name, so
+    the folder holds either the previous project exactly as it was or (a failure to fsync after
+    the rename) the new one, complete; a failure in step 3 only leaves an old file behind (the
+    next save removes it).
 
     Parameters
     ----------
     folder
         The project folder (created if missing).
     project
-        What to write into ``project.json``; ``saved_at`` is set now.
+        What to write into ``project.json``; ``saved_at`` is set now. Images without new
+        paintings (or predictions) keep the files their ``paintings`` (``prediction``) name.
     paintings
         Image name -> paintings (exclusive: integer array; multilabel ``(C, *spatial)``).
     predictions
@@ -420,13 +505,13 @@ def save_project(
     Returns
     -------
     Project
-        The project as written (with ``saved_at``).
+        The project as written (with ``saved_at`` and the new file names).
 
     Raises
     ------
     UserInputError
         Paintings that do not fit the classes or mode, an unknown image name, or a failed write
-        (disk full, permission denied); files already on disk stay as they were.
+        (disk full, permission denied); the project on disk stays as it was.
     """
     folder = Path(folder)
     names = {im.name for im in project.images}
@@ -434,15 +519,68 @@ def save_project(
         if name not in names:
             raise UserInputError(f"cannot save paintings of {name!r}: not an image of the project")
         _check_paintings(project, name, paint, f"paintings of {name!r}")
-    for name, paint in paintings.items():
-        _write_array(_array_file(folder, PAINTINGS_DIR, name), paint)
-    for name, pred in (predictions or {}).items():
-        if name in names and pred is not None:
-            _write_array(_array_file(folder, PREDICTIONS_DIR, name), pred)
-    saved = replace(project, saved_at=time.time(), version=PROJECT_VERSION)
-    atomic_write_text(folder / PROJECT_FILE, json.dumps(saved.to_dict(), indent=2))
+    before = _referenced_files(folder)
+    token = _save_token(folder)
+    written: list[Path] = []
+    images = []
+    try:
+        for im in project.images:
+            changes: dict[str, str] = {}
+            for key, sub, arrays in (("paintings", PAINTINGS_DIR, paintings),
+                                     ("prediction", PREDICTIONS_DIR, predictions or {})):
+                if arrays.get(im.name) is not None:
+                    path = folder / sub / f"{safe_name(im.name)}.{token}.npz"
+                    written.append(path)
+                    _write_array(path, arrays[im.name])
+                    changes[key] = f"{sub}/{path.name}"
+            images.append(replace(im, **changes))
+        saved = replace(project, images=tuple(images), saved_at=time.time(), version=PROJECT_VERSION)
+        atomic_write_text(folder / PROJECT_FILE, json.dumps(saved.to_dict(), indent=2))
+    except BaseException:
+        named = _referenced_files(folder)  # project.json may be in place (a failed fsync after it)
+        for path in written:
+            if path not in named:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        raise
+    _remove_unreferenced(folder, saved, before)
     discard_autosave(folder)
     return saved
+
+
+def _save_token(folder: Path) -> str:
+    """``YYYYmmdd-HHMMSS`` of now, with ``-N`` added when a file of that save exists already."""
+    stamp = datetime.now().strftime(_STAMP_FORMAT)
+    taken = {p.name for sub in (PAINTINGS_DIR, PREDICTIONS_DIR) if (folder / sub).is_dir()
+             for p in (folder / sub).iterdir()}
+    token, i = stamp, 1
+    while any(name.endswith(f".{token}.npz") for name in taken):
+        token, i = f"{stamp}-{i}", i + 1
+    return token
+
+
+def _referenced_files(folder: Path) -> set[Path]:
+    """The paintings and prediction files the ``project.json`` on disk names (none if unreadable)."""
+    try:
+        project = load_project(folder)
+    except UserInputError:
+        return set()
+    return {folder / rel for im in project.images for rel in (im.paintings, im.prediction) if rel}
+
+
+def _remove_unreferenced(folder: Path, saved: Project, before: set[Path]) -> None:
+    """Remove what the previous save named and leftovers of failed saves, unless ``saved``
+    names them; never a file of another image or one segstudio did not write."""
+    keep = {folder / rel for im in saved.images for rel in (im.paintings, im.prediction) if rel}
+    ours = [re.compile(rf"{re.escape(safe_name(im.name))}{_SAVE_TOKEN}\.npz") for im in saved.images]
+    for sub in (PAINTINGS_DIR, PREDICTIONS_DIR):
+        if not (folder / sub).is_dir():
+            continue
+        for path in (folder / sub).iterdir():
+            leftover = any(pattern.fullmatch(path.name) for pattern in ours)
+            if path not in keep and (path in before or leftover):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def add_image(
@@ -468,7 +606,7 @@ def add_image(
     folder = Path(folder)
     src = Path(path).expanduser()
     read_image(src, lazy=True)  # a clear error for a wrong or broken file, before anything changes
-    base = _safe(name or _stem(src))
+    base = safe_name(name or _stem(src))
     taken = {im.name for im in project.images}
     unique, i = base, 2
     while unique in taken:
@@ -489,7 +627,7 @@ def add_image(
                 raise UserInputError(f"cannot copy '{src}' into the project: {e.strerror or e}") from e
         stored = dest
     image = ProjectImage(
-        name=unique, path=_stored_path(folder, stored), absolute=str(stored.resolve()),
+        name=unique, path=stored_path(folder, stored), absolute=str(stored.resolve()),
         channel_axis=channel_axis, copied=copy,
     )
     return replace(project, images=(*project.images, image))
@@ -523,6 +661,12 @@ def read_image_of(folder: str | os.PathLike[str], project: Project, name: str, *
     return read_image(p, lazy=lazy)
 
 
+def paintings_file(folder: str | os.PathLike[str], project: Project, name: str) -> Path | None:
+    """The paintings file ``project.json`` names for image ``name`` (``None``: none saved yet)."""
+    rel = project.image(name).paintings
+    return Path(folder) / rel if rel else None
+
+
 def read_paintings(folder: str | os.PathLike[str], project: Project, name: str) -> np.ndarray | None:
     """The saved paintings of image ``name`` (``None`` when none were saved yet).
 
@@ -531,20 +675,75 @@ def read_paintings(folder: str | os.PathLike[str], project: Project, name: str) 
     UserInputError
         Damaged file, or paintings that do not fit the project's classes or mode.
     """
-    project.image(name)
-    path = _array_file(Path(folder), PAINTINGS_DIR, name)
-    if not path.exists():
+    path = paintings_file(folder, project, name)
+    if path is None or not path.exists():
         return None
     arr = _read_array(path, "paintings")
     _check_paintings(project, name, arr, f"paintings '{path}'")
     return arr
 
 
+def open_paintings(
+    folder: str | os.PathLike[str], project: Project, name: str, *, autosaved: bool = False,
+) -> tuple[np.ndarray | None, ClassMismatch | None]:
+    """Paintings of image ``name`` for opening: like :func:`read_paintings`, but paintings that
+    use more classes than the project declares are returned with a :class:`ClassMismatch`
+    (see :func:`with_classes`) instead of refused; multilabel paintings with fewer class
+    channels than classes get empty channels.
+
+    ``autosaved``: read the autosaved paintings (see :func:`recovery`) instead of the saved ones.
+
+    Raises
+    ------
+    UserInputError
+        Damaged file, or paintings that are not paintings at all (wrong rank, negative values).
+    """
+    project.image(name)
+    path = _array_file(Path(folder), AUTOSAVE_DIR, name) if autosaved else paintings_file(folder, project, name)
+    if path is None or not path.exists():
+        return None, None
+    arr = _read_array(path, "autosaved paintings" if autosaved else "paintings")
+    declared = len(project.classes)
+    needed = _classes_used(project.mode, arr)
+    if project.mode == MULTILABEL and arr.ndim >= 3 and needed < declared:
+        arr = np.concatenate([arr, np.zeros((declared - needed, *arr.shape[1:]), arr.dtype)])
+        needed = declared
+    mismatch = ClassMismatch(name, needed, declared) if needed > declared else None
+    _check_paintings(with_classes(project, needed) if mismatch else project, name, arr, f"paintings '{path}'")
+    return arr, mismatch
+
+
+def _classes_used(mode: str, paint: np.ndarray) -> int:
+    """How many classes paintings use: the highest label (exclusive) or the channels (multilabel)."""
+    if mode == MULTILABEL:
+        return int(paint.shape[0]) if paint.ndim >= 3 else 0
+    return int(paint.max()) if paint.size and paint.dtype.kind in "biu" else 0
+
+
+def with_classes(project: Project, n: int) -> Project:
+    """``project`` with classes added (``class K``, a default colour) up to ``n`` classes."""
+    classes = list(project.classes)
+    while len(classes) < n:
+        k = len(classes)
+        classes.append(ProjectClass(f"class {k + 1}", DEFAULT_COLORS[k % len(DEFAULT_COLORS)]))
+    return replace(project, classes=tuple(classes))
+
+
+def without_extra_classes(project: Project, paint: np.ndarray) -> np.ndarray:
+    """``paint`` without the strokes of classes the project does not declare (a copy)."""
+    k = len(project.classes)
+    if project.mode == MULTILABEL:
+        return np.array(paint[:k], copy=True)
+    out = np.array(paint, copy=True)
+    out[out > k] = 0
+    return out
+
+
 def read_predictions(folder: str | os.PathLike[str], project: Project, name: str) -> np.ndarray | None:
     """The saved prediction of image ``name`` (``None`` when there is none)."""
-    project.image(name)
-    path = _array_file(Path(folder), PREDICTIONS_DIR, name)
-    return _read_array(path, "prediction") if path.exists() else None
+    rel = project.image(name).prediction
+    path = Path(folder) / rel if rel else None
+    return _read_array(path, "prediction") if path is not None and path.exists() else None
 
 
 # --------------------------------------------------------------------------- autosave
@@ -627,16 +826,17 @@ def untitled_folder(image_name: str, source: str | None = None) -> Path:
     """
     home = Path(os.environ.get(HOME_ENV) or Path.home() / ".segstudio").expanduser()
     key = hashlib.sha1(str(source or image_name).encode("utf-8")).hexdigest()[:8]
-    return home / AUTOSAVE_DIR / f"{_safe(image_name)}-{key}"
+    return home / AUTOSAVE_DIR / f"{safe_name(image_name)}-{key}"
 
 
 def set_aside(folder: str | os.PathLike[str]) -> Path | None:
     """Rename an existing untitled autosave folder to ``NAME-HASH-YYYYmmdd-HHMMSS`` so a new
-    session does not overwrite it; returns the new path (``None`` if there was nothing)."""
+    session does not overwrite it, then cap the ones kept aside (:func:`prune_kept_autosaves`);
+    returns the new path (``None`` if there was nothing)."""
     folder = Path(folder)
     if not (folder / PROJECT_FILE).is_file():
         return None
-    stamp = datetime.fromtimestamp((folder / PROJECT_FILE).stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.fromtimestamp((folder / PROJECT_FILE).stat().st_mtime).strftime(_STAMP_FORMAT)
     dest = folder.with_name(f"{folder.name}-{stamp}")
     i = 1
     while dest.exists():
@@ -645,7 +845,39 @@ def set_aside(folder: str | os.PathLike[str]) -> Path | None:
         os.replace(folder, dest)
     except OSError:
         return None
+    prune_kept_autosaves(folder)
     return dest
+
+
+def kept_autosaves(folder: str | os.PathLike[str]) -> list[KeptAutosave]:
+    """The autosaves :func:`set_aside` kept of the untitled ``folder``, newest first."""
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(folder.name)}-\d{{8}}-\d{{6}}(?:-\d+)?")
+    kept = []
+    for path in folder.parent.iterdir():
+        if pattern.fullmatch(path.name) and (path / PROJECT_FILE).is_file():
+            try:
+                saved_at = float(json.loads((path / PROJECT_FILE).read_text(encoding="utf-8"))["saved_at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                saved_at = (path / PROJECT_FILE).stat().st_mtime
+            kept.append(KeptAutosave(path, saved_at))
+    return sorted(kept, key=lambda k: (k.saved_at, k.folder.name), reverse=True)
+
+
+def prune_kept_autosaves(
+    folder: str | os.PathLike[str], keep: int = KEEP_AUTOSAVES, max_age_days: float = KEEP_AUTOSAVE_DAYS,
+) -> list[Path]:
+    """Remove the kept-aside autosaves of ``folder`` beyond the newest ``keep`` and those older
+    than ``max_age_days``; returns the folders removed."""
+    too_old = time.time() - max_age_days * 86400.0
+    gone = []
+    for i, kept in enumerate(kept_autosaves(folder)):
+        if i >= keep or kept.saved_at < too_old:
+            shutil.rmtree(kept.folder, ignore_errors=True)
+            gone.append(kept.folder)
+    return gone
 
 
 # --------------------------------------------------------------------------- runs
@@ -691,7 +923,7 @@ def set_last_run(folder: str | os.PathLike[str], run: str | os.PathLike[str]) ->
     """
     folder = find_project(folder)
     project = load_project(folder)
-    updated = replace(project, last_run=_stored_path(folder, Path(run)))
+    updated = replace(project, last_run=stored_path(folder, Path(run)))
     atomic_write_text(folder / PROJECT_FILE, json.dumps(updated.to_dict(), indent=2))
     return updated
 

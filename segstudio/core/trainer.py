@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -276,6 +277,8 @@ class Trainer:
             cache[id(item.image)] = (item.image, n)
         self._norm_cache = cache
         self.config = cfg = cfg.replace(normalization=cache[id(snapshot.images[0].image)][1])
+        if snapshot.pins is not None:  # the user's pins travel with the paintings
+            self.config = cfg = cfg.replace(pinned_weights=snapshot.pins)
         self.sampler = PatchSampler(
             prepared, cfg.mode, self.patch, random_fraction=cfg.random_fraction,
             augment=cfg.augment, rng=self.rng,
@@ -485,8 +488,13 @@ class Trainer:
         return None
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self) -> Iterator[Event]:
-        """The event generator. Close it to stop; a final checkpoint is written."""
+    def run(self, stop: threading.Event | None = None) -> Iterator[Event]:
+        """The event generator.
+
+        Setting ``stop`` ends training after the current iteration exactly like reaching the
+        planned length does: a final checkpoint, a last ``Preview`` and ``Finished("stopped")``.
+        Closing the generator also stops it (a final checkpoint is written, no more events).
+        """
         started = time.perf_counter()
         try:
             self.setup()
@@ -511,7 +519,7 @@ class Trainer:
         last_preview = last_ckpt - max(cfg.preview_every_s - FIRST_PREVIEW_S, 0.0)
         reason = "stopped"
         try:
-            while (reason := self._done(started) or "") == "":
+            while (reason := self._done(started) or ("stopped" if stop is not None and stop.is_set() else "")) == "":
                 t0 = time.perf_counter()
                 swapped = self.maybe_swap()
                 if swapped is not None:

@@ -122,7 +122,7 @@ def test_version_0_is_migrated(tmp_path):
     (folder / "project.json").write_text(json.dumps(
         {"mode": "exclusive", "classes": ["bg", "cell"], "colors": ["#111111"], "images": []}))
     p = P.load_project(folder)
-    assert p.version == 1
+    assert p.version == P.PROJECT_VERSION
     assert p.classes[0] == P.ProjectClass("bg", "#111111") and p.classes[1].name == "cell"
 
 
@@ -162,9 +162,9 @@ def test_paintings_that_do_not_fit_are_refused(proj):
 
 def test_damaged_paintings_file(proj):
     folder, project, *_ = proj
-    f = folder / "paintings" / "cells.npz"
+    f = P.paintings_file(folder, project, "cells")
     f.write_bytes(f.read_bytes()[:40])
-    with pytest.raises(UserInputError, match="cells.npz.*damaged"):
+    with pytest.raises(UserInputError, match=r"cells\..*npz.*damaged"):
         P.read_paintings(folder, project, "cells")
 
 
@@ -233,7 +233,8 @@ def test_saving_big_paintings_streams(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < paint.nbytes / 2, peak
-    assert (tmp_path / "p" / "paintings" / "big.npz").stat().st_size < 2_000_000
+    saved = P.load_project(tmp_path / "p")
+    assert P.paintings_file(tmp_path / "p", saved, "big").stat().st_size < 2_000_000
 
 
 def test_untitled_folder_and_set_aside(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ def test_export_button_writes_a_model_that_predicts_like_the_widget(
     assert "train a model first" in widget.status_label.text() and not dest.exists()
 
     widget.train_btn.click()
-    qtbot.waitUntil(lambda: c.state == "idle" and c._train_worker is None and not c.preview_busy, timeout=60_000)
+    qtbot.waitUntil(lambda: c.state == "idle" and not c.busy, timeout=60_000)
     assert c.last_error is None, c.last_error
     widget.export_btn.click()
     qtbot.waitUntil(lambda: "model exported to" in widget.status_label.text() or c.last_error is not None,
@@ -50,7 +50,7 @@ def test_export_button_writes_a_model_that_predicts_like_the_widget(
     assert dest.is_file()
 
     model = model_from_config(c.config)
-    model.load_state_dict(c._preview_state)
+    model.load_state_dict(c.training.model_state)
     ref = Predictor(model, c.config, device="cpu").predict(tiny2d.image).labels
     got = load_predictor(dest, device="cpu")
     np.testing.assert_array_equal(got.predict(tiny2d.image).labels, ref)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QThreadPool
 
-from segstudio._qt import controller as controller_module
+from segstudio._qt import preview as preview_module
+from segstudio._qt import training as training_module
 from segstudio._qt.widget import SegStudioWidget
 
 pytestmark = pytest.mark.gui
@@ -39,7 +40,7 @@ def session(make_napari_viewer, tiny_training):
 
 
 def _wait_idle(qtbot, c, timeout=IDLE_TIMEOUT_MS):
-    qtbot.waitUntil(lambda: c.state == "idle" and c._train_worker is None and not c.preview_busy, timeout=timeout)
+    qtbot.waitUntil(lambda: c.state == "idle" and not c.busy, timeout=timeout)
 
 
 def test_train_exclusive_2d_gives_prediction_layer(session, qtbot, tiny2d, paintings_of):
@@ -56,10 +57,10 @@ def test_train_exclusive_2d_gives_prediction_layer(session, qtbot, tiny2d, paint
     assert c.prediction_layers == [pred]
     np.testing.assert_array_equal(c.paint_layers[0].data, painted)  # strokes untouched
     assert len(c.loss_values) == 20 and np.isfinite(c.loss_values).all()
-    widget._redraw_progress()
+    widget.redraw_progress()
     assert widget.progress_label.text().startswith("it 20/20 · loss ")
     assert "done" in widget.status_label.text()
-    x, y = widget._raw_curve.getData()
+    x, y = widget.raw_curve.getData()
     assert len(x) == 20
     assert (c.run_dir / "model.pt").exists()
 
@@ -146,7 +147,7 @@ def test_trainer_failure_reaches_status_line(session, qtbot, tiny2d, paintings_o
 def test_exception_in_worker_reaches_status_line(session, qtbot, tiny2d, paintings_of, monkeypatch):
     from segstudio.core import trainer
 
-    def broken_run(self):
+    def broken_run(self, stop=None):
         raise ValueError("not a generator failure")
 
     monkeypatch.setattr(trainer.Trainer, "run", broken_run)
@@ -178,7 +179,7 @@ def test_closing_viewer_during_training_stops_the_worker(session, qtbot, tiny2d,
     run_dir = c.run_dir
     viewer.close()
     assert c.closed
-    assert c._train_done.is_set(), "the training generator did not finish"
+    qtbot.waitUntil(lambda: c.stopped, timeout=30_000)  # the training generator finished
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
     assert (run_dir / "model.pt").exists()  # final checkpoint written on close
 
@@ -189,7 +190,8 @@ def test_removing_the_dock_widget_stops_training(session, qtbot, tiny2d, paintin
     widget.train_btn.click()
     qtbot.waitUntil(lambda: c.iteration >= 2, timeout=30_000)
     viewer.window.remove_dock_widget(widget)
-    assert c.closed and c._train_done.is_set()
+    assert c.closed
+    qtbot.waitUntil(lambda: c.stopped, timeout=30_000)
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
 
 
@@ -203,30 +205,37 @@ def test_inline_mode_runs_the_same_generator(session, qtbot, tiny2d, paintings_o
     assert viewer.layers["prediction"].data.min() >= 1
 
 
-def test_preview_requests_do_not_queue(make_napari_viewer, qtbot, monkeypatch):
-    """While a preview runs, newer requests replace the pending one: first and newest run."""
+def test_preview_requests_do_not_queue(qtbot, monkeypatch):
+    """While a preview runs, newer requests replace the pending one: first and newest run,
+    each with the weights that are newest when it starts."""
     import time
 
+    from segstudio._qt.image import Stamp
+    from segstudio._qt.notify import Notifier
+    from segstudio._qt.preview import Preview, PreviewRequest
+    from segstudio._qt.workers import WorkerSet
     from segstudio.core.predictor import PredictResult
 
     seen = []
 
-    def slow_predict(predictor, image, channel_axis, state, region, stats):
-        seen.append(state)
+    def slow_predict(predictor, request, state, stats):
+        seen.append((request.region, state))
         time.sleep(0.3)
-        return PredictResult(np.ones(image.shape, np.uint8), None, (slice(0, 16), slice(0, 16))), None
+        return PredictResult(np.ones((16, 16), np.uint8), None, (slice(0, 16), slice(0, 16))), "stats"
 
-    monkeypatch.setattr(controller_module, "_predict_region", slow_predict)
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((16, 16), np.float32))
-    c = SegStudioWidget(viewer).controller
-    c._preview_predictor = object()
+    monkeypatch.setattr(preview_module, "predict_region", slow_predict)
+    preview = Preview(WorkerSet(), Notifier())
+    results = []
+    preview.result.connect(lambda stamp, result: results.append(stamp))
+    preview.set_model(object(), weights="w0")
+    image = np.zeros((16, 16), np.float32)
     for k in range(6):
-        c._preview_state = k
-        c.request_preview()
-    qtbot.waitUntil(lambda: not c.preview_busy, timeout=10_000)
-    assert seen == [0, 5]
-    assert viewer.layers["prediction"].data.min() == 1
+        preview.weights = f"w{k}"
+        preview.request(PreviewRequest(Stamp("img", k), image, None, (slice(k, 16),)))
+    qtbot.waitUntil(lambda: not preview.busy and len(results) == 2, timeout=10_000)
+    assert seen == [((slice(0, 16),), "w0"), ((slice(5, 16),), "w5")]
+    assert results == [Stamp("img", 0), Stamp("img", 5)]
+    assert preview.stats("img", None) == "stats"  # kept for the image it was computed for
 
 
 def test_metrics_folder_and_save_run(session, qtbot, tiny2d, paintings_of, tmp_path):
@@ -253,8 +262,8 @@ def test_metrics_folder_and_save_run(session, qtbot, tiny2d, paintings_of, tmp_p
     c.predict_folder(src, out)
     qtbot.waitUntil(lambda: not c.predicting, timeout=30_000)
     assert c.last_error is None, c.last_error
-    for name in ("a", "b"):
-        labels, _ = read_image(out / f"{name}_labels.tif")
+    for name in ("a", "b"):  # the command line's names: NAME_labels in the input's format
+        labels, _ = read_image(out / f"{name}_labels.npy")
         assert labels.shape == (64, 64) and labels.min() >= 1
 
     dest = tmp_path / "saved"
@@ -280,7 +289,7 @@ def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtb
     widget.train_btn.click()
     _wait_idle(qtbot, c)
     assert c.last_error is None, c.last_error
-    assert not c._prediction_complete  # only the current slab was previewed
+    assert not c.layers.complete  # only the current slab was previewed
 
     dest = tmp_path / "pred.nii.gz"
     c.save_prediction(dest)  # predicts the whole image first, then writes
@@ -319,27 +328,14 @@ def test_predict_another_open_image(session, qtbot, tiny2d, paintings_of):
     assert "other predicted" in widget.status_label.text()
 
 
-def test_torch_warm_up_runs_once_in_the_background(monkeypatch):
+def test_torch_warm_up_runs_once_in_the_background():
     # The optimizer's first construction imports torch._dynamo (seconds); the controller
     # starts that import in one background thread when it is created, never twice.
     import sys
-    import threading
-    import types
 
-    monkeypatch.setattr(controller_module, "_warm_up_started", threading.Event())
-    started = []
-    real_thread = threading.Thread
-
-    def spy(*args, **kwargs):
-        t = real_thread(*args, **kwargs)
-        started.append(t)
-        return t
-
-    # Only the controller's view of the threading module (torch subclasses threading.Thread).
-    monkeypatch.setattr(controller_module, "threading", types.SimpleNamespace(Thread=spy, Event=threading.Event))
-    controller_module.warm_up_torch()
-    controller_module.warm_up_torch()
-    assert [t.name for t in started] == ["segstudio-torch-warm-up"]
-    assert not started[0].is_alive() or started[0].daemon  # never keeps the app from exiting
-    started[0].join(60)
+    warm_up = training_module.TorchWarmUp()
+    first, second = warm_up.start(), warm_up.start()
+    assert first is not None and first.name == "segstudio-torch-warm-up" and second is None
+    assert first.daemon  # never keeps the app from exiting
+    first.join(60)
     assert "torch._dynamo" in sys.modules

@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from segstudio._qt import controller as controller_module
+from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
 from segstudio.core.weights import compute_weights
 
@@ -77,17 +78,16 @@ def test_selecting_a_class_arms_the_brush(open_widget):
 
 def test_painting_updates_counts_and_weights_after_debounce(open_widget, qtbot, monkeypatch):
     calls = []
-    real = controller_module._copy_and_weigh
+    real = training_module.Paintings.weigh
 
-    def spy(*args, **kwargs):
+    def spy(self):
         calls.append(1)
-        return real(*args, **kwargs)
+        return real(self)
 
-    monkeypatch.setattr(controller_module, "_copy_and_weigh", spy)
+    monkeypatch.setattr(training_module.Paintings, "weigh", spy)
     viewer, widget, c = open_widget(np.zeros((48, 48), np.float32))
     # Settled: the first weighing done and nothing queued (a busy CI machine can be slow here).
-    qtbot.waitUntil(lambda: c.weights is not None and c._count_worker is None and not c._count_dirty
-                    and not c._paint_timer.isActive(), timeout=10_000)
+    qtbot.waitUntil(lambda: c.weights is not None and not c.busy, timeout=10_000)
     qtbot.wait(50)
     calls.clear()
     paint = c.paint_layers[0]
@@ -132,8 +132,8 @@ def test_fill_outlines_checkbox_sets_the_training_config(open_widget, qtbot):
     assert c.build_config().infer_outlines is True
     widget.outlines_check.setChecked(False)
     assert c.settings.infer_outlines is False and c.build_config().infer_outlines is False
-    widget.mode_multilabel.setChecked(True)
-    assert not widget.outlines_check.isEnabled()
+    widget.mode_multilabel.setChecked(True)  # the rule works per class in multi-label mode too
+    assert widget.outlines_check.isEnabled() and c.build_config().infer_outlines is False
 
 
 def test_switching_mode_converts_strokes(open_widget, qtbot):

@@ -1,0 +1,150 @@
+"""Live previews: the newest weights predict what the user looks at, one request at a time.
+
+A single slot: while one preview runs, a newer request replaces the pending one (never a
+queue), and the pending one starts with the weights that are newest *then*. Every result
+carries the :class:`~segstudio._qt.image.Stamp` of its request; the image's normalisation is
+computed once and kept per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from segstudio._qt.image import ChosenImage, Stamp
+from segstudio._qt.notify import Notifier
+from segstudio._qt.workers import WorkerSet
+from segstudio.core.data import Normalization, image_stats
+from segstudio.core.predictor import PredictResult
+
+#: Slices predicted on each side of the current one in 3D previews.
+PREVIEW_SLAB = 1
+#: 2D images up to this many pixels are previewed whole; larger ones around the view.
+WHOLE_PREVIEW_MAX_PIXELS = 2048 * 2048
+#: Canvas size assumed before napari reports one.
+DEFAULT_CANVAS = (1024, 1024)
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """What to preview: the image (its pixels, channel axis) and the region, for ``stamp``."""
+
+    stamp: Stamp
+    image: np.ndarray
+    channel_axis: int | None
+    region: tuple[slice, ...] | None
+
+
+def predict_region(predictor: Any, request: PreviewRequest, state: Any,
+                   stats: Normalization | None) -> tuple[PredictResult, Normalization]:
+    """Worker body: load ``state`` into the preview predictor and predict the request's region
+    (the image's normalisation is computed when not known yet)."""
+    if stats is None:
+        stats = image_stats(request.image, request.channel_axis, predictor.config.percentiles)
+    if state is not None:
+        predictor.load_state(state)
+    return predictor.predict(request.image, request.channel_axis, region=request.region, stats=stats), stats
+
+
+def visible_region(viewer: Any, image: ChosenImage, choice: str) -> tuple[slice, ...] | None:
+    """Spatial slices to preview: the current slice(s) ± ``PREVIEW_SLAB`` in 3D, the view for
+    large 2D images, ``None`` (everything) for small 2D images or ``choice`` "image"."""
+    shape = image.spatial_shape
+    if choice == "image":
+        return None
+    layer = image.layer
+    dims = viewer.dims
+    offset = dims.ndim - layer.ndim
+    point = layer.world_to_data(dims.point[offset:] if len(dims.point) > layer.ndim else dims.point)
+    spatial_axes = image.spatial_axes()
+    region = [slice(0, n) for n in shape]
+    if len(shape) == 3:
+        if dims.ndisplay == 3:
+            return None
+        for world_axis in dims.not_displayed:
+            axis = world_axis - offset
+            if axis in spatial_axes:
+                i = spatial_axes.index(axis)
+                c = int(np.clip(round(float(point[axis])), 0, shape[i] - 1))
+                region[i] = slice(max(c - PREVIEW_SLAB, 0), min(c + PREVIEW_SLAB + 1, shape[i]))
+        return tuple(region)
+    if int(np.prod(shape)) <= WHOLE_PREVIEW_MAX_PIXELS:
+        return None
+    # Large 2D: a box around the camera centre of the visible size.
+    zoom = max(float(viewer.camera.zoom), 1e-6)
+    canvas = getattr(viewer, "_canvas_size", DEFAULT_CANVAS)
+    center = viewer.camera.center
+    centre = layer.world_to_data(center[-layer.ndim:] if len(center) >= layer.ndim else center)
+    for i, axis in enumerate(spatial_axes):
+        half = int(canvas[i] / zoom / 2 / float(layer.scale[axis])) + 1
+        c = int(np.clip(round(float(centre[axis])), 0, shape[i] - 1))
+        region[i] = slice(max(c - half, 0), min(c + half, shape[i]))
+    return tuple(region)
+
+
+class Preview(QObject):
+    """The preview predictor, its newest weights, and the single-slot preview worker.
+
+    Signals
+    -------
+    result(stamp, PredictResult)
+        A preview finished (the controller writes it when the stamp is still current).
+    """
+
+    result = Signal(object, object)
+
+    def __init__(self, workers: WorkerSet, notify: Notifier, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workers = workers
+        self.notify = notify
+        self.predictor: Any = None
+        #: The newest weights (a state dict), or ``None``: the predictor's own.
+        self.weights: Any = None
+        self._pending: PreviewRequest | None = None
+        self._stats: dict[tuple[str, int | None], Normalization] = {}
+
+    @property
+    def busy(self) -> bool:
+        return self.workers.busy("preview")
+
+    def set_model(self, predictor: Any, weights: Any = None) -> None:
+        """Preview with ``predictor`` (``weights``: a state dict to load first)."""
+        self.predictor, self.weights = predictor, weights
+
+    def stats(self, image: str, channel_axis: int | None) -> Normalization | None:
+        """The normalisation of an image computed by an earlier preview, if any."""
+        return self._stats.get((image, channel_axis))
+
+    def request(self, request: PreviewRequest) -> None:
+        """Predict ``request`` with the newest weights (a newer request replaces a pending one)."""
+        if self.predictor is None:
+            return
+        if self.busy:
+            self._pending = request
+            return
+        self._start(request)
+
+    def cancel(self) -> None:
+        """Forget the pending request (a running one finishes; its stamp gets it dropped)."""
+        self._pending = None
+
+    def _start(self, request: PreviewRequest) -> None:
+        key = (request.stamp.image, request.channel_axis)
+
+        def done(out: tuple[PredictResult, Normalization]) -> None:
+            prediction, stats = out
+            self._stats[key] = stats
+            self.result.emit(request.stamp, prediction)
+
+        self.workers.start("preview", predict_region, self.predictor, request, self.weights,
+                           self._stats.get(key), returned=done,
+                           errored=lambda e: self.notify.fail(f"preview failed: {type(e).__name__}: {e}", popup=False),
+                           finished=self._on_finished)
+
+    def _on_finished(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._start(pending)  # with the weights that are newest now

@@ -1,0 +1,327 @@
+"""Training in a worker, and the class weights the class table shows.
+
+New paintings are *offered* here (:meth:`Training.offer`): while training they go to the
+trainer through its :class:`~segstudio.core.data.SnapshotSource` (with the pinned weights), and
+the trainer reports the class weights it uses; otherwise the same core function weighs them
+here, with the same clamp. Either way the paintings are joined in a worker, one offer at a
+time (a newer offer replaces a pending one).
+
+The trainer owns its ending (:meth:`segstudio.core.trainer.Trainer.run` with ``stop``): Stop
+and closing the window set ``stop``; the trainer writes its checkpoint, a last preview of the
+weights and ``Finished``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from qtpy.QtCore import QObject, Signal
+
+from segstudio._qt.layers import PaintSnapshot
+from segstudio._qt.notify import Notifier
+from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
+from segstudio.core.annotations import EXCLUSIVE
+from segstudio.core.config import NETWORK_FIELDS, TrainConfig
+from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.errors import UserInputError
+from segstudio.core.run import LoadedRun
+from segstudio.core.trainer import (
+    Checkpoint,
+    Failed,
+    Finished,
+    Notice,
+    Preview,
+    Progress,
+    Started,
+    Trainer,
+    WeightsUpdated,
+)
+from segstudio.core.weights import ClassWeights, compute_weights
+
+#: Iterations/second is measured over this many recent steps.
+RATE_WINDOW = 20
+#: States in which a training worker exists.
+TRAINING_STATES = ("running", "paused", "stopping")
+REASONS = {"iterations": "done", "time": "time is up", "stopped": "stopped"}
+
+
+@dataclass(frozen=True)
+class Paintings:
+    """Paintings offered to the trainer or the class table, with what to weigh them by."""
+
+    snapshot: PaintSnapshot
+    image: np.ndarray
+    channel_axis: int | None
+    pins: Mapping[int, float]
+    method: str
+    n_classes: int
+    clamp: tuple[float, float]
+
+    def weigh(self) -> ClassWeights:
+        """The class weights (what the trainer computes from the same paintings)."""
+        return compute_weights(self.snapshot.paintings(), self.snapshot.mode, self.method,
+                               n_classes=self.n_classes if self.snapshot.mode == EXCLUSIVE else None,
+                               clamp=self.clamp, pinned=self.pins)
+
+    def put(self, source: SnapshotSource) -> None:
+        """Hand the paintings (and pins) to a running trainer."""
+        source.put([TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis)], pins=self.pins)
+
+
+def training_events(config: TrainConfig, source: SnapshotSource, run_dir: Path, resume: Path | None,
+                    first: Paintings, stop: threading.Event, done: threading.Event) -> Iterator[Any]:
+    """Worker body: the first paintings (joined here, off the GUI thread), then the trainer's
+    events until it ends (``stop`` set: a checkpoint, a last preview, ``Finished``)."""
+    try:
+        first.put(source)
+        yield from Trainer(config, source, run_dir, resume=resume).run(stop=stop)
+    finally:
+        done.set()
+
+
+def share_cpu_threads(device: str) -> None:
+    """On CPU, give torch half the cores: training and the live previews run at the same time
+    in two threads, and two OpenMP teams of all cores each oversubscribe the CPU (measured with
+    ``benchmarks/gui_responsiveness.py`` on 2 cores: 33 → 57 iterations in 15 s, first live
+    prediction 8.2 → 6.2 s, stall p99 64 → 45 ms)."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()
+                           and not torch.backends.mps.is_available()):
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+
+
+class TorchWarmUp:
+    """Import, once and in a background thread, what the first training would import.
+
+    The optimizer's constructor imports ``torch._dynamo`` on first use: 2.4 s of the 4.8 s
+    from Train to the first live prediction on 2 cores (``benchmarks/gui_responsiveness.py``).
+    Doing it while the user looks at the image and paints takes it off that path.
+    """
+
+    def __init__(self) -> None:
+        self._started = threading.Event()
+
+    def start(self) -> threading.Thread | None:
+        """Start the import (a daemon thread); ``None`` when it was started before."""
+        if self._started.is_set():
+            return None
+        self._started.set()
+        return run_in_background("segstudio-torch-warm-up", self._work, daemon=True)
+
+    @staticmethod
+    def _work() -> None:
+        try:
+            import torch._dynamo  # noqa: F401
+        except Exception:  # noqa: BLE001 - only a warm-up; training imports it again
+            pass
+
+
+#: The process's warm-up (the first controller starts it).
+torch_warm_up = TorchWarmUp()
+
+
+class Training(QObject):
+    """The training worker, its state and history, and the newest weights.
+
+    Signals
+    -------
+    state_changed(str)
+        idle, running, paused or stopping.
+    progress(Progress)
+        One step done.
+    weights_changed(ClassWeights)
+        The class weights in use (the trainer's while training).
+    model_updated(object)
+        Newer weights (a state dict) for previews and predictions.
+    """
+
+    state_changed = Signal(str)
+    progress = Signal(object)
+    weights_changed = Signal(object)
+    model_updated = Signal(object)
+
+    def __init__(self, workers: WorkerSet, notify: Notifier, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workers = workers
+        self.notify = notify
+        self.state = "idle"
+        self.config: TrainConfig | None = None
+        self.run_dir: Path | None = None
+        self.iteration = 0
+        self.loss_iterations: list[int] = []
+        self.loss_values: list[float] = []
+        #: The newest weights (a CPU state dict), ``None`` before any training.
+        self.model_state: Any = None
+        self.last_checkpoint: Path | None = None
+        self.done = threading.Event()
+        self.done.set()
+        self._stop = threading.Event()
+        self._source: SnapshotSource | None = None
+        self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW)
+        self._pending: Paintings | None = None
+        self._newest: PaintSnapshot | None = None
+        self._worker: Any = None
+
+    @property
+    def is_training(self) -> bool:
+        return self.state in TRAINING_STATES
+
+    # ------------------------------------------------------------------ paintings
+    def offer(self, paintings: Paintings) -> None:
+        """New paintings (or pins): to the trainer while training, else weighed for the table.
+        Paintings older than ones offered before (of the same image) are dropped."""
+        newest = self._newest
+        if newest is not None and newest.image == paintings.snapshot.image and \
+                paintings.snapshot.version < newest.version:
+            return
+        self._newest = paintings.snapshot
+        if self.workers.busy("paintings"):
+            self._pending = paintings
+            return
+        source = self._source if self.is_training else None
+        if source is not None:
+            self.workers.start("paintings", paintings.put, source, errored=self.notify.worker_failed,
+                               finished=self._next_offer)
+        else:
+            self.workers.start("paintings", paintings.weigh, returned=self.weights_changed.emit,
+                               errored=self.notify.worker_failed, finished=self._next_offer)
+
+    def _next_offer(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.offer(pending)
+
+    # ------------------------------------------------------------------ training
+    def can_resume(self, config: TrainConfig) -> bool:
+        """Whether the last run can go on with ``config`` (same network, classes, patch)."""
+        old = self.config
+        if old is None or self.run_dir is None or not (self.run_dir / "model.pt").exists():
+            return False
+        keys = ("mode", "n_classes", "spatial_dims", "in_channels", "spacing", *NETWORK_FIELDS)
+        return all(getattr(old, k) == getattr(config, k) for k in keys) and old.patch == config.patch
+
+    def start(self, config: TrainConfig, paintings: Paintings, run_dir: Path, resume: Path | None) -> None:
+        """Train (a new run in ``run_dir``, or ``resume`` it) in a worker."""
+        if resume is None:
+            self.loss_iterations, self.loss_values, self.iteration = [], [], 0
+        self.config, self.run_dir = config, run_dir
+        self._pending, self._newest = None, paintings.snapshot  # an older offer must not follow
+        self._source = SnapshotSource()
+        self._stop, self.done = threading.Event(), threading.Event()
+        self._rate.clear()
+        share_cpu_threads(config.device)
+        self._set_state("running")
+        self.notify.info("starting training…")
+        self._worker = self.workers.start(
+            "train", training_events, config, self._source, run_dir, resume, paintings, self._stop, self.done,
+            yielded=self._on_event, errored=lambda e: self.notify.worker_failed(e, "training failed"),
+            finished=self._on_finished)
+
+    def pause(self) -> None:
+        if self.state == "running" and self._worker is not None:
+            self._worker.pause()
+            self._set_state("paused")
+            self.notify.info(f"paused at iteration {self.iteration}")
+
+    def resume(self) -> None:
+        if self.state == "paused" and self._worker is not None:
+            self._worker.resume()
+            self._set_state("running")
+            self.notify.info("training resumed")
+
+    def stop(self) -> None:
+        """Ask the trainer to stop; it writes a checkpoint and reports ``Finished``."""
+        if self._worker is None or self.state not in ("running", "paused"):
+            return
+        self._stop.set()
+        if self.state == "paused":
+            self._worker.resume()
+        self._set_state("stopping")
+        self.notify.info("stopping…")
+
+    def stop_for_close(self) -> threading.Event:
+        """The session ends: stop without waiting; returns the event set when the trainer is
+        done (it is set already when nothing trains)."""
+        worker = self._worker
+        if worker is not None and getattr(worker, "is_running", False):
+            self._stop.set()
+            if getattr(worker, "is_paused", False):
+                worker.resume()
+            if threads_disabled():
+                worker.quit()  # inline: the event loop that would step it is ending
+        return self.done
+
+    def iterations_per_second(self) -> float | None:
+        if len(self._rate) < 2:
+            return None
+        (s0, i0), (s1, i1) = self._rate[0], self._rate[-1]
+        return (i1 - i0) / (s1 - s0) if s1 > s0 else None
+
+    def restore(self, loaded: LoadedRun) -> None:
+        """Show a saved run (weights, history) so previews, predictions and resuming work."""
+        self.config, self.run_dir = loaded.config, loaded.path
+        self.model_state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+        self.iteration = loaded.iteration
+        self.loss_iterations = [int(r["iteration"]) for r in loaded.history]
+        self.loss_values = [float(r["loss"]) for r in loaded.history]
+
+    def forget(self) -> None:
+        """No run any more (another project was opened)."""
+        self.config = self.run_dir = self.model_state = None
+        self.loss_iterations, self.loss_values, self.iteration = [], [], 0
+
+    def require_model(self) -> tuple[TrainConfig, Any]:
+        """``(config, weights)`` of the newest model.
+
+        Raises
+        ------
+        UserInputError
+            When there is none yet.
+        """
+        if self.config is None or self.model_state is None:
+            raise UserInputError("train a model first (press Train)")
+        return self.config, self.model_state
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, Progress):
+            self.iteration = event.iteration
+            self.loss_iterations.append(event.iteration)
+            self.loss_values.append(event.loss)
+            self._rate.append((event.seconds, event.iteration))
+            self.progress.emit(event)
+        elif isinstance(event, Preview):
+            self.model_state = event.state_dict
+            self.iteration = max(self.iteration, event.iteration)
+            self.model_updated.emit(event.state_dict)
+        elif isinstance(event, WeightsUpdated):
+            self.weights_changed.emit(event.weights)
+        elif isinstance(event, Started):
+            self.notify.info(f"training on {event.device} · {event.parameters:,} parameters"
+                             + (f" · from iteration {event.start_iteration}" if event.start_iteration else ""))
+        elif isinstance(event, Checkpoint):
+            self.last_checkpoint = Path(event.path)
+        elif isinstance(event, Notice):
+            self.notify.info(event.message, popup=True)
+        elif isinstance(event, Finished):
+            self.iteration = event.iteration
+            why = REASONS.get(event.reason, event.reason)
+            self.notify.info(f"training {why} at iteration {event.iteration} ({event.seconds:.0f} s)")
+        elif isinstance(event, Failed):
+            self.notify.fail(f"training failed: {event.message}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._source = None
+        self._set_state("idle")

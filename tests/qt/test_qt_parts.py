@@ -1,0 +1,146 @@
+"""The parts of a session, through their public API: paint copies, snapshots, stamps, and
+the facade's guarantees (stale results are dropped, per-image normalisation)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from napari.layers import Labels
+
+from segstudio._qt import preview as preview_module
+from segstudio._qt.image import Stamp
+from segstudio._qt.layers import PaintCopy
+from segstudio._qt.widget import SegStudioWidget
+from segstudio.core.predictor import PredictResult
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60_000
+
+
+def _watched(layer, block_bytes=4096):
+    copy = PaintCopy(layer.data, blank=not layer.data.any(), block_bytes=block_bytes)
+    layer.events.paint.connect(lambda event: copy.mark(event.value))
+    return copy
+
+
+# --------------------------------------------------------------------------- paint copies
+def test_a_snapshot_copies_only_the_blocks_a_stroke_touched():
+    layer = Labels(np.zeros((8, 64, 64), np.uint8))
+    copy = _watched(layer)
+    before = copy.take(layer.data)
+    layer.brush_size = 3
+    layer.paint((5, 10, 10), 2, refresh=False)  # the brush, as the mouse paints
+    after = copy.take(layer.data)
+    changed = [k for k, (a, b) in enumerate(zip(before.parts, after.parts)) if a is not b]
+    assert 1 <= len(changed) <= 2 and len(after.parts) == 8 * 64 * 64 // 4096
+    np.testing.assert_array_equal(after.array(), layer.data)
+    assert copy.take(layer.data) is after  # nothing new: the same snapshot
+
+
+def test_a_snapshot_does_not_change_when_painting_goes_on():
+    layer = Labels(np.zeros((32, 32), np.uint8))
+    copy = _watched(layer, block_bytes=1 << 20)
+    layer.paint((4, 4), 1, refresh=False)
+    taken = copy.take(layer.data)
+    frozen = np.array(taken.array(), copy=True)
+    layer.paint((20, 20), 2, refresh=False)  # painting goes on while a worker reads the snapshot
+    np.testing.assert_array_equal(taken.array(), frozen)
+    with pytest.raises(ValueError):
+        taken.array()[0, 0] = 3  # read-only: nobody can change it by mistake
+
+
+def test_changes_without_a_location_are_found_by_the_check():
+    layer = Labels(np.zeros((4, 32, 32), np.uint8))
+    copy = _watched(layer)
+    layer.paint((2, 5, 5), 1, refresh=False)
+    taken = copy.take(layer.data)
+    layer.undo()  # napari's undo emits no paint event
+    assert copy.take(layer.data) is taken
+    differing = copy.differing(layer.data, taken)
+    assert differing
+    copy.mark_blocks(differing)
+    np.testing.assert_array_equal(copy.take(layer.data).array(), layer.data)
+
+
+# --------------------------------------------------------------------------- the facade
+@pytest.fixture
+def two_images(make_napari_viewer):
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.random.default_rng(0).random((48, 48)).astype(np.float32) * 10, name="a")
+    b = viewer.add_image(np.random.default_rng(1).random((24, 40)).astype(np.float32), name="b")
+    widget = SegStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    c = widget.controller
+    c.set_image_layer(a)
+    return viewer, widget, c, a, b
+
+
+def test_a_preview_of_the_previous_image_is_dropped(two_images, qtbot, monkeypatch):
+    """Switching image while a preview runs: its result is not written into the new image's
+    layer (it used to be, or to raise on the other shape), and its normalisation is kept for
+    the image it was computed for, not the new one."""
+    viewer, widget, c, a, b = two_images
+    started = []
+
+    def slow(predictor, request, state, stats):
+        started.append(request.stamp)
+        time.sleep(0.5)
+        shape = request.image.shape
+        return (PredictResult(np.full(shape, 2, np.uint8), None, tuple(slice(0, n) for n in shape)),
+                f"stats of {request.stamp.image}")
+
+    monkeypatch.setattr(preview_module, "predict_region", slow)
+    c.preview.set_model(object())
+    c.request_preview()
+    qtbot.waitUntil(lambda: bool(started), timeout=WAIT_MS)
+    c.set_image_layer(b)
+    qtbot.waitUntil(lambda: not c.busy, timeout=WAIT_MS)
+    assert c.last_error is None, c.last_error
+    assert started == [Stamp("a", started[0].generation)]
+    assert not c.prediction_layers[0].data.any()  # b's prediction layer: untouched
+    assert c.preview.stats("a", None) == "stats of a" and c.preview.stats("b", None) is None
+    c.request_preview()  # b gets its own statistics
+    qtbot.waitUntil(lambda: not c.busy and c.preview.stats("b", None) is not None, timeout=WAIT_MS)
+    assert c.preview.stats("b", None) == "stats of b"
+    assert (c.prediction_layers[0].data == 2).all()
+
+
+def test_a_result_for_older_layers_is_dropped(two_images, qtbot, monkeypatch):
+    """The mode changed while a preview ran: the result (of the other mode) is dropped."""
+    viewer, widget, c, a, b = two_images
+    started = []
+
+    def slow(predictor, request, state, stats):
+        started.append(1)
+        time.sleep(0.5)
+        return PredictResult(np.full((48, 48), 1, np.uint8), None, (slice(0, 48), slice(0, 48))), "s"
+
+    monkeypatch.setattr(preview_module, "predict_region", slow)
+    c.preview.set_model(object())
+    c.request_preview()
+    qtbot.waitUntil(lambda: bool(started), timeout=WAIT_MS)
+    widget.mode_multilabel.setChecked(True)
+    qtbot.waitUntil(lambda: not c.busy, timeout=WAIT_MS)
+    assert c.last_error is None, c.last_error
+    assert all(not lyr.data.any() for lyr in c.prediction_layers)
+
+
+def test_switching_image_cancels_a_whole_image_prediction(two_images, qtbot, tiny_training):
+    viewer, widget, c, a, b = two_images
+    paint = np.zeros((48, 48), np.uint8)
+    paint[:4], paint[20:24] = 1, 2
+    c.paint_layers[0].data = paint
+    c.config_overrides = dict(tiny_training, patch_size=(32, 32))
+    widget.iter_spin.setValue(3)
+    c.start_training()
+    qtbot.waitUntil(lambda: c.state == "idle" and not c.busy, timeout=WAIT_MS)
+    assert c.last_error is None, c.last_error
+    c.predict_image()
+    assert c.predicting
+    c.set_image_layer(b)
+    qtbot.waitUntil(lambda: not c.busy, timeout=WAIT_MS)
+    assert c.last_error is None, c.last_error
+    assert c.image_layer is b and c.prediction_layers[0].data.shape == (24, 40)
+    assert not c.prediction_layers[0].data.any()
