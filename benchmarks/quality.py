@@ -35,6 +35,7 @@ Usage::
     python benchmarks/quality.py --seeds 0 1 --jobs 2       # the whole matrix
     python benchmarks/quality.py --families cells --dims 3 --habits casual --modes multilabel
     python benchmarks/quality.py --steps 600 150 --set lr=0.003 --out runs.jsonl   # fixed steps
+    python benchmarks/quality.py --compare before.jsonl after.jsonl   # two runs, cell by cell
 
 Each cell prints one JSON line (``--out`` also appends them to a file); the end prints the
 table (``--table FILE`` prints the table of an earlier ``--out`` file).
@@ -325,6 +326,41 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compare(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> str:
+    """segstudio's figures of two runs, cell by cell (``before → after``), with the forest's.
+
+    One line per cell and phase present in both; the last line counts the cells where
+    ``after`` is better, equal (within 0.005) or worse on the foreground target.
+    """
+    keyf = ("family", "dims", "habit", "mode", "phase")
+
+    def index(rows):
+        out: dict[tuple, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(tuple(r[k] for k in keyf) + (r["method"],), []).append(r)
+        return out
+
+    a, b = index(before), index(after)
+    lines = ["| family | dims | habit | mode | phase | foreground Dice (precision) | other targets | forest |",
+             "|---|---|---|---|---|---|---|---|"]
+    better = same = worse = 0
+    for key in sorted(k for k in a if k[-1] == "segstudio" and k in b):
+        ra, rb = a[key], b[key]
+        names = [k for k in rb[0] if k not in (*keyf, "seed", "method", "painted", "iterations", "seconds",
+                                                 "precision", "set")]
+        first = names[0]
+        fa, fb = _mean(ra, first), _mean(rb, first)
+        d = fb - fa
+        better, same, worse = better + (d > 0.005), same + (abs(d) <= 0.005), worse + (d < -0.005)
+        rf = a.get(key[:-1] + ("rf",)) or b.get(key[:-1] + ("rf",)) or []
+        others = " · ".join(f"{n} {_mean(ra, n):.2f}→{_mean(rb, n):.2f}" for n in names[1:] if _mean(ra, n) is not None)
+        forest = f"{_mean(rf, first):.2f} ({_mean(rf, 'precision'):.2f})" if rf else "–"
+        lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {key[4]} | {fa:.2f}→**{fb:.2f}** "
+                     f"({_mean(ra, 'precision'):.2f}→{_mean(rb, 'precision'):.2f}) | {others} | {forest} |")
+    lines.append(f"foreground Dice: better in {better}, within 0.005 in {same}, worse in {worse} cells")
+    return "\n".join(lines)
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> str:
     """Counts of cells where segstudio beats the forest on every target, and mean object Dice."""
     keyf = ("family", "dims", "habit", "mode")
@@ -375,7 +411,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="override a TrainConfig default (e.g. --set lr=0.003)")
     p.add_argument("--out", type=Path, default=None, help="append every row as a JSON line to this file")
     p.add_argument("--table", type=Path, default=None, help="print the table of an earlier --out file and exit")
+    p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"),
+                   help="compare segstudio's figures of two --out files cell by cell and exit")
     args = p.parse_args(argv)
+    if args.compare is not None:
+        before, after = ([json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()] for f in args.compare)
+        print(compare(before, after))
+        return
     if args.table is not None:
         rows = [json.loads(ln) for ln in args.table.read_text().splitlines() if ln.strip()]
         print(table(rows))

@@ -1,0 +1,57 @@
+"""The CUDA path: AMP training in 2D and 3D, GPU prediction against the CPU, out-of-memory
+recovery settings. Skipped where no CUDA GPU is present (CI); `benchmarks/gpu_check.sh` runs
+them on a GPU machine (``pytest -m cuda``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.predictor import Predictor
+from segstudio.core.samples import synthetic_nuclei
+from segstudio.core.trainer import Failed, Finished, Progress, Started, Trainer, amp_dtype, infer_config
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def _sample(dims: int):
+    if dims == 2:
+        return synthetic_nuclei((128, 128), seed=0, radius_range=(8.0, 14.0))
+    return synthetic_nuclei((16, 64, 64), seed=0, spacing=(2.0, 0.5, 0.5), radius_range=(8.0, 12.0))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_amp_training_on_cuda_learns(dims, tmp_path):
+    s = _sample(dims)
+    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, iterations=60, device="cuda",
+                       spacing=s.spacing, seed=0, ema_decay=0.9)
+    src = SnapshotSource()
+    src.put([TrainingImage(s.image, s.paintings)])
+    events = list(Trainer(cfg, src, tmp_path / "run").run())
+    assert not any(isinstance(e, Failed) for e in events), [e for e in events if isinstance(e, Failed)]
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.device.startswith("cuda")
+    assert started.amp == str(amp_dtype(torch.device("cuda"), True)).removeprefix("torch.")
+    losses = [e.loss for e in events if isinstance(e, Progress)]
+    assert all(np.isfinite(losses)) and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert isinstance(events[-1], Finished)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_gpu_prediction_matches_the_cpu(dims):
+    s = _sample(dims)
+    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, spacing=s.spacing)
+    from segstudio.core.run import model_from_config
+
+    torch.manual_seed(0)
+    model = model_from_config(cfg)
+    cpu = Predictor(model, cfg, device="cpu").predict(s.image, probabilities=True)
+    gpu = Predictor(model, cfg, device="cuda").predict(s.image, probabilities=True)  # AMP on
+    agree = float(np.mean(cpu.labels == gpu.labels))
+    assert agree > 0.99
+    assert np.abs(cpu.probabilities - gpu.probabilities).max() < 0.05  # bf16/fp16 activations
