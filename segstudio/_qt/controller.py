@@ -44,6 +44,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.config import TrainConfig
+from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.io import ImageMeta
 from segstudio.core.predictor import Predictor, PredictResult
@@ -87,8 +88,10 @@ class SegController(QObject):
         self.choices = Settings()
         self.image = ChosenImage()
         self.layers = Layers(viewer, self.image, self.workers, self)
-        self.training = Training(self.workers, self.notify, self)
-        self.preview = Preview(self.workers, self.notify, self)
+        #: On a CPU, training steps and previews take turns, each with every core.
+        self.turns = ComputeTurns()
+        self.training = Training(self.workers, self.notify, self.turns, self)
+        self.preview = Preview(self.workers, self.notify, self.turns, self)
         self.results = Results(self.workers, self.notify, self)
         self.projects = Projects(self.image, self.workers, self.notify, self)
         #: The class weights the class table shows (the trainer's while it trains).

@@ -8,6 +8,7 @@ computed once and kept per image.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from segstudio._qt.image import ChosenImage, Stamp
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.data import Normalization, image_stats
+from segstudio.core.device import ComputeTurns
 from segstudio.core.predictor import PredictResult
 
 #: Slices predicted on each side of the current one in 3D previews.
@@ -47,6 +49,16 @@ def predict_region(predictor: Any, request: PreviewRequest, state: Any,
     if state is not None:
         predictor.load_state(state)
     return predictor.predict(request.image, request.channel_axis, region=request.region, stats=stats), stats
+
+
+def predict_in_turn(turns: ComputeTurns | None, predictor: Any, request: PreviewRequest, state: Any,
+                    stats: Normalization | None) -> tuple[PredictResult, Normalization]:
+    """:func:`predict_region`, waiting for its turn on a CPU (``turns`` is shared with the
+    trainer's steps, see :class:`~segstudio.core.device.ComputeTurns`)."""
+    device = getattr(predictor, "device", None)
+    on_cpu = turns is not None and getattr(device, "type", None) == "cpu"
+    with turns if on_cpu else contextlib.nullcontext():
+        return predict_region(predictor, request, state, stats)
 
 
 def visible_region(viewer: Any, image: ChosenImage, choice: str) -> tuple[slice, ...] | None:
@@ -96,10 +108,13 @@ class Preview(QObject):
 
     result = Signal(object, object)
 
-    def __init__(self, workers: WorkerSet, notify: Notifier, parent: QObject | None = None) -> None:
+    def __init__(self, workers: WorkerSet, notify: Notifier, turns: ComputeTurns | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.notify = notify
+        #: Shared with the trainer (see :class:`~segstudio.core.device.ComputeTurns`).
+        self.turns = turns
         self.predictor: Any = None
         #: The newest weights (a state dict), or ``None``: the predictor's own.
         self.weights: Any = None
@@ -139,7 +154,7 @@ class Preview(QObject):
             self._stats[key] = stats
             self.result.emit(request.stamp, prediction)
 
-        self.workers.start("preview", predict_region, self.predictor, request, self.weights,
+        self.workers.start("preview", predict_in_turn, self.turns, self.predictor, request, self.weights,
                            self._stats.get(key), returned=done,
                            errored=lambda e: self.notify.fail(f"preview failed: {type(e).__name__}: {e}", popup=False),
                            finished=self._on_finished)

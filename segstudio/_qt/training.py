@@ -14,7 +14,6 @@ weights and ``Finished``.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from qtpy.QtCore import QObject, Signal
 
 from segstudio._qt.layers import PaintSnapshot
@@ -31,6 +29,7 @@ from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.device import ComputeTurns, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.run import LoadedRun
 from segstudio.core.trainer import (
@@ -77,24 +76,27 @@ class Paintings:
 
 
 def training_events(config: TrainConfig, source: SnapshotSource, run_dir: Path, resume: Path | None,
-                    first: Paintings, stop: threading.Event, done: threading.Event) -> Iterator[Any]:
+                    first: Paintings, stop: threading.Event, done: threading.Event,
+                    turns: Any = None) -> Iterator[Any]:
     """Worker body: the first paintings (joined here, off the GUI thread), then the trainer's
-    events until it ends (``stop`` set: a checkpoint, a last preview, ``Finished``)."""
+    events until it ends (``stop`` set: a checkpoint, a last preview, ``Finished``). ``turns``:
+    held for each step (shared with the previews on a CPU, see :class:`ComputeTurns`)."""
     try:
         first.put(source)
-        yield from Trainer(config, source, run_dir, resume=resume).run(stop=stop)
+        yield from Trainer(config, source, run_dir, resume=resume, turns=turns).run(stop=stop)
     finally:
         done.set()
 
 
-def share_cpu_threads(device: str) -> None:
-    """On CPU, give torch half the cores: training and the live previews run at the same time
-    in two threads, and two OpenMP teams of all cores each oversubscribe the CPU (measured with
-    ``benchmarks/gui_responsiveness.py`` on 2 cores: 33 → 57 iterations in 15 s, first live
-    prediction 8.2 → 6.2 s, stall p99 64 → 45 ms)."""
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()
-                           and not torch.backends.mps.is_available()):
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+def cpu_turns(turns: ComputeTurns | None, device: str) -> ComputeTurns | None:
+    """``turns`` when ``device`` resolves to the CPU (training and previews then take turns
+    with every core; before, each had half the cores all the time), else ``None``."""
+    if turns is None:
+        return None
+    try:
+        return turns if resolve_device(device).type == "cpu" else None
+    except UserInputError:
+        return None  # the trainer reports an absent device itself
 
 
 class TorchWarmUp:
@@ -147,10 +149,13 @@ class Training(QObject):
     weights_changed = Signal(object)
     model_updated = Signal(object)
 
-    def __init__(self, workers: WorkerSet, notify: Notifier, parent: QObject | None = None) -> None:
+    def __init__(self, workers: WorkerSet, notify: Notifier, turns: ComputeTurns | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.notify = notify
+        #: Shared with the previews: on a CPU one step or one preview at a time, each with all cores.
+        self.turns = turns
         self.state = "idle"
         self.config: TrainConfig | None = None
         self.run_dir: Path | None = None
@@ -216,12 +221,11 @@ class Training(QObject):
         self._source = SnapshotSource()
         self._stop, self.done = threading.Event(), threading.Event()
         self._rate.clear()
-        share_cpu_threads(config.device)
         self._set_state("running")
         self.notify.info("starting training…")
         self._worker = self.workers.start(
             "train", training_events, config, self._source, run_dir, resume, paintings, self._stop, self.done,
-            yielded=self._on_event, errored=lambda e: self.notify.worker_failed(e, "training failed"),
+            cpu_turns(self.turns, config.device), yielded=self._on_event, errored=lambda e: self.notify.worker_failed(e, "training failed"),
             finished=self._on_finished)
 
     def pause(self) -> None:

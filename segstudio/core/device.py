@@ -7,13 +7,15 @@ the backend calls it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import torch
 
 from segstudio.core.errors import UserInputError
 
-__all__ = ["amp_dtype", "is_oom", "memory_bytes", "resolve_device"]
+__all__ = ["ComputeTurns", "amp_dtype", "is_oom", "memory_bytes", "resolve_device"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,3 +61,51 @@ def memory_bytes(device: torch.device) -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
         return None
+
+
+class ComputeTurns:
+    """A fair (first come, first served) lock for work that uses every CPU core.
+
+    In the app the trainer and the live previews run in two threads. On a CPU each torch call
+    uses all cores, so running both at once oversubscribes the cores (OpenMP threads spin
+    waiting for each other) and each slows down several times. Taking turns, each step and each
+    preview gets all the cores: the trainer holds a turn for one optimisation step, a preview
+    for one prediction. The lock is fair, so a waiting preview gets the next turn instead of
+    losing every race to the trainer's loop.
+
+    Use as a context manager: ``with turns: ...``. On a GPU the device already interleaves the
+    work; :meth:`for_device` gives a no-op then.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+        self._owner: int | None = None
+        self._depth = 0
+
+    @classmethod
+    def for_device(cls, device: torch.device | str) -> contextlib.AbstractContextManager:
+        """Turns for work on ``device``: a :class:`ComputeTurns` on the CPU, else a no-op."""
+        return cls() if torch.device(device).type == "cpu" else contextlib.nullcontext()
+
+    def __enter__(self) -> ComputeTurns:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:  # re-entrant for the thread that holds the turn
+                self._depth += 1
+                return self
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                self._cond.wait()
+            self._owner, self._depth = me, 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._serving += 1
+                self._cond.notify_all()
