@@ -557,15 +557,11 @@ class _ObjectsOutput:
 
 def _write_tables(path: str, rows: Sequence[tuple[str, dict]]) -> None:
     """One CSV of the object tables of several images, the image's file name first."""
-    import numpy as np
-
-    from segstudio.core.instances import write_table_csv
+    from segstudio.core.instances import merge_tables, write_table_csv
 
     if not rows:
         return
-    merged = {"image": np.concatenate([np.array([Path(p).name] * len(t["id"]), dtype=object) for p, t in rows])}
-    for key in rows[0][1]:
-        merged[key] = np.concatenate([t[key] for _, t in rows])
+    merged = merge_tables([(Path(p).name, t) for p, t in rows])
     written = write_table_csv(path, merged)
     print(f"object table ({len(merged['image'])} objects) → {written}", file=sys.stderr)
 

@@ -90,6 +90,7 @@ __all__ = [
     "instances_from_probabilities",
     "instances_in_bands",
     "label_bands",
+    "merge_tables",
     "object_table",
     "object_table_in_bands",
     "options_for_classes",
@@ -1041,6 +1042,28 @@ def object_table_in_bands(
         return object_table(np.zeros((1,) * nd, np.uint8), dummy, channel_axis=nd, spacing=sp, classes=classes,
                             class_names=class_names)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def merge_tables(parts: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """One object table of several images: an ``image`` column (the image's name on each of
+    its rows), then the columns of their :func:`object_table`.
+
+    Raises
+    ------
+    UserInputError
+        When the tables have different columns (e.g. images with other channel counts).
+    """
+    if not parts:
+        return {"image": np.zeros(0, dtype=object)}
+    columns = list(parts[0][1])
+    for name, table in parts[1:]:
+        if list(table) != columns:
+            raise UserInputError(f"the object table of '{name}' has other columns than that of '{parts[0][0]}' "
+                                 f"({', '.join(table)} vs {', '.join(columns)})")
+    merged = {"image": np.concatenate([np.array([name] * len(table["id"]), dtype=object) for name, table in parts])}
+    for key in columns:
+        merged[key] = np.concatenate([np.asarray(table[key]) for _, table in parts])
+    return merged
 
 
 def _cell(value: Any) -> str:
