@@ -42,10 +42,10 @@ from segstudio.core.instances import (
 )
 from segstudio.core.io import ImageMeta
 
-#: Objects follow the prediction by default for images up to this many pixels (voxels): each
-#: update of a 2D objects layer costs the GUI thread about 16 ms per million pixels (napari
-#: draws the outlines; ``benchmarks/objects_gui.py``), and the worker about 0.2 s.
-FOLLOW_MAX_VOXELS = 2 * 1024 * 1024
+#: Objects follow the prediction by default for images up to this many pixels (voxels): napari
+#: outlines the objects of a 2D layer on the GUI thread at each update, 20-30 ms per million
+#: pixels on 2 cores (``benchmarks/objects_gui.py``).
+FOLLOW_MAX_VOXELS = 1024 * 1024
 #: Name and look of the objects layer: outlines this many pixels wide over the prediction.
 OBJECTS_LAYER = "objects"
 OBJECTS_CONTOUR = 1

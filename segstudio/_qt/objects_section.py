@@ -36,6 +36,9 @@ from segstudio.core.batch import output_path
 
 #: Height of the object table (px).
 TABLE_HEIGHT = 200
+#: Rows the table measures to size its columns (besides the visible ones): Qt's default, 1000
+#: rows, costs a large table a tenth of a second of GUI thread at every update.
+TABLE_MEASURED_ROWS = 50
 #: Largest minimum size the spin box offers (physical units).
 MAX_MIN_SIZE = 1e9
 #: Objects of an image that was not read from a file are saved as TIFF.
@@ -233,6 +236,7 @@ class ObjectsSection(QCollapsible):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setResizeContentsPrecision(TABLE_MEASURED_ROWS)
         self.table.setFixedHeight(TABLE_HEIGHT)
         self.table.setToolTip("Click an object to go to it; click a header to sort")
         col.addWidget(self.table)
