@@ -462,7 +462,7 @@ class _ObjectsOutput:
         """None when no objects are asked for; one-line errors for options that cannot work."""
         from segstudio.core.annotations import MULTILABEL
         from segstudio.core.errors import UserInputError
-        from segstudio.core.io import format_of
+        from segstudio.core.instances import check_objects_file
 
         if not args.instances and not args.objects_csv:
             given = [o for o, v in (("--min-size", args.min_size), ("--object-classes", args.object_classes),
@@ -477,9 +477,10 @@ class _ObjectsOutput:
         if args.instances and several and Path(args.instances).is_file():
             raise UserInputError(f"--instances '{args.instances}' is a file; give a folder for several images")
         if args.instances and not (several or Path(args.instances).is_dir() or args.instances.endswith(os.sep)):
-            if format_of(args.instances) in ("jpg", "bmp"):
-                raise UserInputError(f"--instances '{args.instances}': object labels need a lossless format "
-                                     "(.tif, .nii.gz, .png, .npy, .zarr)")
+            try:
+                check_objects_file(args.instances)
+            except UserInputError as e:
+                raise UserInputError(f"--instances {e}") from None
         if args.objects_csv and Path(args.objects_csv).is_dir():
             raise UserInputError(f"--objects-csv '{args.objects_csv}' is a folder; give a .csv file")
         return cls(args, config, several)

@@ -48,6 +48,7 @@ from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
+from segstudio.core.metrics import InstanceScores
 from segstudio.core.predictor import Predictor, PredictResult
 from segstudio.core.project import KeptAutosave, Project, ProjectClass, image_path
 from segstudio.core.run import model_from_config
@@ -248,7 +249,7 @@ class SegController(QObject):
         return self.results.last_metrics
 
     @property
-    def last_object_scores(self) -> Any:
+    def last_object_scores(self) -> InstanceScores | None:
         """The object scores of the last metrics (``None``: the truth held classes)."""
         return self.results.last_object_scores
 

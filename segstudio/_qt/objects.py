@@ -34,6 +34,7 @@ from segstudio.core.errors import UserInputError
 from segstudio.core.instances import (
     InstanceOptions,
     Instances,
+    check_objects_file,
     instances_from_labels,
     merge_tables,
     object_table,
@@ -163,6 +164,8 @@ def make_objects(request: ObjectsRequest) -> ObjectsResult:
 def save_objects(request: ObjectsRequest, targets: SaveTargets) -> tuple[ObjectsResult, list[Path]]:
     """Worker body: make the objects of ``request`` and write them (labels like the image, with its
     spacing and affine; the table as CSV with an ``image`` column)."""
+    if targets.labels is not None:
+        check_objects_file(targets.labels)
     result = make_objects(request)
     written = []
     if targets.labels is not None:

@@ -47,6 +47,7 @@ from qtpy.QtWidgets import (
 
 from segstudio._qt.controller import SegController
 from segstudio._qt.image import layer_meta
+from segstudio._qt.objects import OBJECTS_ROLE
 from segstudio._qt.objects_section import ObjectsSection
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
@@ -571,7 +572,7 @@ class SegStudioWidget(QWidget):
         return [
             lyr for lyr in self.viewer.layers
             if lyr.__class__.__name__ == "Labels" and id(lyr) not in own
-            and (lyr.metadata or {}).get("segstudio", {}).get("role") not in ("paintings", "prediction", "objects")
+            and (lyr.metadata or {}).get("segstudio", {}).get("role") not in ("paintings", "prediction", OBJECTS_ROLE)
         ]
 
     def _refresh_layer_combos(self, event: Any = None) -> None:

@@ -75,6 +75,7 @@ from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from segstudio.core.atomic import atomic_write_text
 from segstudio.core.errors import UserInputError
+from segstudio.core.io import format_of
 from segstudio.core.lazy import release_pages
 from segstudio.core.metrics import check_spacing
 
@@ -84,11 +85,13 @@ __all__ = [
     "DEFAULT_BAND_ROWS",
     "DEFAULT_HALO",
     "MARKERS",
+    "UNFIT_FORMATS",
     "InstanceOptions",
     "Instances",
     "instances_from_labels",
     "instances_from_probabilities",
     "instances_in_bands",
+    "check_objects_file",
     "label_bands",
     "merge_tables",
     "object_table",
@@ -113,6 +116,8 @@ PEAK_MERGE_PIXELS = 2
 DEFAULT_BAND_ROWS = 64
 #: Rows read above and below a band for its distance transforms and flooding.
 DEFAULT_HALO = 32
+#: File formats that cannot hold object ids (lossy, or 8 bits only).
+UNFIT_FORMATS: tuple[str, ...] = ("jpg", "bmp")
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,19 @@ class Instances:
     def n(self) -> int:
         """Number of objects."""
         return int(len(self.classes))
+
+
+def check_objects_file(path: str | os.PathLike[str]) -> None:
+    """Check that ``path`` names a format that holds object labels.
+
+    Raises
+    ------
+    UserInputError
+        For an unknown extension, or one of :data:`UNFIT_FORMATS`.
+    """
+    if format_of(path) in UNFIT_FORMATS:
+        raise UserInputError(f"'{os.fspath(path)}': object labels need a lossless format "
+                             "(.tif, .nii.gz, .png, .npy, .zarr)")
 
 
 def options_for_classes(class_names: Sequence[str], **overrides: Any) -> InstanceOptions:

@@ -55,7 +55,11 @@ def _truth_preview(monkeypatch, truth, started=None, delay=0.0):
 
 def _open(viewer, sample, name="img"):
     scale = sample.spacing or (1.0,) * sample.image.ndim
-    layer = viewer.add_image(sample.image, name=name, scale=scale)
+    return _dock(viewer, viewer.add_image(sample.image, name=name, scale=scale))
+
+
+def _dock(viewer, layer):
+    """The dock on ``layer``, with the classes background, nucleus, boundary."""
     widget = SegStudioWidget(viewer)
     viewer.window.add_dock_widget(widget, area="right")
     c = widget.controller
@@ -228,13 +232,7 @@ def test_save_objects_and_table_like_the_image(make_napari_viewer, cells2d, qtbo
     write_image(src, cells2d.image, ImageMeta(spacing=(0.5, 0.5), axes="YX", affine=affine))
     viewer = make_napari_viewer()
     (data, kwargs, _), = layer_data_from_file(str(src))
-    image = viewer.add_image(data, **kwargs)
-    widget = SegStudioWidget(viewer)
-    viewer.window.add_dock_widget(widget, area="right")
-    c = widget.controller
-    c.set_image_layer(image)
-    c.rename_class(1, NAMES[1])
-    c.add_class(NAMES[2])
+    widget, c, image = _dock(viewer, viewer.add_image(data, **kwargs))
     assert c.layers.set_prediction(cells2d.truth.astype(np.uint8))
     c.save_objects(labels=tmp_path / "out" / "cells_objects.nii.gz", table=tmp_path / "out" / "cells_objects.csv")
     _settle(qtbot, c)
@@ -253,6 +251,9 @@ def test_save_objects_and_table_like_the_image(make_napari_viewer, cells2d, qtbo
         np.testing.assert_allclose([float(r[key]) for r in rows], want[key])
     assert [r["class_name"] for r in rows] == list(want["class_name"])
     np.testing.assert_array_equal(c.objects.layer.data, expected.labels)  # what was saved is shown
+    c.save_objects(labels=tmp_path / "cells_objects.jpg")  # lossy: refused in one line
+    qtbot.waitUntil(lambda: not c.busy, timeout=WAIT_MS)
+    assert "lossless" in c.last_error and not (tmp_path / "cells_objects.jpg").exists()
 
 
 def test_object_scores_beside_dice_against_a_truth_of_objects(session2d, qtbot):
