@@ -74,6 +74,11 @@ class ObjectTableModel(QAbstractTableModel):
         """The object id shown in ``row``."""
         return int(self._ids[self._order[row]])
 
+    def row_of(self, object_id: int) -> int | None:
+        """The row that shows object ``object_id`` (``None``: none)."""
+        rows = np.flatnonzero(self._ids[self._order] == object_id)
+        return int(rows[0]) if len(rows) else None
+
     def headers(self) -> list[str]:
         return [c[0] for c in self._columns]
 
@@ -103,7 +108,13 @@ class ObjectTableModel(QAbstractTableModel):
             return
         self._sort = (column, order)
         self.layoutAboutToBeChanged.emit()
-        self._order = self._sorted(column, order)
+        new = self._sorted(column, order)
+        row_of = np.empty_like(new)
+        row_of[new] = np.arange(len(new))
+        kept = self.persistentIndexList()  # the selection: it stays on its objects
+        self.changePersistentIndexList(kept, [self.index(int(row_of[self._order[i.row()]]), i.column())
+                                              for i in kept])
+        self._order = new
         self.layoutChanged.emit()
 
     def _sorted(self, column: int, order: Qt.SortOrder) -> np.ndarray:
@@ -273,6 +284,7 @@ class ObjectsSection(QCollapsible):
         self.save_objects_btn.clicked.connect(self._on_save_objects)
         self.save_table_btn.clicked.connect(self._on_save_table)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
+        self.table.clicked.connect(self._on_row)  # the current row again: go to it again
 
     # ------------------------------------------------------------------ slots
     def _set(self, **changes: Any) -> None:
@@ -286,13 +298,26 @@ class ObjectsSection(QCollapsible):
                        if self.class_list.item(i).checkState() == Qt.CheckState.Checked)
         self._set(object_classes=ticked)
 
-    def _on_row(self, current: QModelIndex, previous: QModelIndex) -> None:
-        if current.isValid():
+    def _on_row(self, current: QModelIndex, previous: QModelIndex | None = None) -> None:
+        if current.isValid() and not self._updating:
             self.objects.locate(self.model.object_id(current.row()))
 
     def _on_objects(self) -> None:
+        """New objects: the table keeps the selected object (when it is still there) and its
+        scroll position, without going to the object again."""
         results = self.objects.tables()
-        self.model.set_results(results)
+        current = self.table.currentIndex()
+        selected = self.model.object_id(current.row()) if current.isValid() else None
+        scrolled = self.table.verticalScrollBar().value()
+        self._updating = True
+        try:
+            self.model.set_results(results)
+            row = None if selected is None else self.model.row_of(selected)
+            if row is not None:
+                self.table.selectRow(row)
+            self.table.verticalScrollBar().setValue(scrolled)
+        finally:
+            self._updating = False
         n = sum(r.n for r in results)
         self.setText(f"Objects ({n})" if results else "Objects")
 

@@ -168,9 +168,17 @@ def test_min_size_is_physical_and_a_row_click_goes_to_the_object_in_3d(make_napa
     camera = getattr(viewer, "scene", viewer).camera
     np.testing.assert_allclose(camera.center[-2:], (y, x), atol=1e-6)
     assert c.objects.layer.selected_label == object_id
-    # a click on a header sorts the rows; the id under a row follows
+    # a click on a header sorts the rows; the id under a row follows, and the selection stays
     section.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)
     assert section.model.object_id(0) == table["id"][np.argmax(table["volume"])]
+    assert section.model.object_id(section.table.currentIndex().row()) == object_id
+    # new objects (a live preview) keep the selected object selected, and do not move the view
+    viewer.dims.set_point(0, 0.0)
+    c.request_preview()
+    _settle(qtbot, c)
+    current = section.table.currentIndex()
+    assert current.isValid() and section.model.object_id(current.row()) == object_id
+    assert viewer.dims.point[0] == 0.0
 
 
 def test_large_images_do_not_follow_and_find_objects_makes_them(make_napari_viewer, cells2d, qtbot, monkeypatch):
