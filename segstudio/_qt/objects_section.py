@@ -80,6 +80,7 @@ class ObjectTableModel(QAbstractTableModel):
         return int(rows[0]) if len(rows) else None
 
     def headers(self) -> list[str]:
+        """The column headers."""
         return [c[0] for c in self._columns]
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
