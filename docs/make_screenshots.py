@@ -1,11 +1,12 @@
-"""Make the README screenshots: the app on the 2D and 3D samples after a short training run.
+"""Make the README screenshots: the app on the 2D and 3D samples after a short training run,
+and the objects of the 2D sample with their table and object scores.
 
 Run under a display (``make screenshots`` uses a 1600 x 1000 Xvfb when there is none)::
 
-    python docs/make_screenshots.py [--seconds 30]
+    python docs/make_screenshots.py [--seconds 30] [--only 2d|3d|objects]
 
-The window is sized the way the app sizes it on that screen. Writes ``docs/screenshot_2d.png``
-and ``docs/screenshot_3d.png``.
+The window is sized the way the app sizes it on that screen. Writes ``docs/screenshot_2d.png``,
+``docs/screenshot_3d.png`` and ``docs/screenshot_objects.png``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ def _spin(app, seconds: float, until=None) -> None:
         time.sleep(0.02)
 
 
-def shoot(sample: str, out: Path, seconds: float) -> None:
+#: The objects picture: the view zoomed this much beyond "fit", on the largest object.
+OBJECTS_ZOOM = 2.5
+
+
+def shoot(sample: str, out: Path, seconds: float, objects: bool = False) -> None:
     from qtpy.QtWidgets import QApplication
 
     from segstudio._qt.app import build_viewer
@@ -57,6 +62,8 @@ def shoot(sample: str, out: Path, seconds: float) -> None:
         widget.class_table.selectRow(1)
     viewer.reset_view()  # the canvas has its final size only now
     _spin(app, 1.0)
+    if objects:
+        show_objects(app, viewer, widget)
     viewer.screenshot(str(out), canvas_only=False)
     print(f"{out}: {c.iteration} iterations in {time.monotonic() - started:.0f} s", flush=True)
     c.stop_training()
@@ -65,15 +72,43 @@ def shoot(sample: str, out: Path, seconds: float) -> None:
     _spin(app, 0.5)
 
 
+def show_objects(app, viewer, widget) -> None:
+    """The Objects section open on the largest object (zoomed in), and the object scores
+    against the sample's true objects."""
+    from qtpy.QtCore import Qt
+
+    c = widget.controller
+    section = widget.objects_section
+    c.stop_training()  # the table and the scores of the same, last prediction
+    _spin(app, 60, until=lambda: c.state == "idle")
+    _spin(app, 60, until=lambda: c.objects.shown is not None and not c.busy)
+    section.expand(animate=False)
+    truth = f"{c.image_layer.name} true objects"
+    widget.truth_combo.setCurrentText(truth)
+    widget.metrics_btn.click()
+    _spin(app, 120, until=lambda: c.last_object_scores is not None or c.last_error is not None)
+    section.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    section.table.selectRow(0)  # the largest object: the view goes to it
+    camera = getattr(viewer, "scene", viewer).camera
+    camera.zoom *= OBJECTS_ZOOM
+    viewer.layers.selection.active = c.objects.layer
+    _spin(app, 1.0)
+    bar = widget.scroll.verticalScrollBar()
+    bar.setValue(section.y() - 8)  # the Objects section at the top of the dock
+    _spin(app, 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0, help="training time per screenshot")
-    p.add_argument("--only", choices=("2d", "3d"))
+    p.add_argument("--only", choices=("2d", "3d", "objects"))
     args = p.parse_args(argv)
     if args.only in (None, "2d"):
         shoot("nuclei2d", HERE / "screenshot_2d.png", args.seconds)
     if args.only in (None, "3d"):
         shoot("nuclei3d", HERE / "screenshot_3d.png", args.seconds)
+    if args.only in (None, "objects"):
+        shoot("nuclei2d", HERE / "screenshot_objects.png", args.seconds, objects=True)
     return 0
 
 

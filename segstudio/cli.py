@@ -462,7 +462,7 @@ class _ObjectsOutput:
         """None when no objects are asked for; one-line errors for options that cannot work."""
         from segstudio.core.annotations import MULTILABEL
         from segstudio.core.errors import UserInputError
-        from segstudio.core.io import format_of
+        from segstudio.core.instances import check_objects_file
 
         if not args.instances and not args.objects_csv:
             given = [o for o, v in (("--min-size", args.min_size), ("--object-classes", args.object_classes),
@@ -477,9 +477,10 @@ class _ObjectsOutput:
         if args.instances and several and Path(args.instances).is_file():
             raise UserInputError(f"--instances '{args.instances}' is a file; give a folder for several images")
         if args.instances and not (several or Path(args.instances).is_dir() or args.instances.endswith(os.sep)):
-            if format_of(args.instances) in ("jpg", "bmp"):
-                raise UserInputError(f"--instances '{args.instances}': object labels need a lossless format "
-                                     "(.tif, .nii.gz, .png, .npy, .zarr)")
+            try:
+                check_objects_file(args.instances)
+            except UserInputError as e:
+                raise UserInputError(f"--instances {e}") from None
         if args.objects_csv and Path(args.objects_csv).is_dir():
             raise UserInputError(f"--objects-csv '{args.objects_csv}' is a folder; give a .csv file")
         return cls(args, config, several)
@@ -557,15 +558,11 @@ class _ObjectsOutput:
 
 def _write_tables(path: str, rows: Sequence[tuple[str, dict]]) -> None:
     """One CSV of the object tables of several images, the image's file name first."""
-    import numpy as np
-
-    from segstudio.core.instances import write_table_csv
+    from segstudio.core.instances import merge_tables, write_table_csv
 
     if not rows:
         return
-    merged = {"image": np.concatenate([np.array([Path(p).name] * len(t["id"]), dtype=object) for p, t in rows])}
-    for key in rows[0][1]:
-        merged[key] = np.concatenate([t[key] for _, t in rows])
+    merged = merge_tables([(Path(p).name, t) for p, t in rows])
     written = write_table_csv(path, merged)
     print(f"object table ({len(merged['image'])} objects) → {written}", file=sys.stderr)
 

@@ -13,8 +13,9 @@ from segstudio.core.io import ImageMeta, read_image
 
 #: Extensions the reader claims (kept in sync with ``napari.yaml``).
 READER_EXTENSIONS = (".tif", ".tiff", ".nii", ".nii.gz", ".npy", ".zarr")
-#: Name fragments that mark an integer file as labels rather than an image.
-LABEL_HINTS = ("label", "mask", "painting", "truth")
+#: Name fragments that mark an integer file as labels rather than an image (``objects`` and
+#: ``instances``: object labels, e.g. ``segstudio predict --instances``).
+LABEL_HINTS = ("label", "mask", "painting", "truth", "objects", "instances")
 LayerData = tuple[Any, dict[str, Any], str]
 
 
@@ -51,8 +52,8 @@ def layer_data_from_file(path: str) -> list[LayerData]:
     The voxel spacing becomes the layer ``scale``; a NIfTI affine is kept in
     ``metadata["segstudio"]["affine"]`` for the writer. A channel axis (``C`` in the file's axes) is
     moved to the front and recorded in ``metadata["segstudio"]["channel_axis"]`` (RGB(A) 8-bit
-    images are shown as RGB instead). Integer files with ``label``/``mask``/``painting``/``truth``
-    in their name become Labels layers.
+    images are shown as RGB instead). Integer files with a :data:`LABEL_HINTS` fragment in their
+    name (``label``, ``mask``, ``truth``, ``objects``…) become Labels layers.
     """
     data, meta = read_image(path)
     name = _display_name(path)

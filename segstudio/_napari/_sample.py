@@ -18,7 +18,8 @@ def _colormap(n: int) -> Any:
 
 
 def sample_layers(sample: Sample) -> list[LayerData]:
-    """Image, example paintings and (hidden) ground truth of a sample as layer-data tuples."""
+    """Image, example paintings and (hidden) ground truth of a sample as layer-data tuples: the
+    true classes and, when the sample has them, the true objects (one id per nucleus)."""
     scale = sample.spacing if sample.spacing is not None else (1.0,) * sample.image.ndim
     names = list(sample.class_names)
     image = (sample.image, {"name": sample.name, "scale": scale, "colormap": "gray"}, "image")
@@ -43,7 +44,19 @@ def sample_layers(sample: Sample) -> list[LayerData]:
         },
         "labels",
     )
-    return [image, truth, paintings]
+    layers = [image, truth]
+    if sample.instances is not None:
+        layers.append((
+            sample.instances,
+            {
+                "name": f"{sample.name} true objects",
+                "scale": scale,
+                "visible": False,
+                "metadata": {"segstudio": {"role": "truth", "image": sample.name, "objects": True}},
+            },
+            "labels",
+        ))
+    return [*layers, paintings]
 
 
 def sample_2d() -> list[LayerData]:

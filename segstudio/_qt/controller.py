@@ -9,6 +9,7 @@ image       the image being segmented: layer, channel axis, pixels, geometry
 layers      paint, prediction and probability layers (the one place that knows the two modes)
 training    the trainer in a worker, and the class weights the class table shows
 preview     live previews of the view, one at a time, with the newest weights
+objects     the objects of the prediction: the objects layer, the object table, saving them
 results     whole-image and folder predictions, metrics, saving and exporting
 projects    save, open, autosave, recovery
 notify      the status line and napari notifications
@@ -18,6 +19,7 @@ workers     every worker of the session
 The route of a stroke, top to bottom in :meth:`SegController._wire`::
 
     paint ─▶ (debounce) snapshot ─▶ trainer ─▶ Preview event ─▶ preview ─▶ prediction layer
+          ─▶ objects (when they follow the prediction) ─▶ objects layer and table
 
 Every prediction carries the :class:`~segstudio._qt.image.Stamp` (image, layer generation) it
 was computed for and is dropped when the image or its layers changed since.
@@ -37,16 +39,17 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from segstudio._qt.image import META_KEY, ChosenImage, Stamp, channel_axis_of, layer_meta
 from segstudio._qt.layers import Layers
 from segstudio._qt.notify import Notifier
+from segstudio._qt.objects import Objects, ObjectsRequest, ObjectsResult, SaveTargets
 from segstudio._qt.preview import Preview, PreviewRequest, visible_region
 from segstudio._qt.projects import Projects
-from segstudio._qt.results import MetricsRow, Results
+from segstudio._qt.results import MetricsRow, Results, truth_holds_objects
 from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.config import TrainConfig
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
-from segstudio.core.io import ImageMeta
+from segstudio.core.metrics import InstanceScores
 from segstudio.core.predictor import Predictor, PredictResult
 from segstudio.core.project import KeptAutosave, Project, ProjectClass, image_path
 from segstudio.core.run import model_from_config
@@ -76,6 +79,7 @@ class SegController(QObject):
     prediction_updated = Signal()
     predict_progress = Signal(int, int)  # done, total (0, 0: idle)
     metrics_ready = Signal(object)  # list[MetricsRow]
+    object_scores_ready = Signal(object)  # core.metrics.InstanceScores, or None (a truth of classes)
     project_changed = Signal(str)  # the project folder, after it was opened or saved
     kept_changed = Signal()  # the kept-aside autosaves of the image (Recover…) changed
 
@@ -93,6 +97,7 @@ class SegController(QObject):
         self.training = Training(self.workers, self.notify, self.turns, self)
         self.preview = Preview(self.workers, self.notify, self.turns, self)
         self.results = Results(self.workers, self.notify, self)
+        self.objects = Objects(viewer, self.image, self.workers, self.notify, self)
         self.projects = Projects(self.image, self.workers, self.notify, self)
         #: The class weights the class table shows (the trainer's while it trains).
         self.weights: ClassWeights | None = None
@@ -123,6 +128,10 @@ class SegController(QObject):
         self.preview.result.connect(self._on_preview)
         # 6. prediction layer: written when the result is still for this image and its layers
         self.results.predicted.connect(self._on_whole_prediction)
+        # 7. objects: made of what the prediction layer shows (when they follow it), one at a
+        #    time, and shown when still for this image and its layers
+        self.prediction_updated.connect(self._follow_objects)
+        self.objects.result.connect(self._on_objects)
         # -- everything else ------------------------------------------------------------------
         self.notify.status.connect(self.status)
         self.notify.error.connect(self.error)
@@ -131,6 +140,10 @@ class SegController(QObject):
         self.training.progress.connect(self.progress)
         self.results.predict_progress.connect(self.predict_progress)
         self.results.metrics_ready.connect(self.metrics_ready)
+        self.results.object_scores_ready.connect(self.object_scores_ready)
+        self.image_changed.connect(self.objects.attach)
+        self.objects.choices_changed.connect(self._refresh_objects)
+        self.classes_changed.connect(self._refresh_objects)
         self.results.other_predicted.connect(self._on_other_prediction)
         self.projects.saved.connect(self._on_saved)
         self.projects.kept_changed.connect(self.kept_changed)
@@ -237,6 +250,11 @@ class SegController(QObject):
     @property
     def last_metrics(self) -> list[MetricsRow] | None:
         return self.results.last_metrics
+
+    @property
+    def last_object_scores(self) -> InstanceScores | None:
+        """The object scores of the last metrics (``None``: the truth held classes)."""
+        return self.results.last_object_scores
 
     @property
     def project_dir(self) -> Path | None:
@@ -354,6 +372,8 @@ class SegController(QObject):
         layer = event.value
         if layer is self.image.layer:
             self._image_removed()
+            return
+        if self.objects.forget(layer):
             return
         if layer in self.layers.paint_layers:
             self.autosave(force=True)  # an open project keeps the strokes of a deleted layer
@@ -539,6 +559,7 @@ class SegController(QObject):
                               len(c.classes), c.weight_clamp)
         self.preview.set_model(predictor)
         self.layers.ensure_predictions()  # before training: adding a layer stalls the GUI
+        self.objects.prepare()
         self.notify.last_error = None
         self.training.start(config, paintings, run_dir, resume)
         self._offered = None
@@ -600,15 +621,22 @@ class SegController(QObject):
             self.results.predict_folder(Path(in_dir), Path(out_dir), model)
 
     def compute_metrics(self, truth_layer: Any) -> None:
-        """Dice and HD95 per class against ``truth_layer`` (predicts the whole image first)."""
+        """Dice and HD95 per class against ``truth_layer``, or object scores when it holds objects
+        (:func:`~segstudio._qt.results.metrics_of`); predicts the whole image first."""
         if self._closed or truth_layer is None:
             return
         if not self.layers.complete:
             self.predict_image(then=lambda: self.compute_metrics(truth_layer))
             return
         prediction = self.layers.prediction()
-        if prediction is not None:
-            self.results.compute_metrics(prediction, np.asarray(truth_layer.data), self.class_names(), self.spacing)
+        if prediction is None:
+            return
+        try:
+            options = self.objects.options(self.class_names())
+        except UserInputError:
+            options = None  # reported only if the truth holds objects
+        self.results.compute_metrics(prediction, np.asarray(truth_layer.data), self.class_names(), self.spacing,
+                                     truth_holds_objects(truth_layer), options)
 
     def save_prediction(self, dest: str | Path) -> None:
         """Write the whole-image prediction to ``dest`` (format from the extension; the image's
@@ -622,10 +650,8 @@ class SegController(QObject):
         prediction = self.layers.prediction()
         if prediction is None:
             return
-        meta = layer_meta(self.image.layer)
-        affine = None if meta.get("affine") is None else np.asarray(meta["affine"], dtype=float)
-        labels_meta = ImageMeta(spacing=self.spacing, axes=self.layers.label_axes(), affine=affine)
-        self.results.save_prediction(prediction, Path(dest), labels_meta, meta.get("path"))
+        self.results.save_prediction(prediction, Path(dest), self.image.labels_meta(self.layers.label_axes()),
+                                     layer_meta(self.image.layer).get("path"))
 
     def save_run(self, dest: str | Path) -> None:
         """Copy the run directory (config, weights, history, classes) to ``dest``."""
@@ -641,6 +667,76 @@ class SegController(QObject):
             return
         image = None if self.image.layer is None else self.image.layer.data
         self.results.export(model, Path(dest), fmt, image, self.image.channel_axis)
+
+    # ------------------------------------------------------------------ objects
+    def _objects_request(self, *, mode_error: bool = True, choice_error: bool = True) -> ObjectsRequest | None:
+        """A request for the objects of what the prediction layer shows, or ``None``: there is no
+        prediction, it is multi-label (reported when ``mode_error``), or no class is an object
+        (reported when ``choice_error``)."""
+        prediction = self.layers.prediction() if self.image.layer is not None else None
+        if prediction is None:
+            return None
+        labels = prediction.class_labels()
+        if labels is None:
+            if mode_error:
+                self.notify.fail("objects need an exclusive prediction (one class per pixel): switch the mode")
+            return None
+        try:
+            return self.objects.make_request(self.layers.stamp, labels, self.class_names())
+        except UserInputError as e:
+            if choice_error:
+                self.notify.fail(str(e), popup=False)
+            return None
+
+    def _follow_objects(self) -> None:
+        """The prediction layer changed: its objects, when they follow it."""
+        if not self._closed and self.objects.follows:
+            self._remake_objects(choice_error=False)
+
+    def _refresh_objects(self) -> None:
+        """The choices or the classes changed: the objects again, when they are shown, or follow
+        the whole-image prediction the layer holds."""
+        if not self._closed and (self.objects.shown is not None or (self.objects.follows and self.layers.complete)):
+            self._remake_objects(choice_error=True)
+
+    def _remake_objects(self, choice_error: bool) -> None:
+        request = self._objects_request(mode_error=False, choice_error=choice_error)
+        if request is not None:
+            self.objects.request(request, quiet=True)
+        else:
+            self.objects.clear()
+
+    def _on_objects(self, result: ObjectsResult) -> None:
+        if self._current(result.stamp):
+            self.objects.show(result)
+
+    def find_objects(self) -> None:
+        """The objects of the whole image (predicted first when the prediction layer holds only
+        live previews of parts of it)."""
+        if self._closed or self.image.layer is None:
+            return
+        if not self.layers.complete:
+            self.predict_image(then=None if self.objects.follows else self.find_objects)
+            return
+        request = self._objects_request()
+        if request is not None:
+            self.objects.request(request)
+
+    def save_objects(self, labels: str | Path | None = None, table: str | Path | None = None) -> None:
+        """Write the objects of the whole image: their ``labels`` (format from the extension, with
+        the image's spacing and NIfTI affine) and/or their ``table`` (CSV, an ``image`` column
+        first). Predicts the whole image first when needed."""
+        if self._closed or self.image.layer is None or (labels is None and table is None):
+            return
+        if not self.layers.complete:
+            if self._model("nothing to save yet: train a model first") is not None:
+                self.predict_image(then=lambda: self.save_objects(labels, table))
+            return
+        request = self._objects_request()
+        if request is not None:
+            targets = SaveTargets(None if labels is None else Path(labels), self.image.labels_meta(),
+                                  self.image.source, None if table is None else Path(table))
+            self.objects.save(request, targets)
 
     # ------------------------------------------------------------------ projects
     def set_autosave_interval(self, seconds: float) -> None:

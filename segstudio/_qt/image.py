@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from segstudio.core.errors import UserInputError
+from segstudio.core.io import ImageMeta, read_image, write_image
 from segstudio.core.project import safe_name
 
 #: Key of segstudio's entries in ``layer.metadata``.
@@ -130,6 +131,13 @@ class ChosenImage:
             extra = {"affine": source["affine"], **extra}
         return {META_KEY: {"role": role, "image": self.name, **extra}}
 
+    def labels_meta(self, axes: str | None = None) -> ImageMeta:
+        """File metadata of labels over the image: its spacing, ``axes`` (default: the spatial
+        axes, ``YX`` or ``ZYX``) and the NIfTI affine its reader kept."""
+        affine = layer_meta(self._layer()).get("affine")
+        return ImageMeta(spacing=self.spacing, axes=axes or "ZYX"[-len(self.spatial_shape):],
+                         affine=None if affine is None else np.asarray(affine, dtype=float))
+
     def project_name(self) -> str | None:
         """The image's name in the project it was opened from (``None``: not from a project)."""
         return layer_meta(self._layer()).get("project_image")
@@ -149,3 +157,15 @@ class ChosenImage:
         if self.channel_axis is not None and self.channel_axis < len(vals):
             del vals[self.channel_axis]
         return tuple(float(v) for v in vals)
+
+
+def write_labels(dest: Path, labels: np.ndarray, meta: ImageMeta, source: str | None) -> Path:
+    """Write labels over an image (in a worker) with the image's spacing, and a NIfTI's affine and
+    header from its ``source`` file (else the affine the reader kept, in ``meta``)."""
+    like = None
+    if source and Path(source).exists():
+        try:
+            like = read_image(source, lazy=True)[1]
+        except UserInputError:
+            like = None  # the source went bad since it was opened: spacing alone is kept
+    return write_image(dest, labels, meta, like=like)

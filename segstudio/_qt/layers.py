@@ -207,6 +207,11 @@ class Prediction:
         """Exclusive: the label array; multilabel: ``(C, *spatial)`` (a copy)."""
         return self.arrays[0] if self.mode == EXCLUSIVE else np.stack(self.arrays)
 
+    def class_labels(self) -> np.ndarray | None:
+        """The class labels objects are made from (exclusive: the label array, not a copy);
+        ``None`` in multilabel mode, where a pixel has no single class."""
+        return self.arrays[0] if self.mode == EXCLUSIVE else None
+
 
 def _differing(checks: list[tuple[PaintCopy, Any, Blocks]]) -> list[tuple[PaintCopy, list[Block]]]:
     """Worker body: for each unverified copy, the blocks that differ from its layer."""

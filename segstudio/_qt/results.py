@@ -1,6 +1,11 @@
 """Results of a model: whole-image, other-image and folder predictions, metrics, and saving or
 exporting the prediction and the model, each in a worker (predictions with progress and Cancel).
 
+Metrics compare the prediction with a ground-truth Labels layer: Dice and HD95 per class when it
+holds classes (values 1..K), and object scores (F1 at IoU 0.5, AP, mean matched IoU, merges,
+splits; :func:`segstudio.core.metrics.instance_scores`) of the prediction's objects when it
+holds objects (see :func:`truth_holds_objects`).
+
 Every prediction of the chosen image carries the :class:`~segstudio._qt.image.Stamp` it was
 asked for; the controller drops one whose image or layers changed meanwhile.
 """
@@ -16,7 +21,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from segstudio._qt.image import Stamp
+from segstudio._qt.image import Stamp, layer_meta, write_labels
 from segstudio._qt.layers import Prediction
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
@@ -25,8 +30,9 @@ from segstudio.core.config import TrainConfig
 from segstudio.core.data import Normalization
 from segstudio.core.errors import UserInputError
 from segstudio.core.export import export_model
-from segstudio.core.io import SUPPORTED_EXTENSIONS, ImageMeta, read_image, write_image
-from segstudio.core.metrics import evaluate_prediction
+from segstudio.core.instances import InstanceOptions, instances_from_labels
+from segstudio.core.io import SUPPORTED_EXTENSIONS, ImageMeta
+from segstudio.core.metrics import InstanceScores, dice_binary, evaluate_prediction, hd95, instance_scores
 from segstudio.core.predictor import PredictProgress, Predictor, PredictResult
 from segstudio.core.run import MODEL_FILE, model_from_config, save_run
 
@@ -38,6 +44,21 @@ class MetricsRow:
     name: str
     dice: float
     hd95: float
+
+
+#: Name fragments of a ground-truth layer that holds objects (one id per object), not classes.
+OBJECT_TRUTH_HINTS = ("object", "instance")
+#: The row of the Dice/HD95 table for the objects' foreground (against an object truth).
+OBJECTS_ROW = "objects"
+
+
+def truth_holds_objects(layer: Any) -> bool | None:
+    """Whether a ground-truth Labels layer holds objects (``True``: segstudio's metadata or its
+    name says so), or ``None``: its values decide (:func:`metrics_of`)."""
+    meta = layer_meta(layer)
+    if meta.get("objects") or meta.get("role") == "objects":
+        return True
+    return True if any(h in str(layer.name).lower() for h in OBJECT_TRUTH_HINTS) else None
 
 
 # --------------------------------------------------------------------------- worker bodies
@@ -61,22 +82,43 @@ def predict_files(config: TrainConfig, state: Any, files: Sequence[Path], out_di
     yield from iter_predict_files(make_predictor(config, state), files, out_dir)
 
 
-def metrics_rows(prediction: Prediction, truth: np.ndarray, names: Sequence[str],
-                 spacing: tuple[float, ...] | None) -> list[MetricsRow]:
-    rows = evaluate_prediction(prediction.mode, prediction.labels(), truth, len(names), spacing)
-    return [MetricsRow(n, r.dice, r.hd95) for n, r in zip(names, rows)]
+def metrics_of(prediction: Prediction, truth: np.ndarray, names: Sequence[str], spacing: tuple[float, ...] | None,
+               objects: bool | None = None, options: InstanceOptions | None = None,
+               ) -> tuple[list[MetricsRow], InstanceScores | None]:
+    """Worker body: the metrics of a prediction against a ground truth.
+
+    A truth of classes (``objects`` False, or ``None`` and no value above the number of
+    classes) gives Dice and HD95 per class. A truth of objects gives the object scores of the
+    prediction's objects (made with ``options``) and the Dice and HD95 of their foreground.
+
+    Raises
+    ------
+    UserInputError
+        When the truth does not fit the prediction, or objects cannot be made from it.
+    """
+    if objects is None:
+        objects = truth.size > 0 and int(truth.max()) > len(names)
+    if not objects:
+        rows = evaluate_prediction(prediction.mode, prediction.labels(), truth, len(names), spacing)
+        return [MetricsRow(n, r.dice, r.hd95) for n, r in zip(names, rows)], None
+    labels = prediction.class_labels()
+    if labels is None:
+        raise UserInputError("object scores need an exclusive prediction (one class per pixel): switch the mode")
+    if options is None:
+        raise UserInputError("object scores need object classes: tick them under Objects")
+    if truth.shape != labels.shape:
+        raise UserInputError(f"ground truth has shape {truth.shape}, the prediction {labels.shape}")
+    if truth.dtype.kind not in "iub" or (truth.size and truth.min() < 0):
+        raise UserInputError("an object ground truth must hold ids >= 0 (0 = background)")
+    found = instances_from_labels(labels, options, spacing).labels
+    mine, true = found > 0, truth > 0
+    row = MetricsRow(OBJECTS_ROW, dice_binary(mine, true), hd95(mine, true, spacing))
+    return [row], instance_scores(found, truth)
 
 
 def save_labels(prediction: Prediction, dest: Path, meta: ImageMeta, source: str | None) -> Path:
-    """Write predicted labels with their image's spacing (and a NIfTI's affine and header from
-    the source file, else the affine the reader kept in the layer)."""
-    like = None
-    if source and Path(source).exists():
-        try:
-            like = read_image(source, lazy=True)[1]
-        except UserInputError:
-            like = None  # the source went bad since it was opened: spacing alone is kept
-    return write_image(dest, prediction.labels(), meta, like=like)
+    """Write predicted labels like their image (:func:`~segstudio._qt.image.write_labels`)."""
+    return write_labels(dest, prediction.labels(), meta, source)
 
 
 def save_run_folder(src: Path | None, dest: Path, config: TrainConfig, state: Any,
@@ -111,18 +153,22 @@ class Results(QObject):
     other_predicted(layer, PredictResult)
         A prediction of another Image layer.
     metrics_ready(list[MetricsRow])
+    object_scores_ready(InstanceScores or None)
+        After ``metrics_ready``: the object scores (``None``: the truth holds classes).
     """
 
     predict_progress = Signal(int, int)
     predicted = Signal(object, object)
     other_predicted = Signal(object, object)
     metrics_ready = Signal(object)
+    object_scores_ready = Signal(object)
 
     def __init__(self, workers: WorkerSet, notify: Notifier, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.workers = workers
         self.notify = notify
         self.last_metrics: list[MetricsRow] | None = None
+        self.last_object_scores: InstanceScores | None = None
         self._then: Callable[[], None] | None = None
 
     @property
@@ -197,15 +243,22 @@ class Results(QObject):
         self.workers.quit("folder")
 
     def compute_metrics(self, prediction: Prediction, truth: np.ndarray, names: Sequence[str],
-                        spacing: tuple[float, ...] | None) -> None:
+                        spacing: tuple[float, ...] | None, objects: bool | None = None,
+                        options: InstanceOptions | None = None) -> None:
+        """:func:`metrics_of` in a worker (``objects``, ``options``: see there)."""
         self.notify.info("computing metrics…")
-        self.workers.start("metrics", metrics_rows, prediction, truth, list(names), spacing,
+        self.workers.start("metrics", metrics_of, prediction, truth, list(names), spacing, objects, options,
                            returned=self._on_metrics, errored=self.notify.worker_failed)
 
-    def _on_metrics(self, rows: list[MetricsRow]) -> None:
-        self.last_metrics = rows
-        self.notify.info("Dice: " + " · ".join(f"{r.name} {r.dice:.3f}" for r in rows))
+    def _on_metrics(self, out: tuple[list[MetricsRow], InstanceScores | None]) -> None:
+        rows, scores = out
+        self.last_metrics, self.last_object_scores = rows, scores
+        line = "Dice: " + " · ".join(f"{r.name} {r.dice:.3f}" for r in rows)
+        if scores is not None:
+            line += f" · F1 {scores.f1:.3f} ({scores.n_pred} objects, {scores.n_true} true)"
+        self.notify.info(line)
         self.metrics_ready.emit(rows)
+        self.object_scores_ready.emit(scores)
 
     def save_prediction(self, prediction: Prediction, dest: Path, meta: ImageMeta, source: str | None) -> None:
         self.notify.info(f"saving the prediction to {dest}…")

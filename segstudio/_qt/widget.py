@@ -1,7 +1,8 @@
 """The segstudio dock widget: thin Qt controls over :class:`SegController`.
 
 Layout (one column, see DESIGN.md "The dock widget"): image and mode, the class table, the
-training group (settings, buttons, progress, loss curve, live preview) and the results group.
+training group (settings, buttons, progress, loss curve, live preview), the collapsible objects
+section (:mod:`segstudio._qt.objects_section`) and the results group.
 Slots only forward to the controller; nothing is computed here.
 """
 
@@ -46,6 +47,8 @@ from qtpy.QtWidgets import (
 
 from segstudio._qt.controller import SegController
 from segstudio._qt.image import layer_meta
+from segstudio._qt.objects import OBJECTS_ROLE
+from segstudio._qt.objects_section import ObjectsSection
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS
@@ -306,6 +309,10 @@ class SegStudioWidget(QWidget):
         tl.addLayout(row)
         col.addWidget(training)
 
+        # -- objects
+        self.objects_section = ObjectsSection(self.controller)
+        col.addWidget(self.objects_section)
+
         # -- results
         results = QGroupBox("Results")
         rl = QVBoxLayout(results)
@@ -346,16 +353,28 @@ class SegStudioWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Metrics vs"))
         self.truth_combo = QComboBox()
-        self.truth_combo.setToolTip("Ground-truth Labels layer (values 1..K)")
+        self.truth_combo.setToolTip("Ground-truth Labels layer: classes (values 1..K) or objects (one id each)")
         row.addWidget(self.truth_combo, 1)
         self.metrics_btn = QPushButton("Compute")
-        self.metrics_btn.setToolTip("Dice and 95% Hausdorff distance per class (whole image)")
+        self.metrics_btn.setToolTip("Dice and 95% Hausdorff distance per class (whole image); against objects, "
+                                    "the object scores too")
         row.addWidget(self.metrics_btn)
         rl.addLayout(row)
+        row = QHBoxLayout()
         self.metrics_label = QLabel("")
         self.metrics_label.setTextFormat(Qt.TextFormat.RichText)
         self.metrics_label.setVisible(False)
-        rl.addWidget(self.metrics_label)
+        row.addWidget(self.metrics_label, 0, Qt.AlignmentFlag.AlignTop)
+        self.object_scores_label = QLabel("")
+        self.object_scores_label.setTextFormat(Qt.TextFormat.RichText)
+        self.object_scores_label.setToolTip(
+            "Objects matched one to one with the true objects: F1 at IoU 0.5, average precision over "
+            "IoU 0.5:0.95, mean IoU of the matches; merges: one object over several true ones; splits: "
+            "the converse")
+        self.object_scores_label.setVisible(False)
+        row.addWidget(self.object_scores_label, 0, Qt.AlignmentFlag.AlignTop)
+        row.addStretch(1)
+        rl.addLayout(row)
         row = QHBoxLayout()
         self.save_btn = QPushButton("Save run…")
         self.save_btn.setToolTip("Copy the run directory (config.json, model.pt, history.csv, classes.json)")
@@ -461,6 +480,7 @@ class SegStudioWidget(QWidget):
         c.error.connect(self._set_error)
         c.predict_progress.connect(self._on_predict_progress)
         c.metrics_ready.connect(self._on_metrics)
+        c.object_scores_ready.connect(self._on_object_scores)
 
         self.image_combo.currentIndexChanged.connect(self._on_image_combo)
         self.channel_spin.valueChanged.connect(
@@ -552,7 +572,7 @@ class SegStudioWidget(QWidget):
         return [
             lyr for lyr in self.viewer.layers
             if lyr.__class__.__name__ == "Labels" and id(lyr) not in own
-            and (lyr.metadata or {}).get("segstudio", {}).get("role") not in ("paintings", "prediction")
+            and (lyr.metadata or {}).get("segstudio", {}).get("role") not in ("paintings", "prediction", OBJECTS_ROLE)
         ]
 
     def _refresh_layer_combos(self, event: Any = None) -> None:
@@ -865,6 +885,21 @@ class SegStudioWidget(QWidget):
             f"<th>&nbsp;HD95</th></tr>{cells}</table>"
         )
         self.metrics_label.setVisible(True)
+
+    def _on_object_scores(self, scores: Any) -> None:
+        """Object scores beside the Dice/HD95 table (hidden for a truth of classes)."""
+        self.object_scores_label.setVisible(scores is not None)
+        if scores is None:
+            return
+
+        def num(v: float) -> str:
+            return "–" if not np.isfinite(v) else f"{v:.3f}"
+
+        cells = "".join(f"<tr><td>{k}</td><td align='right'>&nbsp;{v}</td></tr>" for k, v in (
+            ("F1 @ 0.5", num(scores.f1)), ("AP 0.5:0.95", num(scores.average_precision)),
+            ("matched IoU", num(scores.mean_matched_iou)), ("objects", f"{scores.n_pred} / {scores.n_true}"),
+            ("merges", str(scores.merges)), ("splits", str(scores.splits))))
+        self.object_scores_label.setText(f"<table cellspacing='2'>{cells}</table>")
 
     def _on_save_prediction(self) -> None:
         layer = self.controller.image_layer

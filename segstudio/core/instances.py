@@ -75,6 +75,7 @@ from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from segstudio.core.atomic import atomic_write_text
 from segstudio.core.errors import UserInputError
+from segstudio.core.io import format_of
 from segstudio.core.lazy import release_pages
 from segstudio.core.metrics import check_spacing
 
@@ -84,12 +85,15 @@ __all__ = [
     "DEFAULT_BAND_ROWS",
     "DEFAULT_HALO",
     "MARKERS",
+    "UNFIT_FORMATS",
     "InstanceOptions",
     "Instances",
     "instances_from_labels",
     "instances_from_probabilities",
     "instances_in_bands",
+    "check_objects_file",
     "label_bands",
+    "merge_tables",
     "object_table",
     "object_table_in_bands",
     "options_for_classes",
@@ -112,6 +116,8 @@ PEAK_MERGE_PIXELS = 2
 DEFAULT_BAND_ROWS = 64
 #: Rows read above and below a band for its distance transforms and flooding.
 DEFAULT_HALO = 32
+#: File formats that cannot hold object ids (lossy, or 8 bits only).
+UNFIT_FORMATS: tuple[str, ...] = ("jpg", "bmp")
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,19 @@ class Instances:
     def n(self) -> int:
         """Number of objects."""
         return int(len(self.classes))
+
+
+def check_objects_file(path: str | os.PathLike[str]) -> None:
+    """Check that ``path`` names a format that holds object labels.
+
+    Raises
+    ------
+    UserInputError
+        For an unknown extension, or one of :data:`UNFIT_FORMATS`.
+    """
+    if format_of(path) in UNFIT_FORMATS:
+        raise UserInputError(f"'{os.fspath(path)}': object labels need a lossless format "
+                             "(.tif, .nii.gz, .png, .npy, .zarr)")
 
 
 def options_for_classes(class_names: Sequence[str], **overrides: Any) -> InstanceOptions:
@@ -1041,6 +1060,28 @@ def object_table_in_bands(
         return object_table(np.zeros((1,) * nd, np.uint8), dummy, channel_axis=nd, spacing=sp, classes=classes,
                             class_names=class_names)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def merge_tables(parts: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """One object table of several images: an ``image`` column (the image's name on each of
+    its rows), then the columns of their :func:`object_table`.
+
+    Raises
+    ------
+    UserInputError
+        When the tables have different columns (e.g. images with other channel counts).
+    """
+    if not parts:
+        return {"image": np.zeros(0, dtype=object)}
+    columns = list(parts[0][1])
+    for name, table in parts[1:]:
+        if list(table) != columns:
+            raise UserInputError(f"the object table of '{name}' has other columns than that of '{parts[0][0]}' "
+                                 f"({', '.join(table)} vs {', '.join(columns)})")
+    merged = {"image": np.concatenate([np.array([name] * len(table["id"]), dtype=object) for name, table in parts])}
+    for key in columns:
+        merged[key] = np.concatenate([np.asarray(table[key]) for _, table in parts])
+    return merged
 
 
 def _cell(value: Any) -> str:

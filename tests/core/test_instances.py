@@ -18,6 +18,7 @@ from segstudio.core.instances import (
     instances_from_probabilities,
     instances_in_bands,
     label_bands,
+    merge_tables,
     object_table,
     object_table_in_bands,
     options_for_classes,
@@ -267,6 +268,21 @@ def test_object_table_2d_one_channel_and_csv(tmp_path):
     empty = object_table(np.zeros((3, 3), np.uint8))
     assert table_to_csv(empty).strip() == "id,area,centroid_y,centroid_x,bbox_y_start,bbox_x_start,bbox_y_stop," \
                                           "bbox_x_stop"
+
+
+def test_merge_tables_puts_each_image_on_its_rows():
+    a = np.zeros((6, 6), np.uint8)
+    a[0:2, 0:2], a[3:6, 3:6] = 1, 2
+    b = np.zeros((4, 4), np.uint8)
+    b[1:3, 1:3] = 1
+    ta, tb = object_table(a), object_table(b)
+    merged = merge_tables([("a.tif", ta), ("b.tif", tb)])
+    assert list(merged) == ["image", *ta]
+    assert merged["image"].tolist() == ["a.tif", "a.tif", "b.tif"]
+    assert merged["area"].tolist() == [*ta["area"], *tb["area"]] == [4.0, 9.0, 4.0]
+    assert list(merge_tables([])) == ["image"]
+    with pytest.raises(UserInputError, match="other columns"):
+        merge_tables([("a.tif", ta), ("c.tif", object_table(b, np.zeros((4, 4))))])
 
 
 def test_object_table_mismatch():

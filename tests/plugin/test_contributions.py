@@ -39,6 +39,20 @@ def test_reader_integer_label_file_becomes_labels(tmp_path):
     assert kind == "image"
 
 
+@pytest.mark.parametrize("name", ["nuclei_instances.tif", "true_objects.npy"])
+def test_reader_object_files_become_labels(tmp_path, name):
+    """What ``segstudio predict --instances`` writes (NAME_instances) opens as Labels, so it can
+    be the ground truth of the app's object scores."""
+    from segstudio.core.io import write_image
+
+    objects = np.zeros((16, 16), np.uint16)
+    objects[2:6, 2:6], objects[9:14, 8:12] = 1, 300
+    write_image(tmp_path / name, objects)
+    (data, _, kind), = get_reader(str(tmp_path / name))(str(tmp_path / name))
+    assert kind == "labels"
+    np.testing.assert_array_equal(np.asarray(data), objects)
+
+
 def test_reader_moves_channels_first(tmp_path):
     img = np.random.default_rng(0).random((16, 16, 2)).astype(np.float32)
     path = tmp_path / "two.tif"
@@ -75,11 +89,14 @@ def test_writer_3d_keeps_spacing(tmp_path):
 @pytest.mark.parametrize("make, name, ndim", [(sample_2d, "nuclei2d", 2), (sample_3d, "nuclei3d", 3)])
 def test_samples(make, name, ndim):
     layers = make()
-    (image, ikw, ikind), (truth, tkw, tkind), (paint, pkw, pkind) = layers
-    assert (ikind, tkind, pkind) == ("image", "labels", "labels")
+    (image, ikw, ikind), (truth, tkw, tkind), (objects, okw, okind), (paint, pkw, pkind) = layers
+    assert (ikind, tkind, okind, pkind) == ("image", "labels", "labels", "labels")
     assert ikw["name"] == name and pkw["name"] == "paintings"
-    assert image.ndim == ndim and paint.shape == image.shape == truth.shape
+    assert image.ndim == ndim and paint.shape == image.shape == truth.shape == objects.shape
     assert set(np.unique(paint)) == {0, 1, 2, 3}
     assert pkw["metadata"]["segstudio"]["class_names"] == ["background", "nucleus", "boundary"]
     assert len(ikw["scale"]) == ndim and tuple(pkw["scale"]) == tuple(ikw["scale"])
-    assert tkw["visible"] is False
+    assert tkw["visible"] is False and okw["visible"] is False
+    # the true objects: one id per nucleus, lying on the true nucleus and boundary classes
+    assert okw["metadata"]["segstudio"]["objects"] is True and objects.max() > 3
+    np.testing.assert_array_equal(objects > 0, truth > 1)

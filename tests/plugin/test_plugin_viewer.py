@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gui
 def test_open_sample_and_dock_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("segstudio", "nuclei3d")
-    assert [lyr.name for lyr in viewer.layers] == ["nuclei3d", "nuclei3d truth", "paintings"]
+    assert [lyr.name for lyr in viewer.layers] == ["nuclei3d", "nuclei3d truth", "nuclei3d true objects", "paintings"]
     dock, widget = viewer.window.add_plugin_dock_widget("segstudio", "segstudio")
     assert isinstance(widget, SegStudioWidget)
     c = widget.controller
