@@ -30,6 +30,7 @@ from segstudio._qt.image import META_KEY, ChosenImage, Stamp, layer_meta
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.errors import UserInputError
+from segstudio.core.label_import import exclusive_to_multilabel
 from segstudio.core.predictor import PredictResult
 from segstudio.core.project import ProjectClass
 
@@ -103,6 +104,14 @@ class PaintCopy:
             self._dirty = set(keys)
         self._taken: Blocks | None = None
         self.unverified = False
+
+    @classmethod
+    def of(cls, taken: Blocks) -> PaintCopy:
+        """The copy of an array that was just made from the snapshot ``taken`` (nothing to copy)."""
+        copy = cls.__new__(cls)
+        copy.shape, copy.dtype, copy.block, copy.grid = taken.shape, taken.dtype, taken.block, taken.grid
+        copy._parts, copy._dirty, copy._taken, copy.unverified = list(taken.parts), set(), taken, False
+        return copy
 
     def _view(self, live: Any, key: Block) -> Any:
         return live[_block_slices(key, self.block)]
@@ -247,6 +256,7 @@ class Layers(QObject):
         self._snapshot: PaintSnapshot | None = None
         self._version = 0
         self._prediction_lent = False
+        self._swapping = False
 
     @property
     def stamp(self) -> Stamp:
@@ -336,11 +346,7 @@ class Layers(QObject):
             return
         self._create_paint_layers()
         if old and old_mode == EXCLUSIVE:
-            painted = old[0] > 0
-            for k, layer in enumerate(self.paint_layers):
-                data = np.zeros_like(layer.data)
-                data[painted] = ABSENT
-                data[old[0] == k + 1] = PRESENT
+            for layer, data in zip(self.paint_layers, exclusive_to_multilabel(old[0], len(self.paint_layers))):
                 layer.data = data
         elif old and self.paint_layers:
             out = np.zeros_like(self.paint_layers[0].data)
@@ -348,6 +354,39 @@ class Layers(QObject):
                 out[src == PRESENT] = k + 1
             self.paint_layers[0].data = out
         self.ensure_predictions()
+
+    def show_image(self, paintings: Sequence[np.ndarray], taken: PaintSnapshot | None,
+                   prediction: np.ndarray | None) -> None:
+        """Another image is on screen (the image layer shows its pixels now): its paintings go
+        into the paint layers and its prediction (or nothing) into the prediction layers, in
+        place. ``taken``: the snapshot the paintings were taken as, kept as the current one so
+        an unchanged image is not copied or offered again. Results on the way for the image
+        before are dropped (the stamp changes)."""
+        self.generation += 1
+        name = self.image.name
+        self._swapping = True
+        try:
+            for k, (layer, data) in enumerate(zip(self.paint_layers, paintings)):
+                layer.data = data
+                layer.metadata = {**layer.metadata, META_KEY: {**layer_meta(layer), "image": name}}
+                if taken is not None and k < len(taken.layers):
+                    self._copies[id(layer)] = PaintCopy.of(taken.layers[k])
+        finally:
+            self._swapping = False
+        self._snapshot = taken
+        layers = self.ensure_predictions()
+        arrays = [] if prediction is None else ([prediction] if self.mode == EXCLUSIVE else list(prediction))
+        for k, layer in enumerate(layers):
+            if self._prediction_lent:
+                layer.data = np.zeros_like(layer.data)
+            if k < len(arrays):
+                layer.data[...] = arrays[k]
+            else:
+                layer.data[...] = 0
+            layer.metadata = {**layer.metadata, META_KEY: {**layer_meta(layer), "image": name}}
+            layer.refresh()
+        self._prediction_lent = False
+        self.complete = prediction is not None
 
     def select_class(self, index: int) -> None:
         """Make the class's paint layer active, in paint mode, with the class's label."""
@@ -635,7 +674,7 @@ class Layers(QObject):
 
     def _on_paint_event(self, layer: Any, kind: str, event: Any = None) -> None:
         copy = self._copies.get(id(layer))
-        if copy is None:
+        if copy is None or self._swapping:
             return
         if kind == "paint":
             copy.mark(getattr(event, "value", None))

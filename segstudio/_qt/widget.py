@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 
 from segstudio._qt.controller import SegController
 from segstudio._qt.image import layer_meta
+from segstudio._qt.image_list import ImageListSection, ValidationCurves
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS
@@ -166,6 +167,8 @@ class SegStudioWidget(QWidget):
         mode_row.addStretch(1)
         form.addRow("Mode", mode_row)
         col.addWidget(data)
+        self.image_list = ImageListSection(self.controller, self.viewer)
+        col.addWidget(self.image_list)
 
         # -- classes
         classes = QGroupBox("Classes")
@@ -280,6 +283,7 @@ class SegStudioWidget(QWidget):
         self.progress_label.setToolTip("iteration · loss · speed · time left")
         tl.addWidget(self.progress_label)
         self.plot = self._make_plot()
+        self.validation_curves = ValidationCurves(self.plot, self.controller)
         tl.addWidget(self.plot)
         row = QHBoxLayout()
         self.live_check = QCheckBox("Live preview")
