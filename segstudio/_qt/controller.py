@@ -427,8 +427,13 @@ class SegController(QObject):
         return True
 
     def remove_image(self, name: str) -> None:
-        """Remove an image from the session (its file stays where it is)."""
+        """Remove an image from the session (its file stays where it is); one with strokes
+        only when the user agrees (they go with it at the next save)."""
         try:
+            painted = sum(self.images.entry(name).painted)
+            if painted and not self.projects.ask(f"'{name}' has {painted} painted pixels; remove it from the "
+                                                 "project (its strokes go with it)?"):
+                return
             self.images.remove(name)
         except UserInputError as e:
             self.notify.fail(str(e))

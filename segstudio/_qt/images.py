@@ -112,8 +112,10 @@ class StoredPaintings:
 
     def __init__(self, name: str, snapshot: PaintSnapshot | None = None, *, folder: Path | None = None,
                  project: Project | None = None, autosaved: bool = False,
-                 lock: threading.Lock | None = None) -> None:
+                 lock: Any = None, known: tuple[int, ...] = ()) -> None:
         self.name = name
+        #: Painted pixels per class the project lists for the file (exclusive class counts).
+        self.known = known if snapshot is None and not autosaved else ()
         self.snapshot = snapshot
         self.folder, self.project, self.autosaved = folder, project, autosaved
         self._lock = lock or threading.Lock()
@@ -138,20 +140,34 @@ class StoredPaintings:
         if self.snapshot is not None:
             return self.snapshot.paintings()
         with self._mine:
-            if self._array is None and self.folder is not None and self.project is not None:
-                with self._lock:
-                    paint, mismatch = open_paintings(self.folder, self.project, self.name, autosaved=self.autosaved)
-                if paint is not None and mismatch is not None:
-                    paint = without_extra_classes(self.project, paint)
-                self._array = paint
+            if self._array is None:
+                self._array = self._read()
             return self._array
+
+    def _read(self) -> np.ndarray | None:
+        if self.folder is None or self.project is None:
+            return None
+        with self._lock:
+            paint, mismatch = open_paintings(self.folder, self.project, self.name, autosaved=self.autosaved)
+        if paint is not None and mismatch is not None:
+            paint = without_extra_classes(self.project, paint)
+        return paint
 
     def counts(self, mode: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """``(painted per class, absent per class)``: exclusive pixels of class k and zeros;
-        multi-label present and absent pixels of class k (what the class weights count)."""
+        multi-label present and absent pixels of class k (what the class weights count).
+
+        Exclusive counts of a saved file come from the project (no file is read); a file read
+        only to count is not kept."""
         key = (mode, n_classes)
         if key not in self._counts:
-            self._counts[key] = count_paintings(self.paintings(), mode, n_classes)
+            known = self.known if mode == EXCLUSIVE and len(self.known) == n_classes else None
+            if self.snapshot is None and known is not None:
+                self._counts[key] = (np.asarray(known, np.int64), np.zeros(n_classes, np.int64))
+            elif self.snapshot is None and self._array is None:
+                self._counts[key] = count_paintings(self._read(), mode, n_classes)
+            else:
+                self._counts[key] = count_paintings(self.paintings(), mode, n_classes)
         return self._counts[key]
 
 
@@ -470,7 +486,7 @@ class Images(QObject):
             entry.channels = 1 if axis is None else int(data.shape[axis])
 
     def from_project(self, folder: Path, project: Project, first: Any, recovered: Sequence[str],
-                     lock: threading.Lock) -> None:
+                     lock: Any) -> None:
         """The images of an opened project; ``first`` (the layer of its first image) is on
         screen. Paintings of the others stay in their files until needed."""
         entries = []
@@ -481,7 +497,7 @@ class Images(QObject):
             stored = None
             if i > 0 and (im.paintings or im.name in recovered):
                 stored = StoredPaintings(im.name, folder=folder, project=project, autosaved=im.name in recovered,
-                                         lock=lock)
+                                         lock=lock, known=im.painted)
             entries.append(ImageEntry(
                 im.name, source, im.channel_axis, im.shape, im.channels,
                 layer_meta=layer_meta(first) if i == 0 else {}, stored=stored, painted=im.painted,
@@ -605,8 +621,7 @@ class Images(QObject):
 
     def painted_elsewhere(self) -> list[str]:
         """Images other than the one on screen that have paintings."""
-        return [e.name for e in self.entries if e.name != self.current and
-                (sum(e.painted) or (e.stored is not None and e.stored.snapshot is not None))]
+        return [e.name for e in self.entries if e.name != self.current and sum(e.painted)]
 
     def count(self, snapshot: PaintSnapshot, mode: str, n_classes: int) -> None:
         """Count the painted pixels per class of a paint snapshot (a worker), for the list."""
@@ -758,7 +773,7 @@ class Images(QObject):
         """Whole-image predictions the images not on screen had (to save with the project)."""
         return {e.name: e.prediction for e in self.entries if e.name != self.current and e.prediction is not None}
 
-    def saved(self, folder: Path, project: Project, versions: Mapping[str, int], lock: threading.Lock) -> None:
+    def saved(self, folder: Path, project: Project, versions: Mapping[str, int], lock: Any) -> None:
         """A save of the project finished: the images now are as it lists them."""
         listed = {im.name: im for im in project.images}
         for e in self.entries:
@@ -770,7 +785,8 @@ class Images(QObject):
             if e.name in versions:
                 e.saved_version = versions[e.name]
             if e.stored is not None and e.stored.snapshot is None:  # read from the saved files now
-                e.stored = StoredPaintings(e.name, folder=folder, project=project, lock=lock)
+                e.stored = StoredPaintings(e.name, folder=folder, project=project, lock=lock,
+                                           known=project.image(e.name).painted)
             if e.file is None and im.path:  # the pixels were copied in
                 e.source = ImageSource(image_path(folder, im), e.source.pixels()[0])
         self.changed.emit()

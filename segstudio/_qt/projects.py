@@ -84,7 +84,7 @@ class SaveJob:
     versions: Mapping[str, int] = field(default_factory=dict)
 
 
-def write_project(job: SaveJob, lock: threading.Lock) -> Project:
+def write_project(job: SaveJob, lock: Any) -> Project:
     """Worker body: write a project folder (see :func:`segstudio.core.project.save_project`)."""
     with lock:
         folder, project = job.folder, job.project
@@ -108,7 +108,7 @@ def write_project(job: SaveJob, lock: threading.Lock) -> Project:
                             {n: p.labels() for n, p in job.predictions.items()})
 
 
-def write_autosave(folder: Path, paintings: Mapping[str, Any], lock: threading.Lock) -> Path:
+def write_autosave(folder: Path, paintings: Mapping[str, Any], lock: Any) -> Path:
     """Worker body: write the paintings to an open project's ``autosave/`` folder."""
     with lock:
         return autosave(folder, {n: s.paintings() for n, s in paintings.items()})
@@ -164,7 +164,9 @@ class Projects(QObject):
         #: Asked yes/no questions (recover autosaved paintings? add missing classes?); the
         #: widget shows a dialog, tests answer directly.
         self.ask: Callable[[str], bool] = lambda message: True
-        self.lock = threading.Lock()
+        #: Held by every write of the session; re-entrant, so a save can read the paintings of
+        #: images not on screen (which take it too) while it writes.
+        self.lock = threading.RLock()
         self._writes = 0  # save and autosave jobs started and not finished
         self._writes_done = threading.Condition()
         #: What the paintings were at the last save or autosave (the controller's key).

@@ -237,3 +237,71 @@ def _run_json(argv, capsys):
     with contextlib.redirect_stdout(buf):
         assert main(argv) == 0
     return buf.getvalue()
+
+
+def _cli_project(tmp_path, n=3, labelled=("a",), names="abcdefghijklmnopqrstuvwxyz"):
+    paths = []
+    for i in range(n):
+        np.save(tmp_path / f"{names[i]}.npy", _image(i))
+        paths.append(str(tmp_path / f"{names[i]}.npy"))
+    labels = []
+    for name in labelled:
+        np.save(tmp_path / f"{name}_labels.npy", _strokes(shift=4 * names.index(name)))
+        labels.append(str(tmp_path / f"{name}_labels.npy"))
+    folder = tmp_path / "proj"
+    order = [p for p in paths if any(p.endswith(f"/{n}.npy") for n in labelled)]
+    order += [p for p in paths if p not in order]
+    assert main(["project", "create", str(folder), *order, "--labels", *labels]) == 0
+    return folder
+
+
+def test_save_as_carries_the_strokes_of_images_never_shown(make_napari_viewer, tmp_path, qtbot):
+    folder = _cli_project(tmp_path, labelled=("a", "b"))
+    viewer = make_napari_viewer()
+    widget = SegStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    c = widget.controller
+    assert c.open_project(folder)
+    assert c.images.names() == ["a", "b", "c"]
+    c.save_project(tmp_path / "copy")
+    qtbot.waitUntil(lambda: not c.busy and c.project_dir == tmp_path / "copy", timeout=WAIT_MS)
+    copy = P.load_project(tmp_path / "copy")
+    np.testing.assert_array_equal(P.read_paintings(tmp_path / "copy", copy, "b"), _strokes(shift=4))
+    assert [im.painted for im in copy.images][2] == ()
+    _show(qtbot, c, "b")  # read from the copy now
+    np.testing.assert_array_equal(c.paint_layers[0].data, _strokes(shift=4))
+
+
+def test_a_project_of_many_images_opens_without_reading_them(make_napari_viewer, tmp_path, qtbot):
+    """Only the first image is read: the others may even be gone (one line when shown)."""
+    folder = _cli_project(tmp_path, n=20, labelled=("a",))
+    for i in range(1, 20):
+        (tmp_path / f"{'abcdefghijklmnopqrstuvwxyz'[i]}.npy").unlink()
+    viewer = make_napari_viewer()
+    widget = SegStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    c = widget.controller
+    assert c.open_project(folder)
+    assert len(c.images.names()) == 20 and widget.image_list.table.rowCount() == 20
+    assert [e.shape for e in c.images.entries] == [(48, 48)] * 20
+    c.select_image("t")
+    qtbot.waitUntil(lambda: c.last_error is not None, timeout=WAIT_MS)
+    assert "t.npy" in c.last_error and c.images.current == "a"
+
+
+def test_switching_in_multilabel_mode_keeps_each_images_class_layers(session, qtbot, tmp_path):
+    viewer, widget, c = session
+    widget.mode_multilabel.setChecked(True)
+    _add(qtbot, c, tmp_path / "b.npy")
+    a = [np.where(_strokes() == k + 1, 1, np.where(_strokes() > 0, 2, 0)).astype(np.uint8) for k in range(2)]
+    for layer, data in zip(c.paint_layers, a):
+        layer.data = data
+    _show(qtbot, c, "b")
+    assert [lyr.name for lyr in c.paint_layers] == ["paint: background", "paint: foreground"]
+    assert not any(lyr.data.any() for lyr in c.paint_layers)
+    qtbot.waitUntil(lambda: sum(c.images.entry("a").painted) == 2 * int((_strokes() > 0).sum()), timeout=WAIT_MS)
+    widget.mode_exclusive.setChecked(True)  # another image has strokes: the mode stays
+    assert c.mode == "multilabel" and "mode" in c.last_error and widget.mode_multilabel.isChecked()
+    _show(qtbot, c, "a")
+    for layer, data in zip(c.paint_layers, a):
+        np.testing.assert_array_equal(layer.data, data)
