@@ -132,9 +132,8 @@ class SegController(QObject):
 
     def _wire(self) -> None:
         # -- the route of a stroke ------------------------------------------------------------
-        # 1. paint: every paint event restarts the debounce (and a predicted image is reviewed)
+        # 1. paint: every paint event restarts the debounce
         self.layers.painted.connect(self._paint_timer.start)
-        self.layers.painted.connect(self._on_painted)
         # 2. snapshot: once painting settled, a copy of what changed is offered to training
         self._paint_timer.timeout.connect(self._offer_paintings)
         # 3. trainer: it weighs the paintings (the table shows its weights) and trains on them
@@ -546,7 +545,7 @@ class SegController(QObject):
         layer.reset_contrast_limits()
         self.image.choose(layer)
         self.layers.show_image(loaded.paintings, loaded.taken, loaded.prediction)
-        self.images.shown(entry.name)
+        self.images.shown(entry.name, self._paint_key()[0])
         self.image_changed.emit()
         if self.image.spatial_shape != old_shape:
             self.viewer.reset_view()
@@ -694,6 +693,7 @@ class SegController(QObject):
             snapshot = self.layers.snapshot()
         except UserInputError:
             return  # no complete set of paint layers right now
+        self.images.edited(snapshot.version)  # painted on a predicted image: reviewed
         c = self.choices
         key = (snapshot.image, snapshot.version, tuple(sorted(c.pins().items())), c.weight_method,
                len(c.classes), self.is_training, self.images.training_key())
@@ -711,9 +711,7 @@ class SegController(QObject):
                          len(c.classes), c.weight_clamp, self.images.others(),
                          None if entry is None else entry.holdout())
 
-    def _on_painted(self) -> None:
-        if self.images.current is not None:
-            self.images.touched(self.images.current)
+
 
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
@@ -1041,6 +1039,7 @@ class SegController(QObject):
                 self.layers.set_paintings(opened.paintings)
             except UserInputError as e:
                 self.notify.fail(f"paintings of '{im.name}': {e}")
+        self.images.shown(im.name, self._paint_key()[0])
         self.projects.opened(opened.folder, project, self._paint_key(), opened.recovered)
         self.classes_changed.emit()
         self.notify.info(f"opened project {opened.folder}"

@@ -62,6 +62,7 @@ class ImageListSection(QGroupBox):
         self.controller = controller
         self.viewer = viewer
         self._updating = False
+        self._shown: list[Any] = []  # what each row shows (redrawn when it changes)
         #: Asks how to map imported label values (the dialog; tests answer directly):
         #: ``(mapping, None)``, ``(None, instance scheme)`` or ``None`` (cancelled).
         self.ask_mapping = self._ask_mapping
@@ -129,8 +130,16 @@ class ImageListSection(QGroupBox):
         self._updating = True
         try:
             t = self.table
-            t.setRowCount(len(images.entries))
+            if t.rowCount() != len(images.entries):
+                t.setRowCount(len(images.entries))
+                self._shown = [None] * len(images.entries)
             for r, e in enumerate(images.entries):
+                # Only rows whose content changed are redrawn: a project has hundreds of images.
+                shown = (e.name, e.name == images.current, e.state, e.painted, e.predicted_by, e.uncertainty,
+                         e.labels, e.validation, e.reviewed, tuple(names))
+                if self._shown[r] == shown:
+                    continue
+                self._shown[r] = shown
                 name = QTableWidgetItem(e.name)
                 font = QFont(name.font())
                 font.setBold(e.name == images.current)
@@ -158,7 +167,7 @@ class ImageListSection(QGroupBox):
                     box.setFlags(flags | Qt.ItemFlag.ItemIsEnabled if enabled else flags)
                     box.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
                     t.setItem(r, col, box)
-                if e.name == images.current:
+                if e.name == images.current and t.currentRow() != r:
                     t.setCurrentCell(r, max(t.currentColumn(), 0))
             rows = min(max(len(images.entries), 1), VISIBLE_ROWS)
             header = max(t.horizontalHeader().sizeHint().height(), t.horizontalHeader().height())

@@ -51,6 +51,7 @@ from segstudio.core.label_import import (
     paintings_from_labels,
 )
 from segstudio.core.metrics import mean_entropy
+from segstudio.core.lazy import release_pages
 from segstudio.core.predictor import PredictProgress, PredictResult
 from segstudio.core.weights import count_paintings
 from segstudio.core.project import (
@@ -195,6 +196,8 @@ class ImageEntry:
     regions: tuple[tuple[int, ...], ...] = ()
     project_image: ProjectImage | None = None  # as the open project lists it
     saved_version: int = -1  # the paintings version last saved or autosaved
+    clean_version: int = -1  # the paintings version as it was put on screen (unchanged since)
+    counted_version: int = -1  # the paintings version ``painted`` was counted in
 
     @property
     def state(self) -> str:
@@ -287,6 +290,11 @@ def load_entry(name: str, source: ImageSource, stored: StoredPaintings | None, p
     if labels_array is not None and tuple(labels_array.shape) != tuple(expected):
         labels_array = None  # a prediction of other classes: not shown
     return Loaded(name, pixels, meta, tuple(layers), taken, labels_array, labels_array is not None)
+
+
+def _painted(snapshot: PaintSnapshot) -> bool:
+    """Whether a snapshot has any stroke (its blocks are read, not joined)."""
+    return any(part.any() for layer in snapshot.layers for part in layer.parts)
 
 
 def _writable(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -495,7 +503,7 @@ class Images(QObject):
             source = ImageSource(path, first.data) if i == 0 else ImageSource(path)
             labels = folder / im.labels if im.labels else None
             stored = None
-            if i > 0 and (im.paintings or im.name in recovered):
+            if im.paintings or im.name in recovered:
                 stored = StoredPaintings(im.name, folder=folder, project=project, autosaved=im.name in recovered,
                                          lock=lock, known=im.painted)
             entries.append(ImageEntry(
@@ -585,10 +593,14 @@ class Images(QObject):
         self.changed.emit()
 
     # ------------------------------------------------------------------ states
-    def set_painted(self, name: str, counts: Sequence[int]) -> None:
-        """The painted pixels per class of image ``name`` (counted in a worker)."""
+    def set_painted(self, name: str, counts: Sequence[int], version: int) -> None:
+        """The painted pixels per class of image ``name`` as counted (in a worker) in its
+        paintings ``version``; counts of an older version than shown already are dropped."""
         entry = next((e for e in self.entries if e.name == name), None)
-        if entry is not None and tuple(counts) != entry.painted:
+        if entry is None or version < entry.counted_version:
+            return
+        entry.counted_version = version
+        if tuple(counts) != entry.painted:
             entry.painted = tuple(int(c) for c in counts)
             self.changed.emit()
 
@@ -637,7 +649,8 @@ class Images(QObject):
             if self._count_next:
                 self.count(*self._count_next.pop(next(iter(self._count_next))))
 
-        self.workers.start("count", work, returned=lambda counts: self.set_painted(snapshot.image, counts),
+        self.workers.start("count", work,
+                           returned=lambda counts: self.set_painted(snapshot.image, counts, snapshot.version),
                            errored=lambda e: None, finished=next_count)
 
     # ------------------------------------------------------------------ training
@@ -662,10 +675,13 @@ class Images(QObject):
         entry = self.current_entry()
         if entry is None:
             return
-        if snapshot is not None:
+        changed = snapshot is not None and snapshot.version != entry.clean_version
+        if changed and (entry.stored is not None or _painted(snapshot)):
             entry.stored = StoredPaintings(entry.name, snapshot)
         if prediction is not None:
             entry.prediction = prediction
+        if entry.source.path is not None:  # the pages read to show it need not stay resident
+            release_pages(entry.source.pixels()[0])
 
     def load(self, name: str, mode: str, n_classes: int,
              saved: Callable[[str], Callable[[], np.ndarray | None] | None]) -> None:
@@ -697,11 +713,19 @@ class Images(QObject):
         """A newer switch waits: the image just read is not shown."""
         return self._wanted is not None
 
-    def shown(self, name: str) -> None:
-        """Image ``name`` is on screen now."""
+    def shown(self, name: str, version: int) -> None:
+        """Image ``name`` is on screen now, its paintings as snapshot ``version``."""
         self.current = name
         self.switching = None
+        self.entry(name).clean_version = version
         self.changed.emit()
+
+    def edited(self, version: int) -> None:
+        """The paintings on screen are at ``version``: when that is not what was put on
+        screen, the user painted (a predicted image counts as reviewed)."""
+        entry = self.current_entry()
+        if entry is not None and version != entry.clean_version:
+            self.touched(entry.name)
 
     # ------------------------------------------------------------------ predict all
     @property
@@ -750,7 +774,10 @@ class Images(QObject):
         open project), and the pixels of images without a file (copied into the project)."""
         out, copies = [], {}
         for e in self.entries:
-            state = dict(shape=e.shape, channels=e.channels, painted=e.painted, predicted_by=e.predicted_by,
+            # the counts of saved paintings that are not written again are the project's
+            unchanged = same and e.project_image is not None and (e.stored is None or e.stored.snapshot is None)
+            painted = e.project_image.painted if unchanged else e.painted
+            state = dict(shape=e.shape, channels=e.channels, painted=painted, predicted_by=e.predicted_by,
                          uncertainty=e.uncertainty, reviewed=e.reviewed, validation=e.validation, regions=e.regions,
                          labels=stored_path(folder, e.labels) if e.labels is not None else "")
             if same and e.project_image is not None:

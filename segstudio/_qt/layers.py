@@ -369,8 +369,8 @@ class Layers(QObject):
             for k, (layer, data) in enumerate(zip(self.paint_layers, paintings)):
                 layer.data = data
                 layer.metadata = {**layer.metadata, META_KEY: {**layer_meta(layer), "image": name}}
-                if taken is not None and k < len(taken.layers):
-                    self._copies[id(layer)] = PaintCopy.of(taken.layers[k])
+                self._copies[id(layer)] = (PaintCopy.of(taken.layers[k]) if taken is not None and k < len(taken.layers)
+                                           else PaintCopy(layer.data, blank=False))
         finally:
             self._swapping = False
         self._snapshot = taken

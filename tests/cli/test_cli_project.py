@@ -133,8 +133,11 @@ def _images(tmp_path, n=3, shape=(48, 48)):
 
 def test_project_create_add_info_train_predict(tmp_path, capsys):
     paths, lab_path, lab = _images(tmp_path)
+    more = lab.copy()
+    more[40:46, :] = 1  # more background on the second image: other weights if it were counted
+    np.save(tmp_path / "more.npy", more)
     folder = tmp_path / "proj"
-    assert main(["project", "create", str(folder), *paths[:2], "--labels", lab_path, lab_path]) == 0
+    assert main(["project", "create", str(folder), *paths[:2], "--labels", lab_path, str(tmp_path / "more.npy")]) == 0
     assert main(["project", "add", str(folder), paths[2]]) == 0
     capsys.readouterr()
     assert main(["project", "info", str(folder), "--json"]) == 0
@@ -146,8 +149,10 @@ def test_project_create_add_info_train_predict(tmp_path, capsys):
     # the second painted image is for validation: trained on the first only
     P.update_images(folder, {"im1": {"validation": True}})
     assert main(["train", "--project", str(folder), "--iterations", "4", *TINY]) == 0
-    err = capsys.readouterr().err
-    assert "class weights" in err
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("class weights"))
+    only_first = compute_weights(lab, "exclusive", "balanced", n_classes=2)
+    assert only_first.weights != compute_weights([lab, more], "exclusive", "balanced", n_classes=2).weights
+    assert line.endswith(", ".join(f"{w:.3g}" for w in only_first.weights))
     assert main(["predict", "--project", str(folder)]) == 0
     err = capsys.readouterr().err
     assert "[3/3] im2" in err and "uncertainty" in err

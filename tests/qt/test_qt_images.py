@@ -270,6 +270,7 @@ def test_save_as_carries_the_strokes_of_images_never_shown(make_napari_viewer, t
     assert [im.painted for im in copy.images][2] == ()
     _show(qtbot, c, "b")  # read from the copy now
     np.testing.assert_array_equal(c.paint_layers[0].data, _strokes(shift=4))
+    np.testing.assert_array_equal(c.layers.snapshot().paintings(), _strokes(shift=4))  # what training gets
 
 
 def test_a_project_of_many_images_opens_without_reading_them(make_napari_viewer, tmp_path, qtbot):

@@ -14,8 +14,8 @@ from napari.layers import Labels
 from segstudio._qt import preview as preview_module
 from segstudio._qt.image import Stamp
 from segstudio._qt.layers import PaintCopy
-from segstudio._qt.workers import WorkerSet
 from segstudio._qt.widget import SegStudioWidget
+from segstudio._qt.workers import WorkerSet
 from segstudio.core.predictor import PredictResult
 
 pytestmark = pytest.mark.gui
