@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 
-from segstudio._qt.image import META_KEY, ChosenImage, Stamp, channel_axis_of, layer_meta, source_of
+from segstudio._qt.image import META_KEY, ChosenImage, Stamp, channel_axis_of, layer_meta
 from segstudio._qt.images import (
     Images,
     LabelsToImport,
@@ -158,6 +158,7 @@ class SegController(QObject):
         self.images.loaded.connect(self._on_image_loaded)
         self.images.predicted.connect(self._on_all_predicted)
         self.images.predict_progress.connect(self.predict_progress)
+        self.layers.regions_changed.connect(self._on_regions_edited)
         self.training.validated.connect(self.validation)
         self.projects.kept_changed.connect(self.kept_changed)
         self.projects.timer.timeout.connect(self.autosave)
@@ -448,6 +449,18 @@ class SegController(QObject):
             return
         self._offer_paintings()
 
+    def edit_regions(self) -> None:
+        """Draw validation regions (rectangles) on the image on screen: its strokes there are
+        not trained on, and training reports Dice per class on them."""
+        entry = self.images.current_entry()
+        if not self._closed and entry is not None:
+            self.layers.regions_layer(entry.regions)
+
+    def _on_regions_edited(self) -> None:
+        if self.images.current is not None:
+            self.images.set_regions(self.images.current, self.layers.regions())
+            self._offer_paintings()
+
     def set_reviewed(self, name: str, reviewed: bool) -> None:
         try:
             self.images.set_reviewed(name, reviewed)
@@ -545,6 +558,7 @@ class SegController(QObject):
         layer.reset_contrast_limits()
         self.image.choose(layer)
         self.layers.show_image(loaded.paintings, loaded.taken, loaded.prediction)
+        self.layers.show_regions(entry.regions)
         self.images.shown(entry.name, self._paint_key()[0])
         self.image_changed.emit()
         if self.image.spatial_shape != old_shape:

@@ -104,8 +104,12 @@ class ImageListSection(QGroupBox):
         self.next_btn = QPushButton("Next unreviewed")
         self.next_btn.setToolTip("Mark the image on screen reviewed and show the prediction the model is least "
                                  "sure about (highest mean entropy)")
+        self.regions_btn = QPushButton("Val. regions")
+        self.regions_btn.setToolTip("Draw rectangles on the image on screen: its strokes inside them are kept for "
+                                    "validation (not trained on; Dice per class on the loss plot)")
         row.addWidget(self.predict_all_btn)
         row.addWidget(self.next_btn)
+        row.addWidget(self.regions_btn)
         row.addStretch(1)
         col.addLayout(row)
 
@@ -120,6 +124,7 @@ class ImageListSection(QGroupBox):
         self.remove_btn.clicked.connect(self._on_remove)
         self.predict_all_btn.clicked.connect(self._on_predict_all)
         self.next_btn.clicked.connect(c.next_unreviewed)
+        self.regions_btn.clicked.connect(c.edit_regions)
         self.refresh()
 
     # ------------------------------------------------------------------ the list
@@ -136,7 +141,7 @@ class ImageListSection(QGroupBox):
             for r, e in enumerate(images.entries):
                 # Only rows whose content changed are redrawn: a project has hundreds of images.
                 shown = (e.name, e.name == images.current, e.state, e.painted, e.predicted_by, e.uncertainty,
-                         e.labels, e.validation, e.reviewed, tuple(names))
+                         e.labels, e.validation, e.regions, e.reviewed, tuple(names))
                 if self._shown[r] == shown:
                     continue
                 self._shown[r] = shown
@@ -165,7 +170,11 @@ class ImageListSection(QGroupBox):
                     box = QTableWidgetItem("")
                     flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable
                     box.setFlags(flags | Qt.ItemFlag.ItemIsEnabled if enabled else flags)
-                    box.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+                    partly = col == COL_VAL and not on and bool(e.regions)  # validation regions only
+                    box.setCheckState(Qt.CheckState.Checked if on else
+                                      Qt.CheckState.PartiallyChecked if partly else Qt.CheckState.Unchecked)
+                    if partly:
+                        box.setToolTip(f"{len(e.regions)} validation region{'s' if len(e.regions) != 1 else ''}")
                     t.setItem(r, col, box)
                 if e.name == images.current and t.currentRow() != r:
                     t.setCurrentCell(r, max(t.currentColumn(), 0))
@@ -195,6 +204,10 @@ class ImageListSection(QGroupBox):
             self.controller.set_validation(name, checked)
         elif item.column() == COL_REVIEWED:
             self.controller.set_reviewed(name, checked)
+        else:
+            return
+        self._shown[item.row()] = None  # what the click showed is redrawn from the state
+        self.refresh()
 
     def _on_remove(self) -> None:
         name = self._name_at(self.table.currentRow())
@@ -272,8 +285,8 @@ class LabelMappingDialog(QDialog):
         self.ready = ready
         col = QVBoxLayout(self)
         values = [int(v) for v in ready.values]
-        col.addWidget(QLabel(f"{len(values)} distinct values"
-                             + (" — this looks like an instance mask (one value per object)" if ready.instances else "")))
+        looks = " — this looks like an instance mask (one value per object)" if ready.instances else ""
+        col.addWidget(QLabel(f"{len(values)} distinct values{looks}"))
         self.choices = QButtonGroup(self)
         self.radios: dict[str, QRadioButton] = {}
         mappable = len(values) <= MAX_MAPPED_VALUES

@@ -53,12 +53,10 @@ from segstudio.core.label_import import (
 from segstudio.core.metrics import mean_entropy
 from segstudio.core.lazy import release_pages
 from segstudio.core.predictor import PredictProgress, PredictResult
-from segstudio.core.weights import count_paintings
 from segstudio.core.project import (
     Project,
     ProjectImage,
-    check_fits,
-    describe_dims,
+    check_same_dims,
     image_info,
     image_path,
     image_state,
@@ -69,10 +67,11 @@ from segstudio.core.project import (
     stored_path,
     without_extra_classes,
 )
+from segstudio.core.weights import count_paintings
 
 __all__ = [
-    "ImageEntry", "Images", "LabelsToImport", "Loaded", "PaintedImage", "StoredPaintings", "layer_metadata", "layer_scale",
-    "saved_prediction_reader",
+    "ImageEntry", "Images", "LabelsToImport", "Loaded", "PaintedImage", "StoredPaintings", "layer_metadata",
+    "layer_scale", "saved_prediction_reader",
 ]
 
 
@@ -576,14 +575,8 @@ class Images(QObject):
         return added
 
     def _check_fits(self, what: Any, shape: tuple[int, ...], channels: int) -> None:
-        if not self.entries:
-            return
-        ref = self.entries[0]
-        if len(shape) != len(ref.shape) or channels != ref.channels:
-            raise UserInputError(
-                f"cannot add '{what}': it is {describe_dims(shape, channels)}; the images here are "
-                f"{describe_dims(ref.shape, ref.channels)} (all images of a project have the same dimensions "
-                "and channels)")
+        if self.entries:
+            check_same_dims(what, shape, channels, self.entries[0].shape, self.entries[0].channels)
 
     def remove(self, name: str) -> None:
         """Remove an image from the list (not the image on screen; its file stays where it is)."""
@@ -623,6 +616,13 @@ class Images(QObject):
             entry.validation = validation
             self.changed.emit()
 
+    def set_regions(self, name: str, regions: tuple[tuple[int, ...], ...]) -> None:
+        """The validation regions of image ``name`` (boxes ``(start..., stop...)``)."""
+        entry = self.entry(name)
+        if entry.regions != regions:
+            entry.regions = regions
+            self.changed.emit()
+
     def next_unreviewed(self) -> str | None:
         """The predicted, unreviewed image (not the one on screen) the model is least sure of
         (highest mean entropy; images without one last), or ``None``."""
@@ -655,9 +655,10 @@ class Images(QObject):
 
     # ------------------------------------------------------------------ training
     def training_key(self) -> tuple[Any, ...]:
-        """What training sees of the images not on screen (a new key: offer the paintings again)."""
-        return tuple((e.name, e.stored.version if e.stored is not None else None, e.validation, e.regions)
-                     for e in self.entries if e.name != self.current)
+        """What training sees of the images (a new key: offer the paintings again): the
+        paintings of those not on screen, and what of each is held out for validation."""
+        return tuple((e.name, e.stored.version if e.stored is not None and e.name != self.current else None,
+                      e.validation, e.regions) for e in self.entries)
 
     def paint_key(self) -> tuple[Any, ...]:
         """The paintings versions of the images not on screen (compared with the last save)."""

@@ -42,6 +42,9 @@ ABSENT_COLOR = "#8c8c8c"
 PREDICTION_OPACITY = 0.4
 #: Layer events that say a paint layer changed.
 PAINT_EVENTS = ("paint", "data", "set_data")
+#: The Shapes layer validation regions are drawn in, and their colour.
+REGIONS_NAME = "validation regions"
+REGIONS_COLOR = "#ff4fd8"
 
 
 # --------------------------------------------------------------------------- copies of paintings
@@ -237,6 +240,7 @@ class Layers(QObject):
     """
 
     painted = Signal()
+    regions_changed = Signal()
 
     def __init__(self, viewer: Any, image: ChosenImage, workers: WorkerSet, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -257,6 +261,7 @@ class Layers(QObject):
         self._version = 0
         self._prediction_lent = False
         self._swapping = False
+        self._regions: Any = None  # the Shapes layer of the validation regions, once made
 
     @property
     def stamp(self) -> Stamp:
@@ -387,6 +392,63 @@ class Layers(QObject):
             layer.refresh()
         self._prediction_lent = False
         self.complete = prediction is not None
+
+    def regions_layer(self, regions: Sequence[Sequence[int]]) -> Any:
+        """The Shapes layer in which the validation regions of the image on screen are drawn
+        (made when missing), showing ``regions``, selected in rectangle mode."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_shapes(
+                ndim=len(self.image.spatial_shape), name=REGIONS_NAME, face_color="transparent",
+                edge_color=REGIONS_COLOR, edge_width=2, metadata=self.image.metadata("validation"),
+                **self.image.geometry())
+            layer.events.data.connect(self._on_regions_event)
+            self._regions = layer
+        self.show_regions(regions)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        return layer
+
+    def show_regions(self, regions: Sequence[Sequence[int]]) -> None:
+        """Show the validation regions (boxes ``(start..., stop...)``) of the image on screen."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            return
+        n = len(self.image.spatial_shape)
+        rects = []
+        for box in regions:
+            lo, hi = np.asarray(box[:n], float), np.asarray(box[n:], float) - 1
+            if n == 3:
+                lo[0] = hi[0] = lo[0]  # a rectangle in its first slice
+            corners = [(lo[-2], lo[-1]), (hi[-2], lo[-1]), (hi[-2], hi[-1]), (lo[-2], hi[-1])]
+            rects.append(np.array([[*lo[:-2], a, b] for a, b in corners]))
+        self._swapping = True
+        try:
+            layer.data = []
+            if rects:
+                layer.add(rects, shape_type="rectangle")
+        finally:
+            self._swapping = False
+
+    def regions(self) -> tuple[tuple[int, ...], ...]:
+        """The validation regions drawn now: boxes ``(start..., stop...)`` in pixels (a
+        rectangle drawn in a slice of a volume covers that slice)."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            return ()
+        shape = self.image.spatial_shape
+        boxes = []
+        for vertices in layer.data:
+            v = np.asarray(vertices, float)[:, -len(shape):]
+            lo = np.clip(np.floor(v.min(axis=0)), 0, shape).astype(int)
+            hi = np.clip(np.ceil(v.max(axis=0)) + 1, 0, shape).astype(int)
+            if (hi > lo).all():
+                boxes.append((*map(int, lo), *map(int, hi)))
+        return tuple(boxes)
+
+    def _on_regions_event(self, event: Any = None) -> None:
+        if not self._swapping:
+            self.regions_changed.emit()
 
     def select_class(self, index: int) -> None:
         """Make the class's paint layer active, in paint mode, with the class's label."""

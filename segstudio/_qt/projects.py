@@ -26,7 +26,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from segstudio._qt.image import ChosenImage
-from segstudio._qt.layers import PaintSnapshot, Prediction
+from segstudio._qt.layers import Prediction
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.atomic import atomic_write_with

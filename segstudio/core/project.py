@@ -74,6 +74,7 @@ __all__ = [
     "add_image",
     "autosave",
     "check_fits",
+    "check_same_dims",
     "describe_dims",
     "holdout_of",
     "image_info",
@@ -711,7 +712,8 @@ def add_image(
     return replace(project, images=(*project.images, image))
 
 
-def image_info(path: str | os.PathLike[str], channel_axis: int | None = None) -> tuple[tuple[int, ...], int, int | None]:
+def image_info(path: str | os.PathLike[str],
+               channel_axis: int | None = None) -> tuple[tuple[int, ...], int, int | None]:
     """``(spatial shape, channels, channel axis)`` of an image file, read lazily (the channel
     axis as given, else the file's; :func:`segstudio.core.batch.channel_axis_for`).
 
@@ -750,9 +752,22 @@ def check_fits(folder: str | os.PathLike[str], project: Project, path: str | os.
         if not p.exists():
             return
         ref_shape, ref_channels, _ = image_info(p, first.channel_axis)
+    check_same_dims(path, shape, channels, ref_shape, ref_channels)
+
+
+def check_same_dims(what: Any, shape: Sequence[int], channels: int, ref_shape: Sequence[int],
+                    ref_channels: int) -> None:
+    """Refuse image ``what`` (a file, a layer) when its dimensions or channels are not those of
+    the project's images (``ref_shape``, ``ref_channels``).
+
+    Raises
+    ------
+    UserInputError
+        One line naming it, what it is and what the project's images are.
+    """
     if len(shape) != len(ref_shape) or channels != ref_channels:
         raise UserInputError(
-            f"cannot add '{path}': it is {describe_dims(shape, channels)}; the project's images are "
+            f"cannot add '{what}': it is {describe_dims(shape, channels)}; the project's images are "
             f"{describe_dims(ref_shape, ref_channels)} (all images of a project have the same dimensions "
             "and channels)")
 

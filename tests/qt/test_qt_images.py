@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from segstudio._qt.image_list import LabelMappingDialog
 from segstudio._qt.widget import SegStudioWidget
@@ -219,7 +220,8 @@ def test_a_cli_project_opens_in_the_app_and_the_apps_save_trains_from_the_cli(ma
     c.paint_layers[0].data = _strokes(shift=40)
     c.set_validation("b", True)
     c.save_project()
-    qtbot.waitUntil(lambda: not c.busy and c.project is not None and bool(c.project.image("c").paintings), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not c.busy and c.project is not None and bool(c.project.image("c").paintings),
+                    timeout=WAIT_MS)
     info = json.loads(_run_json(["project", "info", str(folder), "--json"], capsys=None))
     assert [im["state"] for im in info["images"]] == ["painted", "unpainted", "painted"]
     assert info["images"][2]["painted"] == {"background": int((_strokes(shift=40) == 1).sum()), "square": 36}
@@ -306,3 +308,29 @@ def test_switching_in_multilabel_mode_keeps_each_images_class_layers(session, qt
     _show(qtbot, c, "a")
     for layer, data in zip(c.paint_layers, a):
         np.testing.assert_array_equal(layer.data, data)
+
+
+def test_validation_regions_drawn_on_an_image_are_not_trained_on(session, qtbot, tmp_path):
+    viewer, widget, c = session
+    _add(qtbot, c, tmp_path / "b.npy")
+    c.paint_layers[0].data = _strokes()
+    qtbot.waitUntil(lambda: c.weights is not None and sum(c.weights.counts) == (_strokes() > 0).sum(),
+                    timeout=WAIT_MS)
+    widget.image_list.regions_btn.click()
+    layer = viewer.layers["validation regions"]
+    assert viewer.layers.selection.active is layer and layer.mode == "add_rectangle"
+    layer.add_rectangles(np.array([[0.0, 0.0], [9.0, 47.0]]))  # over the background strokes (rows 2, 3)
+    assert c.images.entry("a").regions == ((0, 0, 10, 48),)
+    qtbot.waitUntil(lambda: tuple(c.weights.counts) == (0, 36), timeout=WAIT_MS)
+    row = widget.image_list.table.item(0, 3)
+    assert row.checkState() == Qt.CheckState.PartiallyChecked
+    _show(qtbot, c, "b")
+    assert len(layer.data) == 0, "b has no regions"
+    _show(qtbot, c, "a")
+    assert len(layer.data) == 1 and c.layers.regions() == ((0, 0, 10, 48),)
+    widget.train_btn.click()
+    _idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    c.save_project(tmp_path / "proj")
+    qtbot.waitUntil(lambda: not c.busy and c.project_dir is not None, timeout=WAIT_MS)
+    assert P.load_project(tmp_path / "proj").image("a").regions == ((0, 0, 10, 48),)
