@@ -243,7 +243,8 @@ class _PreparedImage:
     target: np.ndarray  # exclusive: int64 (*spatial); multilabel: float32 (K, *spatial)
     mask: np.ndarray | None  # multilabel: float32 (K, *spatial)
     coords: list[np.ndarray] = field(default_factory=list)  # flat indices of painted px per class
-    inferred: np.ndarray | None = None  # labels inferred from the paint (0 = none; multilabel (K, ...)), or None
+    #: labels each implied-label rule infers (0 = none; multilabel (K, ...)), or None per rule
+    inferred: list[np.ndarray | None] = field(default_factory=list)
 
 
 def prepare_image(
@@ -252,7 +253,7 @@ def prepare_image(
     n_classes: int,
     stats: Normalization | None = None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    inferred: np.ndarray | None = None,
+    inferred: Sequence[np.ndarray | None] = (),
     normalized: np.ndarray | None = None,
 ) -> tuple[_PreparedImage, Normalization]:
     """Normalise one image and convert its paintings to targets plus per-class coordinates.
@@ -260,21 +261,21 @@ def prepare_image(
     ``normalized``: the image already normalised with ``stats`` (kept by a caller that prepares
     the same image again with new paintings), so it is not normalised again.
 
-    ``inferred``: labels for unpainted pixels in the paintings' own form (exclusive ``0`` = none,
-    ``1..K``; multilabel ``(K, *spatial)`` ``0/1/2``), learnt as a second target (see
-    :class:`PatchSampler`) but never used as patch centres, so that the patches stay spread as
-    the user's strokes are (see :mod:`segstudio.core.outlines`).
+    ``inferred``: per implied-label rule, labels for unpainted pixels in the paintings' own
+    form (exclusive ``0`` = none, ``1..K``; multilabel ``(K, *spatial)`` ``0/1/2``) or ``None``;
+    each is learnt as a further target (see :class:`PatchSampler`) but never used as patch
+    centres, so that the patches stay spread as the user's strokes are (see
+    :mod:`segstudio.core.implied`).
     """
     check_mode(mode)
     norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
     img = normalized if normalized is not None and stats is not None else normalize(item.image, norm, item.channel_axis)
     paint = mask_nonfinite(item.paintings, item.image, item.channel_axis, mode)
+    extra = [None if e is None else np.where(
+        (np.asarray(paint) if mode == EXCLUSIVE else stack_multilabel(paint)) == UNPAINTED,
+        mask_nonfinite(np.asarray(e), item.image, item.channel_axis, mode), UNPAINTED) for e in inferred]
     if mode == EXCLUSIVE:
         target = exclusive_target(paint)
-        extra = None
-        if inferred is not None:
-            extra = mask_nonfinite(np.asarray(inferred), item.image, item.channel_axis, mode)
-            extra = np.where(np.asarray(paint) == UNPAINTED, extra, UNPAINTED)
         flat = np.asarray(paint).reshape(-1)
         order = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[order], np.arange(1, n_classes + 2))
@@ -283,10 +284,6 @@ def prepare_image(
     stacked = stack_multilabel(paint)
     target, mask = multilabel_target(stacked)
     coords = [np.flatnonzero(stacked[k] != UNPAINTED) for k in range(stacked.shape[0])]
-    extra = None
-    if inferred is not None:
-        extra = mask_nonfinite(np.asarray(inferred), item.image, item.channel_axis, mode)
-        extra = np.where(stacked == UNPAINTED, extra, UNPAINTED)
     return _PreparedImage(img, target, mask, coords, extra), norm
 
 
@@ -329,10 +326,10 @@ class PatchSampler:
     ``image_floor`` times an equal share (``1 / n`` of ``n`` images), so a lightly painted image
     still contributes (:attr:`image_shares`).
 
-    Exclusive targets are ``(*patch)``; when any image has inferred labels, ``(2, *patch)``:
-    row 0 the paint, row 1 the inferred labels, both with ``IGNORE_INDEX`` where unlabelled.
-    Multilabel targets and masks are ``(K, *patch)``; with inferred labels ``(2K, *patch)``:
-    the paint's K channels, then the inferred labels' K channels.
+    Exclusive targets are ``(*patch)``; with ``R`` implied-label rules (any image has
+    ``inferred``), ``(1 + R, *patch)``: row 0 the paint, row ``1 + r`` what rule ``r`` infers, all
+    with ``IGNORE_INDEX`` where unlabelled. Multilabel targets and masks are ``(K, *patch)``;
+    with ``R`` rules ``((1 + R) K, *patch)``: the paint's K channels, then each rule's K.
     """
 
     def __init__(
@@ -361,7 +358,8 @@ class PatchSampler:
             owners = np.flatnonzero(painted[:, k])
             self._classes.append((int(k), owners, floored_shares(painted[owners, k], image_floor)))
         self._random_shares = floored_shares(painted.sum(axis=1), image_floor)
-        self._two_targets = any(im.inferred is not None for im in self.images)
+        #: implied-label rules stacked after the paint in the targets
+        self.n_rules = max((len(im.inferred) for im in self.images), default=0)
 
     @property
     def image_shares(self) -> np.ndarray:
@@ -435,24 +433,26 @@ class PatchSampler:
                 s = -((p - n) // 2)
             start.append(s)
         x = self._crop(im.image, start, None, 1, size)
+        rules = list(im.inferred) + [None] * (self.n_rules - len(im.inferred))
         if self.mode == EXCLUSIVE:
             y = self._crop(im.target, start, IGNORE_INDEX, 0, size)
-            if self._two_targets:
-                extra = (
-                    np.full(y.shape, IGNORE_INDEX, y.dtype) if im.inferred is None
-                    else exclusive_target(self._crop(im.inferred, start, UNPAINTED, 0, size))
-                )
-                y = np.stack([y, extra])
+            if self.n_rules:
+                y = np.stack([y] + [
+                    np.full(y.shape, IGNORE_INDEX, y.dtype) if e is None
+                    else exclusive_target(self._crop(e, start, UNPAINTED, 0, size)) for e in rules
+                ])
             m = None
         else:
             y = self._crop(im.target, start, 0.0, 1, size)
             m = self._crop(im.mask, start, 0.0, 1, size)  # type: ignore[arg-type]
-            if self._two_targets:
-                if im.inferred is None:
-                    y2, m2 = np.zeros_like(y), np.zeros_like(m)
-                else:
-                    y2, m2 = multilabel_target(self._crop(im.inferred, start, UNPAINTED, 1, size))
-                y, m = np.concatenate([y, y2]), np.concatenate([m, m2])
+            if self.n_rules:
+                ys, ms = [y], [m]
+                for e in rules:
+                    y2, m2 = (np.zeros_like(y), np.zeros_like(m)) if e is None else \
+                        multilabel_target(self._crop(e, start, UNPAINTED, 1, size))
+                    ys.append(y2)
+                    ms.append(m2)
+                y, m = np.concatenate(ys), np.concatenate(ms)
         if size != self.patch:
             x, y, m = self._resize(x, y, m)
         if self.augment is not None:

@@ -7,8 +7,11 @@ term (never written into the user's paintings):
 * ``infer_background``: unpainted pixels that look like the painted background
   (:mod:`segstudio.core.background`); where both apply, the outline rule wins.
 
-The trainer learns from :func:`implied_labels`, and the app overlays the same function's result
-when the user asks to see what was inferred, so what is shown is what is learnt.
+Each rule is its own loss term with class weights from its own counts: the background rule
+labels thousands of pixels of one class, and pooled with the outline rule's fills it would
+weigh the fills up and the background down. The trainer learns from :func:`implied_labels`,
+and the app overlays :func:`merged` of the same result when the user asks to see what was
+inferred, so what is shown is what is learnt.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from segstudio.core.annotations import EXCLUSIVE, UNPAINTED, stack_multilabel
 from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity
 from segstudio.core.outlines import DEFAULT_HALO, infer_from_outlines, infer_multilabel
 
-__all__ = ["implied_labels"]
+__all__ = ["RULES", "implied_labels", "merged", "rules_on"]
+
+
+#: The rules, in the order the trainer stacks their targets (the first wins where they overlap).
+RULES: tuple[str, ...] = ("outlines", "background")
+
+
+def rules_on(outlines: bool, background: bool) -> tuple[str, ...]:
+    """The names of the rules that are on, in :data:`RULES` order."""
+    return tuple(r for r, on in zip(RULES, (outlines, background)) if on)
 
 
 def implied_labels(
@@ -32,8 +44,8 @@ def implied_labels(
     background: bool = False,
     halo: tuple[int, int] | None = DEFAULT_HALO,
     smoothed: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """The labels the rules that are on infer for the unpainted pixels, or ``None`` if none.
+) -> dict[str, np.ndarray | None]:
+    """What each rule that is on infers for the unpainted pixels.
 
     Parameters
     ----------
@@ -54,22 +66,35 @@ def implied_labels(
 
     Returns
     -------
-    numpy.ndarray or None
-        In the paintings' form (exclusive labels, or ``(C, *spatial)`` 0/1/2), ``0`` where
-        nothing is inferred; ``None`` when no rule is on or nothing is inferred.
+    dict
+        ``{rule: labels or None}`` for the rules that are on, in :data:`RULES` order: labels in
+        the paintings' form (exclusive labels, or ``(C, *spatial)`` 0/1/2), ``0`` where the rule
+        says nothing, ``None`` where it says nothing at all. A pixel an earlier rule labels is
+        left to it.
     """
-    if not (outlines or background):
-        return None
     exclusive = mode == EXCLUSIVE
     paint = np.asarray(paintings) if exclusive else stack_multilabel(paintings)
-    out = np.zeros_like(paint)
+    out: dict[str, np.ndarray | None] = {}
+    taken = np.zeros(paint.shape, bool)
     if outlines:
         infer = infer_from_outlines if exclusive else infer_multilabel
-        out = infer(paint, image, channel_axis=channel_axis, halo=halo)
+        labels = infer(paint, image, channel_axis=channel_axis, halo=halo)
+        taken |= labels != UNPAINTED
+        out["outlines"] = labels if labels.any() else None
     if background:
         if smoothed is None:
             smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1)
-        bg = (infer_background(paint, image, channel_axis=channel_axis, smoothed=smoothed) if exclusive
-              else infer_background_multilabel(paint, image, channel_axis=channel_axis, smoothed=smoothed))
-        out = np.where(out == UNPAINTED, bg, out)
-    return out if out.any() else None
+        labels = (infer_background(paint, image, channel_axis=channel_axis, smoothed=smoothed) if exclusive
+                  else infer_background_multilabel(paint, image, channel_axis=channel_axis, smoothed=smoothed))
+        labels[taken] = UNPAINTED
+        out["background"] = labels if labels.any() else None
+    return out
+
+
+def merged(implied: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """All rules' labels in one array (for display), or ``None`` when none says anything."""
+    out = None
+    for labels in implied.values():
+        if labels is not None:
+            out = labels.copy() if out is None else np.where(out == UNPAINTED, labels, out)
+    return out

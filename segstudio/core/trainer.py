@@ -11,6 +11,7 @@ and are swapped in between iterations without restarting.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -41,7 +42,7 @@ from segstudio.core.data import (
 from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
-from segstudio.core.implied import implied_labels
+from segstudio.core.implied import implied_labels, rules_on
 from segstudio.core.predictor import context_region, predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
@@ -206,7 +207,7 @@ class _PaintWork:
     paintings: Any
     holdout: Any
     prepared: Any  # data._PreparedImage, or None: nothing to train on
-    inferred: np.ndarray | None
+    inferred: dict[str, np.ndarray | None]  # what each implied-label rule infers
     paint: Any  # the paintings trained on (held-out strokes removed)
     held: np.ndarray | None  # the held-out paintings, or None
 
@@ -232,6 +233,10 @@ class Trainer:
     validation
         ``(image_index, truth)``: a label image (values 1..K exclusive, ``(C, *spatial)`` 0/1
         multilabel) to report Dice against every ``config.val_every`` iterations.
+    turns
+        Held for each optimisation step: a :class:`~segstudio.core.device.ComputeTurns` shared
+        with the app's live previews, so that on a CPU the two take turns with all the cores
+        instead of oversubscribing them; ``None``: none.
     """
 
     def __init__(
@@ -242,8 +247,10 @@ class Trainer:
         *,
         resume: str | os.PathLike[str] | None = None,
         validation: tuple[int, np.ndarray] | None = None,
+        turns: contextlib.AbstractContextManager | None = None,
     ) -> None:
         self.config = config
+        self.turns = turns if turns is not None else contextlib.nullcontext()
         self.source = source
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume = Path(resume) if resume is not None else None
@@ -374,15 +381,17 @@ class Trainer:
             )
         self.weights = computed
         self.loss_fn = make_loss(cfg.mode, cfg.loss, computed.weights).to(self.device)
-        self.inferred_loss_fn = None
-        if any(e is not None for e in inferred):
-            # A second term with its own class weights, from the inferred counts: thousands of
-            # inferred pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4).
-            own = compute_weights(
-                [e for e in inferred if e is not None], cfg.mode, cfg.weight_method,
+        # One term per rule, each with class weights from its own counts: thousands of inferred
+        # pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4), nor one
+        # rule's many background pixels the other's fills (session 5).
+        self.inferred_loss_fns: list[torch.nn.Module | None] = []
+        for r in self.rules:
+            labels = [e[r] for e in inferred if e.get(r) is not None]
+            own = None if not labels else compute_weights(
+                labels, cfg.mode, cfg.weight_method,
                 n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp,
             )
-            self.inferred_loss_fn = make_loss(cfg.mode, cfg.loss, own.weights).to(self.device)
+            self.inferred_loss_fns.append(None if own is None else make_loss(cfg.mode, cfg.loss, own.weights).to(self.device))
         self.snapshot_version = snapshot.version
         return computed
 
@@ -391,22 +400,29 @@ class Trainer:
         for validation set aside)."""
         cfg = self.config
         train_item, held = split_holdout(item, cfg.mode)
-        prepared = extra = paint = None
+        prepared = paint = None
+        extra: dict[str, np.ndarray | None] = {}
         if train_item is not None:
-            # the labels that the user's traced outlines imply (segstudio.core.outlines)
+            # what the implied-label rules infer: {rule: labels or None}
             extra = self._inferred(train_item, work)
             stats = work.stats(cfg.percentiles)
             prepared, _ = prepare_image(train_item, cfg.mode, cfg.n_classes, stats, cfg.percentiles,
-                                        inferred=extra, normalized=work.normalized(cfg.percentiles))
+                                        inferred=[extra[r] for r in self.rules],
+                                        normalized=work.normalized(cfg.percentiles))
             paint = train_item.paintings if cfg.mode == EXCLUSIVE else np.asarray(train_item.paintings)
         return _PaintWork(item.image, item.paintings, item.holdout, prepared, extra, paint, held)
 
-    def _inferred(self, item: TrainingImage, work: _ImageWork | None = None) -> np.ndarray | None:
-        """Labels the paintings of ``item`` imply under the rules that are on, or ``None``
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The implied-label rules that are on (:data:`segstudio.core.implied.RULES` order)."""
+        return rules_on(self.config.infer_outlines, self.config.infer_background)
+
+    def _inferred(self, item: TrainingImage, work: _ImageWork | None = None) -> dict[str, np.ndarray | None]:
+        """What each rule that is on infers from the paintings of ``item``
         (:func:`segstudio.core.implied.implied_labels`)."""
         cfg = self.config
-        if not (cfg.infer_outlines or cfg.infer_background):
-            return None
+        if not self.rules:
+            return {}
         ndim = np.ndim(item.paintings) if cfg.mode == EXCLUSIVE else np.ndim(item.paintings[0])
         if work is None:
             work = _ImageWork(item.image, item.channel_axis)
@@ -445,17 +461,20 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
             logits = logits.float()
-            if cfg.mode == EXCLUSIVE and yt.ndim == xt.ndim:  # (N, 2, *spatial): paint, inferred
+            if not self.sampler.n_rules:
+                loss = self.loss_fn(logits, yt, mt)
+            elif cfg.mode == EXCLUSIVE:  # (N, 1 + R, *spatial): the paint, then each rule's labels
                 loss = self.loss_fn(logits, yt[:, 0])
-                if self.inferred_loss_fn is not None:
-                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, 1])
-            elif cfg.mode == MULTILABEL and yt.shape[1] == 2 * cfg.n_classes:  # paint channels, inferred channels
+                for r, fn in enumerate(self.inferred_loss_fns):
+                    if fn is not None:
+                        loss = loss + cfg.inferred_weight * fn(logits, yt[:, 1 + r])
+            else:  # (N, (1 + R) K, *spatial): the paint's K channels, then each rule's K
                 k = cfg.n_classes
                 loss = self.loss_fn(logits, yt[:, :k], mt[:, :k])
-                if self.inferred_loss_fn is not None:
-                    loss = loss + cfg.inferred_weight * self.inferred_loss_fn(logits, yt[:, k:], mt[:, k:])
-            else:
-                loss = self.loss_fn(logits, yt, mt)
+                for r, fn in enumerate(self.inferred_loss_fns):
+                    if fn is not None:
+                        sl = slice(k * (1 + r), k * (2 + r))
+                        loss = loss + cfg.inferred_weight * fn(logits, yt[:, sl], mt[:, sl])
             if self.pairwise is not None:
                 loss = loss + cfg.pairwise_weight * self.pairwise(logits, xt)
             loss = loss / max(cfg.grad_accum, 1)
@@ -645,7 +664,8 @@ class Trainer:
                 for param_group in self.optimizer.param_groups:
                     param_group["lr"] = lr = lr_at(cfg, self.iteration - self.start_iteration, t0 - started)
                 try:
-                    loss = self.step()
+                    with self.turns:
+                        loss = self.step()
                 except RuntimeError as e:
                     if not is_oom(e):
                         raise

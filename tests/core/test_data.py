@@ -152,20 +152,24 @@ def test_inferred_labels_are_a_second_target_and_not_patch_centres():
     inferred[10:14, 10:14] = 2
     inferred[5, 5] = 2  # under paint: the paint wins
     inferred[0, 0] = 1  # on a NaN pixel: dropped, like paint there
-    prepared, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2, inferred=inferred)
+    second = np.zeros_like(paint)
+    second[22:25, 24:27] = 1  # a second rule's labels, next to the class-2 stroke
+    prepared, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2, inferred=[inferred, second])
     assert (prepared.target[10:14, 10:14] == IGNORE_INDEX).all(), "the paint's target is the paint"
-    assert (prepared.inferred[10:14, 10:14] == 2).all()
-    assert prepared.inferred[5, 5] == 0 and prepared.inferred[0, 0] == 0
+    first = prepared.inferred[0]
+    assert (first[10:14, 10:14] == 2).all()
+    assert first[5, 5] == 0 and first[0, 0] == 0
     assert [len(c) for c in prepared.coords] == [5, 3]
     plain, _ = prepare_image(TrainingImage(img, paint), "exclusive", 2)
-    assert plain.inferred is None
-    # a sampler over both: targets (N, 2, *patch), the same crop and augmentation for both rows
+    assert plain.inferred == []
+    # a sampler over both: targets (N, 1 + 2 rules, *patch), the same crop and augmentation for all rows
     sampler = PatchSampler([prepared, plain], "exclusive", (16, 16), rng=np.random.default_rng(1),
                            augment=AugmentConfig())
     x, y, m = sampler.batch(32)  # each image in about half of them
-    assert x.shape == (32, 1, 16, 16) and y.shape == (32, 2, 16, 16) and m is None
-    assert set(np.unique(y[:, 1])) <= {IGNORE_INDEX, 0, 1}
+    assert x.shape == (32, 1, 16, 16) and y.shape == (32, 3, 16, 16) and m is None
+    assert set(np.unique(y[:, 1:])) <= {IGNORE_INDEX, 0, 1}
     assert not ((y[:, 0] != IGNORE_INDEX) & (y[:, 1] != IGNORE_INDEX)).any()
     assert (y[:, 1] == 1).any(), "some patch shows the inferred square"
+    assert (y[:, 2] == 0).any(), "and some the second rule's labels"
     x1, y1, _ = PatchSampler([plain], "exclusive", (16, 16), rng=np.random.default_rng(1)).batch(2)
     assert y1.shape == (2, 16, 16), "without inferred labels the target keeps its shape"

@@ -231,14 +231,14 @@ def test_closed_outlines_add_a_second_target_and_leave_the_paintings_alone(infer
     weights = trainer.swap_snapshot(_snapshot(img, lab))
     np.testing.assert_array_equal(lab, painted)  # the user's paintings are never changed
     assert weights.counts == tuple(np.bincount(lab.ravel(), minlength=4)[1:])  # weights: the paint
-    inferred = trainer.prepared[0].inferred
     if infer:
+        (inferred,) = trainer.prepared[0].inferred
         assert (inferred[16:32, 16:32][lab[16:32, 16:32] == 0] == 2).all()  # the whole inside
         assert (inferred == 1).any()  # and a background band outside
-        assert trainer.inferred_loss_fn is not None
+        assert trainer.inferred_loss_fns[0] is not None
         assert trainer.step() > 0
     else:
-        assert inferred is None and trainer.inferred_loss_fn is None
+        assert trainer.prepared[0].inferred == [] and trainer.inferred_loss_fns == []
 
 
 def _snapshot(img, lab):
@@ -265,11 +265,30 @@ def test_multilabel_outlines_add_a_second_target_too():
     trainer.setup()
     trainer.swap_snapshot(_snapshot(img, lab))
     np.testing.assert_array_equal(lab, painted)
-    inferred = trainer.prepared[0].inferred
+    (inferred,) = trainer.prepared[0].inferred
     inside = (slice(16, 32), slice(16, 32))
     assert (inferred[0][inside][lab[0][inside] == 0] == 1).all()  # the object's whole inside
     assert (inferred[1][inside][lab[1][inside] == 0] == 2).all()  # is not boundary
     assert (inferred[0] == 2).any()  # a band outside is not object
     x, y, m = trainer.sampler.batch(2)
     assert y.shape[1] == m.shape[1] == 4  # paint channels, then inferred channels
-    assert trainer.inferred_loss_fn is not None and trainer.step() > 0
+    assert trainer.inferred_loss_fns[0] is not None and trainer.step() > 0
+
+
+def test_each_implied_rule_is_its_own_loss_term():
+    """Outline fills and background-like pixels: two terms, each weighted by its own counts."""
+    img, _, _ = blobs()
+    lab = np.zeros(img.shape, np.uint8)
+    lab[2:5, 2:40] = 1
+    lab[15, 15:33] = lab[32, 15:33] = lab[15:33, 15] = lab[15:33, 32] = 3
+    lab[23, 20:28] = 2
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, infer_background=True, **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(img, lab))
+    assert trainer.rules == ("outlines", "background")
+    outline, background = trainer.prepared[0].inferred
+    assert background is None or not ((outline > 0) & (background > 0)).any(), "the outline rule wins"
+    x, y, _ = trainer.sampler.batch(2)
+    assert y.shape[1] == 3
+    assert len(trainer.inferred_loss_fns) == 2 and trainer.step() > 0
