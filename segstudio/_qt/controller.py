@@ -725,8 +725,6 @@ class SegController(QObject):
                          len(c.classes), c.weight_clamp, self.images.others(),
                          None if entry is None else entry.holdout())
 
-
-
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
         self.weights_changed.emit(weights)
@@ -976,7 +974,7 @@ class SegController(QObject):
 
     def _on_saved(self, folder: str) -> None:
         project = self.projects.project
-        job = getattr(self, "_saving", None)
+        job = self._saving
         if project is not None and job is not None and str(job.folder) == folder:
             self.images.saved(Path(folder), project, job.versions, self.projects.lock)
         self._saving = None
