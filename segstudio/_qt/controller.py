@@ -78,6 +78,12 @@ VIEW_DEBOUNCE_MS = 200
 STOP_TIMEOUT_S = 120.0
 
 __all__ = ["PAINT_DEBOUNCE_MS", "VIEW_DEBOUNCE_MS", "SegController"]
+#: Names a message lists before "…".
+LISTED_NAMES = 3
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:LISTED_NAMES]) + (", …" if len(names) > LISTED_NAMES else "")
 
 
 class SegController(QObject):
@@ -626,8 +632,8 @@ class SegController(QObject):
         if not self._classes_editable():
             return
         if (others := self.images.painted_elsewhere()):
-            self.notify.fail(f"other images have strokes ({', '.join(others[:3])}{', …' if len(others) > 3 else ''}): "
-                             "a class of a project with several painted images cannot be removed")
+            self.notify.fail(f"other images have strokes ({_listed(others)}): a class of a project with several "
+                             "painted images cannot be removed")
             return
         try:
             self.choices.remove_class(index)
@@ -676,8 +682,8 @@ class SegController(QObject):
             self.mode_changed.emit(self.mode)
             return
         if (others := self.images.painted_elsewhere()):
-            self.notify.fail(f"other images have strokes ({', '.join(others[:3])}{', …' if len(others) > 3 else ''}): "
-                             "the mode of a project with several painted images stays as it is")
+            self.notify.fail(f"other images have strokes ({_listed(others)}): the mode of a project with several "
+                             "painted images stays as it is")
             self.mode_changed.emit(self.mode)
             return
         self.choices.set_mode(mode)
