@@ -3,10 +3,11 @@ and the objects of the 2D sample with their table and object scores.
 
 Run under a display (``make screenshots`` uses a 1600 x 1000 Xvfb when there is none)::
 
-    python docs/make_screenshots.py [--seconds 30] [--only 2d|3d|objects]
+    python docs/make_screenshots.py [--seconds 30] [--only 2d|3d|objects|images]
 
 The window is sized the way the app sizes it on that screen. Writes ``docs/screenshot_2d.png``,
-``docs/screenshot_3d.png`` and ``docs/screenshot_objects.png``.
+``docs/screenshot_3d.png``, ``docs/screenshot_objects.png`` and ``docs/screenshot_images.png`` (a project of six
+2D images, two of them painted, after training, *Predict all* and *Next unreviewed*).
 """
 
 from __future__ import annotations
@@ -98,10 +99,60 @@ def show_objects(app, viewer, widget) -> None:
     _spin(app, 1.0)
 
 
+def shoot_images(out: Path, seconds: float, n: int = 6) -> None:
+    """A project of ``n`` synthetic nuclei images (strokes on two) made with ``segstudio
+    project create``, trained, predicted (*Predict all*), then *Next unreviewed*."""
+    import tempfile
+
+    import numpy as np
+    import tifffile
+    from qtpy.QtWidgets import QApplication
+
+    from segstudio._qt.app import build_viewer
+    from segstudio.cli import main as cli
+    from segstudio.core.samples import synthetic_nuclei
+
+    work = Path(tempfile.mkdtemp(prefix="segstudio-shot-"))
+    images, labels = [], []
+    for i in range(n):
+        sample = synthetic_nuclei((384, 384), seed=10 + i, name=f"cells{i + 1}")
+        images.append(work / f"cells{i + 1}.tif")
+        tifffile.imwrite(images[-1], sample.image)
+        if i < 2:
+            labels.append(work / f"cells{i + 1}_strokes.npy")
+            np.save(labels[-1], sample.paintings)
+    names = ("background", "nucleus", "boundary")
+    if cli(["project", "create", str(work / "project"), *map(str, images), "--labels", *map(str, labels),
+            "--classes", *names]) != 0:
+        raise SystemExit("project create failed")
+    viewer, widget = build_viewer([], None, show=True, project=str(work / "project"))
+    app = QApplication.instance()
+    c = widget.controller
+    widget.length_combo.setCurrentText("until stopped")
+    _spin(app, 1.0)
+    widget.train_btn.click()
+    _spin(app, seconds, until=lambda: c.last_error is not None)
+    c.stop_training()
+    _spin(app, 120, until=lambda: c.state == "idle" and not c.busy)
+    c.predict_all()
+    _spin(app, 300, until=lambda: all(e.predicted_by for e in c.images.entries) and not c.images.predicting)
+    widget.image_list.next_btn.click()
+    _spin(app, 60, until=lambda: c.images.switching is None and not c.busy)
+    if c.last_error:
+        raise SystemExit(f"images: {c.last_error}")
+    viewer.layers.selection.active = c.paint_layers[0]
+    viewer.reset_view()
+    _spin(app, 1.0)
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"{out}: {c.iteration} iterations, {n} images predicted", flush=True)
+    viewer.close()
+    _spin(app, 0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0, help="training time per screenshot")
-    p.add_argument("--only", choices=("2d", "3d", "objects"))
+    p.add_argument("--only", choices=("2d", "3d", "objects", "images"))
     args = p.parse_args(argv)
     if args.only in (None, "2d"):
         shoot("nuclei2d", HERE / "screenshot_2d.png", args.seconds)
@@ -109,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         shoot("nuclei3d", HERE / "screenshot_3d.png", args.seconds)
     if args.only in (None, "objects"):
         shoot("nuclei2d", HERE / "screenshot_objects.png", args.seconds, objects=True)
+    if args.only in (None, "images"):
+        shoot_images(HERE / "screenshot_images.png", args.seconds)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import NoReturn
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 PROGRESS_LINE_EVERY_S = 5.0
-SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics")
+SUBCOMMANDS = ("train", "predict", "export", "weights", "info", "demo", "open", "measure", "metrics", "project")
 #: Smallest training patch edge ``--patch`` accepts (BatchNorm needs more than one value).
 MIN_PATCH = 2
 
@@ -227,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"\n{ev.message}", file=sys.stderr)
             elif isinstance(ev, Validation):
                 ds = ", ".join(f"{d:.3f}" for d in ev.dice)
-                print(f"\nvalidation it {ev.iteration}: dice {ds}", file=sys.stderr)
+                on = " (validation strokes)" if ev.kind != "truth" else ""
+                print(f"\nvalidation it {ev.iteration}{on}: dice {ds}", file=sys.stderr)
             elif isinstance(ev, Checkpoint):
                 if args.project and not state.get("recorded"):
                     from segstudio.core.project import set_last_run
@@ -262,13 +263,15 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     held twice in memory. Returns the training items, the first image's spacing and the
     config overrides (classes, colours, pinned weights, weight method).
     """
+    from dataclasses import replace
+
     import numpy as np
 
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
     from segstudio.core.project import (
-        find_project, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
+        find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
 
     if args.image or args.labels:
@@ -299,7 +302,9 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         if tuple(paint.shape) != want:
             raise UserInputError(
                 f"paintings of {im.name!r} have shape {tuple(paint.shape)}, its image needs {want}")
-        items.append(TrainingImage(image, paint, ch))
+        if items and np.ndim(items[0].paintings) != paint.ndim:
+            raise UserInputError(f"image {im.name!r} is {len(spatial)}D; the project's first painted image is not")
+        items.append(TrainingImage(image, paint, ch, holdout=holdout_of(replace(im, shape=spatial))))
         spacing = spacing or meta.spacing
     if not items:
         raise UserInputError(f"nothing is painted in project '{folder}'; paint at least two classes")
@@ -331,8 +336,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ``.npy`` output, so memory stays bounded by a tile and a band, not by the volume.
     """
     from segstudio.core.batch import BatchNotice, FileDone, FileStarted, iter_predict_files
+    from segstudio.core.errors import UserInputError
     from segstudio.core.predictor import PredictProgress
 
+    if args.project:
+        return _predict_project(args)
+    if not args.model or not args.image or not args.out:
+        raise UserInputError("give --model, --image and --out, or --project PROJECT")
     predictor = load_predictor(args.model, args.device)
     objects = _ObjectsOutput.from_args(args, predictor.config, len(args.image) > 1)
     current, streamed, last = "", False, time.perf_counter()
@@ -357,6 +367,49 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 objects.add(ev.image, ev.pixels, ev.meta, ev.channel_axis, ev.result.labels, ev.result.probabilities)
     if objects is not None:
         objects.finish()
+    return 0
+
+
+def _predict_project(args: argparse.Namespace) -> int:
+    """``segstudio predict --project``: every image of a project, with its last run (or
+    ``--model``), into ``--out`` (default: the project's ``predictions/``); ``project.json``
+    records each image's labels file, the run and the prediction's uncertainty."""
+    from segstudio.core.batch import BatchNotice, ImagePredicted, iter_predict_project
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.project import find_project, latest_run, load_project, stored_path, update_images
+
+    if args.image:
+        raise UserInputError("give either --project or --image, not both")
+    if args.instances or args.objects_csv:
+        raise UserInputError("--instances/--objects-csv: predict the project first, then run predict --image "
+                             "on its images")
+    folder = find_project(args.project)
+    project = load_project(folder)
+    if not project.images:
+        raise UserInputError(f"project '{folder}' has no images")
+    model = args.model or latest_run(folder, project)
+    if model is None:
+        raise UserInputError(f"project '{folder}' has no run with weights yet: train first "
+                             "(segstudio train --project), or give --model")
+    predictor = load_predictor(str(model), args.device)
+    if predictor.config.mode != project.mode:
+        raise UserInputError(f"'{model}' is a {predictor.config.mode} model; the project is {project.mode}")
+    by = stored_path(folder, model) if Path(model).is_dir() else str(Path(model).resolve())
+    changes: dict[str, dict] = {}
+    try:
+        for ev in iter_predict_project(predictor, folder, project, args.out, tta=args.tta,
+                                       out_of_core=args.out_of_core):
+            if isinstance(ev, BatchNotice):
+                print(f"warning: {ev.message}", file=sys.stderr)
+            elif isinstance(ev, ImagePredicted):
+                unsure = "" if ev.uncertainty is None else f", uncertainty {ev.uncertainty:.3f}"
+                print(f"[{ev.index}/{ev.total}] {ev.name} → {ev.labels} ({ev.done.seconds:.1f} s{unsure})",
+                      file=sys.stderr)
+                changes[ev.name] = {"labels": stored_path(folder, ev.labels), "predicted_by": by,
+                                    "uncertainty": ev.uncertainty, "reviewed": False}
+    finally:
+        if changes:  # what was predicted is recorded, also when a later image failed
+            update_images(folder, changes)
     return 0
 
 
@@ -682,6 +735,173 @@ def _add_objects_commands(sub) -> None:
     mt.set_defaults(func=cmd_metrics)
 
 
+# --------------------------------------------------------------------------- projects
+def _paintings_for(path: str, image_path: str, project, instances: str | None):
+    """Paintings of a project image from a label file (see ``--labels``)."""
+    from segstudio.core.label_import import paintings_from_file
+    from segstudio.core.project import image_info
+
+    shape, _, _ = image_info(image_path)
+    return paintings_from_file(path, shape, project.mode, len(project.classes), instances=instances)
+
+
+def _refuse_newer_autosave(folder: Path) -> None:
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.project import recovery
+
+    if recovery(folder) is not None:
+        raise UserInputError(f"'{folder}' has autosaved paintings newer than its last save: open it in the app "
+                             "and save (or discard them) first")
+
+
+def cmd_project_create(args: argparse.Namespace) -> int:
+    """``segstudio project create``: a project from image files (and their labels)."""
+    import numpy as np
+
+    from segstudio.core.errors import UserInputError
+    from segstudio.core.io import read_labels
+    from segstudio.core.label_import import label_values
+    from segstudio.core.project import (
+        DEFAULT_CLASS_NAMES, PROJECT_FILE, Project, add_image, default_classes, save_project,
+    )
+
+    folder = Path(args.project).expanduser()
+    if (folder / PROJECT_FILE).exists():
+        raise UserInputError(f"'{folder}' is a project already: add images with 'segstudio project add'")
+    labels = list(args.labels or [])
+    if len(labels) > len(args.images):
+        raise UserInputError(f"{len(labels)} label files for {len(args.images)} images: labels are matched to "
+                             "the images in order")
+    names = list(args.classes or [])
+    if not names:
+        top = 0
+        if labels and args.mode == "exclusive" and not args.instances:
+            top = max(int(label_values(read_labels(p)[0], f"'{p}'").max(initial=0)) for p in labels)
+        wanted = 3 if args.instances == "boundary" else len(DEFAULT_CLASS_NAMES)
+        names = list(DEFAULT_CLASS_NAMES) + [f"class {k}" for k in range(len(DEFAULT_CLASS_NAMES) + 1,
+                                                                            max(top, wanted) + 1)]
+        if args.instances == "boundary":
+            names[2] = "boundary"
+    project = Project(mode=args.mode, classes=default_classes(names))
+    for path in args.images:
+        project = add_image(folder, project, path, channel_axis=args.channel_axis)
+    paintings = {}
+    for im, path, lab in zip(project.images, args.images, labels):
+        paintings[im.name] = _paintings_for(lab, path, project, _INSTANCE_SCHEMES.get(args.instances))
+    saved = save_project(folder, project, paintings)
+    painted = sum(1 for im in saved.images if np.any(im.painted))
+    print(f"project {folder}: {len(saved.images)} images ({painted} painted), {args.mode}, classes "
+          + ", ".join(c.name for c in saved.classes), file=sys.stderr)
+    return 0
+
+
+def cmd_project_add(args: argparse.Namespace) -> int:
+    """``segstudio project add``: one more image (and its labels) in a project."""
+    from segstudio.core.project import add_image, find_project, load_project, save_project
+
+    folder = find_project(args.project)
+    _refuse_newer_autosave(folder)
+    project = add_image(folder, load_project(folder), args.image, channel_axis=args.channel_axis)
+    im = project.images[-1]
+    paintings = {}
+    if args.labels:
+        paintings[im.name] = _paintings_for(args.labels, args.image, project, _INSTANCE_SCHEMES.get(args.instances))
+    save_project(folder, project, paintings)
+    print(f"{args.image} → image {im.name!r} of {folder}" + (" (painted)" if paintings else ""), file=sys.stderr)
+    return 0
+
+
+def project_summary(folder: Path) -> dict:
+    """What ``segstudio project info`` shows: the images (state, painted pixels per class) and runs."""
+    from segstudio.core.project import (
+        RUNS_DIR, image_path, image_state, latest_run, load_project, painted_counts, read_paintings,
+    )
+    from segstudio.core.run import HISTORY_FILE, MODEL_FILE, read_history
+
+    project = load_project(folder)
+    names = [c.name for c in project.classes]
+    images = []
+    for im in project.images:
+        painted = im.painted
+        if not painted and im.paintings:  # written before the counts were kept
+            paint = read_paintings(folder, project, im.name)
+            painted = painted_counts(project.mode, paint, len(names)) if paint is not None else ()
+        images.append({
+            "name": im.name, "path": str(image_path(folder, im)), "shape": list(im.shape), "channels": im.channels,
+            "state": image_state(sum(painted), bool(im.predicted_by), im.reviewed),
+            "painted": {n: int(painted[k]) if k < len(painted) else 0 for k, n in enumerate(names)},
+            "validation": im.validation, "regions": [list(b) for b in im.regions], "labels": im.labels,
+            "predicted_by": im.predicted_by, "uncertainty": im.uncertainty, "reviewed": im.reviewed,
+        })
+    runs = []
+    last = latest_run(folder, project)
+    if (folder / RUNS_DIR).is_dir():
+        for run in sorted(p for p in (folder / RUNS_DIR).iterdir() if p.is_dir()):
+            history = read_history(run / HISTORY_FILE) if (run / HISTORY_FILE).exists() else ()
+            runs.append({"path": f"{RUNS_DIR}/{run.name}", "iterations": int(history[-1]["iteration"]) if history
+                         else 0, "weights": (run / MODEL_FILE).exists(), "last": run == last})
+    return {"project": str(folder), "mode": project.mode, "classes": names, "images": images, "runs": runs}
+
+
+def cmd_project_info(args: argparse.Namespace) -> int:
+    """``segstudio project info``: the images, their painted pixels per class, and the runs."""
+    from segstudio.core.project import find_project
+
+    info = project_summary(find_project(args.project))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['project']}: {info['mode']}, classes {', '.join(info['classes'])}")
+    print(f"{len(info['images'])} images:")
+    for im in info["images"]:
+        counts = " · ".join(f"{n} {v}" for n, v in im["painted"].items())
+        extra = " · validation" if im["validation"] else (" · validation regions" if im["regions"] else "")
+        if im["uncertainty"] is not None:
+            extra += f" · uncertainty {im['uncertainty']:.3f}"
+        print(f"  {im['name']:<24} {'x'.join(map(str, im['shape'])):>11}  {im['state']:<9}  {counts}{extra}")
+    print(f"{len(info['runs'])} runs:" if info["runs"] else "no runs yet")
+    for run in info["runs"]:
+        print(f"  {run['path']}  {run['iterations']} iterations{'' if run['weights'] else ' (no weights)'}"
+              + ("  (last)" if run["last"] else ""))
+    return 0
+
+
+#: ``--instances`` choices of ``project create/add`` and the scheme each names.
+_INSTANCE_SCHEMES = {"foreground": "foreground/background", "boundary": "foreground/boundary/background"}
+
+
+def _add_project_commands(sub) -> None:
+    """``segstudio project create|add|info``."""
+    p = sub.add_parser("project", help="make a project of many images, add images, show what it holds")
+    psub = p.add_subparsers(dest="project_command", required=True)
+    instances_help = ("the labels are instance masks (0 background, one value per object): 'foreground' = "
+                      "classes 1 background, 2 foreground; 'boundary' = also 3 the objects' edges")
+    c = psub.add_parser("create", help="a new project from image files (labels matched to images in order)")
+    c.add_argument("project", help="the project folder to create")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("--labels", nargs="+", metavar="LABELS",
+                   help="label files, one per image in order (value k = class k, 0 = not painted)")
+    c.add_argument("--mode", choices=("exclusive", "multilabel"), default="exclusive")
+    c.add_argument("--classes", nargs="+", metavar="NAME", help="class names (default: background, foreground)")
+    c.add_argument("--instances", choices=tuple(_INSTANCE_SCHEMES), help=instances_help)
+    c.add_argument("--channel-axis", type=int, help="axis of the images' channels (if not in their metadata)")
+    _add_common(c)
+    c.set_defaults(func=cmd_project_create)
+    a = psub.add_parser("add", help="add an image (and its labels) to a project")
+    a.add_argument("project")
+    a.add_argument("image")
+    a.add_argument("--labels", help="a label file for the image (value k = class k, 0 = not painted)")
+    a.add_argument("--instances", choices=tuple(_INSTANCE_SCHEMES), help=instances_help)
+    a.add_argument("--channel-axis", type=int)
+    _add_common(a)
+    a.set_defaults(func=cmd_project_add)
+    i = psub.add_parser("info", help="the images (state, painted pixels per class) and the runs")
+    i.add_argument("project")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_common(i)
+    i.set_defaults(func=cmd_project_info)
+
+
 # --------------------------------------------------------------------------- parsers
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -745,9 +965,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="segment images with a trained run")
-    pr.add_argument("--model", required=True, help="run directory, or an exported .pt/.pt2/.onnx/.zip")
-    pr.add_argument("--image", nargs="+", required=True)
-    pr.add_argument("--out", required=True, help="output file, or folder for several images")
+    pr.add_argument("--model", help="run directory, or an exported .pt/.pt2/.onnx/.zip "
+                    "(with --project: default the project's last run)")
+    pr.add_argument("--image", nargs="+")
+    pr.add_argument("--out", help="output file, or folder for several images (with --project: default "
+                    "PROJECT/predictions)")
+    pr.add_argument("--project", help="predict every image of a project (NAME_labels.EXT in each image's format)")
     pr.add_argument("--probabilities", action="store_true", help="also write class probabilities (TIFF)")
     pr.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
     pr.add_argument("--device", default="auto")
@@ -781,6 +1004,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_open)
 
     _add_objects_commands(sub)
+    _add_project_commands(sub)
 
     d = sub.add_parser("demo", help="open the app on the 2D sample with example strokes and start training")
     _add_common(d)

@@ -6,6 +6,7 @@ parts, connects them, and passes plain data between them; no part imports anothe
 ==========  ===================================================================================
 settings    what the user chose: mode, classes, weight method, training settings
 image       the image being segmented: layer, channel axis, pixels, geometry
+images      the session's images (a project of many): the list, switching, Predict all
 layers      paint, prediction and probability layers (the one place that knows the two modes)
 training    the trainer in a worker, and the class weights the class table shows
 preview     live previews of the view, one at a time, with the newest weights
@@ -37,6 +38,16 @@ import numpy as np
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 
 from segstudio._qt.image import META_KEY, ChosenImage, Stamp, channel_axis_of, layer_meta
+from segstudio._qt.images import (
+    Images,
+    LabelsToImport,
+    Loaded,
+    imported_paintings,
+    layer_metadata,
+    layer_scale,
+    read_labels_to_import,
+    saved_prediction_reader,
+)
 from segstudio._qt.layers import Layers
 from segstudio._qt.notify import Notifier
 from segstudio._qt.objects import Objects, ObjectsRequest, ObjectsResult, SaveTargets
@@ -51,7 +62,15 @@ from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
 from segstudio.core.predictor import Predictor, PredictResult
-from segstudio.core.project import KeptAutosave, Project, ProjectClass, image_path
+from segstudio.core.project import (
+    PREDICTIONS_DIR,
+    KeptAutosave,
+    Project,
+    ProjectClass,
+    image_path,
+    stored_path,
+    update_images,
+)
 from segstudio.core.run import model_from_config
 from segstudio.core.weights import ClassWeights
 
@@ -63,6 +82,12 @@ VIEW_DEBOUNCE_MS = 200
 STOP_TIMEOUT_S = 120.0
 
 __all__ = ["PAINT_DEBOUNCE_MS", "VIEW_DEBOUNCE_MS", "SegController"]
+#: Names a message lists before "…".
+LISTED_NAMES = 3
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:LISTED_NAMES]) + (", …" if len(names) > LISTED_NAMES else "")
 
 
 class SegController(QObject):
@@ -82,6 +107,9 @@ class SegController(QObject):
     object_scores_ready = Signal(object)  # core.metrics.InstanceScores, or None (a truth of classes)
     project_changed = Signal(str)  # the project folder, after it was opened or saved
     kept_changed = Signal()  # the kept-aside autosaves of the image (Recover…) changed
+    images_changed = Signal()  # the image list or an image's state changed
+    validation = Signal(object)  # core.trainer.Validation (Dice on the validation strokes)
+    labels_ready = Signal(object)  # LabelsToImport: a label image read, its values to map
 
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,6 +119,7 @@ class SegController(QObject):
         self.workers = WorkerSet()
         self.choices = Settings()
         self.image = ChosenImage()
+        self.images = Images(self.workers, self.notify, self)
         self.layers = Layers(viewer, self.image, self.workers, self)
         #: On a CPU, training steps and previews take turns, each with every core.
         self.turns = ComputeTurns()
@@ -103,6 +132,7 @@ class SegController(QObject):
         self.weights: ClassWeights | None = None
         self._offered: tuple[Any, ...] | None = None
         self._closed = False
+        self._saving: Any = None  # the save job running
         self._stopped = threading.Event()
         self._paint_timer = self._timer(PAINT_DEBOUNCE_MS)
         self._view_timer = self._timer(VIEW_DEBOUNCE_MS)
@@ -146,6 +176,12 @@ class SegController(QObject):
         self.classes_changed.connect(self._refresh_objects)
         self.results.other_predicted.connect(self._on_other_prediction)
         self.projects.saved.connect(self._on_saved)
+        self.images.changed.connect(self.images_changed)
+        self.images.loaded.connect(self._on_image_loaded)
+        self.images.predicted.connect(self._on_all_predicted)
+        self.images.predict_progress.connect(self.predict_progress)
+        self.layers.regions_changed.connect(self._on_regions_edited)
+        self.training.validated.connect(self.validation)
         self.projects.kept_changed.connect(self.kept_changed)
         self.projects.timer.timeout.connect(self.autosave)
         self._view_timer.timeout.connect(self._on_view_settled)
@@ -325,11 +361,16 @@ class SegController(QObject):
         if self.is_training:
             self.notify.fail("stop training before changing the image")
             return
+        if len(self.images.entries) > 1 and layer is not None:
+            self.notify.fail("this session has several images: choose one in the image list")
+            return
         self.preview.cancel()
         self.results.cancel()
         self.image.choose(layer)
         self.layers.detach()
         self.weights, self._offered = None, None
+        self.images.reset(layer, self.image.channel_axis)
+        self._anchor()
         if layer is not None:
             self._attach()
             self.projects.keep_aside()
@@ -342,11 +383,16 @@ class SegController(QObject):
         """Set the image's channel axis (``None``: single channel)."""
         if axis == self.image.channel_axis:
             return
+        if len(self.images.entries) > 1:
+            self.notify.fail("the images of a project keep their channel axis: make a project of images that "
+                             "have the same channels")
+            return
         try:
             self.image.set_channel_axis(axis)
         except UserInputError as e:
             self.notify.fail(str(e))
             return
+        self.images.set_channel_axis(axis)
         self.preview.cancel()
         self.layers.detach()
         if self.image.layer is not None:
@@ -366,6 +412,7 @@ class SegController(QObject):
         self.results.cancel()
         self.image.choose(None)
         self.layers.detach()
+        self.images.reset(None, None)
         self.image_changed.emit()
 
     def _on_layer_removed(self, event: Any) -> None:
@@ -381,6 +428,222 @@ class SegController(QObject):
             self.notify.fail(f"the paint layer '{layer.name}' was removed: training goes on with the strokes "
                              "it already has; stop and press Train to recreate it")
 
+    # ------------------------------------------------------------------ the image list
+    def add_images(self, paths: list[str | Path]) -> None:
+        """Add image files to the session (checked in a worker; ones that do not fit the
+        session's dimensions and channels are refused, one line each)."""
+        if not self._closed and self._has_image():
+            self.images.add_files(paths)
+
+    def add_folder(self, folder: str | Path) -> None:
+        """Add every image file of ``folder``."""
+        if not self._closed and self._has_image():
+            self.images.add_folder(folder)
+
+    def add_layers(self, layers: list[Any]) -> None:
+        """Add open napari Image layers to the session; they leave the viewer (the image list
+        shows them, the image layer shows the one chosen)."""
+        if self._closed or not self._has_image():
+            return
+        layers = [lyr for lyr in layers if lyr is not self.image.layer and lyr not in self.layers.paint_layers]
+        for layer in self.images.add_layers(layers, [channel_axis_of(lyr) for lyr in layers]):
+            self.viewer.layers.remove(layer)
+
+    def _has_image(self) -> bool:
+        if self.image.layer is None:
+            self.notify.fail("choose an image first")
+            return False
+        return True
+
+    def remove_image(self, name: str) -> None:
+        """Remove an image from the session (its file stays where it is); one with strokes
+        only when the user agrees (they go with it at the next save)."""
+        try:
+            painted = sum(self.images.entry(name).painted)
+            if painted and not self.projects.ask(f"'{name}' has {painted} painted pixels; remove it from the "
+                                                 "project (its strokes go with it)?"):
+                return
+            self.images.remove(name)
+        except UserInputError as e:
+            self.notify.fail(str(e))
+            return
+        self._offer_paintings()
+
+    def set_validation(self, name: str, validation: bool) -> None:
+        """Keep image ``name``'s strokes for validation (Dice per class while training)."""
+        try:
+            self.images.set_validation(name, validation)
+        except UserInputError as e:
+            self.notify.fail(str(e))
+            return
+        self._offer_paintings()
+
+    def edit_regions(self) -> None:
+        """Draw validation regions (rectangles) on the image on screen: its strokes there are
+        not trained on, and training reports Dice per class on them."""
+        entry = self.images.current_entry()
+        if not self._closed and entry is not None:
+            self.layers.regions_layer(entry.regions)
+
+    def _on_regions_edited(self) -> None:
+        if self.images.current is not None:
+            self.images.set_regions(self.images.current, self.layers.regions())
+            self._offer_paintings()
+
+    def set_reviewed(self, name: str, reviewed: bool) -> None:
+        try:
+            self.images.set_reviewed(name, reviewed)
+        except UserInputError as e:
+            self.notify.fail(str(e))
+
+    def select_image(self, name: str) -> None:
+        """Show image ``name`` with its paintings and prediction (read in a worker; training
+        goes on, and the live preview follows)."""
+        if self._closed or self.image.layer is None or name == self.images.current:
+            return
+        try:
+            self.images.entry(name)
+        except UserInputError as e:
+            self.notify.fail(str(e))
+            return
+        self.preview.cancel()
+        self.images.load(name, self.mode, len(self.classes),
+                         lambda n: saved_prediction_reader(self.projects.folder, self.projects.project, n))
+
+    def next_unreviewed(self) -> None:
+        """Mark the image on screen reviewed (when predicted) and show the unreviewed
+        prediction the model is least sure about."""
+        current = self.images.current_entry()
+        if current is not None and current.predicted_by:
+            self.images.set_reviewed(current.name, True)
+        name = self.images.next_unreviewed()
+        if name is None:
+            self.notify.info("every predicted image is reviewed")
+            return
+        self.select_image(name)
+
+    def read_labels_to_import(self, source: Any) -> None:
+        """Read a label file (a path) or a napari Labels layer to import as the paintings of
+        the image on screen (in a worker); ``labels_ready`` follows with its values to map."""
+        if self._closed or not self._has_image():
+            return
+        if isinstance(source, (str, Path)):
+            data, what = source, str(source)
+        else:
+            data, what = np.asarray(source.data), source.name
+        self.workers.start("read labels", read_labels_to_import, data, what, self.image.spatial_shape,
+                           len(self.classes), returned=self.labels_ready.emit, errored=self.notify.worker_failed)
+
+    def import_labels(self, ready: LabelsToImport, mapping: dict[int, int | None] | None = None,
+                      scheme: str | None = None) -> None:
+        """Put imported labels into the paintings of the image on screen: each value mapped
+        to a class or ignored (``mapping``), or an instance mask as classes (``scheme``). The
+        strokes already painted are kept."""
+        if self._closed or not self._has_image():
+            return
+        try:
+            snapshot = self.layers.snapshot()
+        except UserInputError as e:
+            self.notify.fail(str(e))
+            return
+        stamp, mode, k = self.layers.stamp, self.mode, len(self.classes)
+
+        def done(paint: np.ndarray) -> None:
+            if stamp != self.layers.stamp:
+                self.notify.fail("the image changed before the labels were imported: import them again")
+                return
+            try:
+                self.layers.set_paintings(paint)
+            except UserInputError as e:
+                self.notify.fail(str(e))
+                return
+            self.notify.info(f"labels of '{ready.what}' imported into the paintings of {self.image.name}")
+
+        self.workers.start("import labels", lambda: imported_paintings(ready, mapping, scheme, mode, k,
+                                                                       snapshot.paintings()),
+                           returned=done, errored=self.notify.worker_failed)
+
+    def _on_image_loaded(self, loaded: Loaded) -> None:
+        """Put an image read for switching on screen (the layers keep their place)."""
+        if self._closed or self.image.layer is None or self.images.superseded:
+            return
+        try:
+            entry = self.images.entry(loaded.name)
+        except UserInputError:
+            return
+        try:
+            snapshot = self.layers.snapshot()
+        except UserInputError:
+            snapshot = None
+        self.images.leave(snapshot, self.layers.prediction() if self.layers.complete else None)
+        if snapshot is not None:
+            self.images.count(snapshot, self.mode, len(self.classes))
+        layer = self.image.layer
+        old_shape = self.image.spatial_shape
+        layer.metadata = {**(layer.metadata or {}), **layer_metadata(entry, loaded.meta)}
+        layer.data = loaded.pixels
+        layer.scale = layer_scale(entry, loaded.meta, layer.ndim)
+        layer.name = entry.name
+        layer.reset_contrast_limits()
+        self.image.choose(layer)
+        self.layers.show_image(loaded.paintings, loaded.taken, loaded.prediction)
+        self.layers.show_regions(entry.regions)
+        self.images.shown(entry.name, self._paint_key()[0])
+        self.image_changed.emit()
+        if self.image.spatial_shape != old_shape:
+            self.viewer.reset_view()
+        self._offer_paintings()
+        if self.settings.live_preview and self.preview.predictor is not None and not loaded.complete:
+            self.request_preview()
+
+    def predict_all(self, out: str | Path | None = None) -> None:
+        """Predict every image of the session with the newest weights into ``out`` (default:
+        the project's ``predictions/`` folder), with progress and Cancel; each image's state
+        then names the run, and *Next unreviewed* goes to the least certain one."""
+        if self._closed or (model := self._model()) is None:
+            return
+        if out is None:
+            if self.projects.folder is None:
+                self.notify.fail("save the project first, or choose a folder for the predictions")
+                return
+            out = self.projects.folder / PREDICTIONS_DIR
+        run, folder = self.run_dir, self.projects.folder
+        by = "" if run is None else stored_path(folder, run) if folder is not None else run.name
+        self.images.predict_all(model, Path(out), by or "this session",
+                                record=self._record_predictions if folder is not None else None)
+
+    def _record_predictions(self, written: dict[str, Path]) -> None:
+        """*Predict all* ended in an open project: ``project.json`` says what was predicted
+        (labels file, run, uncertainty), without waiting for the next save."""
+        folder, project = self.projects.folder, self.projects.project
+        if folder is None or project is None:
+            return
+        listed = {im.name for im in project.images}
+        changes = {}
+        for name in written:
+            if name in listed:
+                e = self.images.entry(name)
+                changes[name] = {"labels": stored_path(folder, written[name]), "predicted_by": e.predicted_by,
+                                 "uncertainty": e.uncertainty, "reviewed": e.reviewed}
+        if changes:
+            lock = self.projects.lock
+
+            def write() -> Project:
+                with lock:
+                    return update_images(folder, changes)
+
+            self.workers.start("record", write, returned=self._on_recorded, errored=self.notify.worker_failed)
+
+    def _on_recorded(self, project: Project) -> None:
+        if self.projects.folder is not None:
+            self.projects.project = replace(self.projects.project or project, images=project.images)
+
+    def _on_all_predicted(self, ev: Any) -> None:
+        result = ev.done.result
+        if ev.name == self.images.current and result is not None and not self._closed:
+            self.layers.write_prediction(result)
+            self.prediction_updated.emit()
+
     # ------------------------------------------------------------------ classes and mode
     def add_class(self, name: str | None = None, color: str | None = None) -> None:
         if self._classes_editable():
@@ -390,6 +653,10 @@ class SegController(QObject):
     def remove_class(self, index: int) -> None:
         """Remove a class; its strokes are erased and later classes move down by one."""
         if not self._classes_editable():
+            return
+        if (others := self.images.painted_elsewhere()):
+            self.notify.fail(f"other images have strokes ({_listed(others)}): a class of a project with several "
+                             "painted images cannot be removed")
             return
         try:
             self.choices.remove_class(index)
@@ -437,6 +704,11 @@ class SegController(QObject):
             self.notify.fail("stop training before changing the mode")
             self.mode_changed.emit(self.mode)
             return
+        if (others := self.images.painted_elsewhere()):
+            self.notify.fail(f"other images have strokes ({_listed(others)}): the mode of a project with several "
+                             "painted images stays as it is")
+            self.mode_changed.emit(self.mode)
+            return
         self.choices.set_mode(mode)
         self.layers.switch_mode(mode)
         self.mode_changed.emit(mode)
@@ -464,14 +736,23 @@ class SegController(QObject):
             snapshot = self.layers.snapshot()
         except UserInputError:
             return  # no complete set of paint layers right now
+        self.images.edited(snapshot.version)  # painted on a predicted image: reviewed
         c = self.choices
         key = (snapshot.image, snapshot.version, tuple(sorted(c.pins().items())), c.weight_method,
-               len(c.classes), self.is_training)
+               len(c.classes), self.is_training, self.images.training_key())
         if key == self._offered:
             return
         self._offered = key
-        self.training.offer(Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(),
-                                      c.weight_method, len(c.classes), c.weight_clamp))
+        self.training.offer(self._paintings(snapshot))
+        self.images.count(snapshot, self.mode, len(c.classes))
+
+    def _paintings(self, snapshot: Any) -> Paintings:
+        """The paintings of every image (the one on screen as ``snapshot``) for training."""
+        c = self.choices
+        entry = self.images.current_entry()
+        return Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(), c.weight_method,
+                         len(c.classes), c.weight_clamp, self.images.others(),
+                         None if entry is None else entry.holdout())
 
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
@@ -554,9 +835,7 @@ class SegController(QObject):
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the session goes on
             self.notify.fail(f"{type(e).__name__}: {e}")
             return
-        c = self.choices
-        paintings = Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(), c.weight_method,
-                              len(c.classes), c.weight_clamp)
+        paintings = self._paintings(snapshot)
         self.preview.set_model(predictor)
         self.layers.ensure_predictions()  # before training: adding a layer stalls the GUI
         self.objects.prepare()
@@ -614,6 +893,7 @@ class SegController(QObject):
 
     def cancel_predict(self) -> None:
         self.results.cancel()
+        self.images.cancel()
 
     def predict_folder(self, in_dir: str | Path, out_dir: str | Path) -> None:
         """Predict every image in ``in_dir`` and write ``NAME_labels.EXT`` files to ``out_dir``."""
@@ -756,16 +1036,53 @@ class SegController(QObject):
             return
         target = Path(folder) if folder is not None else self.projects.folder
         try:
-            job = self.projects.job(target, self.choices.project_fields(), self.layers.snapshot(),
-                                    self.layers.prediction() if self.layers.complete else None,
-                                    None if self.is_training else self.run_dir)
+            job = self._save_job(target, None if self.is_training else self.run_dir)
         except UserInputError as e:
             self.notify.fail(str(e))
             return
-        self.projects.save(job)
+        self._saving = job
+        self.projects.save(job, self._paint_key())
+
+    def _save_job(self, folder: Path, run_dir: Path | None, *, changed_only: bool = False) -> Any:
+        """What saving every image into ``folder`` writes (GUI thread; no pixels copied).
+
+        Raises
+        ------
+        UserInputError
+            No complete set of paint layers.
+        """
+        snapshot = self.layers.snapshot()
+        same = folder == self.projects.folder
+        images, copies = self.images.project_images(folder, same)
+        stored = self.images.stored_paintings(changed_only=same or changed_only)
+        paintings = {snapshot.image: snapshot, **stored}
+        predictions = self.images.predictions() if same else {}
+        if self.layers.complete and (prediction := self.layers.prediction()) is not None:
+            predictions[snapshot.image] = prediction
+        versions = {snapshot.image: snapshot.version, **{n: p.version for n, p in stored.items()}}
+        return self.projects.job(folder, self.choices.project_fields(), images, paintings, predictions, run_dir,
+                                 copies, versions)
+
+    def _paint_key(self) -> Any:
+        """What the paintings of every image are now (compared with the last save)."""
+        try:
+            version = self.layers.snapshot().version
+        except UserInputError:
+            version = -1
+        return (version, self.images.paint_key())
+
+    def _anchor(self) -> None:
+        """The session's untitled autosave folder is its first image's."""
+        entries = self.images.entries
+        src = entries[0].source.path if entries else None
+        self.projects.anchor = (entries[0].name, None if src is None else str(src)) if entries else None
 
     def _on_saved(self, folder: str) -> None:
         project = self.projects.project
+        job = self._saving
+        if project is not None and job is not None and str(job.folder) == folder:
+            self.images.saved(Path(folder), project, job.versions, self.projects.lock)
+        self._saving = None
         if not self.is_training and project is not None and project.last_run and self.projects.outside(self.run_dir):
             self.training.run_dir = Path(folder) / project.last_run  # the save copied the run in
         self.projects.retire_untitled(self.run_dir)
@@ -787,11 +1104,15 @@ class SegController(QObject):
         if self._closed or self.image.layer is None:
             return
         try:
-            snapshot = self.layers.snapshot()
+            job = self._autosave_job()
         except UserInputError:
             return
-        job = self.projects.autosave_job(snapshot, self.choices.project_fields(), self.run_dir)
-        self.projects.autosave(job, snapshot.version, force=force)
+        self.projects.autosave(job, self._paint_key(), force=force)
+
+    def _autosave_job(self) -> Callable[[], Any]:
+        """The autosave of every image's paintings (see ``Projects.autosave_job``)."""
+        folder = self.projects.folder if self.projects.folder is not None else self.projects.untitled()
+        return self.projects.autosave_job(self._save_job(folder, self.run_dir, changed_only=True))
 
     def open_project(self, folder: str | Path) -> bool:
         """Open a project: image, classes, mode, settings, paintings (recovered from the
@@ -826,13 +1147,17 @@ class SegController(QObject):
             if im.channel_axis is not None:
                 scale.insert(im.channel_axis, 1.0)
             kwargs["scale"] = tuple(scale)
-        self.set_image_layer(self.viewer.add_image(opened.image, **kwargs))
+        self.images.reset(None, None)  # the image list of the project follows
+        self.set_image_layer(layer := self.viewer.add_image(opened.image, **kwargs))
+        self.images.from_project(opened.folder, project, layer, opened.recovered_images, self.projects.lock)
+        self._anchor()
         if opened.paintings is not None:
             try:
                 self.layers.set_paintings(opened.paintings)
             except UserInputError as e:
                 self.notify.fail(f"paintings of '{im.name}': {e}")
-        self.projects.opened(opened.folder, project, self.layers.snapshot().version, opened.recovered)
+        self.images.shown(im.name, self._paint_key()[0])
+        self.projects.opened(opened.folder, project, self._paint_key(), opened.recovered)
         self.classes_changed.emit()
         self.notify.info(f"opened project {opened.folder}"
                          + (" (autosaved paintings recovered)" if opened.recovered else ""))
@@ -865,9 +1190,8 @@ class SegController(QObject):
             return
         final = None
         try:
-            snapshot = self.layers.snapshot()
-            if snapshot.version != self.projects.saved_version:
-                final = self.projects.autosave_job(snapshot, self.choices.project_fields(), self.run_dir)
+            if self._paint_key() != self.projects.saved_version:
+                final = self._autosave_job()
         except UserInputError:
             pass  # no complete set of paint layers: nothing to autosave
         self._closed = True

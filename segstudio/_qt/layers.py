@@ -30,6 +30,7 @@ from segstudio._qt.image import META_KEY, ChosenImage, Stamp, layer_meta
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.errors import UserInputError
+from segstudio.core.label_import import exclusive_to_multilabel
 from segstudio.core.predictor import PredictResult
 from segstudio.core.project import ProjectClass
 
@@ -41,6 +42,9 @@ ABSENT_COLOR = "#8c8c8c"
 PREDICTION_OPACITY = 0.4
 #: Layer events that say a paint layer changed.
 PAINT_EVENTS = ("paint", "data", "set_data")
+#: The Shapes layer validation regions are drawn in, and their colour.
+REGIONS_NAME = "validation regions"
+REGIONS_COLOR = "#ff4fd8"
 
 
 # --------------------------------------------------------------------------- copies of paintings
@@ -103,6 +107,14 @@ class PaintCopy:
             self._dirty = set(keys)
         self._taken: Blocks | None = None
         self.unverified = False
+
+    @classmethod
+    def of(cls, taken: Blocks) -> PaintCopy:
+        """The copy of an array that was just made from the snapshot ``taken`` (nothing to copy)."""
+        copy = cls.__new__(cls)
+        copy.shape, copy.dtype, copy.block, copy.grid = taken.shape, taken.dtype, taken.block, taken.grid
+        copy._parts, copy._dirty, copy._taken, copy.unverified = list(taken.parts), set(), taken, False
+        return copy
 
     def _view(self, live: Any, key: Block) -> Any:
         return live[_block_slices(key, self.block)]
@@ -233,6 +245,7 @@ class Layers(QObject):
     """
 
     painted = Signal()
+    regions_changed = Signal()
 
     def __init__(self, viewer: Any, image: ChosenImage, workers: WorkerSet, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -252,6 +265,8 @@ class Layers(QObject):
         self._snapshot: PaintSnapshot | None = None
         self._version = 0
         self._prediction_lent = False
+        self._swapping = False
+        self._regions: Any = None  # the Shapes layer of the validation regions, once made
 
     @property
     def stamp(self) -> Stamp:
@@ -341,11 +356,7 @@ class Layers(QObject):
             return
         self._create_paint_layers()
         if old and old_mode == EXCLUSIVE:
-            painted = old[0] > 0
-            for k, layer in enumerate(self.paint_layers):
-                data = np.zeros_like(layer.data)
-                data[painted] = ABSENT
-                data[old[0] == k + 1] = PRESENT
+            for layer, data in zip(self.paint_layers, exclusive_to_multilabel(old[0], len(self.paint_layers))):
                 layer.data = data
         elif old and self.paint_layers:
             out = np.zeros_like(self.paint_layers[0].data)
@@ -353,6 +364,96 @@ class Layers(QObject):
                 out[src == PRESENT] = k + 1
             self.paint_layers[0].data = out
         self.ensure_predictions()
+
+    def show_image(self, paintings: Sequence[np.ndarray], taken: PaintSnapshot | None,
+                   prediction: np.ndarray | None) -> None:
+        """Another image is on screen (the image layer shows its pixels now): its paintings go
+        into the paint layers and its prediction (or nothing) into the prediction layers, in
+        place. ``taken``: the snapshot the paintings were taken as, kept as the current one so
+        an unchanged image is not copied or offered again. Results on the way for the image
+        before are dropped (the stamp changes)."""
+        self.generation += 1
+        name = self.image.name
+        self._swapping = True
+        try:
+            for k, (layer, data) in enumerate(zip(self.paint_layers, paintings)):
+                layer.data = data
+                layer.metadata = {**layer.metadata, META_KEY: {**layer_meta(layer), "image": name}}
+                self._copies[id(layer)] = (PaintCopy.of(taken.layers[k]) if taken is not None and k < len(taken.layers)
+                                           else PaintCopy(layer.data, blank=False))
+        finally:
+            self._swapping = False
+        self._snapshot = taken
+        layers = self.ensure_predictions()
+        arrays = [] if prediction is None else ([prediction] if self.mode == EXCLUSIVE else list(prediction))
+        for k, layer in enumerate(layers):
+            if self._prediction_lent:
+                layer.data = np.zeros_like(layer.data)
+            if k < len(arrays):
+                layer.data[...] = arrays[k]
+            else:
+                layer.data[...] = 0
+            layer.metadata = {**layer.metadata, META_KEY: {**layer_meta(layer), "image": name}}
+            layer.refresh()
+        self._prediction_lent = False
+        self.complete = prediction is not None
+
+    def regions_layer(self, regions: Sequence[Sequence[int]]) -> Any:
+        """The Shapes layer in which the validation regions of the image on screen are drawn
+        (made when missing), showing ``regions``, selected in rectangle mode."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_shapes(
+                ndim=len(self.image.spatial_shape), name=REGIONS_NAME, face_color="transparent",
+                edge_color=REGIONS_COLOR, edge_width=2, metadata=self.image.metadata("validation"),
+                **self.image.geometry())
+            layer.events.data.connect(self._on_regions_event)
+            self._regions = layer
+        self.show_regions(regions)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        return layer
+
+    def show_regions(self, regions: Sequence[Sequence[int]]) -> None:
+        """Show the validation regions (boxes ``(start..., stop...)``) of the image on screen."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            return
+        n = len(self.image.spatial_shape)
+        rects = []
+        for box in regions:
+            lo, hi = np.asarray(box[:n], float), np.asarray(box[n:], float) - 1
+            if n == 3:
+                lo[0] = hi[0] = lo[0]  # a rectangle in its first slice
+            corners = [(lo[-2], lo[-1]), (hi[-2], lo[-1]), (hi[-2], hi[-1]), (lo[-2], hi[-1])]
+            rects.append(np.array([[*lo[:-2], a, b] for a, b in corners]))
+        self._swapping = True
+        try:
+            layer.data = []
+            if rects:
+                layer.add(rects, shape_type="rectangle")
+        finally:
+            self._swapping = False
+
+    def regions(self) -> tuple[tuple[int, ...], ...]:
+        """The validation regions drawn now: boxes ``(start..., stop...)`` in pixels (a
+        rectangle drawn in a slice of a volume covers that slice)."""
+        layer = self._regions
+        if layer is None or layer not in self.viewer.layers:
+            return ()
+        shape = self.image.spatial_shape
+        boxes = []
+        for vertices in layer.data:
+            v = np.asarray(vertices, float)[:, -len(shape):]
+            lo = np.clip(np.floor(v.min(axis=0)), 0, shape).astype(int)
+            hi = np.clip(np.ceil(v.max(axis=0)) + 1, 0, shape).astype(int)
+            if (hi > lo).all():
+                boxes.append((*map(int, lo), *map(int, hi)))
+        return tuple(boxes)
+
+    def _on_regions_event(self, event: Any = None) -> None:
+        if not self._swapping:
+            self.regions_changed.emit()
 
     def select_class(self, index: int) -> None:
         """Make the class's paint layer active, in paint mode, with the class's label."""
@@ -640,7 +741,7 @@ class Layers(QObject):
 
     def _on_paint_event(self, layer: Any, kind: str, event: Any = None) -> None:
         copy = self._copies.get(id(layer))
-        if copy is None:
+        if copy is None or self._swapping:
             return
         if kind == "paint":
             copy.mark(getattr(event, "value", None))

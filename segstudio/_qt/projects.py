@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from segstudio._qt.image import ChosenImage
-from segstudio._qt.layers import PaintSnapshot, Prediction
+from segstudio._qt.layers import Prediction
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.atomic import atomic_write_with
@@ -38,7 +38,6 @@ from segstudio.core.project import (
     KeptAutosave,
     Project,
     ProjectImage,
-    add_image,
     autosave,
     check_run_fits,
     discard_autosave,
@@ -69,31 +68,37 @@ DEFAULT_AUTOSAVE_S = DEFAULT_AUTOSAVE_EVERY_S
 class SaveJob:
     """Everything a save writes, gathered on the GUI thread without copying pixels.
 
-    ``image``: ``(name, pixels)`` of an image with no file (a sample, a layer made in napari),
-    copied into the project's ``images/`` once. ``run_dir``: a run to keep with the project
-    (copied in when it lives elsewhere).
+    ``paintings``: by image name, anything with a ``paintings()`` method (a paint snapshot, the
+    stored paintings of an image not on screen), joined in the worker. ``copies``: the pixels
+    of images with no file (a sample, a layer made in napari), copied into the project's
+    ``images/`` once. ``run_dir``: a run to keep with the project (copied in when it lives
+    elsewhere). ``versions``: the paintings versions written, by image.
     """
 
     folder: Path
     project: Project
-    paintings: Mapping[str, PaintSnapshot]
+    paintings: Mapping[str, Any]
     predictions: Mapping[str, Prediction]
-    image: tuple[str, np.ndarray] | None = None
+    copies: Mapping[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    versions: Mapping[str, int] = field(default_factory=dict)
 
 
-def write_project(job: SaveJob, lock: threading.Lock) -> Project:
+def write_project(job: SaveJob, lock: Any) -> Project:
     """Worker body: write a project folder (see :func:`segstudio.core.project.save_project`)."""
     with lock:
         folder, project = job.folder, job.project
         folder.mkdir(parents=True, exist_ok=True)
-        if job.image is not None:
-            name, data = job.image
-            dest = folder / IMAGES_DIR / f"{name}.npy"
-            if not dest.exists():  # pixels do not change: written once
-                atomic_write_with(dest, lambda fh: np.save(fh, np.asarray(data)))
-            axis = project.images[0].channel_axis if project.images else None
-            project = add_image(folder, replace(project, images=()), dest, name=name, channel_axis=axis, copy=True)
+        images = []
+        for im in project.images:
+            if im.name in job.copies:
+                dest = folder / IMAGES_DIR / f"{im.name}.npy"
+                if not dest.exists():  # pixels do not change: written once
+                    data = job.copies[im.name]
+                    atomic_write_with(dest, lambda fh, data=data: np.save(fh, np.asarray(data)))
+                im = replace(im, path=stored_path(folder, dest), absolute=str(dest.resolve()), copied=True)
+            images.append(im)
+        project = replace(project, images=tuple(images))
         run = job.run_dir
         if run is not None and (run / MODEL_FILE).exists():
             if folder.resolve() not in run.resolve().parents:
@@ -103,7 +108,7 @@ def write_project(job: SaveJob, lock: threading.Lock) -> Project:
                             {n: p.labels() for n, p in job.predictions.items()})
 
 
-def write_autosave(folder: Path, paintings: Mapping[str, PaintSnapshot], lock: threading.Lock) -> Path:
+def write_autosave(folder: Path, paintings: Mapping[str, Any], lock: Any) -> Path:
     """Worker body: write the paintings to an open project's ``autosave/`` folder."""
     with lock:
         return autosave(folder, {n: s.paintings() for n, s in paintings.items()})
@@ -129,6 +134,7 @@ class Opened:
     prediction: np.ndarray | None
     run: LoadedRun | None
     notes: tuple[str, ...]
+    recovered_images: tuple[str, ...] = ()
 
 
 class Projects(QObject):
@@ -158,19 +164,26 @@ class Projects(QObject):
         #: Asked yes/no questions (recover autosaved paintings? add missing classes?); the
         #: widget shows a dialog, tests answer directly.
         self.ask: Callable[[str], bool] = lambda message: True
-        self.lock = threading.Lock()
+        #: Held by every write of the session; re-entrant, so a save can read the paintings of
+        #: images not on screen (which take it too) while it writes.
+        self.lock = threading.RLock()
         self._writes = 0  # save and autosave jobs started and not finished
         self._writes_done = threading.Condition()
-        self.saved_version = 0
+        #: What the paintings were at the last save or autosave (the controller's key).
+        self.saved_version: Any = 0
         self._own: set[Path] = set()  # untitled folders this session wrote
+        #: ``(name, file)`` of the session's first image: its untitled folder is the session's.
+        self.anchor: tuple[str, str | None] | None = None
         self.timer = QTimer(self)
         self.enabled = True
         self.set_interval(DEFAULT_AUTOSAVE_S)
 
     # ------------------------------------------------------------------ where things go
     def untitled(self) -> Path:
-        """The untitled project folder of the chosen image."""
-        return untitled_folder(self.image.key, self.image.source)
+        """The untitled project folder of the session: of its first image (:attr:`anchor`),
+        else of the chosen image."""
+        name, source = self.anchor if self.anchor is not None else (self.image.key, self.image.source)
+        return untitled_folder(name, source)
 
     def autosave_folder(self) -> Path:
         """Where autosaves go now: the project's folder, else the untitled one."""
@@ -199,31 +212,22 @@ class Projects(QObject):
         return kept_autosaves(self.untitled())
 
     # ------------------------------------------------------------------ saves
-    def job(self, folder: Path, fields: Mapping[str, Any], paintings: PaintSnapshot,
-            prediction: Prediction | None, run_dir: Path | None) -> SaveJob:
-        """What saving the session into ``folder`` writes (GUI thread; no pixels copied)."""
+    def job(self, folder: Path, fields: Mapping[str, Any], images: tuple[ProjectImage, ...],
+            paintings: Mapping[str, Any], predictions: Mapping[str, Prediction], run_dir: Path | None,
+            copies: Mapping[str, Any] | None = None, versions: Mapping[str, int] | None = None) -> SaveJob:
+        """What saving the session into ``folder`` writes (GUI thread; no pixels copied):
+        ``images`` as ``project.json`` lists them (see ``Images.project_images``)."""
         same = folder == self.folder
         base = Project(**fields, last_run=self.project.last_run if same and self.project else None)
-        name = self.image.key
-        old = next((im for im in self.project.images if im.name == name), None) if same and self.project else None
-        image = None
-        if old is not None:
-            entry = replace(old, channel_axis=self.image.channel_axis)
-        elif (source := self.image.source_file()) is not None:
-            entry = ProjectImage(name=name, path=stored_path(folder, source), absolute=str(source.resolve()),
-                                 channel_axis=self.image.channel_axis)
-        else:  # no file behind the layer: the pixels are copied in
-            entry = ProjectImage(name=name, path="", channel_axis=self.image.channel_axis)
-            image = (name, self.image.array())
-        predictions = {name: prediction} if prediction is not None else {}
-        return SaveJob(folder, replace(base, images=(entry,)), {name: paintings}, predictions, image, run_dir)
+        return SaveJob(folder, replace(base, images=images), dict(paintings), dict(predictions), dict(copies or {}),
+                       run_dir, dict(versions or {}))
 
-    def save(self, job: SaveJob) -> None:
-        """Save in a worker; ``saved`` follows, or the failure is reported."""
+    def save(self, job: SaveJob, version: Any) -> None:
+        """Save in a worker; ``saved`` follows, or the failure is reported. ``version``: what
+        the paintings were at (see :meth:`autosave`)."""
         if self.workers.busy("save"):
             self.notify.fail("a save is already running")
             return
-        version = job.paintings[self.image.key].version
         self.notify.info(f"saving project to {job.folder}…")
 
         def done(project: Project) -> None:
@@ -246,18 +250,17 @@ class Projects(QObject):
         self._own.discard(folder)
         shutil.rmtree(folder, ignore_errors=True)
 
-    def autosave_job(self, paintings: PaintSnapshot, fields: Mapping[str, Any],
-                     run_dir: Path | None) -> Callable[[], Any]:
-        """A function that autosaves ``paintings`` (run it in a worker or a background thread)."""
+    def autosave_job(self, job: SaveJob) -> Callable[[], Any]:
+        """A function that autosaves what ``job`` (made for the untitled folder, see
+        :meth:`untitled`) would save (run it in a worker or a background thread): the open
+        project gets its paintings in ``autosave/``, an untitled session the whole project."""
         if self.folder is not None:
-            folder, snapshots = self.folder, {self.image.key: paintings}
+            folder, snapshots = self.folder, dict(job.paintings)
             return lambda: write_autosave(folder, snapshots, self.lock)
-        folder = self.untitled()
-        self._own.add(folder)
-        job = self.job(folder, fields, paintings, None, run_dir)
+        self._own.add(job.folder)
         return lambda: write_project(job, self.lock)
 
-    def autosave(self, job: Callable[[], Any], version: int, *, force: bool = False) -> None:
+    def autosave(self, job: Callable[[], Any], version: Any, *, force: bool = False) -> None:
         """Run an autosave in a worker when the paintings changed since the last (auto)save."""
         if self.workers.busy("autosave") or self.workers.busy("save"):
             return
@@ -368,10 +371,11 @@ class Projects(QObject):
                 run = loaded
             except UserInputError as e:
                 notes.append(f"{e}; the paintings are open, train again to get a model")
-        return Opened(folder, project, data, meta, paint, recovered, prediction, run, tuple(notes))
+        return Opened(folder, project, data, meta, paint, recovered, prediction, run, tuple(notes),
+                      rec.images if recovered and rec is not None else ())
 
-    def opened(self, folder: Path, project: Project, version: int, recovered: bool) -> None:
-        """The session now shows ``project`` (its paintings are at snapshot ``version``)."""
+    def opened(self, folder: Path, project: Project, version: Any, recovered: bool) -> None:
+        """The session now shows ``project`` (its paintings are at ``version``)."""
         self.folder, self.project = folder, project
         self.saved_version = -1 if recovered else version
         self.restart_timer()

@@ -16,14 +16,13 @@ from segstudio.core.annotations import EXCLUSIVE, check_mode
 from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
-from segstudio.core.project import Project, ProjectClass
+from segstudio.core.project import Project, ProjectClass, default_classes
 from segstudio.core.trainer import infer_config
 from segstudio.core.weights import DEFAULT_METHOD
 
 LENGTHS = ("iterations", "minutes", "until stopped")
 DEVICES = ("auto", "cpu", "cuda")
 PREVIEW_REGIONS = ("view", "image")
-DEFAULT_CLASSES = ("background", "foreground")
 #: Key of the settings overrides (expert ``TrainConfig`` fields) in ``project.json``.
 OVERRIDES_KEY = "overrides"
 
@@ -58,8 +57,7 @@ class Settings:
 
     def __init__(self) -> None:
         self.mode: str = EXCLUSIVE
-        self.classes: tuple[ProjectClass, ...] = tuple(
-            ProjectClass(n, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, n in enumerate(DEFAULT_CLASSES))
+        self.classes: tuple[ProjectClass, ...] = default_classes()
         self.weight_method: str = DEFAULT_METHOD
         self.train = TrainSettings()
         #: Extra ``TrainConfig`` fields (tests: tiny models; experts: patch/batch).

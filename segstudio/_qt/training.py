@@ -28,7 +28,7 @@ from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
-from segstudio.core.data import SnapshotSource, TrainingImage
+from segstudio.core.data import SnapshotSource, TrainingImage, split_holdout
 from segstudio.core.device import ComputeTurns, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.run import LoadedRun
@@ -41,9 +41,10 @@ from segstudio.core.trainer import (
     Progress,
     Started,
     Trainer,
+    Validation,
     WeightsUpdated,
 )
-from segstudio.core.weights import ClassWeights, compute_weights
+from segstudio.core.weights import ClassWeights, count_paintings, pos_weights_from_counts, weights_from_counts
 
 #: Iterations/second is measured over this many recent steps.
 RATE_WINDOW = 20
@@ -54,7 +55,12 @@ REASONS = {"iterations": "done", "time": "time is up", "stopped": "stopped"}
 
 @dataclass(frozen=True)
 class Paintings:
-    """Paintings offered to the trainer or the class table, with what to weigh them by."""
+    """Paintings offered to the trainer or the class table, with what to weigh them by.
+
+    ``snapshot``, ``image``, ``channel_axis``, ``holdout``: the image on screen. ``others``:
+    the session's other painted images (:class:`segstudio._qt.images.PaintedImage`, read in
+    the worker), trained on and weighed together with it.
+    """
 
     snapshot: PaintSnapshot
     image: np.ndarray
@@ -63,16 +69,37 @@ class Paintings:
     method: str
     n_classes: int
     clamp: tuple[float, float]
+    others: tuple[Any, ...] = ()
+    holdout: Any = None
 
     def weigh(self) -> ClassWeights:
-        """The class weights (what the trainer computes from the same paintings)."""
-        return compute_weights(self.snapshot.paintings(), self.snapshot.mode, self.method,
-                               n_classes=self.n_classes if self.snapshot.mode == EXCLUSIVE else None,
-                               clamp=self.clamp, pinned=self.pins)
+        """The class weights (what the trainer computes from the same paintings: the painted
+        pixels of every image, without those held out for validation)."""
+        mode = self.snapshot.mode
+        kept = split_holdout(TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout),
+                             mode)[0]
+        present, absent = count_paintings(None if kept is None else np.asarray(kept.paintings), mode, self.n_classes)
+        for other in self.others:
+            p, a = other.counts(mode, self.n_classes)
+            present, absent = present + p, absent + a
+        if mode == EXCLUSIVE:
+            return weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
+        return pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
+
+    def training_images(self) -> list[TrainingImage]:
+        """The image on screen first, then the other painted images (read here: call it in a
+        worker)."""
+        mode = self.snapshot.mode
+        items = [TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout)]
+        for other in self.others:
+            item = other.training_image(mode, self.n_classes)
+            if item is not None:
+                items.append(item)
+        return items
 
     def put(self, source: SnapshotSource) -> None:
         """Hand the paintings (and pins) to a running trainer."""
-        source.put([TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis)], pins=self.pins)
+        source.put(self.training_images(), pins=self.pins)
 
 
 def training_events(config: TrainConfig, source: SnapshotSource, run_dir: Path, resume: Path | None,
@@ -142,12 +169,15 @@ class Training(QObject):
         The class weights in use (the trainer's while training).
     model_updated(object)
         Newer weights (a state dict) for previews and predictions.
+    validated(Validation)
+        Dice per class on the painted pixels held out for validation.
     """
 
     state_changed = Signal(str)
     progress = Signal(object)
     weights_changed = Signal(object)
     model_updated = Signal(object)
+    validated = Signal(object)
 
     def __init__(self, workers: WorkerSet, notify: Notifier, turns: ComputeTurns | None = None,
                  parent: QObject | None = None) -> None:
@@ -162,6 +192,8 @@ class Training(QObject):
         self.iteration = 0
         self.loss_iterations: list[int] = []
         self.loss_values: list[float] = []
+        #: Dice per class on the validation strokes, as training reported it (this run).
+        self.validations: list[Validation] = []
         #: The newest weights (a CPU state dict), ``None`` before any training.
         self.model_state: Any = None
         self.last_checkpoint: Path | None = None
@@ -216,6 +248,7 @@ class Training(QObject):
         """Train (a new run in ``run_dir``, or ``resume`` it) in a worker."""
         if resume is None:
             self.loss_iterations, self.loss_values, self.iteration = [], [], 0
+            self.validations = []
         self.config, self.run_dir = config, run_dir
         self._pending, self._newest = None, paintings.snapshot  # an older offer must not follow
         self._source = SnapshotSource()
@@ -280,6 +313,7 @@ class Training(QObject):
         """No run any more (another project was opened)."""
         self.config = self.run_dir = self.model_state = None
         self.loss_iterations, self.loss_values, self.iteration = [], [], 0
+        self.validations = []
 
     def require_model(self) -> tuple[TrainConfig, Any]:
         """``(config, weights)`` of the newest model.
@@ -311,6 +345,9 @@ class Training(QObject):
             self.model_updated.emit(event.state_dict)
         elif isinstance(event, WeightsUpdated):
             self.weights_changed.emit(event.weights)
+        elif isinstance(event, Validation):
+            self.validations.append(event)
+            self.validated.emit(event)
         elif isinstance(event, Started):
             self.notify.info(f"training on {event.device} · {event.parameters:,} parameters"
                              + (f" · from iteration {event.start_iteration}" if event.start_iteration else ""))

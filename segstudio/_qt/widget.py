@@ -49,6 +49,7 @@ from segstudio._qt.controller import SegController
 from segstudio._qt.image import layer_meta
 from segstudio._qt.objects import OBJECTS_ROLE
 from segstudio._qt.objects_section import ObjectsSection
+from segstudio._qt.image_list import ImageListSection, ValidationCurves
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS
@@ -169,6 +170,8 @@ class SegStudioWidget(QWidget):
         mode_row.addStretch(1)
         form.addRow("Mode", mode_row)
         col.addWidget(data)
+        self.image_list = ImageListSection(self.controller, self.viewer)
+        col.addWidget(self.image_list)
 
         # -- classes
         classes = QGroupBox("Classes")
@@ -283,6 +286,7 @@ class SegStudioWidget(QWidget):
         self.progress_label.setToolTip("iteration · loss · speed · time left")
         tl.addWidget(self.progress_label)
         self.plot = self._make_plot()
+        self.validation_curves = ValidationCurves(self.plot, self.controller)
         tl.addWidget(self.plot)
         row = QHBoxLayout()
         self.live_check = QCheckBox("Live preview")

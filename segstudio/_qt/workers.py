@@ -203,6 +203,9 @@ class WorkerSet:
             self._running = [(j, w) for j, w in self._running if w is not holder[0]]
             if finished is not None and not self.closed:
                 finished()
+            # The worker's signals hold this function, which held the worker: without this the
+            # worker, its arguments and results (paintings, images) would never be freed.
+            QTimer.singleShot(0, holder.clear)
 
         worker = start_worker(func, *args, yielded=live(yielded), returned=live(returned),
                               errored=live(errored), finished=done, **kwargs)

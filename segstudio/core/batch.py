@@ -20,17 +20,23 @@ import numpy as np
 from segstudio.core.errors import UserInputError
 from segstudio.core.io import SUPPORTED_EXTENSIONS, ImageMeta, format_of, read_image, write_image
 from segstudio.core.lazy import is_in_memory
+from segstudio.core.metrics import mean_entropy
 from segstudio.core.outofcore import OUTPUT_FORMATS, Written, iter_predict_to_file
 from segstudio.core.predictor import PredictProgress, PredictResult
+from segstudio.core.project import PREDICTIONS_DIR, Project, image_path
 
 __all__ = [
     "OUT_OF_CORE_BYTES",
     "BatchNotice",
     "FileDone",
     "FileStarted",
+    "ImagePredicted",
     "channel_axis_for",
     "image_files",
     "iter_predict_files",
+    "iter_predict_images",
+    "iter_predict_project",
+    "project_labels_path",
     "load_image",
     "output_path",
     "split_ext",
@@ -74,6 +80,23 @@ class FileDone:
     channel_axis: int | None = None
     result: PredictResult | None = None
     written: Written | None = None
+
+
+@dataclass(frozen=True)
+class ImagePredicted:
+    """Image ``name`` of a project (``index`` of ``total``) was predicted into ``labels``.
+
+    ``uncertainty``: the prediction's mean entropy (:func:`~segstudio.core.metrics.mean_entropy`;
+    ``None`` for an image predicted band by band, whose probabilities are not kept).
+    ``done``: the :class:`FileDone` event of the file.
+    """
+
+    name: str
+    index: int
+    total: int
+    labels: Path
+    uncertainty: float | None
+    done: FileDone
 
 
 @dataclass(frozen=True)
@@ -262,3 +285,74 @@ def iter_predict_files(
                 write_image(prob_path, result.probabilities, like=None)
         yield FileDone(index, len(paths), name, dest, prob_path, time.perf_counter() - t0, streamed,
                        pixels=image, meta=meta, channel_axis=ch, result=result, written=written)
+
+
+def project_labels_path(out: str | os.PathLike[str], name: str, image_file: str | os.PathLike[str]) -> Path:
+    """Where *Predict all* writes the labels of project image ``name``: ``out/NAME_labels.EXT``
+    in the image's format (PNG for lossy formats); the project's name for the image keeps two
+    files of the same name apart."""
+    return output_path(out, Path(f"{name}{split_ext(image_file)[1]}"), True)
+
+
+def iter_predict_project(
+    predictor: Any,
+    folder: str | os.PathLike[str],
+    project: Project,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    tta: bool = False,
+    out_of_core: str = "auto",
+) -> Iterator[FileStarted | PredictProgress | BatchNotice | FileDone | ImagePredicted]:
+    """Predict the images of a project (all, or ``names``) into ``out`` (default: the
+    project's ``predictions/`` folder) with :func:`iter_predict_images`.
+
+    Raises
+    ------
+    UserInputError
+        An image file that is gone or unreadable (the message names the image and the file).
+    """
+    folder = Path(folder)
+    images = [project.image(n) for n in names] if names is not None else list(project.images)
+    yield from iter_predict_images(predictor, [(im.name, image_path(folder, im), im.channel_axis) for im in images],
+                                   Path(out) if out is not None else folder / PREDICTIONS_DIR, tta=tta,
+                                   out_of_core=out_of_core)
+
+
+def iter_predict_images(
+    predictor: Any,
+    images: Sequence[tuple[str, str | os.PathLike[str], int | None]],
+    out: str | os.PathLike[str],
+    *,
+    tta: bool = False,
+    out_of_core: str = "auto",
+) -> Iterator[FileStarted | PredictProgress | BatchNotice | FileDone | ImagePredicted]:
+    """Predict named image files ``(name, path, channel axis)`` into ``out/NAME_labels.EXT``
+    (:func:`project_labels_path`), each with :func:`iter_predict_files` (in its own format,
+    with its spacing and affine); yields that loop's events and, per image,
+    :class:`ImagePredicted` with the prediction's uncertainty.
+
+    Raises
+    ------
+    UserInputError
+        An image file that is gone or unreadable.
+    """
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mode = predictor.config.mode
+    for index, (name, path, channel_axis) in enumerate(images, start=1):
+        path = Path(path)
+        if not path.exists():
+            raise UserInputError(f"image {name!r} is missing: expected it at '{path}'")
+        dest = project_labels_path(out_dir, name, path)
+        for ev in iter_predict_files(predictor, [path], dest, channel_axis=channel_axis, tta=tta,
+                                     out_of_core=out_of_core, keep_probabilities=True):
+            if isinstance(ev, FileDone):
+                probs = ev.result.probabilities if ev.result is not None else None
+                uncertainty = None if probs is None else mean_entropy(probs, mode)
+                yield ev
+                yield ImagePredicted(name, index, len(images), ev.labels, uncertainty, ev)
+            elif isinstance(ev, FileStarted):
+                yield FileStarted(index, len(images), ev.image, ev.labels, ev.out_of_core)
+            else:
+                yield ev

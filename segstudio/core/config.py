@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
-from segstudio.core.data import DEFAULT_PERCENTILES, AugmentConfig, Normalization
+from segstudio.core.data import DEFAULT_IMAGE_FLOOR, DEFAULT_PERCENTILES, AugmentConfig, Normalization
 from segstudio.core.errors import UserInputError
 from segstudio.core.outlines import DEFAULT_HALO
 from segstudio.core.weights import DEFAULT_CLAMP, DEFAULT_METHOD
@@ -100,6 +100,9 @@ class TrainConfig:
         Seed for numpy and torch (deterministic on CPU).
     random_fraction, augment, percentiles
         Sampler and augmentation settings; normalisation percentiles.
+    image_floor
+        Across several images, patches are drawn from each in proportion to its painted pixels,
+        but at least this fraction of an equal share (:class:`~segstudio.core.data.PatchSampler`).
     infer_outlines, outline_halo, inferred_weight
         Exclusive mode: also learn what closed traced outlines imply (their inside, and a
         background band ``outline_halo`` pixels outside; :mod:`segstudio.core.outlines`), as a
@@ -152,6 +155,7 @@ class TrainConfig:
     grad_accum: int = 1
     seed: int | None = None
     random_fraction: float = 0.1
+    image_floor: float = DEFAULT_IMAGE_FLOOR
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
     inferred_weight: float = 1.0

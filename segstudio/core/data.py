@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from segstudio.core.errors import UserInputError
 
 DEFAULT_PERCENTILES: tuple[float, float] = (1.0, 99.8)
 MAX_STATS_SAMPLES = 2_000_000
+#: Least share of the patches of a class that each image painted with that class gets, as a
+#: fraction of an equal share (see :class:`PatchSampler`).
+DEFAULT_IMAGE_FLOOR = 0.25
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -118,11 +122,43 @@ class TrainingImage:
         Exclusive: integer array with the spatial shape. Multilabel: ``(C, *spatial)``.
     channel_axis
         Channel axis of ``image`` or ``None``.
+    holdout
+        Validation: ``None`` (train on all the paintings), ``True`` (the whole image is for
+        validation) or a boolean mask of the spatial shape (the region for validation). Painted
+        pixels held out are not trained on; the trainer reports Dice on them
+        (:func:`split_holdout`).
     """
 
     image: np.ndarray
     paintings: np.ndarray
     channel_axis: int | None = None
+    holdout: Any = None
+
+
+def split_holdout(item: TrainingImage, mode: str) -> tuple[TrainingImage | None, np.ndarray | None]:
+    """Split an image's paintings into what is trained on and what is held out for validation.
+
+    Returns ``(training item or None, held-out paintings or None)``: the training item has the
+    held-out strokes removed (``None`` when nothing is left to train on); the held-out
+    paintings have the paintings' form with only the strokes in the validation region
+    (``None`` when nothing painted is held out). Without a holdout the item is returned as it
+    is (the same object).
+    """
+    holdout = item.holdout
+    if holdout is None or holdout is False:
+        return item, None
+    paint = np.asarray(item.paintings) if mode == EXCLUSIVE else stack_multilabel(item.paintings)
+    if holdout is True:
+        return None, (paint if paint.any() else None)
+    region = np.asarray(holdout, dtype=bool)
+    spatial = paint.shape if mode == EXCLUSIVE else paint.shape[1:]
+    if region.shape != spatial:
+        raise UserInputError(f"the validation region has shape {region.shape}, the paintings {spatial}")
+    if mode == MULTILABEL:
+        region = np.broadcast_to(region, paint.shape)
+    held = np.where(region, paint, UNPAINTED).astype(paint.dtype, copy=False)
+    kept = np.where(region, UNPAINTED, paint).astype(paint.dtype, copy=False)
+    return (replace(item, paintings=kept, holdout=None) if kept.any() else None), (held if held.any() else None)
 
 
 @dataclass(frozen=True)
@@ -218,8 +254,12 @@ def prepare_image(
     stats: Normalization | None = None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     inferred: Sequence[np.ndarray | None] = (),
+    normalized: np.ndarray | None = None,
 ) -> tuple[_PreparedImage, Normalization]:
     """Normalise one image and convert its paintings to targets plus per-class coordinates.
+
+    ``normalized``: the image already normalised with ``stats`` (kept by a caller that prepares
+    the same image again with new paintings), so it is not normalised again.
 
     ``inferred``: per implied-label rule, labels for unpainted pixels in the paintings' own
     form (exclusive ``0`` = none, ``1..K``; multilabel ``(K, *spatial)`` ``0/1/2``) or ``None``;
@@ -229,7 +269,7 @@ def prepare_image(
     """
     check_mode(mode)
     norm = stats if stats is not None else image_stats(item.image, item.channel_axis, percentiles)
-    img = normalize(item.image, norm, item.channel_axis)
+    img = normalized if normalized is not None and stats is not None else normalize(item.image, norm, item.channel_axis)
     paint = mask_nonfinite(item.paintings, item.image, item.channel_axis, mode)
     extra = [None if e is None else np.where(
         (np.asarray(paint) if mode == EXCLUSIVE else stack_multilabel(paint)) == UNPAINTED,
@@ -247,14 +287,44 @@ def prepare_image(
     return _PreparedImage(img, target, mask, coords, extra), norm
 
 
+def floored_shares(amounts: np.ndarray, floor: float = DEFAULT_IMAGE_FLOOR) -> np.ndarray:
+    """Shares in proportion to ``amounts`` (e.g. painted pixels per image), each at least
+    ``floor`` times an equal share, summing to 1.
+
+    Shares below the floor are raised to it and the others scaled down to make room (in
+    proportion to their amounts), so the order of the amounts is kept.
+    """
+    a = np.asarray(amounts, dtype=np.float64)
+    n = a.size
+    if n == 0:
+        return a
+    least = min(max(float(floor), 0.0), 1.0) / n
+    total = a.sum()
+    shares = a / total if total > 0 else np.full(n, 1.0 / n)
+    low = np.zeros(n, dtype=bool)
+    while True:  # at most n rounds: each raises at least one more share to the floor
+        free = 1.0 - least * low.sum()
+        rest = shares[~low].sum()
+        out = np.where(low, least, shares * (free / rest if rest > 0 else 0.0))
+        new = out < least - 1e-15
+        if not (new & ~low).any():
+            return out
+        low |= new
+
+
 class PatchSampler:
     """Draws training patches centred near painted pixels, balanced across classes.
 
     Each patch picks a class uniformly among the painted classes (so a class painted with 50
-    pixels appears as often as one painted with 50 000), then a random painted pixel of that
-    class, jittered by up to a quarter patch; ``random_fraction`` of the patches are placed
-    uniformly at random. Images smaller than the patch are padded (image with reflection,
-    targets with "unpainted").
+    pixels appears as often as one painted with 50 000), then an image that has paint of that
+    class, then a random painted pixel of that class there, jittered by up to a quarter patch;
+    ``random_fraction`` of the patches are placed uniformly at random in an image. Images smaller
+    than the patch are padded (image with reflection, targets with "unpainted").
+
+    Across several images, an image is picked in proportion to its painted pixels (of the
+    class, or in all for random patches), with a floor: each image gets at least
+    ``image_floor`` times an equal share (``1 / n`` of ``n`` images), so a lightly painted image
+    still contributes (:attr:`image_shares`).
 
     Exclusive targets are ``(*patch)``; with ``R`` implied-label rules (any image has
     ``inferred``), ``(1 + R, *patch)``: row 0 the paint, row ``1 + r`` what rule ``r`` infers, all
@@ -271,6 +341,7 @@ class PatchSampler:
         random_fraction: float = 0.1,
         augment: AugmentConfig | None = None,
         rng: np.random.Generator | None = None,
+        image_floor: float = DEFAULT_IMAGE_FLOOR,
     ) -> None:
         self.images = list(images)
         self.mode = check_mode(mode)
@@ -278,30 +349,46 @@ class PatchSampler:
         self.random_fraction = random_fraction
         self.augment = augment
         self.rng = rng if rng is not None else np.random.default_rng()
-        # (image index, class index) pairs that have paint.
-        self._choices = [
-            (i, k) for i, im in enumerate(self.images) for k, c in enumerate(im.coords) if c.size
-        ]
-        if not self._choices:
+        # Per painted class: the images that have its paint, and how likely each is picked.
+        painted = np.array([[c.size for c in im.coords] for im in self.images], dtype=np.float64)
+        if painted.size == 0 or not painted.any():
             raise UserInputError("nothing is painted yet; paint at least two classes")
+        self._classes: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for k in np.flatnonzero(painted.sum(axis=0)):
+            owners = np.flatnonzero(painted[:, k])
+            self._classes.append((int(k), owners, floored_shares(painted[owners, k], image_floor)))
+        self._random_shares = floored_shares(painted.sum(axis=1), image_floor)
         #: implied-label rules stacked after the paint in the targets
         self.n_rules = max((len(im.inferred) for im in self.images), default=0)
 
+    @property
+    def image_shares(self) -> np.ndarray:
+        """The expected share of the patches each image gets."""
+        shares = self.random_fraction * self._random_shares
+        for _, owners, p in self._classes:
+            shares[owners] += (1.0 - self.random_fraction) * p / len(self._classes)
+        return shares
+
     def _centre(self) -> tuple[int, tuple[int, ...]]:
         if self.rng.random() < self.random_fraction:
-            i = int(self.rng.integers(len(self.images)))
+            i = self._pick(np.arange(len(self.images)), self._random_shares)
             shape = self.images[i].image.shape[1:]
             return i, tuple(int(self.rng.integers(n)) for n in shape)
-        classes = sorted({k for _, k in self._choices})
-        k = classes[int(self.rng.integers(len(classes)))]
-        owners = [i for i, kk in self._choices if kk == k]
-        i = owners[int(self.rng.integers(len(owners)))]
+        k, owners, shares = self._classes[int(self.rng.integers(len(self._classes)))]
+        i = self._pick(owners, shares)
         coords = self.images[i].coords[k]
         flat = int(coords[int(self.rng.integers(coords.size))])
         shape = self.images[i].image.shape[1:]
         centre = np.unravel_index(flat, shape)
         jitter = [int(self.rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
         return i, tuple(int(c) + j for c, j in zip(centre, jitter))
+
+    def _pick(self, indices: np.ndarray, shares: np.ndarray) -> int:
+        """One of ``indices`` with probabilities ``shares`` (no draw for a single one, so that
+        one image samples exactly as it always did)."""
+        if len(indices) == 1:
+            return int(indices[0])
+        return int(indices[int(self.rng.choice(len(indices), p=shares))])
 
     def _crop(
         self,

@@ -73,6 +73,7 @@ __all__ = [
     "hd95",
     "instance_scores",
     "match_objects",
+    "mean_entropy",
     "overlaps",
     "surface",
 ]
@@ -178,6 +179,30 @@ def dice_per_class(pred: ArrayLike, truth: ArrayLike, classes: Sequence[int]) ->
     if p.shape != t.shape:
         raise ValueError(f"shape mismatch: prediction {p.shape} vs truth {t.shape}")
     return {int(c): dice_binary(p == c, t == c) for c in classes}
+
+
+def mean_entropy(probabilities: ArrayLike, mode: str) -> float:
+    """How unsure a prediction is: the mean entropy of its probabilities ``(K, *spatial)``,
+    0 (certain everywhere) .. 1 (undecided everywhere).
+
+    Exclusive: the entropy of the class distribution of each pixel over ``log K``.
+    Multi-label: the binary entropy of each class's probability over ``log 2``, averaged over
+    the classes.
+    """
+    check_mode(mode)
+    p = np.asarray(probabilities, dtype=np.float64)
+    k = p.shape[0]
+    if p.size == 0:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if mode == EXCLUSIVE:
+            if k < 2:
+                return 0.0
+            h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=0) / math.log(k)
+        else:
+            q = 1.0 - p
+            h = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(q > 0, q * np.log(q), 0.0)) / math.log(2)
+    return float(np.clip(np.nanmean(h), 0.0, 1.0))
 
 
 def surface(mask: ArrayLike) -> NDArray[np.bool_]:

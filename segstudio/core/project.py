@@ -56,21 +56,35 @@ from segstudio.core.atomic import atomic_write_text, atomic_write_with, write_fo
 from segstudio.core.config import DEFAULT_COLORS
 from segstudio.core.errors import UserInputError
 from segstudio.core.run import MODEL_FILE
+from segstudio.core.weights import count_paintings
 
 __all__ = [
     "AUTOSAVE_DIR",
     "ClassMismatch",
     "KeptAutosave",
     "DEFAULT_AUTOSAVE_EVERY_S",
+    "DEFAULT_CLASS_NAMES",
     "PROJECT_FILE",
     "PROJECT_VERSION",
     "Project",
     "ProjectClass",
     "ProjectImage",
     "Recovery",
+    "IMAGE_STATES",
     "add_image",
     "autosave",
+    "check_fits",
+    "check_same_dims",
+    "describe_dims",
+    "holdout_of",
+    "image_info",
+    "image_state",
+    "painted_counts",
+    "regions_mask",
+    "remove_image",
+    "update_images",
     "check_run_fits",
+    "default_classes",
     "discard_autosave",
     "find_project",
     "image_path",
@@ -98,6 +112,8 @@ __all__ = [
 ]
 
 PROJECT_FILE = "project.json"
+#: The classes of a new project when none are named.
+DEFAULT_CLASS_NAMES = ("background", "foreground")
 #: Version of the ``project.json`` layout this segstudio writes (and the newest it reads).
 #: 2: each image names its paintings and prediction files (written under new names per save).
 PROJECT_VERSION = 2
@@ -154,6 +170,27 @@ class ProjectImage:
         The image's paintings file, relative to the project folder (``""``: none saved yet).
     prediction
         Its last prediction file, relative to the project folder (``""``: none).
+    shape
+        The spatial shape (``()``: not known, a project written before it was kept), so a
+        project lists its images without opening them.
+    channels
+        The number of channels.
+    painted
+        Painted pixels per class in the saved paintings (multi-label: present or absent).
+    labels
+        The labels file *Predict all* / ``segstudio predict --project`` wrote for the image
+        (relative to the project folder; never removed by a save).
+    predicted_by
+        The run whose model made that prediction (relative to the project folder).
+    uncertainty
+        The mean entropy of that prediction (0 certain .. 1 undecided), or ``None``.
+    reviewed
+        The user looked at (and corrected) the prediction.
+    validation
+        The whole image is for validation: its paintings are not trained on, the trainer
+        reports Dice on them.
+    regions
+        Validation regions of the image: boxes ``(start..., stop...)`` over its spatial axes.
     """
 
     name: str
@@ -163,6 +200,20 @@ class ProjectImage:
     copied: bool = False
     paintings: str = ""
     prediction: str = ""
+    shape: tuple[int, ...] = ()
+    channels: int = 1
+    painted: tuple[int, ...] = ()
+    labels: str = ""
+    predicted_by: str = ""
+    uncertainty: float | None = None
+    reviewed: bool = False
+    validation: bool = False
+    regions: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def state(self) -> str:
+        """``unpainted``, ``painted``, ``predicted`` or ``reviewed`` (:data:`IMAGE_STATES`)."""
+        return image_state(sum(self.painted), bool(self.predicted_by), self.reviewed)
 
 
 @dataclass(frozen=True)
@@ -257,6 +308,20 @@ class KeptAutosave:
     def label(self) -> str:
         """How a menu shows it: when it was saved."""
         return datetime.fromtimestamp(self.saved_at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+#: What the image list says about an image, from nothing done yet to checked.
+IMAGE_STATES = ("unpainted", "painted", "predicted", "reviewed")
+
+
+def image_state(painted: int, predicted: bool, reviewed: bool) -> str:
+    """An image's state: ``reviewed`` once the user checked a prediction, else ``predicted``
+    when a model predicted it, else ``painted`` when it has strokes, else ``unpainted``."""
+    if reviewed and predicted:
+        return "reviewed"
+    if predicted:
+        return "predicted"
+    return "painted" if painted else "unpainted"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -434,6 +499,12 @@ def _from_dict(data: Mapping[str, Any], folder: Path) -> Project:
                 channel_axis=None if im.get("channel_axis") is None else int(im["channel_axis"]),
                 copied=bool(im.get("copied", False)),
                 paintings=str(im.get("paintings") or ""), prediction=str(im.get("prediction") or ""),
+                shape=tuple(int(n) for n in im.get("shape") or ()), channels=int(im.get("channels", 1)),
+                painted=tuple(int(n) for n in im.get("painted") or ()), labels=str(im.get("labels") or ""),
+                predicted_by=str(im.get("predicted_by") or ""),
+                uncertainty=None if im.get("uncertainty") is None else float(im["uncertainty"]),
+                reviewed=bool(im.get("reviewed", False)), validation=bool(im.get("validation", False)),
+                regions=tuple(tuple(int(v) for v in box) for box in im.get("regions") or ()),
             )
             for im in d.get("images", [])
         )
@@ -533,6 +604,8 @@ def save_project(
                     written.append(path)
                     _write_array(path, arrays[im.name])
                     changes[key] = f"{sub}/{path.name}"
+            if paintings.get(im.name) is not None:
+                changes["painted"] = painted_counts(project.mode, paintings[im.name], len(project.classes))
             images.append(replace(im, **changes))
         saved = replace(project, images=tuple(images), saved_at=time.time(), version=PROJECT_VERSION)
         atomic_write_text(folder / PROJECT_FILE, json.dumps(saved.to_dict(), indent=2))
@@ -594,18 +667,24 @@ def add_image(
 ) -> Project:
     """Return ``project`` with one more image (copied into ``images/`` when ``copy``).
 
-    The file is checked to be a readable image first (without loading its pixels).
+    The file is checked to be a readable 2D or 3D image first (without loading its pixels),
+    and to fit the project: all its images have the same number of spatial dimensions and of
+    channels. Its spatial shape and channels are kept (:attr:`ProjectImage.shape`), so the
+    project lists its images without opening them.
 
     Raises
     ------
     UserInputError
-        Unreadable image, or a copy that failed.
+        Unreadable image, one that does not fit the project's images (the message names the
+        file), or a copy that failed.
     """
-    from segstudio.core.io import is_zarr_store, read_image
+    from segstudio.core.io import is_zarr_store
 
     folder = Path(folder)
     src = Path(path).expanduser()
-    read_image(src, lazy=True)  # a clear error for a wrong or broken file, before anything changes
+    # a clear error for a wrong or broken file, before anything changes
+    shape, channels, channel_axis = image_info(src, channel_axis)
+    check_fits(folder, project, src, shape, channels)
     base = safe_name(name or _stem(src))
     taken = {im.name for im in project.images}
     unique, i = base, 2
@@ -628,9 +707,122 @@ def add_image(
         stored = dest
     image = ProjectImage(
         name=unique, path=stored_path(folder, stored), absolute=str(stored.resolve()),
-        channel_axis=channel_axis, copied=copy,
+        channel_axis=channel_axis, copied=copy, shape=shape, channels=channels,
     )
     return replace(project, images=(*project.images, image))
+
+
+def image_info(path: str | os.PathLike[str],
+               channel_axis: int | None = None) -> tuple[tuple[int, ...], int, int | None]:
+    """``(spatial shape, channels, channel axis)`` of an image file, read lazily (the channel
+    axis as given, else the file's; :func:`segstudio.core.batch.channel_axis_for`).
+
+    Raises
+    ------
+    UserInputError
+        Unreadable file, or not a 2D or 3D image once the channel axis is set aside.
+    """
+    from segstudio.core.batch import load_image
+
+    image, _, ch = load_image(path, channel_axis, lazy=True)
+    shape = tuple(int(n) for i, n in enumerate(image.shape) if i != ch)
+    return shape, 1 if ch is None else int(image.shape[ch]), ch
+
+
+def describe_dims(shape: Sequence[int], channels: int) -> str:
+    """``"2D, 1 channel"``: how messages describe an image."""
+    return f"{len(shape)}D, {channels} channel{'s' if channels != 1 else ''}"
+
+
+def check_fits(folder: str | os.PathLike[str], project: Project, path: str | os.PathLike[str],
+               shape: Sequence[int], channels: int) -> None:
+    """Refuse an image that mixes dimensions or channel counts with the project's images.
+
+    Raises
+    ------
+    UserInputError
+        One line naming the file, what it is and what the project's images are.
+    """
+    if not project.images:
+        return
+    first = project.images[0]
+    ref_shape, ref_channels = first.shape, first.channels
+    if not ref_shape:  # a project written before shapes were kept: look at the file
+        p = image_path(folder, first)
+        if not p.exists():
+            return
+        ref_shape, ref_channels, _ = image_info(p, first.channel_axis)
+    check_same_dims(path, shape, channels, ref_shape, ref_channels)
+
+
+def check_same_dims(what: Any, shape: Sequence[int], channels: int, ref_shape: Sequence[int],
+                    ref_channels: int) -> None:
+    """Refuse image ``what`` (a file, a layer) when its dimensions or channels are not those of
+    the project's images (``ref_shape``, ``ref_channels``).
+
+    Raises
+    ------
+    UserInputError
+        One line naming it, what it is and what the project's images are.
+    """
+    if len(shape) != len(ref_shape) or channels != ref_channels:
+        raise UserInputError(
+            f"cannot add '{what}': it is {describe_dims(shape, channels)}; the project's images are "
+            f"{describe_dims(ref_shape, ref_channels)} (all images of a project have the same dimensions "
+            "and channels)")
+
+
+def remove_image(project: Project, name: str) -> Project:
+    """``project`` without image ``name`` (its files go at the next save; the image file stays
+    where it is)."""
+    project.image(name)
+    return replace(project, images=tuple(im for im in project.images if im.name != name))
+
+
+def painted_counts(mode: str, paint: Any, n_classes: int) -> tuple[int, ...]:
+    """Painted pixels per class (exclusive: value k; multi-label: present or absent in channel k)."""
+    present, absent = count_paintings(paint, mode, n_classes)
+    return tuple(int(c) for c in present + absent)
+
+
+def holdout_of(image: ProjectImage) -> Any:
+    """What of an image is held out for validation: ``None`` (nothing), ``True`` (all of it)
+    or a boolean mask of its validation regions (see ``TrainingImage.holdout``)."""
+    if image.validation:
+        return True
+    if not image.regions or not image.shape:
+        return None
+    return regions_mask(image.shape, image.regions)
+
+
+def regions_mask(shape: Sequence[int], regions: Sequence[Sequence[int]]) -> np.ndarray:
+    """A boolean mask of ``shape``, true inside the boxes ``(start..., stop...)``."""
+    mask = np.zeros(tuple(shape), dtype=bool)
+    n = len(shape)
+    for box in regions:
+        if len(box) != 2 * n:
+            raise UserInputError(f"a validation region has {len(box)} numbers; a {n}D image needs {2 * n}")
+        mask[tuple(slice(int(a), int(b)) for a, b in zip(box[:n], box[n:]))] = True
+    return mask
+
+
+def update_images(folder: str | os.PathLike[str], changes: Mapping[str, Mapping[str, Any]]) -> Project:
+    """Change fields of images in ``project.json`` (atomically), e.g. what *Predict all* did
+    (``labels``, ``predicted_by``, ``uncertainty``). Paintings and ``saved_at`` are not touched.
+
+    Raises
+    ------
+    UserInputError
+        An unknown image name or a failed write.
+    """
+    folder = find_project(folder)
+    project = load_project(folder)
+    for name in changes:
+        project.image(name)
+    images = tuple(replace(im, **changes[im.name]) if im.name in changes else im for im in project.images)
+    updated = replace(project, images=images)
+    atomic_write_text(folder / PROJECT_FILE, json.dumps(updated.to_dict(), indent=2))
+    return updated
 
 
 def _stem(path: Path) -> str:
@@ -718,6 +910,11 @@ def _classes_used(mode: str, paint: np.ndarray) -> int:
     if mode == MULTILABEL:
         return int(paint.shape[0]) if paint.ndim >= 3 else 0
     return int(paint.max()) if paint.size and paint.dtype.kind in "biu" else 0
+
+
+def default_classes(names: Sequence[str] = DEFAULT_CLASS_NAMES) -> tuple[ProjectClass, ...]:
+    """Classes called ``names``, with the default colours."""
+    return tuple(ProjectClass(str(n), DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, n in enumerate(names))
 
 
 def with_classes(project: Project, n: int) -> Project:

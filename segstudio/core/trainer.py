@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
+from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import (
@@ -34,13 +34,16 @@ from segstudio.core.data import (
     Snapshot,
     SnapshotSource,
     TrainingImage,
+    image_stats,
+    normalize,
     prepare_image,
+    split_holdout,
 )
 from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import make_loss
 from segstudio.core.implied import implied_labels, rules_on
-from segstudio.core.predictor import predict_normalized
+from segstudio.core.predictor import context_region, predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
@@ -50,6 +53,8 @@ _LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_uni
 
 #: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).
 FIRST_PREVIEW_S = 1.0
+#: ``Validation.kind`` of Dice on the painted pixels held out for validation.
+HELD_OUT = "held out"
 
 StateDict = dict[str, torch.Tensor]
 
@@ -112,11 +117,13 @@ class Notice:
 
 @dataclass(frozen=True)
 class Validation:
-    """Per-class Dice (and HD95 in 3D) against a ground truth."""
+    """Per-class Dice (and HD95 in 3D) against a ground truth, or (``kind`` "held out") Dice on
+    the painted pixels held out for validation (NaN: a class without held-out paint)."""
 
     iteration: int
     dice: tuple[float, ...]
     hd95: tuple[float, ...] = ()
+    kind: str = "truth"
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,51 @@ def lr_at(config: TrainConfig, iteration: int, elapsed_s: float) -> float:
 def cpu_state(model: torch.nn.Module) -> StateDict:
     """A detached CPU copy of the model's weights."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- per-image work
+class _ImageWork:
+    """What the trainer computes from one image object: its normalisation statistics, the
+    normalised copy and the smoothed intensity (each once, when first needed)."""
+
+    def __init__(self, image: np.ndarray, channel_axis: int | None) -> None:
+        self.image = image
+        self.channel_axis = channel_axis
+        self._stats: Normalization | None = None
+        self._normalized: np.ndarray | None = None
+        self._smoothed: np.ndarray | None = None
+
+    def stats(self, percentiles: tuple[float, float]) -> Normalization:
+        if self._stats is None:
+            self._stats = image_stats(self.image, self.channel_axis, percentiles)
+        return self._stats
+
+    def normalized(self, percentiles: tuple[float, float]) -> np.ndarray:
+        """The image as ``(C, *spatial)`` float32, normalised with :meth:`stats`."""
+        if self._normalized is None:
+            self._normalized = normalize(self.image, self.stats(percentiles), self.channel_axis)
+        return self._normalized
+
+    def smoothed(self, ndim: int) -> np.ndarray:
+        if self._smoothed is None:
+            self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim)
+        return self._smoothed
+
+
+@dataclass(frozen=True, eq=False)
+class _PaintWork:
+    """What the trainer computed from one image's paintings (kept while the same objects come)."""
+
+    image: Any
+    paintings: Any
+    holdout: Any
+    prepared: Any  # data._PreparedImage, or None: nothing to train on
+    inferred: dict[str, np.ndarray | None]  # what each implied-label rule infers
+    paint: Any  # the paintings trained on (held-out strokes removed)
+    held: np.ndarray | None  # the held-out paintings, or None
+
+    def same(self, item: TrainingImage) -> bool:
+        return item.image is self.image and item.paintings is self.paintings and item.holdout is self.holdout
 
 
 # --------------------------------------------------------------------------- trainer
@@ -209,8 +261,12 @@ class Trainer:
         self.weights: ClassWeights | None = None
         self.elapsed = 0.0
         self._last_checkpoint_iteration = -1
-        self._norm_cache: dict[int, tuple[np.ndarray, Normalization]] = {}
-        self._smooth_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        #: What was computed per image (normalisation, smoothed intensity) and per paintings
+        #: (targets, implied labels), kept while the snapshots hand in the same objects.
+        self._image_work: dict[int, _ImageWork] = {}
+        self._paint_work: dict[tuple[int, int, int], _PaintWork] = {}
+        self.held_out: list[tuple[_ImageWork, np.ndarray]] = []
+        self.image_works: list[_ImageWork] = []
 
     # -- set-up hooks -------------------------------------------------------------------
     def setup(self) -> None:
@@ -266,38 +322,51 @@ class Trainer:
     def swap_snapshot(self, snapshot: Snapshot) -> ClassWeights:
         """Prepare a new snapshot of paintings: targets, sampler and loss weights.
 
-        Each image is normalised with its own percentiles (per-image rule); the normalised
-        copy is cached while the snapshot keeps handing in the same image object.
+        Each image is normalised with its own percentiles (per-image rule). Work is kept per
+        image while the snapshot keeps handing in the same objects: the normalised image (and
+        its smoothed intensity) while the image is the same object, its targets and implied
+        labels while its paintings are too. A swap after a stroke on one image of many redoes
+        that image only. Painted pixels held out for validation (``TrainingImage.holdout``) are
+        not trained on; :meth:`validate` reports Dice on them.
         """
         cfg = self.config
-        prepared = []
-        cache: dict[int, tuple[np.ndarray, Normalization]] = {}
-        # what the implied-label rules infer, per image: {rule: labels or None}
-        inferred = [self._inferred(item) for item in snapshot.images]
-        rules = self.rules
-        live = {id(item.image) for item in snapshot.images}
-        self._smooth_cache = {k: v for k, v in self._smooth_cache.items() if k in live}
-        for item, extra in zip(snapshot.images, inferred):
-            hit = self._norm_cache.get(id(item.image))
-            stats = hit[1] if hit is not None and hit[0] is item.image else None
-            p, n = prepare_image(item, cfg.mode, cfg.n_classes, stats, cfg.percentiles,
-                                 inferred=[extra[r] for r in rules])
-            prepared.append(p)
-            cache[id(item.image)] = (item.image, n)
-        self._norm_cache = cache
-        self.config = cfg = cfg.replace(normalization=cache[id(snapshot.images[0].image)][1])
+        prepared, inferred, held, train_paint = [], [], [], []
+        images: dict[int, _ImageWork] = {}
+        paints: dict[tuple[int, int, int], _PaintWork] = {}
+        for item in snapshot.images:
+            work = self._image_work.get(id(item.image))
+            if work is None or work.image is not item.image:
+                work = _ImageWork(item.image, item.channel_axis)
+            images[id(item.image)] = work
+            key = (id(item.image), id(item.paintings), id(item.holdout))
+            done = self._paint_work.get(key)
+            if done is None or not done.same(item):
+                done = self._prepare(item, work)
+            paints[key] = done
+            if done.prepared is not None:
+                prepared.append(done.prepared)
+                inferred.append(done.inferred)
+                train_paint.append(done.paint)
+            if done.held is not None:
+                held.append((work, done.held))
+        self._image_work, self._paint_work = images, paints
+        self.image_works = [images[id(item.image)] for item in snapshot.images]
+        if not prepared:
+            raise UserInputError("nothing is painted outside the validation images and regions; "
+                                 "paint a training image too")
+        first = images[id(snapshot.images[0].image)]
+        self.config = cfg = cfg.replace(normalization=first.stats(cfg.percentiles))
         if snapshot.pins is not None:  # the user's pins travel with the paintings
             self.config = cfg = cfg.replace(pinned_weights=snapshot.pins)
         self.sampler = PatchSampler(
             prepared, cfg.mode, self.patch, random_fraction=cfg.random_fraction,
-            augment=cfg.augment, rng=self.rng,
+            augment=cfg.augment, rng=self.rng, image_floor=cfg.image_floor,
         )
         self.prepared = prepared
+        self.held_out = held
         pins = dict(cfg.pinned_weights)
-        paintings = [item.paintings for item in snapshot.images]
         computed = compute_weights(
-            paintings if cfg.mode == EXCLUSIVE else [np.asarray(p) for p in paintings],
-            cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
+            train_paint, cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
             clamp=cfg.weight_clamp, pinned=pins,
         )
         if snapshot.weights is not None:
@@ -316,8 +385,8 @@ class Trainer:
         # pixels must not drown the painted ones (benchmarks/RESULTS.md, session 4), nor one
         # rule's many background pixels the other's fills (session 5).
         self.inferred_loss_fns: list[torch.nn.Module | None] = []
-        for r in rules:
-            labels = [e[r] for e in inferred if e[r] is not None]
+        for r in self.rules:
+            labels = [e[r] for e in inferred if e.get(r) is not None]
             own = None if not labels else compute_weights(
                 labels, cfg.mode, cfg.weight_method,
                 n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp,
@@ -326,31 +395,42 @@ class Trainer:
         self.snapshot_version = snapshot.version
         return computed
 
+    def _prepare(self, item: TrainingImage, work: _ImageWork) -> _PaintWork:
+        """Targets, coordinates and implied labels of one image's paintings (what is held out
+        for validation set aside)."""
+        cfg = self.config
+        train_item, held = split_holdout(item, cfg.mode)
+        prepared = paint = None
+        extra: dict[str, np.ndarray | None] = {}
+        if train_item is not None:
+            # what the implied-label rules infer: {rule: labels or None}
+            extra = self._inferred(train_item, work)
+            stats = work.stats(cfg.percentiles)
+            prepared, _ = prepare_image(train_item, cfg.mode, cfg.n_classes, stats, cfg.percentiles,
+                                        inferred=[extra[r] for r in self.rules],
+                                        normalized=work.normalized(cfg.percentiles))
+            paint = train_item.paintings if cfg.mode == EXCLUSIVE else np.asarray(train_item.paintings)
+        return _PaintWork(item.image, item.paintings, item.holdout, prepared, extra, paint, held)
+
     @property
     def rules(self) -> tuple[str, ...]:
         """The implied-label rules that are on (:data:`segstudio.core.implied.RULES` order)."""
         return rules_on(self.config.infer_outlines, self.config.infer_background)
 
-    def _inferred(self, item: TrainingImage) -> dict[str, np.ndarray | None]:
+    def _inferred(self, item: TrainingImage, work: _ImageWork | None = None) -> dict[str, np.ndarray | None]:
         """What each rule that is on infers from the paintings of ``item``
         (:func:`segstudio.core.implied.implied_labels`)."""
         cfg = self.config
         if not self.rules:
             return {}
         ndim = np.ndim(item.paintings) if cfg.mode == EXCLUSIVE else np.ndim(item.paintings[0])
+        if work is None:
+            work = _ImageWork(item.image, item.channel_axis)
         return implied_labels(
             item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
             outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
-            smoothed=self._smoothed(item, ndim) if cfg.infer_background else None,
+            smoothed=work.smoothed(ndim) if cfg.infer_background else None,
         )
-
-    def _smoothed(self, item: TrainingImage, ndim: int) -> np.ndarray:
-        """The smoothed intensity of ``item.image`` (computed once per image object)."""
-        hit = self._smooth_cache.get(id(item.image))
-        if hit is None or hit[0] is not item.image:
-            hit = (item.image, smoothed_intensity(item.image, item.channel_axis, ndim))
-            self._smooth_cache[id(item.image)] = hit
-        return hit[1]
 
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report."""
@@ -467,9 +547,8 @@ class Trainer:
         from segstudio.core.metrics import dice_binary, hd95
 
         index, truth = self.validation
-        result = predict_normalized(
-            self.model, self.prepared[index].image, self.config, device=self.device, amp=self.amp
-        )
+        image = self.image_works[index].normalized(self.config.percentiles)
+        result = predict_normalized(self.model, image, self.config, device=self.device, amp=self.amp)
         pred = result.labels
         dice: list[float] = []
         hds: list[float] = []
@@ -482,6 +561,45 @@ class Trainer:
             if self.config.spatial_dims == 3:
                 hds.append(hd95(p, t, self.config.spacing))
         return Validation(self.iteration, tuple(dice), tuple(hds))
+
+    def validate_held_out(self) -> Validation | None:
+        """Dice per class on the painted pixels held out for validation (``None``: none are).
+
+        Each image with held-out strokes is predicted over the box around them (with the
+        network's context, so the pixels come out as in a whole-image prediction), with the
+        averaged weights; a class without held-out paint gets NaN.
+        """
+        if not self.held_out:
+            return None
+        cfg = self.config
+        model = self.model if self.ema is None else self.preview_model()
+        inter = np.zeros(cfg.n_classes)
+        sums = np.zeros(cfg.n_classes)
+        present = np.zeros(cfg.n_classes, dtype=bool)
+        for work, held in self.held_out:
+            multi = cfg.mode == MULTILABEL
+            painted = (held != 0).any(axis=0) if multi else held != 0
+            box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(painted))
+            image = work.normalized(cfg.percentiles)
+            ctx, crop = context_region(box, image.shape[1:], cfg)
+            result = predict_normalized(model, image[(slice(None), *ctx)], cfg, device=self.device, amp=self.amp)
+            pred = result.labels[(slice(None), *crop)] if multi else result.labels[crop]
+            paint = held[(slice(None), *box)] if multi else held[box]
+            for k in range(cfg.n_classes):
+                if multi:
+                    mask = paint[k] != 0
+                    p, t = pred[k][mask] > 0, paint[k][mask] == PRESENT
+                else:
+                    mask = paint != 0
+                    p, t = pred[mask] == k + 1, paint[mask] == k + 1
+                present[k] |= bool(t.any())
+                inter[k] += np.count_nonzero(p & t)
+                sums[k] += np.count_nonzero(p) + np.count_nonzero(t)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dice = np.where(present, 2.0 * inter / np.maximum(sums, 1), np.nan)
+        if self.ema is not None:
+            del model
+        return Validation(self.iteration, tuple(float(d) for d in dice), kind=HELD_OUT)
 
     def checkpoint(self) -> Checkpoint | None:
         """Write the run directory (atomically)."""
@@ -573,10 +691,10 @@ class Trainer:
                     samples_per_s=self.batch_size * max(cfg.grad_accum, 1) / max(dt, 1e-9),
                     total=total, eta_s=eta,
                 )
-                if cfg.val_every and self.validation is not None and self.iteration % cfg.val_every == 0:
-                    val = self.validate()
-                    if val is not None:
-                        yield val
+                if cfg.val_every and self.iteration % cfg.val_every == 0:
+                    for val in (self.validate(), self.validate_held_out()):
+                        if val is not None:
+                            yield val
                 if now - last_preview >= cfg.preview_every_s:
                     last_preview = now
                     yield Preview(self.iteration, self.preview_state())

@@ -49,6 +49,8 @@ from segstudio.core.errors import UserInputError
 
 METHODS: tuple[str, ...] = ("balanced", "median_frequency", "inverse_sqrt", "effective_number", "none")
 DEFAULT_METHOD = "balanced"
+#: Pixels :func:`count_paintings` counts at a time.
+COUNT_CHUNK = 1 << 20
 DEFAULT_CLAMP: tuple[float, float] = (0.1, 10.0)
 
 
@@ -260,6 +262,33 @@ def count_multilabel(labels: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndar
         else:
             present, absent = present + p, absent + a
     assert present is not None and absent is not None
+    return present, absent
+
+
+def count_paintings(paint: np.ndarray | None, mode: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, absent)`` pixels per class of one image's paintings, without a full-size
+    temporary (counted in chunks).
+
+    Exclusive: pixels of class k and zeros (values beyond ``n_classes`` are not counted);
+    multi-label ``(C, *spatial)``: pixels painted present and absent in channel k. ``None``
+    counts nothing.
+    """
+    check_mode(mode)
+    present, absent = np.zeros(n_classes, np.int64), np.zeros(n_classes, np.int64)
+    if paint is None:
+        return present, absent
+    arr = np.asarray(paint)
+    if mode == EXCLUSIVE:
+        flat = arr.reshape(-1)
+        for start in range(0, flat.size, COUNT_CHUNK):
+            present += np.bincount(flat[start:start + COUNT_CHUNK], minlength=n_classes + 1)[1:n_classes + 1]
+        return present, absent
+    for k in range(min(n_classes, arr.shape[0])):
+        flat = arr[k].reshape(-1)
+        for start in range(0, flat.size, COUNT_CHUNK):
+            c = np.bincount(flat[start:start + COUNT_CHUNK], minlength=3)
+            present[k] += c[1]
+            absent[k] += c[2]
     return present, absent
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from segstudio.cli import main
 from segstudio.core import project as P
 from segstudio.core.run import load_run
+from segstudio.core.weights import compute_weights
 
 TINY = ["--patch", "32", "32", "--batch", "2", "--seed", "0", "--device", "cpu"]
 
@@ -112,3 +114,128 @@ def test_project_training_keeps_the_apps_fill_outlines_choice(tmp_path):
     P.save_project(folder, replace(project, training={"infer_outlines": False}), {"img": paint})
     assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
     assert load_run(P.latest_run(folder, P.load_project(folder))).config.infer_outlines is False
+
+
+# --------------------------------------------------------------------------- projects of many images
+def _images(tmp_path, n=3, shape=(48, 48)):
+    paths = []
+    for i in range(n):
+        img = np.random.default_rng(i).normal(0, 0.05, shape).astype(np.float32)
+        img[16:32, 16:32] += 1.0
+        np.save(tmp_path / f"im{i}.npy", img)
+        paths.append(str(tmp_path / f"im{i}.npy"))
+    lab = np.zeros(shape, np.uint8)
+    lab[2:4, :] = 1
+    lab[20:24, 20:24] = 2
+    np.save(tmp_path / "lab.npy", lab)
+    return paths, str(tmp_path / "lab.npy"), lab
+
+
+def test_project_create_add_info_train_predict(tmp_path, capsys):
+    paths, lab_path, lab = _images(tmp_path)
+    more = lab.copy()
+    more[40:46, :] = 1  # more background on the second image: other weights if it were counted
+    np.save(tmp_path / "more.npy", more)
+    folder = tmp_path / "proj"
+    assert main(["project", "create", str(folder), *paths[:2], "--labels", lab_path, str(tmp_path / "more.npy")]) == 0
+    assert main(["project", "add", str(folder), paths[2]]) == 0
+    capsys.readouterr()
+    assert main(["project", "info", str(folder), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["classes"] == ["background", "foreground"] and info["mode"] == "exclusive"
+    assert [(im["name"], im["state"], im["shape"]) for im in info["images"]] == [
+        ("im0", "painted", [48, 48]), ("im1", "painted", [48, 48]), ("im2", "unpainted", [48, 48])]
+    assert info["images"][0]["painted"] == {"background": 96, "foreground": 16} and info["runs"] == []
+    # the second painted image is for validation: trained on the first only
+    P.update_images(folder, {"im1": {"validation": True}})
+    assert main(["train", "--project", str(folder), "--iterations", "4", *TINY]) == 0
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("class weights"))
+    only_first = compute_weights(lab, "exclusive", "balanced", n_classes=2)
+    assert only_first.weights != compute_weights([lab, more], "exclusive", "balanced", n_classes=2).weights
+    assert line.endswith(", ".join(f"{w:.3g}" for w in only_first.weights))
+    assert main(["predict", "--project", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "[3/3] im2" in err and "uncertainty" in err
+    project = P.load_project(folder)
+    run = P.latest_run(folder, project)
+    for im in project.images:
+        assert im.labels == f"predictions/{im.name}_labels.npy" and im.predicted_by == f"runs/{run.name}"
+        assert 0.0 <= im.uncertainty <= 1.0 and im.state == "predicted"
+        assert np.load(folder / im.labels).shape == (48, 48)
+    assert main(["project", "info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "im2" in out and "predicted" in out and "1 run" in out and "(last)" in out
+
+
+def test_train_on_every_painted_image_counts_them_all(tmp_path, capsys):
+    paths, lab_path, lab = _images(tmp_path, n=2)
+    lab2 = lab.copy()
+    lab2[40:44, :] = 1
+    np.save(tmp_path / "lab2.npy", lab2)
+    folder = tmp_path / "proj"
+    assert main(["project", "create", str(folder), *paths, "--labels", lab_path, str(tmp_path / "lab2.npy")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--project", str(folder), "--iterations", "1", "--weights", "none", *TINY]) == 0
+    cfg = load_run(P.latest_run(folder, P.load_project(folder))).config
+    assert cfg.n_classes == 2
+    expected = compute_weights([lab, lab2], "exclusive", "balanced", n_classes=2)
+    assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("class weights"))
+    assert line.endswith(", ".join(f"{w:.3g}" for w in expected.weights))
+
+
+def test_project_create_with_instance_masks_and_multilabel(tmp_path):
+    paths, _, _ = _images(tmp_path, n=1)
+    inst = np.zeros((48, 48), np.int32)
+    inst[10:20, 10:20] = 5
+    inst[10:20, 20:30] = 8
+    np.save(tmp_path / "inst.npy", inst)
+    folder = tmp_path / "p1"
+    assert main(["project", "create", str(folder), paths[0], "--labels", str(tmp_path / "inst.npy"),
+                 "--instances", "boundary"]) == 0
+    project = P.load_project(folder)
+    assert [c.name for c in project.classes] == ["background", "foreground", "boundary"]
+    paint = P.read_paintings(folder, project, "im0")
+    assert (paint > 0).all() and paint[15, 19] == 3 and paint[15, 15] == 2
+    folder = tmp_path / "p2"
+    assert main(["project", "create", str(folder), paths[0], "--labels", str(tmp_path / "inst.npy"),
+                 "--instances", "foreground", "--mode", "multilabel", "--classes", "bg", "cell"]) == 0
+    project = P.load_project(folder)
+    assert P.read_paintings(folder, project, "im0").shape == (2, 48, 48)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["project", "create", "{p}", "{i0}"], "is a project already"),
+    (["project", "create", "{d}/new", "{i0}", "--labels", "{lab}", "{lab}"], "2 label files for 1 images"),
+    (["project", "create", "{d}/new", "{i0}", "{d}/vol.npy"], "it is 3D, 1 channel; the project's images are 2D"),
+    (["project", "create", "{d}/new", "{i0}", "--labels", "{lab}", "--classes", "only"],
+     "label value 2 maps to no class"),
+    (["project", "create", "{d}/new", "{d}/missing.npy"], "missing.npy"),
+    (["project", "add", "{p}", "{d}/vol.npy"], "cannot add"),
+    (["project", "add", "{d}/nope", "{i0}"], "folder not found"),
+    (["project", "info", "{d}"], "project.json is missing"),
+    (["predict", "--project", "{p}"], "no run with weights yet"),
+    (["predict", "--project", "{p}", "--image", "{i0}"], "not both"),
+    (["predict", "--image", "{i0}"], "give --model, --image and --out, or --project"),
+])
+def test_project_command_user_errors(tmp_path, capsys, argv, message):
+    paths, lab_path, _ = _images(tmp_path, n=1)
+    np.save(tmp_path / "vol.npy", np.zeros((4, 48, 48), np.float32))
+    folder = tmp_path / "proj"
+    assert main(["project", "create", str(folder), paths[0]]) == 0
+    capsys.readouterr()
+    filled = [a.format(d=tmp_path, p=folder, i0=paths[0], lab=lab_path) for a in argv]
+    assert main(filled) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("segstudio: error:") and len(err.splitlines()) == 1
+
+
+def test_project_add_refuses_while_newer_autosaved_strokes_wait(tmp_path, capsys):
+    paths, _, lab = _images(tmp_path, n=2)
+    folder = tmp_path / "proj"
+    assert main(["project", "create", str(folder), paths[0]]) == 0
+    P.autosave(folder, {"im0": lab})
+    assert main(["project", "add", str(folder), paths[1]]) == 2
+    assert "autosaved paintings newer than its last save" in capsys.readouterr().err
+    assert P.recovery(folder) is not None, "the autosave is still there"

@@ -165,8 +165,8 @@ def test_inferred_labels_are_a_second_target_and_not_patch_centres():
     # a sampler over both: targets (N, 1 + 2 rules, *patch), the same crop and augmentation for all rows
     sampler = PatchSampler([prepared, plain], "exclusive", (16, 16), rng=np.random.default_rng(1),
                            augment=AugmentConfig())
-    x, y, m = sampler.batch(8)
-    assert x.shape == (8, 1, 16, 16) and y.shape == (8, 3, 16, 16) and m is None
+    x, y, m = sampler.batch(32)  # each image in about half of them
+    assert x.shape == (32, 1, 16, 16) and y.shape == (32, 3, 16, 16) and m is None
     assert set(np.unique(y[:, 1:])) <= {IGNORE_INDEX, 0, 1}
     assert not ((y[:, 0] != IGNORE_INDEX) & (y[:, 1] != IGNORE_INDEX)).any()
     assert (y[:, 1] == 1).any(), "some patch shows the inferred square"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -249,3 +250,57 @@ def test_untitled_folder_and_set_aside(tmp_path, monkeypatch):
     kept = P.set_aside(a)
     assert kept is not None and not a.exists() and kept.name.startswith(a.name + "-")
     np.testing.assert_array_equal(P.read_paintings(kept, P.load_project(kept), "i"), 1)
+
+
+# --------------------------------------------------------------------------- many images
+def test_images_keep_their_shape_state_and_validation(tmp_path):
+    for name, shape in (("a", (20, 24)), ("b", (30, 10))):
+        np.save(tmp_path / f"{name}.npy", np.zeros(shape, np.float32))
+    np.save(tmp_path / "rgb.npy", np.zeros((20, 24, 3), np.uint8))
+    folder = tmp_path / "p"
+    project = P.add_image(folder, P.Project(classes=_classes()), tmp_path / "a.npy")
+    project = P.add_image(folder, project, tmp_path / "b.npy")
+    assert [(im.shape, im.channels) for im in project.images] == [((20, 24), 1), ((30, 10), 1)]
+    with pytest.raises(UserInputError, match=r"cannot add '.*rgb.npy': it is 3D, 1 channel; the project's "
+                                             r"images are 2D, 1 channel"):
+        P.add_image(folder, project, tmp_path / "rgb.npy")
+    paint = np.zeros((30, 10), np.uint8)
+    paint[0, :4] = 2
+    project = P.save_project(folder, replace_image(project, "b", validation=True, regions=((0, 0, 5, 5),)),
+                             {"b": paint})
+    back = P.load_project(folder)
+    assert back == project
+    b = back.image("b")
+    assert b.painted == (0, 4) and b.state == "painted" and back.image("a").state == "unpainted"
+    assert P.holdout_of(b) is True
+    mask = P.holdout_of(replace_image(back, "b", validation=False).image("b"))
+    assert mask.shape == (30, 10) and mask.sum() == 25
+    updated = P.update_images(folder, {"a": {"labels": "predictions/a_labels.npy", "predicted_by": "runs/x",
+                                             "uncertainty": 0.25}})
+    assert P.load_project(folder) == updated and updated.image("a").state == "predicted"
+    assert updated.saved_at == back.saved_at, "recording a prediction is not a save of the paintings"
+    with pytest.raises(UserInputError, match="no image called 'zz'"):
+        P.update_images(folder, {"zz": {}})
+    assert P.remove_image(updated, "a").images == (updated.image("b"),)
+
+
+def replace_image(project, name, **changes):
+    return replace(project, images=tuple(replace(im, **changes) if im.name == name else im for im in project.images))
+
+
+def test_image_states():
+    assert [P.image_state(0, False, False), P.image_state(5, False, False), P.image_state(5, True, False),
+            P.image_state(5, True, True), P.image_state(0, False, True)] == [
+        "unpainted", "painted", "predicted", "reviewed", "unpainted"]
+
+
+def test_a_version_2_project_without_the_new_fields_still_opens(proj):
+    folder, project, paint, _ = proj
+    doc = json.loads((folder / "project.json").read_text())
+    for key in ("shape", "channels", "painted", "labels", "predicted_by", "uncertainty", "reviewed", "validation",
+                "regions"):
+        doc["images"][0].pop(key)
+    (folder / "project.json").write_text(json.dumps(doc))
+    back = P.load_project(folder)
+    assert back.image("cells").shape == () and back.image("cells").state == "unpainted"
+    np.testing.assert_array_equal(P.read_paintings(folder, back, "cells"), paint)

@@ -3,7 +3,9 @@ the facade's guarantees (stale results are dropped, per-image normalisation)."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from segstudio._qt import preview as preview_module
 from segstudio._qt.image import Stamp
 from segstudio._qt.layers import PaintCopy
 from segstudio._qt.widget import SegStudioWidget
+from segstudio._qt.workers import WorkerSet
 from segstudio.core.predictor import PredictResult
 
 pytestmark = pytest.mark.gui
@@ -144,3 +147,20 @@ def test_switching_image_cancels_a_whole_image_prediction(two_images, qtbot, tin
     assert c.last_error is None, c.last_error
     assert c.image_layer is b and c.prediction_layers[0].data.shape == (24, 40)
     assert not c.prediction_layers[0].data.any()
+
+
+def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
+    """Workers are started for every stroke, preview and switch: each must free what it was
+    given (paintings, images) once it ended, or memory grows with every one of them."""
+    workers = WorkerSet()
+    given = np.zeros(1 << 20, np.uint8)
+    seen = []
+    workers.start("job", lambda a: a.copy(), given, returned=seen.append)
+    refs = [weakref.ref(given)]
+    del given
+    qtbot.waitUntil(lambda: bool(seen) and not workers.busy(), timeout=WAIT_MS)
+    refs.append(weakref.ref(seen.pop()))
+    for _ in range(5):
+        qtbot.wait(10)
+    gc.collect()
+    assert all(r() is None for r in refs)
