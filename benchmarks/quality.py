@@ -273,6 +273,10 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 # --------------------------------------------------------------------------------------------
 
 
+#: Row fields that are not scores.
+META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set")
+
+
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:
     v = [r[k] for r in rows if k in r]
     return float(np.mean(v)) if v else None
@@ -301,8 +305,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             rf = [r for r in group if r["method"] == "rf" and r["phase"] == ph]
             if not ss:
                 continue
-            names = [k for k in ss[0] if k not in (*keyf, "seed", "method", "phase", "painted", "iterations",
-                                                    "seconds", "precision")]
+            names = [k for k in ss[0] if k not in (*keyf, *META, "precision")]
             worse = []
             parts_s, parts_r = [], []
             for i, n in enumerate(names):
@@ -346,8 +349,7 @@ def compare(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -
     better = same = worse = 0
     for key in sorted(k for k in a if k[-1] == "segstudio" and k in b):
         ra, rb = a[key], b[key]
-        names = [k for k in rb[0] if k not in (*keyf, "seed", "method", "painted", "iterations", "seconds",
-                                                 "precision", "set")]
+        names = [k for k in rb[0] if k not in (*keyf, *META, "precision")]
         first = names[0]
         fa, fb = _mean(ra, first), _mean(rb, first)
         d = fb - fa
@@ -373,7 +375,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
     for group in cells.values():
         ss = [r for r in group if r["method"] == "segstudio"]
         rf = [r for r in group if r["method"] == "rf"]
-        names = [k for k in ss[0] if k not in (*keyf, "seed", "method", "phase", "painted", "iterations", "seconds")]
+        names = [k for k in ss[0] if k not in (*keyf, *META)]
         wins += all(_mean(ss, n) >= _mean(rf, n) - 0.005 for n in names)
         first_name = names[0]
         first_s.append(_mean(ss, first_name))
