@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         minutes=args.minutes, device=args.device, loss=args.loss, weight_method=args.weights,
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
-        infer_outlines=not args.no_outlines,
+        infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -322,8 +322,9 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         "pinned_weights": pins,
         "weight_method": project.weight_method,
     }
-    if project.training.get("infer_outlines") is False:  # turned off in the app ('fill outlines')
-        overrides["infer_outlines"] = False
+    for key in ("infer_outlines", "infer_background"):  # turned off in the app
+        if project.training.get(key) is False:
+            overrides[key] = False
     return items, spacing, overrides
 
 
@@ -960,6 +961,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-outlines", action="store_true",
                    help="learn from the painted pixels only: do not also learn the inside of closed "
                    "traced outlines and the background just outside them")
+    t.add_argument("--no-background-rule", action="store_true",
+                   help="do not also learn unpainted pixels that look like the painted background "
+                   "as background")
     t.add_argument("--verbose", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_train)

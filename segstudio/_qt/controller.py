@@ -48,6 +48,7 @@ from segstudio._qt.images import (
     read_labels_to_import,
     saved_prediction_reader,
 )
+from segstudio._qt.inferred import InferRequest, Inferred, overlay_styles
 from segstudio._qt.layers import Layers
 from segstudio._qt.notify import Notifier
 from segstudio._qt.objects import Objects, ObjectsRequest, ObjectsResult, SaveTargets
@@ -127,6 +128,7 @@ class SegController(QObject):
         self.preview = Preview(self.workers, self.notify, self.turns, self)
         self.results = Results(self.workers, self.notify, self)
         self.objects = Objects(viewer, self.image, self.workers, self.notify, self)
+        self.inferred = Inferred(viewer, self.image, self.workers, self.notify, self)
         self.projects = Projects(self.image, self.workers, self.notify, self)
         #: The class weights the class table shows (the trainer's while it trains).
         self.weights: ClassWeights | None = None
@@ -744,6 +746,7 @@ class SegController(QObject):
             return
         self._offered = key
         self.training.offer(self._paintings(snapshot))
+        self._refresh_inferred(snapshot)
         self.images.count(snapshot, self.mode, len(c.classes))
 
     def _paintings(self, snapshot: Any) -> Paintings:
@@ -808,6 +811,29 @@ class SegController(QObject):
     # ------------------------------------------------------------------ training
     def set_settings(self, **changes: Any) -> None:
         self.choices.train = replace(self.choices.train, **changes)
+        if {"infer_outlines", "infer_background"} & set(changes):
+            self._refresh_inferred()
+
+    # ------------------------------------------------------------------ inferred labels
+    def show_inferred(self, on: bool) -> None:
+        """Overlay (or hide) what the implied-label rules infer from the strokes: what the
+        trainer learns besides them (see :mod:`segstudio._qt.inferred`)."""
+        self.inferred.show(on)
+        self._refresh_inferred()
+
+    def _refresh_inferred(self, snapshot: Any = None) -> None:
+        if not self.inferred.shown or self._closed or self.image.layer is None:
+            return
+        try:
+            snapshot = snapshot or self.layers.snapshot()
+        except UserInputError:
+            return
+        s = self.choices.train
+        colors, names = overlay_styles(self.mode, self.choices.classes)
+        self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
+                                           self.mode, s.infer_outlines, s.infer_background,
+                                           self.choices.overrides.get("outline_halo", TrainConfig.outline_halo)),
+                              colors, names)
 
     def loss_name(self) -> str:
         return self.choices.loss_name()

@@ -230,7 +230,8 @@ def _differing(checks: list[tuple[PaintCopy, Any, Blocks]]) -> list[tuple[PaintC
     return [(copy, copy.differing(live, taken)) for copy, live, taken in checks]
 
 
-def _colormap(colors: dict[int, str]) -> DirectLabelColormap:
+def label_colormap(colors: dict[int, str]) -> DirectLabelColormap:
+    """A Labels colormap: 0 transparent, value -> colour."""
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colors})
 
 
@@ -645,7 +646,7 @@ class Layers(QObject):
                 self.viewer.layers.remove(name)
             out = self.viewer.add_labels(data, name=name, scale=scale, opacity=PREDICTION_OPACITY,
                                          metadata={META_KEY: {"role": "prediction", "of": layer.name}})
-            out.colormap = _colormap(colors)
+            out.colormap = label_colormap(colors)
 
     def label_axes(self) -> str:
         """Axis letters of the prediction as written to a file."""
@@ -669,13 +670,13 @@ class Layers(QObject):
         spec = self.classes[k]
         layer = self._add_paint_layer(np.zeros(self.image.spatial_shape, dtype=np.uint8), f"paint: {spec.name}",
                                       class_index=k)
-        layer.colormap = _colormap({PRESENT: spec.color, ABSENT: ABSENT_COLOR})
+        layer.colormap = label_colormap({PRESENT: spec.color, ABSENT: ABSENT_COLOR})
         return layer
 
     def _create_paint_layers(self) -> None:
         if self.mode == EXCLUSIVE:
             layer = self._add_paint_layer(np.zeros(self.image.spatial_shape, dtype=self._label_dtype()), "paintings")
-            layer.colormap = _colormap(self._exclusive_colors())
+            layer.colormap = label_colormap(self._exclusive_colors())
             self.paint_layers = [layer]
         else:
             self.paint_layers = [self._new_multilabel_layer(k) for k in range(len(self.classes))]
@@ -712,14 +713,14 @@ class Layers(QObject):
 
     def _apply_colors(self) -> None:
         if self.mode == EXCLUSIVE:
-            cmap = _colormap(self._exclusive_colors())
+            cmap = label_colormap(self._exclusive_colors())
             for layer in self.paint_layers + self.prediction_layers:
                 layer.colormap = cmap
             return
         for layer, spec in zip(self.paint_layers, self.classes):
-            layer.colormap = _colormap({PRESENT: spec.color, ABSENT: ABSENT_COLOR})
+            layer.colormap = label_colormap({PRESENT: spec.color, ABSENT: ABSENT_COLOR})
         for layer, spec in zip(self.prediction_layers, self.classes):
-            layer.colormap = _colormap({1: spec.color})
+            layer.colormap = label_colormap({1: spec.color})
 
     # ------------------------------------------------------------------ paint events
     def _watch(self, layer: Any, *, blank: bool) -> None:

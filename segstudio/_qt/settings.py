@@ -42,6 +42,7 @@ class TrainSettings:
     preview_region: str = "view"
     probabilities: bool = False  # whole-image predictions also show per-class probabilities
     infer_outlines: bool = True  # learn the labels closed traced outlines imply (core.outlines)
+    infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -162,6 +163,7 @@ class Settings:
             "minutes": s.minutes if s.length == "minutes" else None,
             "preview_every_s": s.preview_every_s,
             "infer_outlines": s.infer_outlines,
+            "infer_background": s.infer_background,
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.

@@ -219,7 +219,25 @@ class SegStudioWidget(QWidget):
             "image looks like your painted background (multi-label: per class, absent as the "
             "background). Your strokes are never changed. Takes effect at the next Train."
         )
-        cl.addWidget(self.outlines_check)
+        self.background_check = QCheckBox("background look-alikes")
+        self.background_check.setChecked(self.controller.settings.infer_background)
+        self.background_check.setToolTip(
+            "Where your background strokes and your other strokes differ clearly in brightness, "
+            "unpainted pixels as dark (or bright) as your background strokes are also learnt as "
+            "background, next to objects too: no halo of object class around objects. Nothing "
+            "is inferred where brightness does not tell the classes apart. Your strokes are never "
+            "changed. Takes effect at the next Train."
+        )
+        self.inferred_check = QCheckBox("show inferred")
+        self.inferred_check.setToolTip(
+            "Overlay what these rules infer from your strokes: what training learns besides them"
+        )
+        rules = QHBoxLayout()
+        rules.addWidget(self.outlines_check)
+        rules.addWidget(self.background_check)
+        rules.addWidget(self.inferred_check)
+        rules.addStretch(1)
+        cl.addLayout(rules)
         self.weights_note = QLabel("")
         self.weights_note.setWordWrap(True)
         self.weights_note.setStyleSheet("color: #d9a03f;")
@@ -528,6 +546,8 @@ class SegStudioWidget(QWidget):
         self.save_pred_btn.clicked.connect(self._on_save_prediction)
         self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
         self.outlines_check.toggled.connect(lambda v: c.set_settings(infer_outlines=bool(v)))
+        self.background_check.toggled.connect(lambda v: c.set_settings(infer_background=bool(v)))
+        self.inferred_check.toggled.connect(c.show_inferred)
 
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed, layers.reordered):
@@ -753,6 +773,7 @@ class SegStudioWidget(QWidget):
             self.loss_combo.setCurrentIndex(max(self.loss_combo.findData(current), 0))
             self.method_combo.setEnabled(not self.controller.is_training)
             self.outlines_check.setEnabled(not self.controller.is_training)
+            self.background_check.setEnabled(not self.controller.is_training)
             self.method_combo.setToolTip(
                 "How class weights are computed from the painted pixel counts"
                 if mode == EXCLUSIVE else "How pos_weight is computed from the present and absent pixel counts")
@@ -789,6 +810,7 @@ class SegStudioWidget(QWidget):
             self.channel_spin.setEnabled(False)
         self.add_class_btn.setEnabled(not running)
         self.outlines_check.setEnabled(not running)
+        self.background_check.setEnabled(not running)
         self.remove_class_btn.setEnabled(not running and len(self.controller.classes) > 1)
         if running:
             self._redraw.start()
@@ -972,6 +994,7 @@ class SegStudioWidget(QWidget):
             self.region_combo.setCurrentText(s.preview_region)
             self.proba_check.setChecked(s.probabilities)
             self.outlines_check.setChecked(s.infer_outlines)
+            self.background_check.setChecked(s.infer_background)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False

@@ -159,11 +159,11 @@ class TrainConfig:
     infer_outlines: bool = True
     outline_halo: tuple[int, int] | None = DEFAULT_HALO
     inferred_weight: float = 1.0
-    infer_background: bool = False
+    infer_background: bool = True
     pairwise_weight: float = 0.0
     pairwise_radius: int = 2
     pairwise_sigma: float = 0.1
-    ema_decay: float = 0.0
+    ema_decay: float = 0.95
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -252,6 +252,8 @@ class TrainConfig:
         kw.setdefault("norm", "instance")
         kw.setdefault("filter_units", "voxel")
         kw.setdefault("infer_outlines", False)
+        kw.setdefault("infer_background", False)
+        kw.setdefault("ema_decay", 0.0)
         for key in tuple_fields:
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])

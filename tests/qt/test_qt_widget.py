@@ -174,3 +174,30 @@ def test_sample_paintings_are_adopted(make_napari_viewer):
     assert [x.name for x in c.classes] == ["background", "nucleus", "boundary"]
     assert widget.truth_combo.currentText() == "tiny truth"
     assert len([lyr for lyr in viewer.layers if lyr.name.startswith("paintings")]) == 1
+
+
+def test_show_inferred_overlays_what_the_trainer_learns(open_widget, qtbot):
+    """The overlay is the implied-label rules' result for the strokes on screen (the same core
+    function the trainer learns from); switching a rule off updates it; hiding removes it."""
+    from segstudio.core.implied import implied_labels, merged
+
+    img = np.full((40, 40), 10.0, np.float32)
+    img[12:28, 12:28] = 200.0
+    viewer, widget, c = open_widget(img)
+    paint = c.paint_layers[0]
+    paint.data[2:5, 2:38] = 1  # background, well away from the object
+    paint.data[12, 12:28] = paint.data[27, 12:28] = paint.data[12:28, 12] = paint.data[12:28, 27] = 2
+    paint.data[19:21, 16:24] = 2  # the object traced and marked with its own class
+    paint.refresh()
+    assert widget.background_check.isChecked() and widget.outlines_check.isChecked()
+    widget.inferred_check.setChecked(True)
+    qtbot.waitUntil(lambda: "inferred" in viewer.layers and viewer.layers["inferred"].data.any(), timeout=30000)
+    expected = merged(implied_labels(paint.data, img, "exclusive", outlines=True, background=True))
+    np.testing.assert_array_equal(viewer.layers["inferred"].data, expected)
+    assert (expected[14:26, 14:26][paint.data[14:26, 14:26] == 0] == 2).all()  # the inside
+    assert (expected == 1).sum() > 500  # dark pixels like the background strokes
+    assert c.paint_layers[0] is paint and not viewer.layers["inferred"].editable
+    widget.background_check.setChecked(False)  # the overlay follows the switches
+    qtbot.waitUntil(lambda: (viewer.layers["inferred"].data == 1).sum() < 200, timeout=30000)
+    widget.inferred_check.setChecked(False)
+    assert "inferred" not in viewer.layers

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The prepared GPU check: run it whenever a CUDA machine is at hand; README's GPU rows come from
+# its output (dated). Needs python3 with torch (CUDA), numpy, scipy, scikit-image, scikit-learn
+# and pytest; nothing is downloaded. Pure-Python wheels a machine lacks can be put in .whl/ first
+# (they are installed with --no-index into a temporary folder).
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        # about 5 minutes on one GPU
+#   SEGSTUDIO_GPU_CHECK_DEVICE=cpu bash benchmarks/gpu_check.sh   # the same steps on the CPU
+#                                                                 # (checks the script itself)
+#
+# Steps, each with its own time limit, each printing its lines; a failing step is reported and
+# the others still run; the exit code is the number of failed steps:
+#   1. the CUDA-marked tests (AMP training 2D/3D, GPU prediction against the CPU)
+#   2. training throughput with AMP, trainer vs a bare PyTorch loop (2D and 3D)
+#   3. the quality matrix's quick cells, trained on the GPU for the same number of steps
+#   4. predict speed: whole image vs one forward pass (2D 2048^2, 3D 64x256x256)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-gpu_check_out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+DEVICE=${SEGSTUDIO_GPU_CHECK_DEVICE:-cuda}
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/segstudio-site .whl/*.whl \
+        && export PYTHONPATH="/tmp/segstudio-site:$PYTHONPATH"
+fi
+failed=0
+step() {  # step NAME LIMIT_S COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    local t0=$SECONDS
+    echo "== $name"
+    if timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"; then
+        echo "== $name: ok in $((SECONDS - t0)) s"
+    else
+        echo "== $name: FAILED (exit ${PIPESTATUS[0]}) after $((SECONDS - t0)) s"
+        failed=$((failed + 1))
+    fi
+}
+
+$PY - <<'EOF' | tee "$OUT/machine.log"
+import datetime, platform, torch
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
+print(f"{datetime.date.today()} {platform.node()} torch {torch.__version__} {gpu}")
+EOF
+if [ "$DEVICE" = cuda ]; then
+    step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -m cuda tests/core
+    step throughput 90 $PY benchmarks/throughput.py --quick
+else
+    step throughput 240 $PY benchmarks/throughput.py --quick
+fi
+step quality-quick 240 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels \
+    --dims 2 3 --habits casual --modes exclusive multilabel --steps 1400 270 --out "$OUT/quality.jsonl"
+step predict-speed 120 $PY benchmarks/predict_speed.py --device "$DEVICE" --quick
+echo "gpu check: $failed failed step(s); logs in $OUT/"
+exit $failed

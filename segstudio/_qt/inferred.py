@@ -1,0 +1,129 @@
+"""What the implied-label rules infer, shown over the image when the user asks to see it.
+
+The trainer learns, besides the strokes, what the rules of :mod:`segstudio.core.implied` infer
+from them (the inside of closed outlines, background that looks like the painted background).
+*show inferred* overlays exactly that — :func:`segstudio.core.implied.merged` of
+:func:`~segstudio.core.implied.implied_labels` with the same switches the trainer gets — in
+Labels layers that are not painted into (``inferred``, or ``inferred: NAME`` per class in
+multi-label mode). It is computed in a worker after painting settles, one job at a time (a
+newer request replaces a pending one), and a result for another image is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject
+
+from segstudio._qt.image import ChosenImage
+from segstudio._qt.layers import ABSENT_COLOR, label_colormap
+from segstudio._qt.notify import Notifier
+from segstudio._qt.workers import WorkerSet
+from segstudio.core.annotations import EXCLUSIVE
+from segstudio.core.implied import implied_labels, merged
+
+#: Opacity of the overlay (under the strokes, over the prediction).
+OVERLAY_OPACITY = 0.45
+ROLE = "inferred"
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """The paintings of one image and the rules that are on."""
+
+    image_key: str
+    image: np.ndarray
+    channel_axis: int | None
+    paintings: Any  # a PaintSnapshot (joined in the worker)
+    mode: str
+    outlines: bool
+    background: bool
+    halo: tuple[int, int] | None
+
+
+def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
+    """Worker body: what the rules infer (all rules in one array), for ``request.image_key``."""
+    labels = implied_labels(request.paintings.paintings(), request.image, request.mode,
+                            channel_axis=request.channel_axis, outlines=request.outlines,
+                            background=request.background, halo=request.halo)
+    return request.image_key, merged(labels)
+
+
+class Inferred(QObject):
+    """The *show inferred* overlay: its layers and its single-slot worker."""
+
+    def __init__(self, viewer: Any, image: ChosenImage, workers: WorkerSet, notify: Notifier,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.image = image
+        self.workers = workers
+        self.notify = notify
+        self.shown = False
+        self.layers: list[Any] = []
+        self._pending: InferRequest | None = None
+        self._colors: list[dict[int, str]] = []
+        self._names: list[str] = []
+
+    def show(self, on: bool) -> None:
+        """Show or hide the overlay (hidden: its layers are removed)."""
+        self.shown = bool(on)
+        if not self.shown:
+            self._pending = None
+            self.clear()
+
+    def request(self, request: InferRequest, colors: list[dict[int, str]], names: list[str]) -> None:
+        """Compute the overlay for ``request`` (``colors``/``names``: one per overlay layer)."""
+        if not self.shown:
+            return
+        self._colors, self._names = colors, names
+        if self.workers.busy("inferred"):
+            self._pending = request
+            return
+        self.workers.start("inferred", infer, request, returned=self._show,
+                           errored=lambda e: self.notify.fail(f"inferred labels: {type(e).__name__}: {e}",
+                                                              popup=False),
+                           finished=self._next)
+
+    def clear(self) -> None:
+        """Remove the overlay layers."""
+        for layer in self.layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers = []
+
+    def _next(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.request(pending, self._colors, self._names)
+
+    def _show(self, result: tuple[str, np.ndarray | None]) -> None:
+        key, labels = result
+        if not self.shown or key != self.image.key:
+            return  # hidden meanwhile, or computed for another image
+        shape = self.image.spatial_shape
+        planes = [] if labels is None else ([labels] if labels.shape == shape else list(labels))
+        if not planes:
+            planes = [np.zeros(shape, np.uint8) for _ in self._names]
+        if len(self.layers) != len(planes) or any(lyr not in self.viewer.layers for lyr in self.layers):
+            self.clear()
+            geometry = self.image.geometry()
+            self.layers = [
+                self.viewer.add_labels(np.zeros(shape, plane.dtype), name=name, opacity=OVERLAY_OPACITY,
+                                       metadata=self.image.metadata(ROLE), **geometry)
+                for plane, name in zip(planes, self._names)
+            ]
+        for layer, plane, colors in zip(self.layers, planes, self._colors):
+            layer.colormap = label_colormap(colors)
+            layer.data = plane
+            layer.editable = False
+
+
+def overlay_styles(mode: str, classes: Any) -> tuple[list[dict[int, str]], list[str]]:
+    """Colours and names of the overlay layers: one (the class colours) in exclusive mode, one
+    per class in multi-label mode (present in the class colour, absent grey)."""
+    if mode == EXCLUSIVE:
+        return [{k + 1: c.color for k, c in enumerate(classes)}], [ROLE]
+    return [{1: c.color, 2: ABSENT_COLOR} for c in classes], [f"{ROLE}: {c.name}" for c in classes]
