@@ -20,6 +20,8 @@ OUT=${1:-gpu_check_out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 DEVICE=${SEGSTUDIO_GPU_CHECK_DEVICE:-cuda}
+# the matrix's 60 s budgets in steps (2D, 3D); a CPU check of the script itself uses a few
+if [ "$DEVICE" = cuda ]; then STEPS=${SEGSTUDIO_GPU_CHECK_STEPS:-1400 370}; else STEPS=${SEGSTUDIO_GPU_CHECK_STEPS:-30 6}; fi
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -52,7 +54,11 @@ else
     step throughput 240 $PY benchmarks/throughput.py --quick
 fi
 step quality-quick 240 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels \
-    --dims 2 3 --habits casual --modes exclusive multilabel --steps 1400 270 --out "$OUT/quality.jsonl"
-step predict-speed 120 $PY benchmarks/predict_speed.py --device "$DEVICE" --quick
+    --dims 2 3 --habits casual --modes exclusive multilabel --steps $STEPS --out "$OUT/quality.jsonl"
+if [ "$DEVICE" = cuda ]; then
+    step predict-speed 120 $PY benchmarks/inference_vs_monai.py --device cuda
+else
+    step predict-speed 240 $PY benchmarks/inference_vs_monai.py --device cpu --quick
+fi
 echo "gpu check: $failed failed step(s); logs in $OUT/"
 exit $failed

@@ -113,10 +113,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller images, one repeat")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
+                   help="where to predict (all: the CPU, and the GPU when there is one)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    if not torch.cuda.is_available():
+    devices = [d for d in devices if args.device in ("all", d.type)]
+    if args.device == "cuda" and not devices:
+        raise SystemExit("--device cuda: no CUDA GPU reachable")
+    if not torch.cuda.is_available() and args.device != "cpu":
         print("predict gpu: no CUDA GPU reachable - GPU lines skipped", flush=True)
     for dev in devices:
         quick = args.quick and dev.type == "cpu"
