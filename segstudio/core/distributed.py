@@ -176,12 +176,15 @@ class DistributedTrainer(Trainer):
     def step(self) -> float:
         """One step on this rank's patches; returns the loss averaged over ranks."""
         local = super().step()
-        if self.device.type != "cuda":
-            self._average_buffers()
         self.local_losses.append(local)
         t = torch.tensor([local], dtype=torch.float64, device=self._collective_device())
         dist.all_reduce(t)
         return float(t.item()) / self.env.world_size
+
+    def after_optimizer_step(self) -> None:
+        """On CPU, average the running statistics before the moving average takes them."""
+        if self.device.type != "cuda":
+            self._average_buffers()
 
     def _average_buffers(self) -> None:
         """Average the BatchNorm running statistics over the ranks (one all-reduce).
@@ -251,8 +254,10 @@ class DistributedTrainer(Trainer):
         if not folder or not hasattr(self, "model"):
             return
         state = cpu_state(self.model)
+        averaged = {k: v.detach().to("cpu", copy=True) for k, v in self.averaged_state().items()}
         atomic_torch_save(os.path.join(folder, f"rank{self.env.rank}.pt"), {
             "state": state, "fingerprint": state_fingerprint(state), "local_losses": self.local_losses,
+            "averaged_fingerprint": state_fingerprint(averaged),
             "rank": self.env.rank, "world_size": self.env.world_size, "iteration": self.iteration,
         })
 

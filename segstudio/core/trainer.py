@@ -488,8 +488,13 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        self.after_optimizer_step()
         self.update_ema()
         return total
+
+    def after_optimizer_step(self) -> None:
+        """Hook between the optimizer step and the moving average (the distributed trainer
+        averages BatchNorm running statistics here, so every rank averages the same weights)."""
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -70,15 +70,17 @@ def test_torchrun_two_cpu_processes_keep_replicas_identical(tmp_path):
     assert (r0["rank"], r1["rank"], r0["world_size"], r0["iteration"]) == (0, 1, 2, 3)
     # Gradients were all-reduced: both replicas hold exactly the same weights ...
     assert r0["fingerprint"] == r1["fingerprint"]
+    assert r0["averaged_fingerprint"] == r1["averaged_fingerprint"]  # so are their moving averages
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     # ... although each rank trained on its own patches (seeded by rank).
     assert r0["local_losses"][0] != r1["local_losses"][0]
-    # Rank 0 wrote an ordinary run: same weights, no "module." prefix, and it trained.
+    # Rank 0 wrote an ordinary run: the averaged weights (what predicts), no "module." prefix,
+    # and it trained.
     run = load_run(tmp_path / "run")
-    assert run.iteration == 3
+    assert run.iteration == 3 and run.config.ema_decay > 0
     saved = run.model.state_dict()
-    assert state_fingerprint(saved) == r0["fingerprint"]
+    assert state_fingerprint(saved) == r0["averaged_fingerprint"] != r0["fingerprint"]
     torch.manual_seed(0)
     untrained = model_from_config(run.config).state_dict()
     assert any(not torch.equal(saved[k], untrained[k]) for k in saved)

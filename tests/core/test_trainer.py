@@ -225,7 +225,8 @@ def test_closed_outlines_add_a_second_target_and_leave_the_paintings_alone(infer
     lab[15, 15:33] = lab[32, 15:33] = lab[15:33, 15] = lab[15:33, 32] = 3  # traced outline
     lab[23, 20:28] = 2  # a stroke inside it
     painted = lab.copy()
-    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, infer_outlines=infer, **TINY)
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, infer_outlines=infer,
+                       infer_background=False, **TINY)  # the outline rule alone
     trainer = Trainer(cfg, SnapshotSource(), None)
     trainer.setup()
     weights = trainer.swap_snapshot(_snapshot(img, lab))
@@ -260,7 +261,7 @@ def test_multilabel_outlines_add_a_second_target_too():
     lab[1][excl != 3] = np.where(excl[excl != 3] > 0, 2, 0)  # boundary: absent where not the outline
     lab[1][excl == 3] = 1
     painted = lab.copy()
-    cfg = infer_config(img.shape, lab, "multilabel", iterations=3, loss="bce", **TINY)
+    cfg = infer_config(img.shape, lab, "multilabel", iterations=3, loss="bce", infer_background=False, **TINY)
     trainer = Trainer(cfg, SnapshotSource(), None)
     trainer.setup()
     trainer.swap_snapshot(_snapshot(img, lab))
