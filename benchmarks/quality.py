@@ -384,6 +384,93 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
             f"mean foreground Dice segstudio {np.mean(first_s):.3f}, forest {np.mean(first_r):.3f}")
 
 
+#: Families whose objects are blob-like (the issue's "no halo" floor on precision applies).
+BLOB_LIKE = ("nuclei", "dim")
+#: Target floors and tolerances of issue 14.
+PRECISION_FLOOR, MULTILABEL_TOLERANCE, CORRECTED_FLOOR, CORRECTABLE = 0.85, 0.03, 0.95, 0.85
+
+
+def verdicts(rows: Sequence[dict[str, Any]]) -> str:
+    """Each target of the matrix, checked cell by cell: how many cells meet it, and every cell
+    that does not, with its figures (seeds averaged).
+
+    * better than the forest on every class (the ``final`` phase, or ``first`` and ``round2``
+      of the corrections habit, each a cell);
+    * foreground precision at least the forest's, and at least ``PRECISION_FLOOR`` on the
+      blob-like families;
+    * multilabel within ``MULTILABEL_TOLERANCE`` of exclusive mode on every class's Dice (same
+      family, dims, habit and phase);
+    * corrections: round 2 foreground at least ``CORRECTED_FLOOR`` where the first prediction
+      was at least ``CORRECTABLE``;
+    * on the object families, instance F1 at least the forest's.
+    """
+    keyf = ("family", "dims", "habit", "mode", "phase")
+    cells: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        cells.setdefault(tuple(r[k] for k in keyf), {}).setdefault(r["method"], []).append(r)
+
+    def name(key: tuple) -> str:
+        return f"{key[0]} {key[1]}D {key[2]} {key[3]}" + ("" if key[4] == "final" else f" ({key[4]})")
+
+    def scores(group: list[dict[str, Any]]) -> dict[str, float]:
+        return {k: _mean(group, k) for k in group[0] if k not in (*keyf, *META)}
+
+    beat, prec, floor, ml, corr, f1 = [], [], [], [], [], []
+    n_beat = n_prec = n_floor = n_ml = n_corr = n_f1 = 0
+    for key, by in sorted(cells.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        if "segstudio" not in by:
+            continue
+        ss = scores(by["segstudio"])
+        rf = scores(by["rf"]) if "rf" in by else None
+        if rf is not None:
+            n_beat += 1
+            lost = [f"{n} {ss[n]:.2f} < {rf[n]:.2f}" for n in ss if n not in ("precision", "F1") and n in rf
+                    and ss[n] < rf[n] - 0.005]
+            if lost:
+                beat.append(f"{name(key)}: {', '.join(lost)}")
+            if "F1" in ss and "F1" in rf:
+                n_f1 += 1
+                if ss["F1"] < rf["F1"] - 0.005:
+                    f1.append(f"{name(key)}: {ss['F1']:.2f} < {rf['F1']:.2f}")
+            n_prec += 1
+            if ss["precision"] < rf["precision"] - 0.005:
+                prec.append(f"{name(key)}: {ss['precision']:.2f} < {rf['precision']:.2f}")
+        if key[0] in BLOB_LIKE:
+            n_floor += 1
+            if ss["precision"] < PRECISION_FLOOR:
+                floor.append(f"{name(key)}: {ss['precision']:.2f}")
+        if key[3] == "multilabel":
+            ex = cells.get((*key[:3], "exclusive", key[4]), {}).get("segstudio")
+            if ex:
+                n_ml += 1
+                es = scores(ex)
+                low = [f"{n} {ss[n]:.2f} vs {es[n]:.2f}" for n in ss if n not in ("precision", "F1") and n in es
+                       and ss[n] < es[n] - MULTILABEL_TOLERANCE]
+                if low:
+                    ml.append(f"{name(key)}: {', '.join(low)}")
+        if key[2] == "corrections" and key[4] == "round2":
+            first = cells.get((*key[:4], "first"), {}).get("segstudio")
+            fg = next(iter(ss))
+            if first and _mean(first, fg) >= CORRECTABLE:
+                n_corr += 1
+                if ss[fg] < CORRECTED_FLOOR:
+                    corr.append(f"{name(key)}: {_mean(first, fg):.2f} → {ss[fg]:.2f}")
+
+    def block(title: str, n: int, misses: list[str]) -> list[str]:
+        return [f"- {title}: {n - len(misses)} of {n} cells"] + [f"  - not met: {m}" for m in misses]
+
+    lines = ["Targets, cell by cell:"]
+    lines += block("better than the forest on every class", n_beat, beat)
+    lines += block("foreground precision at least the forest's", n_prec, prec)
+    lines += block(f"foreground precision ≥ {PRECISION_FLOOR} on blob-like objects ({', '.join(BLOB_LIKE)})",
+                   n_floor, floor)
+    lines += block(f"multi-label Dice within {MULTILABEL_TOLERANCE} of exclusive on every class", n_ml, ml)
+    lines += block(f"corrections: ≥ {CORRECTED_FLOOR} after two rounds where the first was ≥ {CORRECTABLE}",
+                   n_corr, corr)
+    lines += block("instance F1 (objects from the prediction) at least the forest's", n_f1, f1)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
@@ -424,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = [json.loads(ln) for ln in args.table.read_text().splitlines() if ln.strip()]
         print(table(rows))
         print(summary(rows))
+        print(verdicts(rows))
         return
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     fams = args.families or (QUICK["families"] if args.quick else list(fam.FAMILIES))
@@ -449,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows += result
     print(table(rows))
     print(summary(rows))
+    print(verdicts(rows))
     print(f"[{len(tasks)} cells in {time.perf_counter() - t0:.0f} s]")
 
 
