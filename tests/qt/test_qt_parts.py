@@ -165,4 +165,8 @@ def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
         gc.collect()
         return all(r() is None for r in refs)
 
-    qtbot.waitUntil(released, timeout=WAIT_MS)
+    try:
+        qtbot.waitUntil(released, timeout=WAIT_MS)
+    except Exception:  # name what still holds them, so a failure says where the leak is
+        alive = [(i, [type(h).__name__ for h in gc.get_referrers(r())]) for i, r in enumerate(refs) if r() is not None]
+        pytest.fail(f"still referenced (0: the argument, 1: the result) by: {alive}")
