@@ -254,7 +254,7 @@ class DistributedTrainer(Trainer):
         if not folder or not hasattr(self, "model"):
             return
         state = cpu_state(self.model)
-        averaged = {k: v.detach().to("cpu", copy=True) for k, v in self.averaged_state().items()}
+        averaged = self.preview_state()  # a CPU copy of the moving average (what the run saves)
         atomic_torch_save(os.path.join(folder, f"rank{self.env.rank}.pt"), {
             "state": state, "fingerprint": state_fingerprint(state), "local_losses": self.local_losses,
             "averaged_fingerprint": state_fingerprint(averaged),
