@@ -62,8 +62,11 @@ EXPORT_FORMAT_LABELS = (
     ("torchscript", "TorchScript"), ("onnx", "ONNX"), ("bioimageio", "bioimage.io model"), ("pt2", "torch.export"),
 )
 
-#: How often the progress text and loss curve are redrawn while training (ms).
-REDRAW_MS = 250
+#: How often the progress text and loss curve are redrawn while training (ms). Each redraw
+#: recomposes the whole window around napari's OpenGL canvas; under software OpenGL (remote
+#: desktops, VMs, Xvfb) on 2 cores redrawing every 250 ms cost the trainer about a third of its
+#: steps (benchmarks/RESULTS.md, "The app's speed").
+REDRAW_MS = 1000
 #: Smoothing of the loss curve (exponential moving average factor).
 LOSS_EMA = 0.05
 EMA_WARMUP = 4.0
