@@ -71,6 +71,12 @@ INPUT_COPIES = 3
 LEVEL_COPIES = 6
 OUTPUT_COPIES = 3
 FLOAT_BYTES = 4
+#: PyTorch's CPU dispatch (ATen ``ConvParams::use_mkldnn``) runs a float32 convolution whose
+#: batch is one through its slow native kernel when ``N·C·D·H`` (the width is not counted) is
+#: at most this; oneDNN otherwise, and always for a batch of two or more. A 3-D network on a
+#: thin slab (the app's live preview of a few slices: 19×96×96 with its margins) is then 2.5-3×
+#: slower alone than in a batch with a copy of itself (benchmarks/RESULTS.md, "The app's speed").
+NATIVE_CONV_MAX = 20480
 
 #: An output array: numpy array, :class:`numpy.memmap` or zarr array (written by slices).
 ArrayLike = Any
@@ -327,6 +333,27 @@ def plan_for(
                       max_tile_voxels(config, device, tile_batch), tile=tile, max_rows=max_rows)
 
 
+def pair_single_tiles(config: TrainConfig, tile: Sequence[int], device: torch.device) -> bool:
+    """Whether a lone 3-D tile runs faster on ``device`` in a batch with a copy of itself.
+
+    True on a CPU when some U-Net level would give a convolution a batch-one input with
+    ``C·D·H <= NATIVE_CONV_MAX`` (the slow native kernel, see :data:`NATIVE_CONV_MAX`): the
+    copy costs one more oneDNN pass, several times less than the native kernel. The outputs
+    are the same (inference normalises with running statistics, not the batch's).
+    """
+    if device.type != "cpu" or len(tile) != 3 or config.model != "unet":
+        return False
+    d, h = int(tile[0]), int(tile[1])
+    channels = min(n_filter_channels(config.in_channels, config.input_filters), config.features[0])
+    if channels * d * h <= NATIVE_CONV_MAX:
+        return True
+    for level, stride in enumerate(_strides(config), start=1):
+        d, h = -(-d // stride[0]), -(-h // stride[1])
+        if config.features[min(level, len(config.features) - 1)] * d * h <= NATIVE_CONV_MAX:
+            return True
+    return False
+
+
 def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     """Mirror-reflect positions into ``[0, n)`` (``numpy.pad``'s ``reflect``, repeated for
     pads longer than the axis; an axis of one voxel is replicated)."""
@@ -416,6 +443,7 @@ def iter_predict_normalized(
     per_voxel = (k if multilabel else 1) * label_dtype.itemsize + (FLOAT_BYTES * k if probabilities else 0)
     plan = plan_for(config, spatial, dev, tile=tile, tile_batch=tile_batch, band_voxel_bytes=per_voxel)
     flips = _tta_flips(len(spatial)) if tta else [()]
+    pair = pair_single_tiles(config, plan.tile, dev)
     inner = list(itertools.product(*(range(len(s)) for s in plan.starts[1:])))
     done, total = 0, plan.n_tiles
     for bi, s0 in enumerate(plan.starts[0]):
@@ -430,7 +458,10 @@ def iter_predict_normalized(
             for axes in flips:
                 xi = torch.flip(x, [a + 2 for a in axes]) if axes else x
                 with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                    y = model(xi).float()
+                    if pair and len(xi) == 1:  # see pair_single_tiles: faster twice than once
+                        y = model(torch.cat([xi, xi]))[:1].float()
+                    else:
+                        y = model(xi).float()
                 if axes:
                     y = torch.flip(y, [a + 2 for a in axes])
                 logits = y if logits is None else logits + y

@@ -171,6 +171,40 @@ def test_tiled_prediction_equals_one_forward_pass(dims, shape, tile, kw):
     assert totals[0] == 1 and totals[1] > 1
 
 
+def _torch_takes_its_slow_conv3d_kernel(net: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Whether PyTorch runs one of ``net``'s 3-D convolutions of ``x`` by its native kernel."""
+    from torch.profiler import profile
+
+    with torch.no_grad(), profile() as prof:
+        net(x)
+    return any(e.key == "aten::slow_conv3d_forward" for e in prof.key_averages())
+
+
+@pytest.mark.parametrize(("tile", "slow"), [
+    ((19, 96, 96), True),    # the app's live preview of three slices with their margins
+    ((16, 128, 128), True),
+    ((32, 96, 96), False),
+    ((24, 200, 200), False),
+])
+def test_lone_3d_tiles_are_paired_exactly_where_torch_would_take_its_slow_kernel(tile, slow):
+    """The rule agrees with PyTorch's own dispatch (a PyTorch that changes it fails here), and
+    pairing changes nothing in the output."""
+    cfg = TrainConfig(n_classes=3, spatial_dims=3, spacing=(2.0, 0.5, 0.5))  # the fast preset
+    model = model_from_config(cfg).eval()
+    x = torch.from_numpy(np.random.default_rng(0).random((1, 1, *tile), dtype=np.float32))
+    with torch.no_grad():
+        filtered = model.filters(x)
+    assert _torch_takes_its_slow_conv3d_kernel(model.net, filtered) is slow
+    assert not _torch_takes_its_slow_conv3d_kernel(model.net, torch.cat([filtered, filtered]))
+    assert P.pair_single_tiles(cfg, tile, torch.device("cpu")) is slow
+    assert not P.pair_single_tiles(cfg, tile, torch.device("meta"))  # only a CPU dispatches so
+    assert not P.pair_single_tiles(TrainConfig(n_classes=3, spatial_dims=2), tile[1:], torch.device("cpu"))
+    if slow:
+        with torch.no_grad():
+            alone, paired = model(x), model(torch.cat([x, x]))[:1]
+        torch.testing.assert_close(paired, alone, atol=1e-5, rtol=1e-5)
+
+
 def test_sliding_window_equals_one_pass_for_a_pointwise_model():
     cfg = TrainConfig(n_classes=2, features=(4, 8), patch_size=(16, 16))
     model = torch.nn.Conv2d(1, 2, 1)
