@@ -443,7 +443,8 @@ def iter_predict_normalized(
     per_voxel = (k if multilabel else 1) * label_dtype.itemsize + (FLOAT_BYTES * k if probabilities else 0)
     plan = plan_for(config, spatial, dev, tile=tile, tile_batch=tile_batch, band_voxel_bytes=per_voxel)
     flips = _tta_flips(len(spatial)) if tta else [()]
-    pair = pair_single_tiles(config, plan.tile, dev)
+    # PyTorch's dispatch only: onnxruntime would just compute the copy too.
+    pair = pair_single_tiles(config, plan.tile, dev) and getattr(model, "backend", None) != "onnx"
     inner = list(itertools.product(*(range(len(s)) for s in plan.starts[1:])))
     done, total = 0, plan.n_tiles
     for bi, s0 in enumerate(plan.starts[0]):
