@@ -172,19 +172,20 @@ def test_tiled_prediction_equals_one_forward_pass(dims, shape, tile, kw):
 
 
 def _torch_takes_its_slow_conv3d_kernel(net: torch.nn.Module, x: torch.Tensor) -> bool:
-    """Whether PyTorch runs one of ``net``'s 3-D convolutions of ``x`` by its native kernel."""
+    """Whether PyTorch runs one of ``net``'s 3×3×3 convolutions of ``x`` by its native kernel
+    (a 1×1×1 one goes there too when a test before left PyTorch on one thread)."""
     from torch.profiler import profile
 
-    with torch.no_grad(), profile() as prof:
+    with torch.no_grad(), profile(record_shapes=True) as prof:
         net(x)
-    return any(e.key == "aten::slow_conv3d_forward" for e in prof.key_averages())
+    return any(e.key == "aten::slow_conv3d_forward" and tuple(e.input_shapes[1][-3:]) == (3, 3, 3)
+               for e in prof.key_averages(group_by_input_shape=True))
 
 
 @pytest.mark.parametrize(("tile", "slow"), [
     ((19, 96, 96), True),    # the app's live preview of three slices with their margins
     ((16, 128, 128), True),
     ((32, 96, 96), False),
-    ((24, 200, 200), False),
 ])
 def test_lone_3d_tiles_are_paired_exactly_where_torch_would_take_its_slow_kernel(tile, slow):
     """The rule agrees with PyTorch's own dispatch (a PyTorch that changes it fails here), and
