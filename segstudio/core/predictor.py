@@ -74,8 +74,9 @@ FLOAT_BYTES = 4
 #: PyTorch's CPU dispatch (ATen ``ConvParams::use_mkldnn``) runs a float32 convolution whose
 #: batch is one through its slow native kernel when ``N·C·D·H`` (the width is not counted) is
 #: at most this; oneDNN otherwise, and always for a batch of two or more. A 3-D network on a
-#: thin slab (the app's live preview of a few slices: 19×96×96 with its margins) is then 2.5-3×
-#: slower alone than in a batch with a copy of itself (benchmarks/RESULTS.md, "The app's speed").
+#: thin slab (the app's live preview of a few slices: 19×96×96 with its margins) is then 3×
+#: slower alone than in a batch with a copy of itself (benchmarks/RESULTS.md, "The app's
+#: training speed"; ``benchmarks/preview_slab.py``).
 NATIVE_CONV_MAX = 20480
 
 #: An output array: numpy array, :class:`numpy.memmap` or zarr array (written by slices).
@@ -339,7 +340,8 @@ def pair_single_tiles(config: TrainConfig, tile: Sequence[int], device: torch.de
     True on a CPU when some U-Net level would give a convolution a batch-one input with
     ``C·D·H <= NATIVE_CONV_MAX`` (the slow native kernel, see :data:`NATIVE_CONV_MAX`): the
     copy costs one more oneDNN pass, several times less than the native kernel. The outputs
-    are the same (inference normalises with running statistics, not the batch's).
+    are the same: inference never mixes a batch's samples (BatchNorm uses its running
+    statistics). The caller checks that the copy fits the memory budget.
     """
     if device.type != "cpu" or len(tile) != 3 or config.model != "unet":
         return False
@@ -444,7 +446,8 @@ def iter_predict_normalized(
     plan = plan_for(config, spatial, dev, tile=tile, tile_batch=tile_batch, band_voxel_bytes=per_voxel)
     flips = _tta_flips(len(spatial)) if tta else [()]
     # PyTorch's dispatch only: onnxruntime would just compute the copy too.
-    pair = pair_single_tiles(config, plan.tile, dev) and getattr(model, "backend", None) != "onnx"
+    pair = (pair_single_tiles(config, plan.tile, dev) and getattr(model, "backend", None) != "onnx"
+            and 2 * math.prod(plan.tile) <= max_tile_voxels(config, dev, tile_batch))
     inner = list(itertools.product(*(range(len(s)) for s in plan.starts[1:])))
     done, total = 0, plan.n_tiles
     for bi, s0 in enumerate(plan.starts[0]):
