@@ -4,20 +4,20 @@ of itself (:func:`segstudio.core.predictor.pair_single_tiles`).
 
 Why it exists: PyTorch sends a convolution with a batch of one to its slow native kernel when
 ``N·C·D·H <= 20480``; the built-in 3-D sample's preview slab (19×96×96 with its margins) took
-three times as long as the whole 32×96×96 volume, while the trainer waited for its turn. ::
+longer alone than the whole 32×96×96 volume, while the trainer waited for its turn. ::
 
-    python benchmarks/preview_slab.py            # median of 5 per row, fast preset, untrained weights
+    python benchmarks/preview_slab.py   # best of 5, alone and paired in turn; fast preset, untrained weights
 
-The last line is one JSON object with every median (ms).
+The last line is one JSON object with every time (ms).
 """
 
 from __future__ import annotations
 
 import json
-import time
+import sys
+from pathlib import Path
 from unittest import mock
 
-import numpy as np
 import torch
 
 from segstudio.core import predictor as P
@@ -26,18 +26,10 @@ from segstudio.core.data import image_stats
 from segstudio.core.run import model_from_config
 from segstudio.core.samples import sample_3d
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import interleaved_best  # noqa: E402
+
 REPEATS = 5
-
-
-def median_ms(fn, repeats: int = REPEATS) -> float:
-    """Median wall time of ``fn()`` in ms (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(1e3 * float(np.median(times)), 1)
 
 
 def main() -> dict[str, float]:
@@ -51,12 +43,18 @@ def main() -> dict[str, float]:
     slab = (slice(z - 1, z + 2), slice(None), slice(None))
     out: dict[str, float] = {"threads": torch.get_num_threads()}
     for name, region in (("slab", slab), ("whole", None)):
-        for paired in (True, False):
-            rule = P.pair_single_tiles if paired else (lambda *a, **k: False)
-            with mock.patch.object(P, "pair_single_tiles", rule):
-                ms = median_ms(lambda: predictor.predict(image, None, region=region, stats=stats))
-            out[f"{name}_{'paired' if paired else 'alone'}_ms"] = ms
-            print(f"{name:5s} {'paired where the rule says' if paired else 'always alone':27s} {ms:7.1f} ms")
+        def paired(region=region):
+            return predictor.predict(image, None, region=region, stats=stats)
+
+        def alone(region=region):
+            with mock.patch.object(P, "pair_single_tiles", lambda *a, **k: False):
+                return predictor.predict(image, None, region=region, stats=stats)
+
+        best, _ = interleaved_best([paired, alone], REPEATS)
+        for label, how, seconds in (("paired", "paired where the rule says", best[0]),
+                                    ("alone", "always alone", best[1])):
+            out[f"{name}_{label}_ms"] = round(1e3 * seconds, 1)
+            print(f"{name:5s} {how:27s} {1e3 * seconds:7.1f} ms")
     print(json.dumps(out))
     return out
 
