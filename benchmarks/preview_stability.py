@@ -1,0 +1,136 @@
+"""How steady the live previews are, headless: the app's preview, every few steps, scored.
+
+The app previews the averaged weights (``ema_decay``) every ~2 s on the slice(s) on screen while
+training runs until stopped. This script does the same without a GUI, at fixed step counts, so
+that ideas about the moving average and the learning-rate schedule can be compared on several
+seeds without the app's timing noise: train on a built-in sample with its example strokes and
+the app's settings (fast preset, until stopped), and every ``--every`` steps predict the
+preview region (3D: the middle slice ± ``PREVIEW_SLAB``; 2D: the whole image) with
+:meth:`Trainer.preview_model` and score its nucleus Dice (interior ∪ boundary) against the
+sample's truth. Per seed it reports, after ``--settle`` steps (the app's "first 10 s": about 20
+steps in 3D and 90 in 2D on 2 cores), the standard deviation of the previews' Dice and the
+worst drop below the best preview so far (issue 14, item 4: ≤ 0.02 and ≤ 0.05). ::
+
+    python benchmarks/preview_stability.py --sample nuclei3d --seeds 0 1 2 3
+    python benchmarks/preview_stability.py --sample nuclei3d --set ema_decay=0.98 --set warmup=30
+
+The last line is one JSON object (``--out`` appends it to a file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import parse_value  # noqa: E402
+
+#: Steps that stand for the app's first 10 s, per sample (2 cores, Xvfb; README's table).
+SETTLE = {"nuclei2d": 90, "nuclei3d": 20}
+STEPS = {"nuclei2d": 600, "nuclei3d": 160}
+EVERY = {"nuclei2d": 15, "nuclei3d": 4}
+
+
+def steadiness(dice: Sequence[float]) -> tuple[float, float]:
+    """Standard deviation of ``dice`` and its worst drop below the best value before it."""
+    if not dice:
+        return float("nan"), float("nan")
+    best, drop = -1.0, 0.0
+    for d in dice:
+        best = max(best, d)
+        drop = max(drop, best - d)
+    return float(np.std(dice)), drop
+
+
+def run_seed(sample_name: str, seed: int, steps: int, every: int, settle: int,
+             overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train one seed and score the previews on the way."""
+    from segstudio._qt.preview import PREVIEW_SLAB
+    from segstudio.core.data import SnapshotSource, TrainingImage, image_stats
+    from segstudio.core.predictor import Predictor
+    from segstudio.core.samples import sample_2d, sample_3d
+    from segstudio.core.trainer import Progress, Trainer, infer_config
+
+    sample = sample_2d() if sample_name == "nuclei2d" else sample_3d()
+    image, truth = sample.image, sample.truth
+    region = None
+    if image.ndim == 3:
+        z = image.shape[0] // 2
+        region = (slice(z - PREVIEW_SLAB, z + PREVIEW_SLAB + 1), slice(None), slice(None))
+    cfg = infer_config(image.shape, sample.paintings, "exclusive", spacing=sample.spacing, iterations=None,
+                       minutes=None, seed=seed, device="cpu", class_names=sample.class_names, **overrides)
+    source = SnapshotSource()
+    source.put([TrainingImage(image, sample.paintings)])
+    trainer = Trainer(cfg, source, None)
+    stats = image_stats(image, None, cfg.percentiles)
+    series: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
+    events = trainer.run()
+    try:
+        for ev in events:
+            if not isinstance(ev, Progress) or ev.iteration % every:
+                if isinstance(ev, Progress) and ev.iteration >= steps:
+                    break
+                continue
+            labels = Predictor(trainer.preview_model(), cfg, device="cpu").predict(
+                image, None, region=region, stats=stats).labels
+            t = truth if region is None else truth[region]
+            p, g = labels >= 2, t >= 2
+            series.append((ev.iteration, float(2 * np.sum(p & g) / max(int(p.sum() + g.sum()), 1))))
+            if ev.iteration >= steps:
+                break
+    finally:
+        events.close()
+    late = [d for i, d in series if i >= settle]
+    std, drop = steadiness(late)
+    return {"seed": seed, "std": round(std, 4), "worst_drop": round(drop, 4), "last": round(series[-1][1], 4),
+            "min_late": round(min(late), 4), "seconds": round(time.perf_counter() - t0, 1),
+            "series": [[i, round(d, 4)] for i, d in series]}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sample", default="nuclei3d", choices=sorted(SETTLE))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--steps", type=int, default=None, help="steps per seed (default: 600 in 2D, 160 in 3D)")
+    p.add_argument("--every", type=int, default=None, help="steps between previews (default: 15 in 2D, 4 in 3D)")
+    p.add_argument("--settle", type=int, default=None, help="steps before previews count (default: 90 / 20)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a TrainConfig default (e.g. --set ema_decay=0.98)")
+    p.add_argument("--out", type=Path, default=None, help="append the result as a JSON line to this file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    steps = args.steps or STEPS[args.sample]
+    every = args.every or EVERY[args.sample]
+    settle = SETTLE[args.sample] if args.settle is None else args.settle
+    runs = []
+    for seed in args.seeds:
+        r = run_seed(args.sample, seed, steps, every, settle, overrides)
+        runs.append(r)
+        print(f"seed {seed}: std {r['std']:.4f}  worst drop {r['worst_drop']:.4f}  lowest {r['min_late']:.3f}  "
+              f"last {r['last']:.3f}  ({r['seconds']:.0f} s)  "
+              + " ".join(f"{d:.2f}" for _, d in r["series"]), flush=True)
+    result = {"sample": args.sample, "set": args.set, "steps": steps, "every": every, "settle": settle,
+              "worst_std": max(r["std"] for r in runs), "worst_drop": max(r["worst_drop"] for r in runs),
+              "runs": runs}
+    print(f"worst over seeds: std {result['worst_std']:.4f}, drop {result['worst_drop']:.4f}")
+    print(json.dumps(result))
+    if args.out is not None:
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
