@@ -18,7 +18,12 @@ the user's paintings. The rule, per image:
   Textures of equal mean, or a background more uneven than the object contrast, fail this test
   and infer nothing.
 * Unpainted pixels with ``g`` at or beyond the ``hi`` quantile of ``B`` (towards the background
-  side) are inferred background.
+  side) are inferred background, where they are part of a patch of such pixels: the
+  thresholded mask is opened in each 2D plane with a disk of radius :data:`OPENING_RADIUS`.
+  Background is a region, not a pixel: a textured object has its own dark grains, single
+  pixels or thin streaks as dark as the background, which the threshold alone called background
+  and the network then learnt as background specks inside the texture (benchmarks/RESULTS.md,
+  *Background specks in textures*). The opening only removes pixels, never adds any.
 
 It works the same for multi-label paintings, channel by channel, with *absent* as the
 background (:func:`infer_background_multilabel`). The trainer learns these labels in a second
@@ -32,7 +37,7 @@ from scipy import ndimage as ndi
 
 from segstudio.core.annotations import ABSENT, UNPAINTED
 
-__all__ = ["DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "smoothed_intensity"]
+__all__ = ["DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "patches_only", "smoothed_intensity"]
 
 #: ``(lo, hi)``: the background threshold is the ``hi`` quantile of the painted background; the
 #: rule needs the ``lo`` quantile of the other paint beyond it.
@@ -40,6 +45,8 @@ DEFAULT_QUANTILES: tuple[float, float] = (0.05, 0.9)
 #: Fewest painted pixels per side for the statistics to mean anything.
 MIN_PIXELS = 20
 SIGMA = 1.0
+#: Radius (pixels, in each 2D plane) of the disk that opens the thresholded mask.
+OPENING_RADIUS = 2
 
 
 def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int) -> np.ndarray:
@@ -50,6 +57,20 @@ def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int) -
     img = np.nan_to_num(img)
     sigma = (0.0,) * (ndim - 2) + (SIGMA, SIGMA)
     return ndi.gaussian_filter(img, sigma)
+
+
+def patches_only(mask: np.ndarray, radius: int = OPENING_RADIUS) -> np.ndarray:
+    """``mask`` opened in each 2D plane (the last two axes) with a disk of ``radius`` pixels:
+    the pixels that belong to a disk-shaped patch of the mask. The image border counts as
+    inside the mask, so patches that touch it are kept whole."""
+    if radius <= 0 or not mask.any():
+        return mask
+    r = int(radius)
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = (y * y + x * x) <= r * r
+    disk = disk.reshape((1,) * (mask.ndim - 2) + disk.shape)
+    eroded = ndi.binary_erosion(mask, disk, border_value=1)
+    return ndi.binary_dilation(eroded, disk) & mask
 
 
 def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float]) -> np.ndarray | None:
@@ -63,11 +84,11 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
         t = np.quantile(bg, hi)
         if np.quantile(other, lo) <= t:
             return None
-        return (paint == UNPAINTED) & (g <= t)
+        return (paint == UNPAINTED) & patches_only(g <= t)
     t = np.quantile(bg, 1.0 - hi)
     if np.quantile(other, 1.0 - lo) >= t:
         return None
-    return (paint == UNPAINTED) & (g >= t)
+    return (paint == UNPAINTED) & patches_only(g >= t)
 
 
 def infer_background(

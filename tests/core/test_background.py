@@ -64,3 +64,37 @@ def test_multilabel_uses_absent_as_the_background():
     out = infer_background_multilabel(ml, img)
     np.testing.assert_array_equal(out[0] == 2, infer_background(paint, img) == 1)
     assert not out[1].any()
+
+
+def test_dark_grains_inside_a_textured_object_are_not_background():
+    """A textured object has its own pixels as dark as the background: single grains and thin
+    streaks. The rule infers background in patches only, so they stay unlabelled."""
+    img, paint = _scene()
+    rng = np.random.default_rng(1)
+    grains = np.zeros(img.shape, bool)
+    grains[40:52, 36:50] = rng.random((12, 14)) < 0.08  # dark single pixels in the unpainted object
+    grains[45, 37:49] = True  # and a thin dark streak across it
+    img[grains] = 10.0
+    out = infer_background(paint, img)
+    assert not out[40:52, 36:50].any(), "no background inside the textured object"
+    far = np.ones(img.shape, bool)
+    far[5:27, 5:27] = far[35:57, 31:55] = False
+    assert (out[far & (paint == 0)] == 1).mean() > 0.8, "the background region is still inferred"
+
+
+def test_patches_only_keeps_disk_shaped_patches_and_adds_nothing():
+    from segstudio.core.background import patches_only
+
+    mask = np.zeros((2, 30, 30), bool)
+    mask[:, 0:10, 0:12] = True  # a patch at the border
+    mask[:, 24, 3:25] = True  # a one-pixel line
+    mask[:, 27, 27] = True  # a single pixel
+    mask[:, 15:20, 15:20] = True  # a 5 x 5 square holds the radius-2 disk
+    out = patches_only(mask, 2)
+    np.testing.assert_array_equal(out[0], out[1])  # plane by plane
+    assert out[:, 0, 0:12].all() and out[:, 0:10, 0].all(), "a patch at the border keeps its border pixels"
+    assert out[:, 0:8, 0:10].all() and not out[:, 9, 11].any()  # only its convex corner is rounded off
+    assert out[:, 15:20, 15:20].sum() == 2 * 13  # the 5 x 5 square keeps the disk (13 pixels: y² + x² <= 4)
+    assert not out[:, 24].any() and not out[:, 27, 27].any()
+    assert not (out & ~mask).any()
+    np.testing.assert_array_equal(patches_only(mask, 0), mask)
