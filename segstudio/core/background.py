@@ -25,8 +25,14 @@ the user's paintings. The rule, per image:
   and the network then learnt as background specks inside the texture (benchmarks/RESULTS.md,
   *Background specks in textures*). The opening only removes pixels, never adds any.
 
-It works the same for multi-label paintings, channel by channel, with *absent* as the
-background (:func:`infer_background_multilabel`). The trainer learns these labels in a second
+It works the same for multi-label paintings (:func:`infer_background_multilabel`), with
+*absent* as the background, in two ways whose labels are pooled: channel by channel (*absent*
+against *present* strokes of that channel), and across channels, the way exclusive mode sees
+it: strokes painted *absent* in every channel are the background, strokes *present* in any
+channel the objects, and look-alikes of that background are *absent* in every channel. The
+second is what works on classes that differ from each other but not from the background in
+the same way (two textures: a granular channel's *absent* strokes include the fibrous
+texture, so the channel alone does not separate). The trainer learns these labels in a second
 loss term with its own weights, like those of :mod:`segstudio.core.outlines`.
 """
 
@@ -35,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from segstudio.core.annotations import ABSENT, UNPAINTED
+from segstudio.core.annotations import ABSENT, PRESENT, UNPAINTED
 
 __all__ = ["DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "patches_only", "smoothed_intensity"]
 
@@ -141,8 +147,10 @@ def infer_background_multilabel(
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
     smoothed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`infer_background` per class channel of ``(C, *spatial)`` multi-label paintings,
-    with *absent* as the background: the inferred pixels are ``2`` (absent) in that channel."""
+    """:func:`infer_background` for ``(C, *spatial)`` multi-label paintings, with *absent* as the
+    background: per class channel, and across channels (strokes *absent* in every channel
+    against strokes *present* in any; see the module notes). Inferred pixels are ``2``
+    (absent), only where that channel is unpainted."""
     paint = np.asarray(paintings)
     g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
     out = np.zeros_like(paint)
@@ -150,4 +158,12 @@ def infer_background_multilabel(
         mask = _rule(paint[c], g, ABSENT, quantiles)
         if mask is not None:
             out[c][mask] = ABSENT
+    if paint.shape[0] > 1:  # with one channel, the same as the channel's own rule
+        nothing = np.all(paint == ABSENT, axis=0)
+        something = np.any(paint == PRESENT, axis=0)
+        view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)
+        mask = _rule(view, g, 1, quantiles)
+        if mask is not None:
+            for c in range(paint.shape[0]):
+                out[c][mask & (paint[c] == UNPAINTED)] = ABSENT
     return out

@@ -63,7 +63,28 @@ def test_multilabel_uses_absent_as_the_background():
     ml[1][paint > 0] = 2  # a channel painted absent only: nothing to separate
     out = infer_background_multilabel(ml, img)
     np.testing.assert_array_equal(out[0] == 2, infer_background(paint, img) == 1)
-    assert not out[1].any()
+    # channel 1 alone does not separate, but across channels the background stroke is absent in
+    # both and the object stroke present in one: the same look-alikes are absent in channel 1 too
+    np.testing.assert_array_equal(out[1], out[0])
+
+
+def test_multilabel_classes_that_only_differ_from_the_background_together():
+    """Two bright classes, each channel's absent strokes include the other class: no channel
+    separates alone, yet what is absent in every channel is dark, what is present somewhere
+    bright, so background look-alikes are absent in every channel (as exclusive mode infers)."""
+    img, paint = _scene()
+    paint[44:47, 38:46] = 3  # a stroke in the second object, a second class
+    ml = np.zeros((2, *img.shape), np.uint8)
+    ml[:, paint > 0] = 2
+    ml[0][paint == 2] = 1
+    ml[1][paint == 3] = 1
+    assert not infer_background_multilabel(ml[:1], img).any(), "channel 0 alone does not separate"
+    out = infer_background_multilabel(ml, img)
+    excl = infer_background(paint, img) == 1
+    assert excl.any()
+    for c in range(2):
+        np.testing.assert_array_equal(out[c] == 2, excl)
+        assert not (out[c] == 1).any() and not out[c][ml[c] > 0].any(), "only unpainted pixels, only absent"
 
 
 def test_dark_grains_inside_a_textured_object_are_not_background():
