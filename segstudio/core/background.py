@@ -23,7 +23,13 @@ the user's paintings. The rule, per image:
   Background is a region, not a pixel: a textured object has its own dark grains, single
   pixels or thin streaks as dark as the background, which the threshold alone called background
   and the network then learnt as background specks inside the texture (benchmarks/RESULTS.md,
-  *Background specks in textures*). The opening only removes pixels, never adds any.
+  *Background specks in textures*).
+* Of those patches, only the ones reachable from your background strokes are taken: a pixel
+  is inferred when a path of look-alike pixels (face neighbours, across slices too) joins it
+  to a background stroke, the way a flood fill from the strokes would spread. A texture's dark
+  clusters are islands inside the texture, as dark as the background but not joined to it;
+  background cut off from every stroke (inside a ring of vessel, in a region nobody painted)
+  is left to the network. Both steps only remove pixels, never add any.
 
 It works the same for multi-label paintings (:func:`infer_background_multilabel`), with
 *absent* as the background, in two ways whose labels are pooled: channel by channel (*absent*
@@ -43,7 +49,10 @@ from scipy import ndimage as ndi
 
 from segstudio.core.annotations import ABSENT, PRESENT, UNPAINTED
 
-__all__ = ["DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "patches_only", "smoothed_intensity"]
+__all__ = [
+    "DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "patches_only", "reachable",
+    "smoothed_intensity",
+]
 
 #: ``(lo, hi)``: the background threshold is the ``hi`` quantile of the painted background; the
 #: rule needs the ``lo`` quantile of the other paint beyond it.
@@ -79,6 +88,14 @@ def patches_only(mask: np.ndarray, radius: int = OPENING_RADIUS) -> np.ndarray:
     return ndi.binary_dilation(eroded, disk) & mask
 
 
+def reachable(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` joined to a pixel of ``seeds`` by a path of ``mask | seeds``
+    pixels (face neighbours)."""
+    labels, _ = ndi.label(mask | seeds)
+    hit = np.unique(labels[seeds])
+    return mask & np.isin(labels, hit[hit > 0])
+
+
 def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float]) -> np.ndarray | None:
     """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
     bg = g[paint == background]
@@ -90,11 +107,13 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
         t = np.quantile(bg, hi)
         if np.quantile(other, lo) <= t:
             return None
-        return (paint == UNPAINTED) & patches_only(g <= t)
-    t = np.quantile(bg, 1.0 - hi)
-    if np.quantile(other, 1.0 - lo) >= t:
-        return None
-    return (paint == UNPAINTED) & patches_only(g >= t)
+        like = g <= t
+    else:
+        t = np.quantile(bg, 1.0 - hi)
+        if np.quantile(other, 1.0 - lo) >= t:
+            return None
+        like = g >= t
+    return (paint == UNPAINTED) & reachable(patches_only(like), paint == background)
 
 
 def infer_background(

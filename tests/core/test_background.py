@@ -119,3 +119,50 @@ def test_patches_only_keeps_disk_shaped_patches_and_adds_nothing():
     assert not out[:, 24].any() and not out[:, 27, 27].any()
     assert not (out & ~mask).any()
     np.testing.assert_array_equal(patches_only(mask, 0), mask)
+
+
+def test_only_look_alikes_joined_to_a_background_stroke_are_inferred():
+    """A dark hole inside an object, and dark background cut off from every background stroke
+    by a bright ring, look like the background but are not joined to it: left alone."""
+    from unittest import mock
+
+    from segstudio.core import background
+
+    rng = np.random.default_rng(2)
+    img = rng.normal(10.0, 1.0, (64, 64)).astype(np.float32)
+    img[10:22, 10:22] += 50.0  # the painted object
+    img[34:56, 36:62] += 50.0  # an unpainted object ...
+    img[40:50, 44:54] -= 50.0  # ... with a background-dark hole
+    img[2:30, 36:64] += 50.0  # a bright ring ...
+    img[6:26, 40:60] -= 50.0  # ... around a dark pocket that no stroke reaches
+    paint = np.zeros(img.shape, np.uint8)
+    paint[58:61, 2:34] = 1
+    paint[14:17, 12:20] = 2
+    hole, pocket = (slice(40, 50), slice(44, 54)), (slice(6, 26), slice(40, 60))
+    with mock.patch.object(background, "reachable", lambda mask, seeds: mask):
+        loose = infer_background(paint, img)
+    assert loose[hole].any() and loose[pocket].any(), "by brightness alone both look like background"
+    out = infer_background(paint, img)
+    assert not out[hole].any(), "a hole inside an object is not background"
+    assert not out[pocket].any(), "background cut off from every stroke is left to the network"
+    near = np.zeros(img.shape, bool)
+    near[30:64, 0:30] = True
+    kept = (out[near] == 1).sum() / max(int((loose[near] == 1).sum()), 1)
+    assert kept > 0.95, "background joined to the stroke stays inferred (but for a few islands)"
+    assert not (out & (loose == 0)).any()
+
+
+def test_reachable_follows_face_neighbours_from_the_seeds():
+    from segstudio.core.background import reachable
+
+    mask = np.zeros((3, 12, 12), bool)
+    mask[0, 0:4, 0:4] = True  # joined to the seed below through z
+    mask[1, 0:2, 0:2] = True
+    mask[0, 8:12, 8:12] = True  # an island
+    mask[2, 5, 5] = mask[2, 6, 6] = True  # diagonal neighbours only: not joined
+    seeds = np.zeros_like(mask)
+    seeds[1, 0, 0] = seeds[2, 5, 5] = True
+    out = reachable(mask, seeds)
+    assert out[0, 0:4, 0:4].all() and out[1, 0:2, 0:2].all() and out[2, 5, 5]
+    assert not out[0, 8:12, 8:12].any() and not out[2, 6, 6]
+    assert not (out & ~mask).any()
