@@ -227,8 +227,8 @@ class SegStudioWidget(QWidget):
         self.background_check.setToolTip(
             "Where your background strokes and your other strokes differ clearly in brightness, "
             "unpainted patches as dark (or bright) as your background strokes are also learnt as "
-            "background, next to objects too: no halo of object class around objects. Single dark "
-            "grains inside a textured object are not taken. Nothing "
+            "background, next to objects too, where they join one of your background strokes: no "
+            "halo of object class around objects, and no dark grains inside a textured object. Nothing "
             "is inferred where brightness does not tell the classes apart. Your strokes are never "
             "changed. Takes effect at the next Train."
         )
