@@ -23,7 +23,7 @@ the user's paintings. The rule, per image:
   Background is a region, not a pixel: a textured object has its own dark grains, single
   pixels or thin streaks as dark as the background, which the threshold alone called background
   and the network then learnt as background specks inside the texture (benchmarks/RESULTS.md,
-  *Background specks in textures*).
+  *Textured tissue: background specks*).
 * Of those patches, only the ones reachable from your background strokes are taken: a pixel
   is inferred when a path of look-alike pixels (face neighbours, across slices too) joins it
   to a background stroke, the way a flood fill from the strokes would spread. A texture's dark
