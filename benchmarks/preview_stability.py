@@ -26,27 +26,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import parse_value  # noqa: E402
+from gui_responsiveness import nucleus_dice, steadiness  # noqa: E402  (the app benchmark's own scores)
 
 #: Steps that stand for the app's first 10 s, per sample (2 cores, Xvfb; README's table).
 SETTLE = {"nuclei2d": 90, "nuclei3d": 20}
 STEPS = {"nuclei2d": 600, "nuclei3d": 160}
 EVERY = {"nuclei2d": 15, "nuclei3d": 4}
-
-
-def steadiness(dice: Sequence[float]) -> tuple[float, float]:
-    """Standard deviation of ``dice`` and its worst drop below the best value before it."""
-    if not dice:
-        return float("nan"), float("nan")
-    best, drop = -1.0, 0.0
-    for d in dice:
-        best = max(best, d)
-        drop = max(drop, best - d)
-    return float(np.std(dice)), drop
 
 
 def run_seed(sample_name: str, seed: int, steps: int, every: int, settle: int,
@@ -70,29 +59,28 @@ def run_seed(sample_name: str, seed: int, steps: int, every: int, settle: int,
     source.put([TrainingImage(image, sample.paintings)])
     trainer = Trainer(cfg, source, None)
     stats = image_stats(image, None, cfg.percentiles)
+    scored = truth if region is None else truth[region]
     series: list[tuple[int, float]] = []
     t0 = time.perf_counter()
     events = trainer.run()
     try:
         for ev in events:
-            if not isinstance(ev, Progress) or ev.iteration % every:
-                if isinstance(ev, Progress) and ev.iteration >= steps:
-                    break
+            if not isinstance(ev, Progress):
                 continue
-            labels = Predictor(trainer.preview_model(), cfg, device="cpu").predict(
-                image, None, region=region, stats=stats).labels
-            t = truth if region is None else truth[region]
-            p, g = labels >= 2, t >= 2
-            series.append((ev.iteration, float(2 * np.sum(p & g) / max(int(p.sum() + g.sum()), 1))))
+            if ev.iteration % every == 0:
+                labels = Predictor(trainer.preview_model(), cfg, device="cpu").predict(
+                    image, None, region=region, stats=stats).labels
+                series.append((ev.iteration, nucleus_dice(labels, scored)))
             if ev.iteration >= steps:
                 break
     finally:
         events.close()
+    steps_done, dice = [float(i) for i, _ in series], [d for _, d in series]
     late = [d for i, d in series if i >= settle]
-    std, drop = steadiness(late)
-    return {"seed": seed, "std": round(std, 4), "worst_drop": round(drop, 4), "last": round(series[-1][1], 4),
-            "min_late": round(min(late), 4), "seconds": round(time.perf_counter() - t0, 1),
-            "series": [[i, round(d, 4)] for i, d in series]}
+    steady = steadiness(steps_done, dice, settle)
+    return {"seed": seed, "std": steady["preview_dice_std"], "worst_drop": steady["preview_worst_drop"],
+            "last": round(dice[-1], 4), "min_late": round(min(late), 4),
+            "seconds": round(time.perf_counter() - t0, 1), "series": [[i, round(d, 4)] for i, d in series]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
