@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from qtpy.QtCore import QObject, QThreadPool, QTimer, Signal
-from superqt.utils import create_worker
+from superqt.utils import GeneratorWorker, create_worker
 
 NO_THREADS_ENV = "SEGSTUDIO_NO_THREADS"
 #: How long the process waits at exit for work the session left running in the background.
@@ -126,6 +126,23 @@ class InlineWorker(QObject):
         self._finish()
 
 
+class ClosingGeneratorWorker(GeneratorWorker):
+    """superqt's generator worker, but one that closes its generator, in its own thread, when
+    it is asked to quit.
+
+    superqt only stops stepping an aborted generator, so its ``finally`` blocks run whenever it
+    is garbage-collected, if ever. napari asks every worker to quit when the application is
+    about to quit (``app.aboutToQuit``): the trainer then never wrote its last checkpoint nor
+    set its ``done`` event, and the app waited two minutes before exiting (``controller.STOP_TIMEOUT_S``).
+    """
+
+    def work(self) -> Any:
+        try:
+            return super().work()
+        finally:
+            self._gen.close()  # no-op unless it was aborted: GeneratorExit at its yield
+
+
 def start_worker(
     func: Callable[..., Any],
     *args: Any,
@@ -146,8 +163,9 @@ def start_worker(
         # superqt's create_worker (what napari.qt.threading wraps): napari 0.9's wrapper adds a
         # task-status hook whose ``errored`` handler raises TypeError (it drops the exception
         # argument), which would hide our own error report.
+        kind = ClosingGeneratorWorker if inspect.isgeneratorfunction(func) else None
         worker = create_worker(
-            func, *args, _start_thread=False, _ignore_errors=errored is not None, **kwargs
+            func, *args, _start_thread=False, _ignore_errors=errored is not None, _worker_class=kind, **kwargs
         )
     if yielded is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(yielded)

@@ -5,6 +5,7 @@ that way)."""
 from __future__ import annotations
 
 import ast
+import functools
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -30,12 +31,15 @@ def _imports(nodes) -> set[str]:
     return out
 
 
+@functools.cache
 def _trees() -> dict[str, ast.Module]:
+    """Every core module's syntax tree, parsed once per session."""
     return {_module(p): ast.parse(p.read_text()) for p in CORE.rglob("*.py")}
 
 
 def test_core_module_imports_form_no_cycle():
-    graph = {name: _imports(tree.body) & set(_trees()) for name, tree in _trees().items()}
+    trees = _trees()
+    graph = {name: _imports(tree.body) & set(trees) for name, tree in trees.items()}
     try:
         order = list(TopologicalSorter(graph).static_order())
     except CycleError as e:  # pragma: no cover - the message is the point
