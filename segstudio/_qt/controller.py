@@ -134,6 +134,7 @@ class SegController(QObject):
         self.weights: ClassWeights | None = None
         self._offered: tuple[Any, ...] | None = None
         self._closed = False
+        self._batch_removed: list[Any] | None = None  # layers removed in an open batch
         self._saving: Any = None  # the save job running
         self._stopped = threading.Event()
         self._paint_timer = self._timer(PAINT_DEBOUNCE_MS)
@@ -188,6 +189,9 @@ class SegController(QObject):
         self.projects.timer.timeout.connect(self.autosave)
         self._view_timer.timeout.connect(self._on_view_settled)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        for name, callback in (("begin_batch", self._on_layers_batch), ("end_batch", self._on_layers_batch_end)):
+            if hasattr(self.viewer.layers.events, name):  # napari's LayerList.clear() batches
+                getattr(self.viewer.layers.events, name).connect(callback)
         self.viewer.dims.events.current_step.connect(self._on_view_changed)
 
     # ------------------------------------------------------------------ state, read-only views
@@ -417,8 +421,35 @@ class SegController(QObject):
         self.images.reset(None, None)
         self.image_changed.emit()
 
+    @property
+    def in_layers_batch(self) -> bool:
+        """Whether the viewer is removing layers in one batch (``viewer.layers.clear()``, which
+        ``viewer.close()`` starts with): their removal is handled once it ends."""
+        return self._batch_removed is not None
+
+    def _on_layers_batch(self, event: Any = None) -> None:
+        if self._batch_removed is None:
+            self._batch_removed = []
+
+    def _on_layers_batch_end(self, event: Any = None) -> None:
+        removed, self._batch_removed = self._batch_removed or [], None
+        if self._closed:
+            return
+        if self.image.layer is not None and any(layer is self.image.layer for layer in removed):
+            if any(layer in self.layers.paint_layers for layer in removed):
+                self.autosave(force=True)  # an open project keeps the strokes of deleted layers
+            self._image_removed()  # its paint and result layers go with it: one message, not one each
+            return
+        for layer in removed:
+            self._layer_gone(layer)
+
     def _on_layer_removed(self, event: Any) -> None:
-        layer = event.value
+        if self._batch_removed is not None:
+            self._batch_removed.append(event.value)
+            return
+        self._layer_gone(event.value)
+
+    def _layer_gone(self, layer: Any) -> None:
         if layer is self.image.layer:
             self._image_removed()
             return
@@ -1223,10 +1254,14 @@ class SegController(QObject):
         self._closed = True
         for timer in (self._paint_timer, self._view_timer, self.projects.timer):
             timer.stop()
-        for event, callback in ((self.viewer.layers.events.removed, self._on_layer_removed),
+        layer_events = self.viewer.layers.events
+        for event, callback in ((layer_events.removed, self._on_layer_removed),
+                                (getattr(layer_events, "begin_batch", None), self._on_layers_batch),
+                                (getattr(layer_events, "end_batch", None), self._on_layers_batch_end),
                                 (self.viewer.dims.events.current_step, self._on_view_changed)):
             try:
-                event.disconnect(callback)
+                if event is not None:
+                    event.disconnect(callback)
             except Exception:  # noqa: BLE001 - the viewer may be half torn down
                 pass
         self.layers.detach()

@@ -559,6 +559,8 @@ class SegStudioWidget(QWidget):
         layers = self.viewer.layers.events
         for ev in (layers.inserted, layers.removed, layers.reordered):
             ev.connect(self._refresh_layer_combos)
+        for ev in self._batch_events():  # after the controller has handled the batch
+            ev.connect(self._refresh_layer_combos, position="last")
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         self.controller.shutdown()
@@ -587,11 +589,16 @@ class SegStudioWidget(QWidget):
 
     def _disconnect_viewer(self) -> None:
         layers = self.viewer.layers.events
-        for ev in (layers.inserted, layers.removed, layers.reordered):
+        for ev in (layers.inserted, layers.removed, layers.reordered, *self._batch_events()):
             try:
                 ev.disconnect(self._refresh_layer_combos)
             except Exception:  # noqa: BLE001
                 pass
+
+    def _batch_events(self) -> tuple[Any, ...]:
+        """The end of a batch of layer changes (``viewer.layers.clear()``), where napari has it."""
+        end = getattr(self.viewer.layers.events, "end_batch", None)
+        return () if end is None else (end,)
 
     # ------------------------------------------------------------------ layer combos
     def _image_layers(self) -> list[Any]:
@@ -610,6 +617,8 @@ class SegStudioWidget(QWidget):
         if self.controller.closed:
             self._disconnect_viewer()
             return
+        if self.controller.in_layers_batch:
+            return  # once, when the batch ends
         self._updating = True
         try:
             images = self._image_layers()

@@ -327,13 +327,38 @@ def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_
     c.start_training()
     qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
     paint(c.paint_layers[0], np.s_[1, 1], 2)
-    viewer.close()
+    messages = []
+    c.error.connect(messages.append)
+    viewer.close()  # clears the layers, then closes the window
     assert c.closed
+    assert not any("was removed" in m for m in messages), messages  # closing is not an error
     qtbot.waitUntil(lambda: c.stopped, timeout=WAIT_MS)
     loaded = load_run(c.run_dir)
     assert loaded.iteration >= 2
     rec = recover_paintings(tmp_path / "proj", load_project(tmp_path / "proj"))
     assert rec["cells"][1, 1] == 2
+
+
+def test_clearing_every_layer_while_training_stops_it_and_keeps_the_strokes(app, qtbot, tmp_path):
+    """``viewer.layers.clear()`` removes the image with its paint and result layers in one
+    batch: training stops once, no layer is re-created, the project keeps the last strokes."""
+    viewer, widget, c = app(iterations=0)
+    c.save_project(tmp_path / "proj")
+    idle(qtbot, c)
+    widget.length_combo.setCurrentText("until stopped")
+    c.start_training()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
+    paint(c.paint_layers[0], np.s_[1, 1], 2)
+    messages = []
+    c.error.connect(messages.append)
+    viewer.layers.clear()
+    assert len(viewer.layers) == 0 and c.image_layer is None and not c.closed
+    assert not any("was removed" in m for m in messages), messages
+    idle(qtbot, c)
+    rec = recover_paintings(tmp_path / "proj", load_project(tmp_path / "proj"))
+    assert rec["cells"][1, 1] == 2
+    viewer.add_image(np.zeros((16, 16), np.float32), name="next")
+    assert c.image_layer is viewer.layers["next"] and widget.image_combo.currentText() == "next"
 
 
 def test_closing_during_prediction(app, qtbot):
