@@ -319,7 +319,9 @@ def test_paint_layer_removed_or_renamed_while_training(app, qtbot, what):
         assert c.paint_layers == [layer] and c.last_error is None
 
 
-def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_path):
+def _training_in_a_project(app, qtbot, tmp_path):
+    """A saved project training until stopped, a stroke painted since its last save; returns
+    ``(viewer, widget, controller, errors shown from now on)``."""
     viewer, widget, c = app(iterations=0)
     c.save_project(tmp_path / "proj")
     idle(qtbot, c)
@@ -329,6 +331,11 @@ def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_
     paint(c.paint_layers[0], np.s_[1, 1], 2)
     messages = []
     c.error.connect(messages.append)
+    return viewer, widget, c, messages
+
+
+def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_path):
+    viewer, widget, c, messages = _training_in_a_project(app, qtbot, tmp_path)
     viewer.close()  # clears the layers, then closes the window
     assert c.closed
     assert not any("was removed" in m for m in messages), messages  # closing is not an error
@@ -342,15 +349,7 @@ def test_closing_during_training_keeps_checkpoint_and_autosaves(app, qtbot, tmp_
 def test_clearing_every_layer_while_training_stops_it_and_keeps_the_strokes(app, qtbot, tmp_path):
     """``viewer.layers.clear()`` removes the image with its paint and result layers in one
     batch: training stops once, no layer is re-created, the project keeps the last strokes."""
-    viewer, widget, c = app(iterations=0)
-    c.save_project(tmp_path / "proj")
-    idle(qtbot, c)
-    widget.length_combo.setCurrentText("until stopped")
-    c.start_training()
-    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=WAIT_MS)
-    paint(c.paint_layers[0], np.s_[1, 1], 2)
-    messages = []
-    c.error.connect(messages.append)
+    viewer, widget, c, messages = _training_in_a_project(app, qtbot, tmp_path)
     viewer.layers.clear()
     assert len(viewer.layers) == 0 and c.image_layer is None and not c.closed
     assert not any("was removed" in m for m in messages), messages
