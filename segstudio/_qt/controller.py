@@ -435,13 +435,14 @@ class SegController(QObject):
         removed, self._batch_removed = self._batch_removed or [], None
         if self._closed:
             return
-        if self.image.layer is not None and any(layer is self.image.layer for layer in removed):
+        image = self.image.layer
+        if image is not None and any(layer is image for layer in removed):
             if any(layer in self.layers.paint_layers for layer in removed):
                 self.autosave(force=True)  # an open project keeps the strokes of deleted layers
-            self._image_removed()  # its paint and result layers go with it: one message, not one each
-            return
-        for layer in removed:
-            self._layer_gone(layer)
+            self._image_removed()  # detaches its paint and result layers: no message for each
+        for layer in removed:  # the rest (an objects layer stops following)
+            if layer is not image:
+                self._layer_gone(layer)
 
     def _on_layer_removed(self, event: Any) -> None:
         if self._batch_removed is not None:

@@ -350,8 +350,10 @@ def test_clearing_every_layer_while_training_stops_it_and_keeps_the_strokes(app,
     """``viewer.layers.clear()`` removes the image with its paint and result layers in one
     batch: training stops once, no layer is re-created, the project keeps the last strokes."""
     viewer, widget, c, messages = _training_in_a_project(app, qtbot, tmp_path)
+    assert c.objects.layer is not None  # objects follow training
     viewer.layers.clear()
     assert len(viewer.layers) == 0 and c.image_layer is None and not c.closed
+    assert c.objects.layer is None  # forgotten with the rest, not left pointing at a removed layer
     assert not any("was removed" in m for m in messages), messages
     idle(qtbot, c)
     rec = recover_paintings(tmp_path / "proj", load_project(tmp_path / "proj"))
