@@ -15,11 +15,12 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any
 
 from qtpy.QtCore import QObject, QThreadPool, QTimer, Signal
-from superqt.utils import GeneratorWorker, create_worker
+from superqt.utils import FunctionWorker, GeneratorWorker, create_worker
 
 NO_THREADS_ENV = "SEGSTUDIO_NO_THREADS"
 #: How long the process waits at exit for work the session left running in the background.
@@ -126,7 +127,43 @@ class InlineWorker(QObject):
         self._finish()
 
 
-class ClosingGeneratorWorker(GeneratorWorker):
+class _NoGlobalWarnings:
+    """superqt's ``WorkerBase.run`` without its swap of the process-wide ``warnings.showwarning``.
+
+    superqt routes a worker's warnings to its ``warned`` signal by setting
+    ``warnings.showwarning`` to a lambda holding the worker, inside ``warnings.catch_warnings()``,
+    which restores the previous value on exit. That is not thread-safe: when two workers (or any
+    other thread using ``catch_warnings``, such as an import) overlap, one of them restores the
+    other's lambda, and it stays installed for good: a finished worker, with the paintings or
+    image it was given, is held for the rest of the session, and every later warning of the
+    process goes to that dead worker's signal. Nothing here listens to ``warned``; warnings
+    from a worker take Python's usual route instead.
+    """
+
+    def run(self) -> None:  # same order of signals as superqt's run()
+        self.started.emit()  # type: ignore[attr-defined]
+        self._running = True
+        try:
+            result = self.work()  # type: ignore[attr-defined]
+            if isinstance(result, Exception):
+                if isinstance(result, RuntimeError):  # superqt: the worker was likely deleted
+                    warnings.warn(f"RuntimeError in aborted thread: {result}", RuntimeWarning, stacklevel=2)
+                    return
+                raise result
+            if not self.abort_requested:  # type: ignore[attr-defined]
+                self.returned.emit(result)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.errored.emit(exc)  # type: ignore[attr-defined]
+        self._running = False
+        self.finished.emit()  # type: ignore[attr-defined]
+        self._finished.emit(self)  # type: ignore[attr-defined]
+
+
+class _FunctionWorker(_NoGlobalWarnings, FunctionWorker):
+    """superqt's function worker without the warnings swap (:class:`_NoGlobalWarnings`)."""
+
+
+class ClosingGeneratorWorker(_NoGlobalWarnings, GeneratorWorker):
     """superqt's generator worker, but one that closes its generator, in its own thread, when
     it is asked to quit.
 
@@ -134,6 +171,7 @@ class ClosingGeneratorWorker(GeneratorWorker):
     is garbage-collected, if ever. napari asks every worker to quit when the application is
     about to quit (``app.aboutToQuit``): the trainer then never wrote its last checkpoint nor
     set its ``done`` event, and the app waited two minutes before exiting (``controller.STOP_TIMEOUT_S``).
+    Like every worker here, it leaves ``warnings.showwarning`` alone (:class:`_NoGlobalWarnings`).
     """
 
     def work(self) -> Any:
@@ -163,7 +201,7 @@ def start_worker(
         # superqt's create_worker (what napari.qt.threading wraps): napari 0.9's wrapper adds a
         # task-status hook whose ``errored`` handler raises TypeError (it drops the exception
         # argument), which would hide our own error report.
-        kind = ClosingGeneratorWorker if inspect.isgeneratorfunction(func) else None
+        kind = ClosingGeneratorWorker if inspect.isgeneratorfunction(func) else _FunctionWorker
         worker = create_worker(
             func, *args, _start_thread=False, _ignore_errors=errored is not None, _worker_class=kind, **kwargs
         )

@@ -50,3 +50,37 @@ def test_a_generator_that_ends_by_itself_is_not_closed_twice(qtbot):
     qtbot.waitUntil(lambda: bool(ends) and not worker.is_running, timeout=10_000)
     qtbot.wait(50)
     assert len(ends) == 1 and ends[0] is not threading.main_thread()
+
+
+def test_overlapping_workers_leave_warnings_alone_and_let_go_of_their_arguments(qtbot):
+    """superqt's workers swap the process-wide ``warnings.showwarning`` for a lambda that holds
+    the worker, which is not thread-safe: overlapping workers left one such lambda installed,
+    so a finished worker and the arrays it was given stayed alive for the session (the cause of
+    a flaky leak test). Workers here never touch it."""
+    import gc
+    import time
+    import warnings
+    import weakref
+
+    import numpy as np
+
+    before = warnings.showwarning
+    refs, results = [], []
+
+    def job(a):
+        time.sleep(0.002)
+        return a.shape
+
+    for _ in range(40):
+        given = np.zeros(16, np.uint8)
+        refs.append(weakref.ref(given))
+        start_worker(job, given, returned=results.append)
+        del given
+    qtbot.waitUntil(lambda: len(results) == 40 and not WorkerBase._worker_set, timeout=20_000)
+    assert warnings.showwarning is before
+
+    def released() -> bool:
+        gc.collect()
+        return all(r() is None for r in refs)
+
+    qtbot.waitUntil(released, timeout=20_000)
