@@ -227,10 +227,11 @@ class SegStudioWidget(QWidget):
         self.background_check.setToolTip(
             "Where your background strokes and your other strokes differ clearly in brightness, "
             "unpainted patches as dark (or bright) as your background strokes are also learnt as "
-            "background, next to objects too, where they join one of your background strokes: no "
-            "halo of object class around objects, and no dark grains inside a textured object. Nothing "
-            "is inferred where brightness does not tell the classes apart. Your strokes are never "
-            "changed. Takes effect at the next Train."
+            "background, next to objects too, where they join one of your background strokes or form "
+            "a large region: no halo of object class around objects, and no dark grains inside a "
+            "textured object. Background you painted over a bright look-alike (a correction) does not "
+            "turn this off. Nothing is inferred where brightness does not tell the classes apart. Your "
+            "strokes are never changed. Takes effect at the next Train."
         )
         self.inferred_check = QCheckBox("show inferred")
         self.inferred_check.setToolTip(

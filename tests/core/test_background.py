@@ -78,7 +78,19 @@ def test_multilabel_classes_that_only_differ_from_the_background_together():
     ml[:, paint > 0] = 2
     ml[0][paint == 2] = 1
     ml[1][paint == 3] = 1
-    assert not infer_background_multilabel(ml[:1], img).any(), "channel 0 alone does not separate"
+    from unittest import mock
+
+    from segstudio.core import background
+
+    with mock.patch.object(background, "LEAVE_OUT_OBJECT_LIKE_STROKES", False):
+        assert not infer_background_multilabel(ml[:1], img).any(), "channel 0 alone does not separate"
+        out = infer_background_multilabel(ml, img)
+    excl = infer_background(paint, img) == 1
+    for c in range(2):
+        np.testing.assert_array_equal(out[c] == 2, excl)
+    # channel 0's absent stroke over the other bright class is an object-like background
+    # stroke: left out of the statistics, channel 0 separates alone as well
+    np.testing.assert_array_equal(infer_background_multilabel(ml[:1], img)[0] == 2, excl)
     out = infer_background_multilabel(ml, img)
     excl = infer_background(paint, img) == 1
     assert excl.any()
@@ -121,32 +133,42 @@ def test_patches_only_keeps_disk_shaped_patches_and_adds_nothing():
     np.testing.assert_array_equal(patches_only(mask, 0), mask)
 
 
-def test_only_look_alikes_joined_to_a_background_stroke_are_inferred():
-    """A dark hole inside an object, and dark background cut off from every background stroke
-    by a bright ring, look like the background but are not joined to it: left alone."""
+def test_only_look_alikes_joined_to_a_background_stroke_or_large_are_inferred():
+    """A dark hole inside an object, and a small dark pocket cut off from every background
+    stroke by a bright ring, look like the background but are neither joined to it nor large:
+    left alone. A large pocket cut off the same way is background (a region inside a loop of
+    vessel), and is inferred. (Hole and pockets are a little darker than the painted
+    background, so that noise does not break them into pieces.)"""
     from unittest import mock
 
     from segstudio.core import background
 
     rng = np.random.default_rng(2)
-    img = rng.normal(10.0, 1.0, (64, 64)).astype(np.float32)
+    img = rng.normal(10.0, 1.0, (96, 64)).astype(np.float32)
     img[10:22, 10:22] += 50.0  # the painted object
     img[34:56, 36:62] += 50.0  # an unpainted object ...
-    img[40:50, 44:54] -= 50.0  # ... with a background-dark hole
+    img[39:51, 43:55] -= 51.0  # ... with a background-dark hole (144 px)
     img[2:30, 36:64] += 50.0  # a bright ring ...
-    img[6:26, 40:60] -= 50.0  # ... around a dark pocket that no stroke reaches
+    img[8:20, 44:56] -= 51.0  # ... around a small dark pocket (144 px) that no stroke reaches
+    img[62:94, 30:64] += 50.0  # a second ring ...
+    img[66:90, 34:60] -= 51.0  # ... around a large pocket (624 px)
     paint = np.zeros(img.shape, np.uint8)
-    paint[58:61, 2:34] = 1
+    paint[58:61, 2:26] = 1
     paint[14:17, 12:20] = 2
-    hole, pocket = (slice(40, 50), slice(44, 54)), (slice(6, 26), slice(40, 60))
-    with mock.patch.object(background, "reachable", lambda mask, seeds: mask):
+    hole, pocket = (slice(39, 51), slice(43, 55)), (slice(8, 20), slice(44, 56))
+    large = (slice(68, 88), slice(36, 58))
+    assert background.MIN_REGION > 144
+    with mock.patch.object(background, "reachable", lambda mask, seeds, min_size=0: mask):
         loose = infer_background(paint, img)
     assert loose[hole].any() and loose[pocket].any(), "by brightness alone both look like background"
     out = infer_background(paint, img)
     assert not out[hole].any(), "a hole inside an object is not background"
-    assert not out[pocket].any(), "background cut off from every stroke is left to the network"
+    assert not out[pocket].any(), "a small patch cut off from every stroke is left to the network"
+    assert (out[large] == 1).mean() > 0.95, "a large patch cut off from every stroke is background"
+    with mock.patch.object(background, "MIN_REGION", 0):
+        assert not infer_background(paint, img)[large].any(), "without the size rule, only joined patches"
     near = np.zeros(img.shape, bool)
-    near[30:64, 0:30] = True
+    near[30:60, 0:30] = True
     kept = (out[near] == 1).sum() / max(int((loose[near] == 1).sum()), 1)
     assert kept > 0.95, "background joined to the stroke stays inferred (but for a few islands)"
     assert not (out & (loose == 0)).any()
@@ -166,3 +188,50 @@ def test_reachable_follows_face_neighbours_from_the_seeds():
     assert out[0, 0:4, 0:4].all() and out[1, 0:2, 0:2].all() and out[2, 5, 5]
     assert not out[0, 8:12, 8:12].any() and not out[2, 6, 6]
     assert not (out & ~mask).any()
+    big = reachable(mask, seeds, min_size=16)
+    assert big[0, 8:12, 8:12].all(), "an island of 16 pixels is taken with min_size=16"
+    assert not big[2, 6, 6] and not (big & ~mask).any()
+    assert not reachable(mask, seeds, min_size=17)[0, 8:12, 8:12].any()
+
+
+@pytest.mark.parametrize("bright", [False, True])
+def test_a_correction_painted_over_a_bright_look_alike_keeps_the_rule_on(bright):
+    """A correction round paints background over a bright blob the network took for an object.
+    That stroke says the blob is background; it must not switch the rule off for the dark
+    background (it did: the halo came back after the correction)."""
+    from unittest import mock
+
+    from segstudio.core import background
+
+    img, paint = _scene()
+    img[24:34, 52:62] += 50.0  # a bright look-alike of an object, not one
+    if bright:
+        img = 100.0 - img
+    paint[26:32, 54:60] = 1  # the correction: background over the look-alike (36 px of 150)
+    assert (paint == 1).sum() == 150
+    with mock.patch.object(background, "LEAVE_OUT_OBJECT_LIKE_STROKES", False):
+        assert not infer_background(paint, img).any(), "counted in the statistics, the stroke turns the rule off"
+    out = infer_background(paint, img)
+    far = np.ones(img.shape, bool)
+    far[5:27, 5:27] = far[35:57, 31:55] = far[20:38, 48:64] = False
+    assert (out[far & (paint == 0)] == 1).mean() > 0.8, "the dark background is inferred again"
+    assert not out[11:21, 11:21].any() and not out[41:51, 37:49].any(), "objects stay unlabelled"
+    assert not out[25:33, 53:61].any(), "the look-alike itself is left to the stroke, not inferred"
+
+
+def test_object_like_strokes_are_the_background_strokes_with_an_object_like_median():
+    from segstudio.core.background import object_like_strokes
+
+    g = np.zeros((8, 12), np.float32)
+    g[:, 6:] = 10.0
+    paint = np.zeros(g.shape, np.uint8)
+    paint[1, 0:5] = 1  # dark stroke
+    paint[4, 3:9] = 1  # half dark, half bright: median 5 (between)
+    paint[6, 7:12] = 1  # bright stroke
+    paint[3, 10] = 2
+    out = object_like_strokes(paint, g, 1, level=8.0, dark=True)
+    assert out[6, 7:12].all() and not out[1].any() and not out[4].any()
+    assert not (out & (paint != 1)).any()
+    mirrored = object_like_strokes(paint, 10.0 - g, 1, level=2.0, dark=False)
+    np.testing.assert_array_equal(mirrored, out)
+    assert not object_like_strokes(np.zeros_like(paint), g, 1, 8.0, True).any()
