@@ -65,7 +65,7 @@ def test_overlapping_workers_leave_warnings_alone_and_let_go_of_their_arguments(
     import numpy as np
 
     before = warnings.showwarning
-    refs, results = [], []
+    refs, results, ended = [], [], []
 
     def job(a):
         time.sleep(0.002)
@@ -74,9 +74,10 @@ def test_overlapping_workers_leave_warnings_alone_and_let_go_of_their_arguments(
     for _ in range(40):
         given = np.zeros(16, np.uint8)
         refs.append(weakref.ref(given))
-        start_worker(job, given, returned=results.append)
+        start_worker(job, given, returned=results.append, finished=lambda: ended.append(1))
         del given
-    qtbot.waitUntil(lambda: len(results) == 40 and not WorkerBase._worker_set, timeout=20_000)
+    # these 40 workers, not WorkerBase._worker_set (an earlier test's worker may still be in it)
+    qtbot.waitUntil(lambda: len(results) == 40 and len(ended) == 40, timeout=20_000)
     assert warnings.showwarning is before
 
     def released() -> bool:
