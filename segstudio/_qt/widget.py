@@ -229,8 +229,9 @@ class SegStudioWidget(QWidget):
             "unpainted patches as dark (or bright) as your background strokes are also learnt as "
             "background, next to objects too, where they join one of your background strokes or form "
             "a large region: no halo of object class around objects, and no dark grains inside a "
-            "textured object. Background you painted over a bright look-alike (a correction) does not "
-            "turn this off. Nothing is inferred where brightness does not tell the classes apart. Your "
+            "textured object. Corrections (background painted over a bright look-alike, objects "
+            "painted into a dim part of an object) do not turn this off. Nothing is inferred where "
+            "brightness does not tell the classes apart. Your "
             "strokes are never changed. Takes effect at the next Train."
         )
         self.inferred_check = QCheckBox("show inferred")
