@@ -158,35 +158,29 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
     ``hi`` quantile of the background) or nothing is inferred: for a multi-label channel whose
     *absent* paint is not one background but every other class too (see the module notes)."""
     bg_paint = paint == background
-    bg = g[bg_paint]
-    other = g[(paint != UNPAINTED) & (paint != background)]
-    if bg.size < MIN_PIXELS or other.size < MIN_PIXELS:
+    obj_paint = (paint != UNPAINTED) & ~bg_paint
+    if np.count_nonzero(bg_paint) < MIN_PIXELS or np.count_nonzero(obj_paint) < MIN_PIXELS:
         return None
     lo, hi = quantiles
-    dark = bool(np.median(bg) <= np.median(other))
-    level = np.quantile(other, lo if dark else 1.0 - lo)
+    # on a bright background, work on -g: the objects are then above the background either way
+    if np.median(g[bg_paint]) > np.median(g[obj_paint]):
+        g = -g
+    other = g[obj_paint]
+    level = np.quantile(other, lo)
+    counted = bg_paint
     if LEAVE_OUT_OBJECT_LIKE_STROKES:
-        bg = g[bg_paint & ~object_like_strokes(paint, g, background, level, dark)]
-        if bg.size < MIN_PIXELS:
+        counted = bg_paint & ~object_like_strokes(paint, g, background, level, dark=True)
+    bg = g[counted]
+    if bg.size < MIN_PIXELS:
+        return None
+    if np.quantile(other, BULK) <= np.quantile(bg, 1.0 - BULK):
+        return None
+    t = np.quantile(bg, hi)
+    if t >= level:  # the tails overlap
+        if not robust:
             return None
-    if dark:  # dark background
-        if np.quantile(other, BULK) <= np.quantile(bg, 1.0 - BULK):
-            return None
-        t = np.quantile(bg, hi)
-        if t >= level:  # the tails overlap
-            if not robust:
-                return None
-            t = min(np.quantile(bg, 1.0 - BULK), level)
-        like = g <= t
-    else:
-        if np.quantile(other, 1.0 - BULK) >= np.quantile(bg, BULK):
-            return None
-        t = np.quantile(bg, 1.0 - hi)
-        if t <= level:
-            if not robust:
-                return None
-            t = max(np.quantile(bg, BULK), level)
-        like = g >= t
+        t = min(np.quantile(bg, 1.0 - BULK), level)
+    like = g <= t
     return (paint == UNPAINTED) & reachable(patches_only(like), bg_paint, MIN_REGION)
 
 

@@ -22,6 +22,19 @@ def _scene(bright_background: bool = False):
     return img, paint
 
 
+def _dim_correction_scene(bright: bool = False):
+    """:func:`_scene` after a correction round: an object stroke in the second object, and 8 px
+    of object paint on a very dim object, hardly brighter than the background (the tails of the
+    painted intensities overlap)."""
+    img, paint = _scene()
+    img[2:7, 48:60] += 0.3  # the very dim object
+    if bright:
+        img = 100.0 - img
+    paint[44:47, 38:46] = 2  # a stroke in the unpainted object
+    paint[4, 50:58] = 2  # the correction on the dim object
+    return img, paint
+
+
 @pytest.mark.parametrize("bright", [False, True])
 def test_background_like_pixels_are_inferred_and_objects_are_not(bright):
     img, paint = _scene(bright)
@@ -251,12 +264,7 @@ def test_an_object_correction_as_dark_as_the_background_keeps_the_rule_on(bright
     from segstudio.core import background
     from segstudio.core.background import smoothed_intensity
 
-    img, paint = _scene()
-    img[2:7, 48:60] += 0.3  # a very dim object, hardly brighter than the background
-    if bright:
-        img = 100.0 - img
-    paint[44:47, 38:46] = 2  # a stroke in the unpainted object
-    paint[4, 50:58] = 2  # the correction: 8 px of object paint on the dim object
+    img, paint = _dim_correction_scene(bright)
     g = smoothed_intensity(img, None, 2)
     obj, bg = g[paint == 2], g[paint == 1]
     level = np.quantile(obj, 0.05 if not bright else 0.95)
@@ -275,10 +283,7 @@ def test_an_object_correction_as_dark_as_the_background_keeps_the_rule_on(bright
 def test_a_multilabel_class_keeps_the_tails_test_but_one_channel_does_not():
     """With several classes a class's absent strokes hold the other classes too, so its own rule
     needs the tails to separate; with one class absent is the background, as in exclusive mode."""
-    img, paint = _scene()
-    img[2:7, 48:60] += 0.3
-    paint[44:47, 38:46] = 2
-    paint[4, 50:58] = 2  # object paint on a very dim object: the tails overlap
+    img, paint = _dim_correction_scene()
     ml = np.zeros((2, *img.shape), np.uint8)
     ml[0][paint == 1] = 2
     ml[0][paint == 2] = 1  # channel 1 unpainted: the across-channel view has no background
