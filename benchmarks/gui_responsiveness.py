@@ -16,6 +16,12 @@ prediction layer.
 * Speed: after the app closes, the same config trains headless for the same time on the same
   image and paintings (same process and threads); the app's iterations over the headless ones
   (goal ≥ 0.8, previews included).
+* Where the app's time goes (``time_app``, ``time_headless``; :class:`StepClock`): the
+  trainer's optimisation steps (wall clock, median and total, and the CPU time of the thread
+  that runs them, which is what a step costs when nothing else runs), the time it waited for its
+  turn behind a live preview, and the live previews' own prediction time. A step whose wall time
+  exceeds its thread's CPU time was held up: by the other threads taking the cores, or by
+  waiting for Python's GIL held by the GUI thread.
 
 The last line of output is one JSON object with every figure. Run it under a display::
 
@@ -31,14 +37,73 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PROBE_MS = 10
+
+
+class StepClock:
+    """Times the trainer's steps, its waits for a turn and the live previews, by wrapping
+    ``Trainer.step``, ``ComputeTurns.__enter__`` and the preview worker's body (benchmark-side
+    only: the app runs unchanged code underneath). :meth:`phase` starts a new tally."""
+
+    def __init__(self) -> None:
+        from segstudio._qt import preview
+        from segstudio.core import device, trainer
+
+        self.tally: dict[str, dict[str, list[float]]] = {}
+        self._current: dict[str, list[float]] = {}
+        self._trainer_threads: set[int] = set()
+        self.phase("app")
+        clock = self
+        step, enter, predict = trainer.Trainer.step, device.ComputeTurns.__enter__, preview.predict_region
+
+        def timed_step(self_: Any) -> float:
+            clock._trainer_threads.add(threading.get_ident())
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return step(self_)
+            finally:
+                clock._current["step_s"].append(time.perf_counter() - t0)
+                clock._current["step_cpu_s"].append(time.thread_time() - c0)
+
+        def timed_enter(self_: Any) -> Any:
+            t0 = time.perf_counter()
+            out = enter(self_)
+            if threading.get_ident() in clock._trainer_threads:
+                clock._current["wait_s"].append(time.perf_counter() - t0)
+            return out
+
+        def timed_predict(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return predict(*args, **kwargs)
+            finally:
+                clock._current["preview_s"].append(time.perf_counter() - t0)
+
+        trainer.Trainer.step = timed_step
+        device.ComputeTurns.__enter__ = timed_enter
+        preview.predict_region = timed_predict
+
+    def phase(self, name: str) -> None:
+        self._current = self.tally[name] = {"step_s": [], "step_cpu_s": [], "wait_s": [], "preview_s": []}
+
+    def summary(self, name: str) -> dict[str, float]:
+        t = self.tally[name]
+        med = (lambda v: round(1000 * float(np.median(v)), 1) if v else None)
+        return {
+            "steps": len(t["step_s"]), "step_ms_median": med(t["step_s"]),
+            "step_cpu_ms_median": med(t["step_cpu_s"]), "steps_s": round(sum(t["step_s"]), 2),
+            "steps_cpu_s": round(sum(t["step_cpu_s"]), 2), "waited_for_previews_s": round(sum(t["wait_s"]), 2),
+            "previews": len(t["preview_s"]), "previews_s": round(sum(t["preview_s"]), 2),
+        }
 
 
 def nucleus_dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -99,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from segstudio._qt import widget as widget_module
     from segstudio._qt.app import build_viewer
 
+    steps = StepClock()
     if args.redraw_ms is not None:
         widget_module.REDRAW_MS = args.redraw_ms if args.redraw_ms > 0 else 10**9
     viewer, widget = build_viewer([], args.sample, show=not args.hidden)
@@ -116,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     state: dict[str, float] = {"t_train": -1.0, "first_pred": -1.0, "previews": 0, "strokes": 0}
     preview_t: list[float] = []
     preview_dice: list[float] = []
+    preview_iteration: list[int] = []
     last_tick = [0.0]
 
     def probe() -> None:
@@ -133,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         region = tuple(slice(None) for _ in shape) if region is None else region
         pred = ctl.layers.prediction().labels()[region]  # a view: scored at once, nothing kept
         preview_t.append(t)
+        preview_iteration.append(ctl.iteration)
         preview_dice.append(nucleus_dice(np.asarray(pred), truth[region]))
 
     def stroke() -> None:
@@ -195,11 +263,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "hidden": args.hidden,
         "ema_decay": None if config is None else config.ema_decay,
         **steadiness(preview_t, preview_dice, args.settle),
-        "preview_series": [[round(t, 2), round(d, 4)] for t, d in zip(preview_t, preview_dice)],
+        # per preview: seconds after Train, nucleus Dice, the trainer's iteration when it landed
+        "preview_series": [[round(t, 2), round(d, 4), i] for t, d, i in zip(preview_t, preview_dice, preview_iteration)],
+        "time_app": steps.summary("app"),
     }
     if not args.no_headless and config is not None:
         t0 = time.perf_counter()
+        steps.phase("headless")
         result["headless_iterations"] = headless_iterations(config, ctl.image.array(), start_paint, seconds)
+        result["time_headless"] = steps.summary("headless")
         result["app_over_headless"] = round(app_iterations / max(result["headless_iterations"], 1), 3)
         result["headless_s"] = round(time.perf_counter() - t0, 1)
     print(
@@ -211,6 +283,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         + (f"; app/headless iterations {result['app_over_headless']} "
            f"({result['iterations']} / {result['headless_iterations']})" if "app_over_headless" in result else "")
     )
+    for name in ("app", "headless"):
+        t = result.get(f"time_{name}")
+        if t:
+            print(f"  {name}: {t['steps']} steps, median {t['step_ms_median']} ms (thread CPU {t['step_cpu_ms_median']} ms), "
+                  f"{t['steps_s']} s in steps ({t['steps_cpu_s']} s CPU), {t['waited_for_previews_s']} s waiting for "
+                  f"previews, {t['previews']} previews taking {t['previews_s']} s")
     print(json.dumps(result))
     return result
 
