@@ -115,9 +115,15 @@ class TrainConfig:
         Weight of the image-gated pairwise regulariser on every pixel
         (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
         radius in pixels and its intensity scale (normalised image units).
-    ema_decay
+    ema_decay, ema_warmup
         Exponential moving average of the weights (per step; 0 = off). Live previews and the
         saved model use the averaged weights, which change smoothly while training goes on.
+        At step ``n`` the average moves by ``1 - d`` towards the current weights, with
+        ``d = min(ema_decay, (1 + n) / (ema_warmup + n))``: short at first, so that the random
+        start soon weighs nothing, and longer the sooner the smaller ``ema_warmup`` (> 1; with
+        3, ``d`` is 0.75 at step 5, 0.9 at step 17 and reaches ``ema_decay`` 0.95 at step 37;
+        with 10, the value before 2026-12-02 and timm's, it took until step 170, and the early
+        previews swung with the steps; benchmarks/RESULTS.md, *Early previews in 3D*).
     checkpoint_every_s, preview_every_s, val_every, history_every
         Timings of side effects.
     num_threads
@@ -164,6 +170,7 @@ class TrainConfig:
     pairwise_radius: int = 2
     pairwise_sigma: float = 0.1
     ema_decay: float = 0.95
+    ema_warmup: float = 3.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     checkpoint_every_s: float = 30.0
@@ -190,6 +197,8 @@ class TrainConfig:
             raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.ema_warmup > 1.0:
+            raise UserInputError(f"ema_warmup must be a number > 1, got {self.ema_warmup}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:

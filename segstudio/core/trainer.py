@@ -499,11 +499,13 @@ class Trainer:
     @torch.no_grad()
     def update_ema(self) -> None:
         """Move the averaged weights towards the current ones (decay warmed up over the first
-        steps, so that early previews are not dominated by the random start)."""
+        steps, so that early previews are not dominated by the random start; see
+        ``TrainConfig.ema_warmup``)."""
         if self.ema is None:
             return
         self._ema_steps += 1
-        d = min(self.config.ema_decay, (1.0 + self._ema_steps) / (10.0 + self._ema_steps))
+        n = self._ema_steps
+        d = min(self.config.ema_decay, (1.0 + n) / (self.config.ema_warmup + n))
         for k, v in self.model.state_dict().items():
             e = self.ema[k]
             if e.dtype.is_floating_point:

@@ -217,6 +217,51 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_at(forever, 500, 1e6) == 1.0
 
 
+@pytest.mark.parametrize("warmup", [3.0, 10.0])
+def test_averaged_weights_follow_the_documented_recursion(monkeypatch, warmup):
+    """The averaged weights after n steps equal an explicit recursion over the weights each
+    step left, d_n = min(ema_decay, (1 + n) / (ema_warmup + n)), from the initial weights."""
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=6, ema_decay=0.6, ema_warmup=warmup, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    trainer = Trainer(cfg, src, None)
+    seen: list[dict[str, torch.Tensor]] = []
+    hook = Trainer.after_optimizer_step
+
+    def record(self):
+        hook(self)
+        seen.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    monkeypatch.setattr(Trainer, "after_optimizer_step", record)
+    trainer.setup()
+    trainer.maybe_swap()  # the paintings in: what run() does before the first step
+    reference = {k: v.detach().clone().double() for k, v in trainer.model.state_dict().items()}
+    for _ in range(6):
+        trainer.step()
+    assert len(seen) == 6
+    for n, weights in enumerate(seen, start=1):
+        d = min(0.6, (1 + n) / (warmup + n))
+        for k, v in weights.items():
+            if v.dtype.is_floating_point:
+                reference[k] = d * reference[k] + (1 - d) * v.double()
+    name = next(k for k, v in reference.items() if v.ndim == 4)  # a convolution's weights
+    averaged = trainer.averaged_state()
+    for k, ref in reference.items():
+        if averaged[k].dtype.is_floating_point:
+            torch.testing.assert_close(averaged[k].double(), ref, rtol=1e-5, atol=1e-6)
+    # the average is not the current weights (it would pass for ema off)
+    assert not torch.allclose(averaged[name], trainer.model.state_dict()[name])
+
+
+def test_ema_warmup_must_leave_the_average_moving():
+    from segstudio.core.errors import UserInputError
+
+    img, lab, _ = blobs()
+    with pytest.raises(UserInputError, match="ema_warmup"):
+        infer_config(img.shape, lab, "exclusive", ema_warmup=1.0, **TINY)
+
+
 @pytest.mark.parametrize("infer", [True, False])
 def test_closed_outlines_add_a_second_target_and_leave_the_paintings_alone(infer):
     img, _, _ = blobs()
