@@ -95,7 +95,7 @@ class StepClock:
     def phase(self, name: str) -> None:
         self._current = self.tally[name] = {"step_s": [], "step_cpu_s": [], "wait_s": [], "preview_s": []}
 
-    def summary(self, name: str) -> dict[str, float]:
+    def summary(self, name: str) -> dict[str, Any]:
         t = self.tally[name]
         med = (lambda v: round(1000 * float(np.median(v)), 1) if v else None)
         return {

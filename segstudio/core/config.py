@@ -119,11 +119,12 @@ class TrainConfig:
         Exponential moving average of the weights (per step; 0 = off). Live previews and the
         saved model use the averaged weights, which change smoothly while training goes on.
         At step ``n`` the average moves by ``1 - d`` towards the current weights, with
-        ``d = min(ema_decay, (1 + n) / (ema_warmup + n))``: short at first, so that the random
-        start soon weighs nothing, and longer the sooner the smaller ``ema_warmup`` (> 1; with
-        3, ``d`` is 0.75 at step 5, 0.9 at step 17 and reaches ``ema_decay`` 0.95 at step 37;
-        with 10, the value before 2026-12-02 and timm's, it took until step 170, and the early
-        previews swung with the steps; benchmarks/RESULTS.md, *Early previews in 3D*).
+        ``d = min(ema_decay, (1 + n) / (ema_warmup + n))``: the average is short at first, so
+        that the random start soon weighs nothing, and lengthens with ``n``, the sooner the
+        smaller ``ema_warmup`` is (> 1; with 3, ``d`` is 0.75 at step 5, 0.9 at step 17 and
+        reaches ``ema_decay`` 0.95 at step 37; with 10, the value before 2026-12-02 and timm's,
+        it took until step 170, and the early previews swung with the steps;
+        benchmarks/RESULTS.md, *Early previews in 3D*).
     checkpoint_every_s, preview_every_s, val_every, history_every
         Timings of side effects.
     num_threads
