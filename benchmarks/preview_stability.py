@@ -13,6 +13,7 @@ worst drop below the best preview so far (issue 14, item 4: ≤ 0.02 and ≤ 0.0
 
     python benchmarks/preview_stability.py --sample nuclei3d --seeds 0 1 2 3
     python benchmarks/preview_stability.py --sample nuclei3d --set ema_decay=0.98 --set warmup=30
+    python benchmarks/preview_stability.py --sample nuclei3d --steps 32 --every 2 --settle 0 --bn-warmup debiased
 
 The last line is one JSON object (``--out`` appends it to a file).
 """
@@ -36,6 +37,32 @@ from gui_responsiveness import nucleus_dice, steadiness  # noqa: E402  (the app 
 SETTLE = {"nuclei2d": 90, "nuclei3d": 20}
 STEPS = {"nuclei2d": 600, "nuclei3d": 160}
 EVERY = {"nuclei2d": 15, "nuclei3d": 4}
+
+
+#: ``--bn-warmup`` variants: the BatchNorm momentum for the n-th training batch (PyTorch's is
+#: 0.1 throughout, which pulls the running statistics towards the initial mean 0 / variance 1).
+BN_WARMUPS: dict[str, Any] = {
+    "cumulative": lambda n: None if n <= 10 else 0.1,  # the plain average of the first 10 batches
+    "debiased": lambda n: 0.1 / (1.0 - 0.9 ** n),  # momentum 0.1's weighting, bias-corrected
+}
+
+
+def use_bn_warmup(name: str | None) -> None:
+    """Make the trainer set every BatchNorm layer's momentum before each step by ``name``
+    (:data:`BN_WARMUPS`; ``None``: leave PyTorch's). Benchmark-side only."""
+    if name is None:
+        return
+    from segstudio.core.trainer import Trainer
+
+    momentum, step = BN_WARMUPS[name], Trainer.step
+
+    def step_with_momentum(self: Any) -> float:
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = momentum(int(module.num_batches_tracked) + 1)
+        return step(self)
+
+    Trainer.step = step_with_momentum
 
 
 def run_seed(sample_name: str, seed: int, steps: int, every: int, settle: int,
@@ -94,8 +121,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a TrainConfig default (e.g. --set ema_decay=0.98)")
+    p.add_argument("--bn-warmup", choices=sorted(BN_WARMUPS), default=None,
+                   help="BatchNorm running statistics without the pull towards their start (RESULTS.md, "
+                        "*Early previews in 3D*)")
     p.add_argument("--out", type=Path, default=None, help="append the result as a JSON line to this file")
     args = p.parse_args(argv)
+    use_bn_warmup(args.bn_warmup)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -109,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"seed {seed}: std {r['std']:.4f}  worst drop {r['worst_drop']:.4f}  lowest {r['min_late']:.3f}  "
               f"last {r['last']:.3f}  ({r['seconds']:.0f} s)  "
               + " ".join(f"{d:.2f}" for _, d in r["series"]), flush=True)
-    result = {"sample": args.sample, "set": args.set, "steps": steps, "every": every, "settle": settle,
+    result = {"sample": args.sample, "set": args.set, "bn_warmup": args.bn_warmup, "steps": steps, "every": every, "settle": settle,
               "worst_std": max(r["std"] for r in runs), "worst_drop": max(r["worst_drop"] for r in runs),
               "runs": runs}
     print(f"worst over seeds: std {result['worst_std']:.4f}, drop {result['worst_drop']:.4f}")
