@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     steps = args.steps or STEPS[args.sample]
     every = args.every or EVERY[args.sample]
     settle = SETTLE[args.sample] if args.settle is None else args.settle
+    if steps // every - max(settle - 1, 0) // every < 2:
+        p.error(f"fewer than two previews after step {settle}: lower --every or --settle, or raise --steps")
     runs = []
     for seed in args.seeds:
         r = run_seed(args.sample, seed, steps, every, settle, overrides)
