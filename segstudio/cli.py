@@ -121,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
-    from segstudio.core.config import MODEL_PRESETS, NETWORK_FIELDS
+    from segstudio.core.config import MODEL_PRESETS, NETWORK_FIELDS, wide_context_filters
     from segstudio.core.data import SnapshotSource, TrainingImage
     from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_labels
@@ -166,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
     )
+    if args.wide_context:
+        overrides["input_filters"] = wide_context_filters(first.image.ndim - (first.channel_axis is not None))
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
     if args.batch:
@@ -182,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
-    if args.resume and not args.model_size:
+    if args.resume and not args.model_size and not args.wide_context:
         # Continue with the resumed run's network, even one trained with other defaults.
         from segstudio.core.run import read_run_config
 
@@ -325,6 +327,8 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
+    if project.training.get("wide_context") is True:  # ticked in the app
+        args.wide_context = True
     return items, spacing, overrides
 
 
@@ -951,6 +955,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", type=whole_number(1), default=1, help="gradient accumulation steps")
     t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default=None,
                    help="network size (default: fast, or the --resume run's network)")
+    t.add_argument("--wide-context", action="store_true",
+                   help="an extra, wider input filter (σ 4) for a background that varies across the image "
+                        "more than the objects' contrast (worse on textures and isolated blobs)")
     t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

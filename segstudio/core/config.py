@@ -32,6 +32,25 @@ DEFAULT_PRESET = "fast"
 #: widen the context the net can use to tell painted background (far from objects) from
 #: everything else, which paints a halo around objects; σ = 1 measured best in 2D, σ = 1, 2 in 3D.
 DEFAULT_INPUT_FILTERS: dict[int, tuple[float, ...]] = {2: (1.0,), 3: (1.0, 2.0)}
+#: The extra filter scale of *wide context* (:func:`wide_context_filters`): for a 2D image whose
+#: background varies more than the objects' contrast (benchmarks/RESULTS.md, *A wider filter for
+#: uneven backgrounds*: the *dim* family in 2D 0.79 -> 0.86 with casual strokes; worse on
+#: textures and on isolated blobs, so it is a choice, not the default; worse in 3D, so 2D only).
+WIDE_CONTEXT_SIGMA = 4.0
+
+
+def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
+    """The input filter scales of *wide context*: the 2D defaults plus :data:`WIDE_CONTEXT_SIGMA`.
+
+    Raises
+    ------
+    UserInputError
+        For a volume (measured worse there).
+    """
+    if spatial_dims != 2:
+        raise UserInputError("wide context is for 2D images (on volumes it measured worse): turn it off")
+    return (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+
 
 #: How the input filters' derivatives are scaled: per physical unit (new runs) or per voxel
 #: (runs written before; see :mod:`segstudio.core.features`).

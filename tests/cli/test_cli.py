@@ -70,6 +70,13 @@ def test_train_then_predict_2d_tiff(tiff_pair, tmp_path, capsys):
     plain = tmp_path / "plain"
     assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(plain), "--no-outlines", *TINY]) == 0
     assert json.loads((plain / "config.json").read_text())["infer_outlines"] is False
+    assert json.loads((plain / "config.json").read_text())["input_filters"] == [1.0]
+    wide = tmp_path / "wide"
+    assert main(["train", "--image", str(img), "--labels", str(lab), "--out", str(wide), "--wide-context", *TINY]) == 0
+    assert json.loads((wide / "config.json").read_text())["input_filters"] == [1.0, 4.0]
+    out = tmp_path / "wide.tif"
+    assert main(["predict", "--model", str(wide), "--image", str(img), "--out", str(out)]) == 0
+    assert read_labels(out)[0].shape == (48, 48)
 
 
 def test_train_predict_3d_nifti_multilabel(tmp_path):

@@ -107,13 +107,15 @@ def test_kill_9_during_training_keeps_paintings_and_a_loadable_checkpoint(tmp_pa
     assert loaded.iteration >= 1 and loaded.config.class_names == ("bg", "cell")
 
 
-def test_project_training_keeps_the_apps_fill_outlines_choice(tmp_path):
+def test_project_training_keeps_the_apps_fill_outlines_and_wide_context_choices(tmp_path):
     folder = make_project(tmp_path)
     project = P.load_project(folder)
     paint = P.read_paintings(folder, project, "img")
-    P.save_project(folder, replace(project, training={"infer_outlines": False}), {"img": paint})
+    P.save_project(folder, replace(project, training={"infer_outlines": False, "wide_context": True}), {"img": paint})
     assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
-    assert load_run(P.latest_run(folder, P.load_project(folder))).config.infer_outlines is False
+    config = load_run(P.latest_run(folder, P.load_project(folder))).config
+    assert config.infer_outlines is False
+    assert config.input_filters[-1] == 4.0, "the app's wide-context choice too"
 
 
 # --------------------------------------------------------------------------- projects of many images

@@ -166,3 +166,13 @@ def test_resume_with_other_input_filters_fails_clearly(tmp_path, two_strokes):
     events = list(train(cfg.replace(input_filters=(2.0,)), src, tmp_path / "run", resume=tmp_path / "run"))
     assert events[-1].user_error
     assert "input filters" in events[-1].message
+
+
+def test_wide_context_is_the_2d_filters_plus_a_wider_one() -> None:
+    from segstudio.core.config import DEFAULT_INPUT_FILTERS, WIDE_CONTEXT_SIGMA, wide_context_filters
+    from segstudio.core.errors import UserInputError
+
+    assert wide_context_filters(2) == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    assert max(wide_context_filters(2)) > max(DEFAULT_INPUT_FILTERS[2])
+    with pytest.raises(UserInputError, match="2D images"):
+        wide_context_filters(3)

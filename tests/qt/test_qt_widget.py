@@ -9,6 +9,7 @@ from qtpy.QtCore import Qt
 from segstudio._qt import controller as controller_module
 from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
+from segstudio.core.config import DEFAULT_INPUT_FILTERS, WIDE_CONTEXT_SIGMA
 from segstudio.core.weights import compute_weights
 
 pytestmark = pytest.mark.gui
@@ -134,6 +135,33 @@ def test_fill_outlines_checkbox_sets_the_training_config(open_widget, qtbot):
     assert c.settings.infer_outlines is False and c.build_config().infer_outlines is False
     widget.mode_multilabel.setChecked(True)  # the rule works per class in multi-label mode too
     assert widget.outlines_check.isEnabled() and c.build_config().infer_outlines is False
+
+
+def test_wide_context_checkbox_adds_the_wide_filter(open_widget):
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    assert widget.wide_check.text() == "wide context" and not widget.wide_check.isChecked()
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
+    widget.wide_check.setChecked(True)
+    assert c.settings.wide_context is True
+    assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    assert c.choices.project_fields()["training"]["wide_context"] is True  # saved with the project
+    widget.mode_multilabel.setChecked(True)
+    assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+
+
+def test_wide_context_on_a_volume_is_one_clear_message(open_widget, qtbot):
+    viewer, widget, c = open_widget(np.random.default_rng(0).random((8, 32, 32), dtype=np.float32))
+    c.paint_layers[0].data[4, 2:5, 2:30] = 1
+    c.paint_layers[0].data[4, 20:23, 2:30] = 2
+    c.paint_layers[0].refresh()
+    widget.wide_check.setChecked(True)
+    errors = []
+    c.error.connect(errors.append)
+    qtbot.waitUntil(lambda: c.weights is not None and any(c.weights.counts), timeout=10000)
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert "wide context is for 2D images" in errors[-1] and "\n" not in errors[-1]
+    assert not c.is_training
 
 
 def test_switching_mode_converts_strokes(open_widget, qtbot):
