@@ -83,6 +83,14 @@ LOSS_LABELS = {
 }
 
 
+def _checkbox(text: str, checked: bool, tip: str) -> QCheckBox:
+    """A check box with its state and tooltip."""
+    box = QCheckBox(text)
+    box.setChecked(checked)
+    box.setToolTip(tip)
+    return box
+
+
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None or not np.isfinite(seconds):
         return "–"
@@ -214,17 +222,15 @@ class SegStudioWidget(QWidget):
         row.addWidget(QLabel("weights"))
         row.addWidget(self.method_combo)
         cl.addLayout(row)
-        self.outlines_check = QCheckBox("fill outlines")
-        self.outlines_check.setChecked(self.controller.settings.infer_outlines)
-        self.outlines_check.setToolTip(
+        self.outlines_check = _checkbox(
+            "fill outlines", self.controller.settings.infer_outlines,
             "A closed outline traced with one class around a stroke of another class also teaches "
             "its inside as that class, and a thin band just outside it as background where the "
             "image looks like your painted background (multi-label: per class, absent as the "
             "background). Your strokes are never changed. Takes effect at the next Train."
         )
-        self.background_check = QCheckBox("background look-alikes")
-        self.background_check.setChecked(self.controller.settings.infer_background)
-        self.background_check.setToolTip(
+        self.background_check = _checkbox(
+            "background look-alikes", self.controller.settings.infer_background,
             "Where your background strokes and your other strokes differ clearly in brightness, "
             "unpainted patches as dark (or bright) as your background strokes are also learnt as "
             "background, next to objects too, where they join one of your background strokes or form "
@@ -284,9 +290,8 @@ class SegStudioWidget(QWidget):
         for i, (label, w) in enumerate(pairs):
             grid.addWidget(QLabel(label), i // 2, 2 * (i % 2))
             grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
-        self.wide_check = QCheckBox("wide context")
-        self.wide_check.setChecked(self.controller.settings.wide_context)
-        self.wide_check.setToolTip(
+        self.wide_check = _checkbox(
+            "wide context", self.controller.settings.wide_context,
             "2D images whose background varies across the image more than your objects' contrast "
             "(uneven illumination, a glow): the network also sees the image smoothed over a wider "
             "neighbourhood (an extra σ 4 filter). Measured better on such images, worse on "
