@@ -773,7 +773,7 @@ class SegController(QObject):
         self.images.edited(snapshot.version)  # painted on a predicted image: reviewed
         c = self.choices
         key = (snapshot.image, snapshot.version, tuple(sorted(c.pins().items())), c.weight_method,
-               len(c.classes), self.is_training, self.images.training_key())
+               len(c.classes), self.is_training, self.images.training_key(), c.train.wide_context)
         if key == self._offered:
             return
         self._offered = key
@@ -787,7 +787,7 @@ class SegController(QObject):
         entry = self.images.current_entry()
         return Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(), c.weight_method,
                          len(c.classes), c.weight_clamp, self.images.others(),
-                         None if entry is None else entry.holdout())
+                         None if entry is None else entry.holdout(), c.train.wide_context)
 
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
@@ -845,6 +845,8 @@ class SegController(QObject):
         self.choices.train = replace(self.choices.train, **changes)
         if {"infer_outlines", "infer_background"} & set(changes):
             self._refresh_inferred()
+        if "wide_context" in changes:
+            self._offer_paintings()  # the class table's hint follows the choice
 
     # ------------------------------------------------------------------ inferred labels
     def show_inferred(self, on: bool) -> None:

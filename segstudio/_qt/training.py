@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from segstudio._qt.layers import PaintSnapshot
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
+from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig
 from segstudio.core.data import SnapshotSource, TrainingImage, split_holdout
 from segstudio.core.device import ComputeTurns, resolve_device
@@ -51,6 +52,10 @@ RATE_WINDOW = 20
 #: States in which a training worker exists.
 TRAINING_STATES = ("running", "paused", "stopping")
 REASONS = {"iterations": "done", "time": "time is up", "stopped": "stopped"}
+#: Shown under the class table when the painted background of a 2D image varies in brightness
+#: more than the classes differ from it (:func:`segstudio.core.background.background_unevenness`).
+UNEVEN_HINT = ("your background strokes vary in brightness more than your classes differ from them: "
+               "if the background is uneven (illumination, glow), try wide context (Training)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Paintings:
     clamp: tuple[float, float]
     others: tuple[Any, ...] = ()
     holdout: Any = None
+    wide_context: bool = False
 
     def weigh(self) -> ClassWeights:
         """The class weights (what the trainer computes from the same paintings: the painted
@@ -83,8 +89,14 @@ class Paintings:
             p, a = other.counts(mode, self.n_classes)
             present, absent = present + p, absent + a
         if mode == EXCLUSIVE:
-            return weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
-        return pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
+            weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
+        else:
+            weights = pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
+        if not self.wide_context:
+            uneven = background_unevenness(self.image, self.snapshot.paintings(), mode, self.channel_axis)
+            if uneven is not None and uneven > UNEVEN_BACKGROUND:
+                weights = replace(weights, warnings=(*weights.warnings, UNEVEN_HINT))
+        return weights
 
     def training_images(self) -> list[TrainingImage]:
         """The image on screen first, then the other painted images (read here: call it in a

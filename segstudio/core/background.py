@@ -75,7 +75,7 @@ from scipy import ndimage as ndi
 from segstudio.core.annotations import ABSENT, PRESENT, UNPAINTED
 
 __all__ = [
-    "DEFAULT_QUANTILES", "infer_background", "infer_background_multilabel", "object_like_strokes", "patches_only",
+    "DEFAULT_QUANTILES", "UNEVEN_BACKGROUND", "background_unevenness", "infer_background", "infer_background_multilabel", "object_like_strokes", "patches_only",
     "reachable", "smoothed_intensity",
 ]
 
@@ -98,6 +98,12 @@ BULK = 0.25
 #: Leave background strokes that look like an object (their median beyond the ``lo`` quantile
 #: of the object strokes) out of the background statistics.
 LEAVE_OUT_OBJECT_LIKE_STROKES = True
+#: Above this :func:`background_unevenness`, the painted background varies more in brightness
+#: than the painted classes differ from it: on a 2D image, *wide context* is worth a try
+#: (benchmarks/RESULTS.md, *A wider filter for uneven backgrounds*).
+UNEVEN_BACKGROUND = 1.0
+#: Painted pixels per side that :func:`background_unevenness` reads at most (a fixed sample).
+UNEVEN_SAMPLES = 100_000
 
 
 def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int) -> np.ndarray:
@@ -256,3 +262,61 @@ def infer_background_multilabel(
             for c in range(paint.shape[0]):
                 out[c][mask & (paint[c] == UNPAINTED)] = ABSENT
     return out
+
+
+def _local_means(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, radius: int = 2) -> np.ndarray:
+    """Mean of the ``(2 radius + 1)²`` neighbourhood of (at most :data:`UNEVEN_SAMPLES`) pixels
+    of ``mask`` in a 2D ``img``: smoothing read at the strokes only, whatever the image's size."""
+    ys, xs = np.nonzero(mask)
+    if ys.size > UNEVEN_SAMPLES:
+        keep = rng.choice(ys.size, UNEVEN_SAMPLES, replace=False)
+        ys, xs = ys[keep], xs[keep]
+    total = np.zeros(ys.size, np.float64)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            total += img[np.clip(ys + dy, 0, img.shape[0] - 1), np.clip(xs + dx, 0, img.shape[1] - 1)]
+    return total / (2 * radius + 1) ** 2
+
+
+def background_unevenness(image: np.ndarray, paintings: np.ndarray, mode: str,
+                          channel_axis: int | None = None) -> float | None:
+    """How much the painted background varies in brightness, relative to how much the other
+    paint differs from it: the 5–95 % spread of the (locally averaged) image under the
+    background strokes over the difference of the two sides' medians.
+
+    Exclusive paintings ``(y, x)``: class 1 is the background, classes 2.. the other side.
+    Multi-label ``(C, y, x)``: *absent* in every channel is the background, *present* in any
+    the other side. On the simulated 2D paintings of ``benchmarks/quality.py`` (seeds 0–2,
+    casual, sloppy and outline strokes) it was 1.17–64 on the uneven *dim* family, at most 0.52
+    on nuclei, cells and tissue, and above 1 on two vessel paintings of nine (1.01, 1.20).
+
+    Returns
+    -------
+    float or None
+        The ratio (``inf`` when the medians are equal); ``None`` for anything but a 2D
+        painting, or with fewer than :data:`MIN_PIXELS` painted pixels on a side.
+    """
+    paint = np.asarray(paintings)
+    img = np.asarray(image)
+    if channel_axis is not None:
+        img = np.moveaxis(img, channel_axis, -1)
+    if mode == "exclusive":
+        if paint.ndim != 2:
+            return None
+        background, other = paint == 1, paint > 1
+    else:
+        if paint.ndim != 3:
+            return None
+        background, other = (paint == ABSENT).all(axis=0), (paint == PRESENT).any(axis=0)
+    if img.shape[:2] != background.shape or background.sum() < MIN_PIXELS or other.sum() < MIN_PIXELS:
+        return None
+    plane = img.astype(np.float32).mean(axis=-1) if img.ndim == 3 else img
+    rng = np.random.default_rng(0)
+    bg = _local_means(plane, background, rng)
+    ob = _local_means(plane, other, rng)
+    bg, ob = bg[np.isfinite(bg)], ob[np.isfinite(ob)]
+    if bg.size < MIN_PIXELS or ob.size < MIN_PIXELS:
+        return None
+    lo, hi = np.percentile(bg, [5, 95])
+    contrast = abs(float(np.median(ob)) - float(np.median(bg)))
+    return float(hi - lo) / contrast if contrast > 0 else float("inf")

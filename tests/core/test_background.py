@@ -291,3 +291,39 @@ def test_a_multilabel_class_keeps_the_tails_test_but_one_channel_does_not():
     np.testing.assert_array_equal(one[0] == 2, infer_background(paint, img) == 1)
     assert one.any()
     assert not infer_background_multilabel(ml, img).any()
+
+
+def _ramp_painting(ramp: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 2D image: a left-to-right background ramp of height ``ramp``, dim objects (+0.2)."""
+    rng = np.random.default_rng(0)
+    image = np.tile(np.linspace(0.0, ramp, 96, dtype=np.float32), (96, 1))
+    image[20:30, 10:20] += 0.2
+    image[60:70, 70:80] += 0.2
+    image += rng.normal(0, 0.01, image.shape).astype(np.float32)
+    paint = np.zeros(image.shape, np.uint8)
+    paint[5, 2:94] = 1  # a background stroke across the whole ramp
+    paint[90, 2:94] = 1
+    paint[24:26, 12:18] = 2
+    paint[64:66, 72:78] = 2
+    return image, paint
+
+
+def test_background_unevenness_tells_a_ramp_from_an_even_background() -> None:
+    from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness
+
+    image, paint = _ramp_painting(1.0)
+    uneven = background_unevenness(image, paint, "exclusive")
+    assert uneven is not None and uneven > 3 * UNEVEN_BACKGROUND
+    even = background_unevenness(*_ramp_painting(0.0), "exclusive")
+    assert even is not None and even < UNEVEN_BACKGROUND / 3
+    # multi-label: absent in every channel is the background, present in any the objects
+    ml = np.zeros((2, *paint.shape), np.uint8)
+    ml[:, paint == 1] = 2
+    ml[0][paint == 2] = 1
+    ml[1][paint == 2] = 2
+    assert background_unevenness(image, ml, "multilabel") == pytest.approx(uneven)
+    # channels last are averaged; a volume, or a side with too few strokes, says nothing
+    assert background_unevenness(np.stack([image, image], -1), paint, "exclusive", channel_axis=2) == \
+        pytest.approx(uneven, rel=1e-5)
+    assert background_unevenness(image[None], paint[None], "exclusive") is None
+    assert background_unevenness(image, np.where(paint == 2, 0, paint), "exclusive") is None

@@ -149,6 +149,23 @@ def test_wide_context_checkbox_adds_the_wide_filter(open_widget):
     assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
 
 
+def test_an_uneven_background_suggests_wide_context(open_widget, qtbot):
+    rng = np.random.default_rng(0)
+    image = np.tile(np.linspace(0.0, 1.0, 96, dtype=np.float32), (96, 1))  # a ramp across
+    image[20:30, 10:20] += 0.2  # dim objects on it
+    image[60:70, 70:80] += 0.2
+    image += rng.normal(0, 0.01, image.shape).astype(np.float32)
+    viewer, widget, c = open_widget(image)
+    paint = c.paint_layers[0]
+    paint.data[5, 2:94] = paint.data[90, 2:94] = 1
+    paint.data[24:26, 12:18] = paint.data[64:66, 72:78] = 2
+    paint.events.paint(value=[])
+    qtbot.waitUntil(lambda: "try wide context" in widget.weights_note.text(), timeout=10000)
+    assert widget.weights_note.isVisibleTo(widget)
+    widget.wide_check.setChecked(True)  # taken: the hint goes
+    qtbot.waitUntil(lambda: "wide context" not in widget.weights_note.text(), timeout=10000)
+
+
 def test_wide_context_on_a_volume_is_one_clear_message(open_widget, qtbot):
     viewer, widget, c = open_widget(np.random.default_rng(0).random((8, 32, 32), dtype=np.float32))
     c.paint_layers[0].data[4, 2:5, 2:30] = 1
