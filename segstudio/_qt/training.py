@@ -92,7 +92,7 @@ class Paintings:
             weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
         else:
             weights = pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
-        if not self.wide_context:
+        if not self.wide_context and isinstance(self.image, np.ndarray):  # lazy images: not read for a hint
             uneven = background_unevenness(self.image, self.snapshot.paintings(), mode, self.channel_axis)
             if uneven is not None and uneven > UNEVEN_BACKGROUND:
                 weights = replace(weights, warnings=(*weights.warnings, UNEVEN_HINT))

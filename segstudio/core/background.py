@@ -75,8 +75,8 @@ from scipy import ndimage as ndi
 from segstudio.core.annotations import ABSENT, PRESENT, UNPAINTED
 
 __all__ = [
-    "DEFAULT_QUANTILES", "UNEVEN_BACKGROUND", "background_unevenness", "infer_background", "infer_background_multilabel", "object_like_strokes", "patches_only",
-    "reachable", "smoothed_intensity",
+    "DEFAULT_QUANTILES", "UNEVEN_BACKGROUND", "background_unevenness", "infer_background",
+    "infer_background_multilabel", "object_like_strokes", "patches_only", "reachable", "smoothed_intensity",
 ]
 
 #: ``(lo, hi)``: the background threshold is the ``hi`` quantile of the painted background where
@@ -265,16 +265,19 @@ def infer_background_multilabel(
 
 
 def _local_means(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, radius: int = 2) -> np.ndarray:
-    """Mean of the ``(2 radius + 1)²`` neighbourhood of (at most :data:`UNEVEN_SAMPLES`) pixels
-    of ``mask`` in a 2D ``img``: smoothing read at the strokes only, whatever the image's size."""
+    """Mean of the ``(2 radius + 1)²`` neighbourhood (and of the channels, last axis if ``img``
+    has three) of at most :data:`UNEVEN_SAMPLES` pixels of ``mask``: smoothing read at the
+    strokes only, whatever the image's size (a memory-mapped image is read where painted)."""
     ys, xs = np.nonzero(mask)
     if ys.size > UNEVEN_SAMPLES:
         keep = rng.choice(ys.size, UNEVEN_SAMPLES, replace=False)
         ys, xs = ys[keep], xs[keep]
     total = np.zeros(ys.size, np.float64)
+    h, w = mask.shape
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            total += img[np.clip(ys + dy, 0, img.shape[0] - 1), np.clip(xs + dx, 0, img.shape[1] - 1)]
+            v = np.asarray(img[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)], dtype=np.float64)
+            total += v.mean(axis=-1) if v.ndim == 2 else v
     return total / (2 * radius + 1) ** 2
 
 
@@ -310,10 +313,9 @@ def background_unevenness(image: np.ndarray, paintings: np.ndarray, mode: str,
         background, other = (paint == ABSENT).all(axis=0), (paint == PRESENT).any(axis=0)
     if img.shape[:2] != background.shape or background.sum() < MIN_PIXELS or other.sum() < MIN_PIXELS:
         return None
-    plane = img.astype(np.float32).mean(axis=-1) if img.ndim == 3 else img
     rng = np.random.default_rng(0)
-    bg = _local_means(plane, background, rng)
-    ob = _local_means(plane, other, rng)
+    bg = _local_means(img, background, rng)
+    ob = _local_means(img, other, rng)
     bg, ob = bg[np.isfinite(bg)], ob[np.isfinite(ob)]
     if bg.size < MIN_PIXELS or ob.size < MIN_PIXELS:
         return None
