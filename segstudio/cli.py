@@ -121,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
-    from segstudio.core.config import MODEL_PRESETS, NETWORK_FIELDS, wide_context_filters
+    from segstudio.core.config import MODEL_PRESETS, NETWORK_FIELDS
     from segstudio.core.data import SnapshotSource, TrainingImage
     from segstudio.core.errors import UserInputError
     from segstudio.core.io import read_labels
@@ -165,9 +165,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
+        wide_context=args.wide_context,
     )
-    if args.wide_context:
-        overrides["input_filters"] = wide_context_filters(first.image.ndim - (first.channel_axis is not None))
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
     if args.batch:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
-from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig, wide_context_filters
+from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import Project, ProjectClass, default_classes
@@ -165,10 +165,9 @@ class Settings:
             "preview_every_s": s.preview_every_s,
             "infer_outlines": s.infer_outlines,
             "infer_background": s.infer_background,
+            "wide_context": s.wide_context,
+            **self.overrides,
         }
-        if s.wide_context:
-            kw["input_filters"] = wide_context_filters(len(image_shape) - (channel_axis is not None))
-        kw.update(self.overrides)
         # The paintings are not read: the number of classes is given.
         return infer_config(image_shape, None, self.mode, channel_axis=channel_axis,  # type: ignore[arg-type]
                             n_classes=len(self.classes), **kw)

@@ -72,7 +72,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from segstudio.core.annotations import ABSENT, PRESENT, UNPAINTED
+from segstudio.core.annotations import ABSENT, EXCLUSIVE, PRESENT, UNPAINTED
 
 __all__ = [
     "DEFAULT_QUANTILES", "UNEVEN_BACKGROUND", "background_unevenness", "infer_background",
@@ -303,7 +303,7 @@ def background_unevenness(image: np.ndarray, paintings: np.ndarray, mode: str,
     img = np.asarray(image)
     if channel_axis is not None:
         img = np.moveaxis(img, channel_axis, -1)
-    if mode == "exclusive":
+    if mode == EXCLUSIVE:
         if paint.ndim != 2:
             return None
         background, other = paint == 1, paint > 1

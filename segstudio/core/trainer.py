@@ -27,7 +27,7 @@ import torch
 
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
-from segstudio.core.config import NETWORK_FIELDS, TrainConfig
+from segstudio.core.config import NETWORK_FIELDS, TrainConfig, wide_context_filters
 from segstudio.core.data import (
     Normalization,
     PatchSampler,
@@ -758,12 +758,18 @@ def infer_config(
     *,
     channel_axis: int | None = None,
     n_classes: int | None = None,
+    wide_context: bool = False,
     **overrides: Any,
 ) -> TrainConfig:
-    """A :class:`TrainConfig` that fits an image and its paintings (rank, channels, classes)."""
+    """A :class:`TrainConfig` that fits an image and its paintings (rank, channels, classes).
+
+    ``wide_context``: the input filters of :func:`segstudio.core.config.wide_context_filters`
+    (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`)."""
     from segstudio.core.data import n_classes_of, spatial_shape
 
     spatial = spatial_shape(image_shape, channel_axis)
+    if wide_context:
+        overrides.setdefault("input_filters", wide_context_filters(len(spatial)))
     in_ch = 1 if channel_axis is None else int(image_shape[channel_axis])
     k = n_classes_of(mode, paintings, n_classes)
     if k < 1:
