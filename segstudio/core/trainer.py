@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segstudio.core.allocator import tune_allocator
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import NETWORK_FIELDS, TrainConfig, wide_context_filters
@@ -272,6 +273,7 @@ class Trainer:
     def setup(self) -> None:
         """Pick the device, seed, build model/optimizer, load a run to resume from."""
         cfg = self.config
+        tune_allocator()  # once per process (the app calls it first, when it opens)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         if cfg.seed is not None:
