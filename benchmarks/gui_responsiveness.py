@@ -21,7 +21,9 @@ prediction layer.
   that runs them, which is what a step costs when nothing else runs), the time it waited for its
   turn behind a live preview, and the live previews' own prediction time. A step whose wall time
   exceeds its thread's CPU time was held up: by the other threads taking the cores, or by
-  waiting for Python's GIL held by the GUI thread.
+  waiting for Python's GIL held by the GUI thread. The app trains in a child process by
+  default (``--train-in process``), where its steps are not timed (``time_app`` then has the
+  previews only); ``--train-in thread`` trains in the app's worker thread as before.
 
 The last line of output is one JSON object with every figure. Run it under a display::
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -153,6 +156,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="redraw the progress line and loss curve every N ms instead of the app's "
                              "rate (0: never)")
     parser.add_argument("--hidden", action="store_true", help="train with the window hidden (no rendering)")
+    parser.add_argument("--train-after", type=float, default=1.0,
+                        help="seconds from the window showing to pressing Train (the app starts the "
+                             "training process ahead, 1.5 s after it opens)")
+    parser.add_argument("--train-in", choices=("process", "thread"), default="process",
+                        help="where the app trains (its default: a child process on a CPU)")
     parser.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field of the app's training (e.g. ema_decay=0)")
     args = parser.parse_args(argv)
@@ -164,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from segstudio._qt import widget as widget_module
     from segstudio._qt.app import build_viewer
 
+    os.environ["SEGSTUDIO_TRAIN_IN"] = args.train_in
     steps = StepClock()
     if args.redraw_ms is not None:
         widget_module.REDRAW_MS = args.redraw_ms if args.redraw_ms > 0 else 10**9
@@ -242,8 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     probe_timer.start()
     if args.paint_every > 0:
         paint_timer.start()
-    QTimer.singleShot(1000, start)  # let the window settle first
-    QTimer.singleShot(int(1000 + seconds * 1000), finish)
+    wait_ms = int(1000 * args.train_after)
+    QTimer.singleShot(wait_ms, start)  # let the window settle first (and the user look)
+    QTimer.singleShot(int(wait_ms + seconds * 1000), finish)
     app.exec()
     config = ctl.training.config
     app_iterations = ctl.iteration
@@ -261,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "sample": args.sample,
         "redraw_ms": widget_module.REDRAW_MS,
         "hidden": args.hidden,
+        "train_in": args.train_in,
+        "train_after_s": args.train_after,
         "ema_decay": None if config is None else config.ema_decay,
         **steadiness(preview_t, preview_dice, args.settle),
         # per preview: seconds after Train, nucleus Dice, the trainer's iteration when it landed

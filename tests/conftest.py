@@ -83,6 +83,15 @@ def _segstudio_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SEGSTUDIO_HOME", str(tmp_path_factory.mktemp("segstudio-home")))
 
 
+@pytest.fixture(autouse=True)
+def _train_in_thread(request, monkeypatch):
+    """The app trains in a child process where it can; most tests train in the app's own
+    thread instead (a child costs seconds to start, and fault injection patches this
+    process's trainer). Tests marked ``train_in_process`` run the app's default."""
+    if request.node.get_closest_marker("train_in_process") is None:
+        monkeypatch.setenv("SEGSTUDIO_TRAIN_IN", "thread")
+
+
 @pytest.fixture
 def disk_full_at(monkeypatch):
     """``restore = disk_full_at(name)``: every ``os.replace`` onto a file whose path ends with

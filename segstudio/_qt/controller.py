@@ -58,6 +58,7 @@ from segstudio._qt.results import MetricsRow, Results, truth_holds_objects
 from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
+from segstudio.core.allocator import tune_allocator
 from segstudio.core.config import TrainConfig
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
@@ -77,6 +78,9 @@ from segstudio.core.weights import ClassWeights
 
 #: Quiet time after the last paint event before the paintings are copied and offered.
 PAINT_DEBOUNCE_MS = 300
+#: After the widget opens and after each run: start the next run's training process (its
+#: imports take seconds; ``Training.warm_process``).
+WARM_PROCESS_MS = 1500
 #: Quiet time after a slice/camera change before an on-demand preview is asked for.
 VIEW_DEBOUNCE_MS = 200
 #: How long the background stop (after the window closed) waits for the trainer to finish.
@@ -114,6 +118,7 @@ class SegController(QObject):
 
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        tune_allocator()  # as a napari plugin: before the trainer's thread first allocates
         torch_warm_up.start()
         self.viewer = viewer
         self.notify = Notifier(self)
@@ -123,7 +128,7 @@ class SegController(QObject):
         self.images = Images(self.workers, self.notify, self)
         self.layers = Layers(viewer, self.image, self.workers, self)
         #: On a CPU, training steps and previews take turns, each with every core.
-        self.turns = ComputeTurns()
+        self.turns = ComputeTurns(shared=True)  # a training process takes turns too
         self.training = Training(self.workers, self.notify, self.turns, self)
         self.preview = Preview(self.workers, self.notify, self.turns, self)
         self.results = Results(self.workers, self.notify, self)
@@ -139,7 +144,10 @@ class SegController(QObject):
         self._stopped = threading.Event()
         self._paint_timer = self._timer(PAINT_DEBOUNCE_MS)
         self._view_timer = self._timer(VIEW_DEBOUNCE_MS)
+        #: The next run's training process is started while the user looks and paints.
+        self._warm_timer = self._timer(WARM_PROCESS_MS)
         self._wire()
+        self._warm_timer.start()
 
     def _timer(self, ms: int) -> QTimer:
         timer = QTimer(self)
@@ -188,6 +196,7 @@ class SegController(QObject):
         self.projects.kept_changed.connect(self.kept_changed)
         self.projects.timer.timeout.connect(self.autosave)
         self._view_timer.timeout.connect(self._on_view_settled)
+        self._warm_timer.timeout.connect(self.training.warm_process)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         for name, callback in (("begin_batch", self._on_layers_batch), ("end_batch", self._on_layers_batch_end)):
             if hasattr(self.viewer.layers.events, name):  # napari's LayerList.clear() batches
@@ -1150,6 +1159,8 @@ class SegController(QObject):
 
     def _on_training_state(self, state: str) -> None:
         """A run that ended outside the open project (saved while it trained) is copied in."""
+        if state == "idle" and not self._closed:
+            self._warm_timer.start()  # for the next Train
         if state == "idle" and self.projects.outside(self.run_dir):
             self.workers.start("adopt run", self.projects.adopt_job(self.run_dir), returned=self._on_adopted,
                                errored=self.notify.worker_failed)
@@ -1255,8 +1266,9 @@ class SegController(QObject):
         except UserInputError:
             pass  # no complete set of paint layers: nothing to autosave
         self._closed = True
-        for timer in (self._paint_timer, self._view_timer, self.projects.timer):
+        for timer in (self._paint_timer, self._view_timer, self._warm_timer, self.projects.timer):
             timer.stop()
+        self.training.close()
         layer_events = self.viewer.layers.events
         for event, callback in ((layer_events.removed, self._on_layer_removed),
                                 (getattr(layer_events, "begin_batch", None), self._on_layers_batch),

@@ -14,6 +14,7 @@ weights and ``Finished``.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ from segstudio.core.trainer import (
     Validation,
     WeightsUpdated,
 )
+from segstudio.core.trainer_process import TrainerProcess, process_refusal
 from segstudio.core.weights import ClassWeights, count_paintings, pos_weights_from_counts, weights_from_counts
 
 #: Iterations/second is measured over this many recent steps.
@@ -52,6 +54,8 @@ RATE_WINDOW = 20
 #: States in which a training worker exists.
 TRAINING_STATES = ("running", "paused", "stopping")
 REASONS = {"iterations": "done", "time": "time is up", "stopped": "stopped"}
+#: ``thread`` keeps training in the app's process (default ``process`` where it can).
+TRAIN_IN_ENV = "SEGSTUDIO_TRAIN_IN"
 #: Shown under the class table when the painted background of a 2D image varies in brightness
 #: more than the classes differ from it (:func:`segstudio.core.background.background_unevenness`).
 UNEVEN_HINT = ("your background strokes vary in brightness more than your classes differ from them: "
@@ -114,17 +118,65 @@ class Paintings:
         source.put(self.training_images(), pins=self.pins)
 
 
-def training_events(config: TrainConfig, source: SnapshotSource, run_dir: Path, resume: Path | None,
-                    first: Paintings, stop: threading.Event, done: threading.Event,
-                    turns: Any = None) -> Iterator[Any]:
-    """Worker body: the first paintings (joined here, off the GUI thread), then the trainer's
-    events until it ends (``stop`` set: a checkpoint, a last preview, ``Finished``). ``turns``:
-    held for each step (shared with the previews on a CPU, see :class:`ComputeTurns`)."""
+def train_in_process() -> bool:
+    """Whether runs may train in a child process (``SEGSTUDIO_TRAIN_IN=thread``: never; nor
+    when workers run inline)."""
+    return os.environ.get(TRAIN_IN_ENV, "process").lower() != "thread" and not threads_disabled()
+
+
+class TrainingRun:
+    """One run as the worker runs it: the trainer in a child process
+    (:class:`~segstudio.core.trainer_process.TrainerProcess`: its own GIL, so the GUI thread
+    does not slow its steps) when :func:`process_refusal` allows, else in the worker's thread.
+
+    Paintings offered while it trains land in ``source`` either way; in a process the worker
+    forwards each new version to the child.
+    """
+
+    def __init__(self, config: TrainConfig, source: SnapshotSource, run_dir: Path, resume: Path | None,
+                 first: Paintings, stop: threading.Event, done: threading.Event, turns: Any = None,
+                 in_process: bool = False, spare: TrainerProcess | None = None) -> None:
+        self.config, self.source, self.run_dir, self.resume_from = config, source, run_dir, resume
+        self.first, self.stop, self.done, self.turns = first, stop, done, turns
+        self.in_process = in_process
+        #: A child started ahead (its imports done): used for this run, else left for the next.
+        self.spare = spare
+        #: The child, once started (``None``: training in the worker's thread).
+        self.process: TrainerProcess | None = None
+
+    def events(self) -> Iterator[Any]:
+        """Worker body: the first paintings (joined here, off the GUI thread), then the
+        trainer's events until it ends (``stop`` set: a checkpoint, a last preview,
+        ``Finished``). ``turns``: held for each step (shared with the previews on a CPU, see
+        :class:`ComputeTurns`)."""
+        try:
+            items = self.first.training_images()
+            self.source.put(items, pins=self.first.pins)
+            if self.in_process and process_refusal(self.config, items, _device_type(self.config.device)) is None:
+                child, self.spare = (self.spare, None) if self.spare is not None and self.spare.alive else \
+                    (TrainerProcess(turns=self.turns), self.spare)
+                self.process = child.start(self.config, self.run_dir, self.resume_from)
+                yield from self.process.events(self.stop, source=self.source)
+            else:
+                yield from Trainer(self.config, self.source, self.run_dir, resume=self.resume_from,
+                                   turns=self.turns).run(stop=self.stop)
+        finally:
+            self.done.set()
+
+    def pause(self) -> None:
+        if self.process is not None:
+            self.process.pause()
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.resume()
+
+
+def _device_type(device: str) -> str:
     try:
-        first.put(source)
-        yield from Trainer(config, source, run_dir, resume=resume, turns=turns).run(stop=stop)
-    finally:
-        done.set()
+        return resolve_device(device).type
+    except UserInputError:
+        return "absent"  # the trainer reports it itself
 
 
 def cpu_turns(turns: ComputeTurns | None, device: str) -> ComputeTurns | None:
@@ -217,6 +269,10 @@ class Training(QObject):
         self._pending: Paintings | None = None
         self._newest: PaintSnapshot | None = None
         self._worker: Any = None
+        self._run: TrainingRun | None = None
+        #: A training process started ahead of Train (see :meth:`warm_process`).
+        self._spare: TrainerProcess | None = None
+        self._closed = False
 
     @property
     def is_training(self) -> bool:
@@ -268,19 +324,23 @@ class Training(QObject):
         self._rate.clear()
         self._set_state("running")
         self.notify.info("starting training…")
+        spare, self._spare = self._spare, None
+        self._run = TrainingRun(config, self._source, run_dir, resume, paintings, self._stop, self.done,
+                                cpu_turns(self.turns, config.device), in_process=train_in_process(), spare=spare)
         self._worker = self.workers.start(
-            "train", training_events, config, self._source, run_dir, resume, paintings, self._stop, self.done,
-            cpu_turns(self.turns, config.device), yielded=self._on_event, errored=lambda e: self.notify.worker_failed(e, "training failed"),
-            finished=self._on_finished)
+            "train", self._run.events, yielded=self._on_event,
+            errored=lambda e: self.notify.worker_failed(e, "training failed"), finished=self._on_finished)
 
     def pause(self) -> None:
         if self.state == "running" and self._worker is not None:
             self._worker.pause()
+            self._run.pause()
             self._set_state("paused")
             self.notify.info(f"paused at iteration {self.iteration}")
 
     def resume(self) -> None:
         if self.state == "paused" and self._worker is not None:
+            self._run.resume()
             self._worker.resume()
             self._set_state("running")
             self.notify.info("training resumed")
@@ -374,7 +434,30 @@ class Training(QObject):
         elif isinstance(event, Failed):
             self.notify.fail(f"training failed: {event.message}")
 
+    def warm_process(self) -> None:
+        """Start the next run's training process now, so that Train does not wait for its
+        imports (seconds); nothing when runs train in a thread or one is ready."""
+        if self._closed or self.is_training or not train_in_process() or \
+                (self._spare is not None and self._spare.alive):
+            return
+        turns = self.turns if getattr(self.turns, "shared", False) else None
+        self._spare = TrainerProcess(turns=turns)
+
+    def close(self) -> None:
+        """The session ends: the spare process goes (a running one is stopped by
+        :meth:`stop_for_close`)."""
+        self._closed = True
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            run_in_background("segstudio-spare-close", spare.close, daemon=True)
+
     def _on_finished(self) -> None:
-        self._worker = None
+        run = self._run
+        if run is not None and run.spare is not None:  # not used (trained in the thread)
+            if self._spare is None and not self._closed:
+                self._spare = run.spare
+            else:
+                run_in_background("segstudio-spare-close", run.spare.close, daemon=True)
+        self._worker = self._run = None
         self._source = None
         self._set_state("idle")

@@ -8,8 +8,10 @@ the backend calls it.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import threading
+from typing import Any
 
 import torch
 
@@ -74,15 +76,31 @@ class ComputeTurns:
     losing every race to the trainer's loop.
 
     Use as a context manager: ``with turns: ...``. On a GPU the device already interleaves the
-    work; :meth:`for_device` gives a no-op then.
+    work; :meth:`for_device` gives a no-op then. ``shared=True`` makes turns that a training
+    process started with ``multiprocessing``'s *spawn* takes too (hand the object to it as an
+    argument of the process): the tickets then live in shared memory.
     """
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
+    def __init__(self, shared: bool = False) -> None:
+        self.shared = shared
+        if shared:
+            ctx = multiprocessing.get_context("spawn")
+            self._cond: Any = ctx.Condition()
+            self._tickets: Any = ctx.RawArray("q", 2)  # next ticket, ticket served
+        else:
+            self._cond = threading.Condition()
+            self._tickets = [0, 0]
+        # The holder, per process (only one thread of one process holds the turn).
         self._owner: int | None = None
         self._depth = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # to a spawned process: the shared parts only
+        if not self.shared:
+            raise TypeError("only ComputeTurns(shared=True) can go to another process")
+        return {"shared": True, "_cond": self._cond, "_tickets": self._tickets}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _owner=None, _depth=0)
 
     @classmethod
     def for_device(cls, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -95,9 +113,10 @@ class ComputeTurns:
             if self._owner == me:  # re-entrant for the thread that holds the turn
                 self._depth += 1
                 return self
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while self._serving != ticket:
+            tickets = self._tickets
+            ticket = tickets[0]
+            tickets[0] = ticket + 1
+            while tickets[1] != ticket:
                 self._cond.wait()
             self._owner, self._depth = me, 1
         return self
@@ -107,5 +126,5 @@ class ComputeTurns:
             self._depth -= 1
             if self._depth == 0:
                 self._owner = None
-                self._serving += 1
+                self._tickets[1] += 1
                 self._cond.notify_all()

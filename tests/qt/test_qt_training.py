@@ -357,3 +357,124 @@ def test_torch_warm_up_runs_once_in_the_background():
     assert first.daemon  # never keeps the app from exiting
     first.join(60)
     assert "torch._dynamo" in sys.modules
+
+
+# ---------------------------------------------------------------------- in a child process
+# The app's default on a CPU (the tests above train in its thread: see conftest).
+
+
+@pytest.fixture
+def children(monkeypatch):
+    """The training processes started (this process's side of each)."""
+    from segstudio.core import trainer_process
+
+    started = []
+
+    class Counted(trainer_process.TrainerProcess):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            started.append(self)
+
+    monkeypatch.setattr(training_module, "TrainerProcess", Counted)
+    return started
+
+
+@pytest.mark.train_in_process
+def test_training_in_a_child_process_previews_pauses_and_stops(session, qtbot, tiny2d, paintings_of, children):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 3, timeout=60_000)
+    assert len(children) == 1 and children[0].process.is_alive()
+    widget.pause_btn.click()
+    qtbot.wait(800)  # a step under way lands
+    frozen = c.iteration
+    qtbot.wait(800)
+    assert c.iteration == frozen, "the child went on while paused"
+    widget.pause_btn.click()
+    qtbot.waitUntil(lambda: c.iteration > frozen + 2, timeout=30_000)
+    widget.stop_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert "stopped" in widget.status_label.text()
+    assert (c.run_dir / "model.pt").exists()  # the child's checkpoint
+    assert viewer.layers["prediction"].data.min() >= 1  # its last weights were previewed here
+    assert not children[0].process.is_alive()
+
+
+@pytest.mark.train_in_process
+def test_strokes_painted_while_training_reach_the_child(session, qtbot, tiny2d, paintings_of, children):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth, step=29))
+    widget.length_combo.setCurrentText("until stopped")
+    counts = []
+    c.weights_changed.connect(lambda w: counts.append(tuple(w.counts)))
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2 and bool(counts), timeout=60_000)
+    first = counts[-1]
+    paint = c.paint_layers[0]
+    more = np.array(paint.data, copy=True)
+    more[:, :20] = 1  # a wide background stroke
+    paint.data = more
+    qtbot.waitUntil(lambda: counts[-1] != first, timeout=30_000)  # counted by the child's trainer
+    assert counts[-1][0] == int((more == 1).sum()) > first[0]
+    widget.stop_btn.click()
+    _wait_idle(qtbot, c)
+    assert len(children) == 1
+
+
+@pytest.mark.train_in_process
+def test_a_training_process_that_dies_is_one_message_and_the_strokes_stay(session, qtbot, tiny2d, paintings_of,
+                                                                         children):
+    import os
+    import signal
+
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    painted = np.array(c.paint_layers[0].data, copy=True)
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=60_000)
+    os.kill(children[0].process.pid, signal.SIGKILL)  # as the out-of-memory killer would
+    _wait_idle(qtbot, c)
+    assert "the training process ended unexpectedly (exit code -9)" in widget.status_label.text()
+    np.testing.assert_array_equal(c.paint_layers[0].data, painted)
+    assert widget.train_btn.isEnabled()
+
+
+@pytest.mark.train_in_process
+def test_closing_the_viewer_ends_the_training_process_after_its_checkpoint(session, qtbot, tiny2d, paintings_of,
+                                                                          children):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth))
+    widget.length_combo.setCurrentText("until stopped")
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2, timeout=60_000)
+    run_dir = c.run_dir
+    viewer.close()
+    qtbot.waitUntil(lambda: c.stopped, timeout=60_000)
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+    assert (run_dir / "model.pt").exists()
+    assert not children[0].process.is_alive()
+
+
+@pytest.mark.train_in_process
+def test_a_gpu_run_or_inline_workers_train_in_the_thread(session, qtbot, tiny2d, paintings_of, children, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_NO_THREADS", "1")
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), iterations=3)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.iteration == 3 and children == []
+
+
+@pytest.mark.train_in_process
+def test_the_next_runs_process_is_started_ahead_and_used(session, qtbot, tiny2d, paintings_of, children):
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth), iterations=5)
+    qtbot.waitUntil(lambda: len(children) == 1, timeout=10_000)  # started while the user paints
+    spare = children[0]
+    assert spare.process.is_alive() and not spare.started
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert spare.started and c.iteration == 5 and len(children) == 1  # the run took it
+    qtbot.waitUntil(lambda: len(children) == 2, timeout=10_000)  # and the next one waits
+    nxt = children[1]
+    viewer.close()
+    qtbot.waitUntil(lambda: not nxt.process.is_alive(), timeout=30_000)  # gone with the session
