@@ -8,7 +8,7 @@ mouse) while the trainer runs in its background worker and live previews land in
 prediction layer.
 
 * Stalls: a ``QTimer`` probe fires every ``PROBE_MS``; the lateness of each tick is how long the
-  event loop could not run.
+  event loop could not run (``stalls_worst``: the five longest and when they ended).
 * Previews: every preview is scored against the sample's (hidden) truth layer, nucleus Dice
   (interior ∪ boundary) over the region the preview predicted. Reported after the first
   ``--settle`` seconds: the standard deviation, and the largest drop below the best preview
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     clock = QElapsedTimer()
     lateness: list[float] = []
+    late_at: list[float] = []  # seconds after Train of each tick
     state: dict[str, float] = {"t_train": -1.0, "first_pred": -1.0, "previews": 0, "strokes": 0}
     preview_t: list[float] = []
     preview_dice: list[float] = []
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         now = clock.nsecsElapsed() / 1e6
         if last_tick[0] and state["t_train"] >= 0:
             lateness.append(max(0.0, now - last_tick[0] - PROBE_MS))
+            late_at.append(now / 1000.0 - state["t_train"])
         last_tick[0] = now
 
     def on_prediction() -> None:
@@ -263,6 +265,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "stall_p50_ms": round(float(np.percentile(stalls, 50)), 1),
         "stall_p99_ms": round(float(np.percentile(stalls, 99)), 1),
         "stall_max_ms": round(float(stalls.max()), 1),
+        # the longest stalls (ms) and when they ended (s after Train)
+        "stalls_worst": [[round(lateness[i], 1), round(late_at[i], 2)] for i in np.argsort(lateness)[::-1][:5]]
+        if lateness else [],
         "first_prediction_s": round(state["first_pred"], 2) if state["first_pred"] >= 0 else None,
         "iterations": app_iterations,
         "previews": int(state["previews"]),

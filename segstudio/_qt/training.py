@@ -143,6 +143,8 @@ class TrainingRun:
         self.spare = spare
         #: The child, once started (``None``: training in the worker's thread).
         self.process: TrainerProcess | None = None
+        self._paused = False  # asked before the child started: it starts paused
+        self._lock = threading.Lock()
 
     def events(self) -> Iterator[Any]:
         """Worker body: the first paintings (joined here, off the GUI thread), then the
@@ -153,9 +155,13 @@ class TrainingRun:
             items = self.first.training_images()
             self.source.put(items, pins=self.first.pins)
             if self.in_process and process_refusal(self.config, items, _device_type(self.config.device)) is None:
+                turns = self.turns if getattr(self.turns, "shared", False) else None
                 child, self.spare = (self.spare, None) if self.spare is not None and self.spare.alive else \
-                    (TrainerProcess(turns=self.turns), self.spare)
-                self.process = child.start(self.config, self.run_dir, self.resume_from)
+                    (TrainerProcess(turns=turns), self.spare)
+                with self._lock:
+                    if self._paused:
+                        child.pause()
+                    self.process = child.start(self.config, self.run_dir, self.resume_from)
                 yield from self.process.events(self.stop, source=self.source)
             else:
                 yield from Trainer(self.config, self.source, self.run_dir, resume=self.resume_from,
@@ -164,12 +170,16 @@ class TrainingRun:
             self.done.set()
 
     def pause(self) -> None:
-        if self.process is not None:
-            self.process.pause()
+        with self._lock:
+            self._paused = True
+            if self.process is not None:
+                self.process.pause()
 
     def resume(self) -> None:
-        if self.process is not None:
-            self.process.resume()
+        with self._lock:
+            self._paused = False
+            if self.process is not None:
+                self.process.resume()
 
 
 def _device_type(device: str) -> str:

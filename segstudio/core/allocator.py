@@ -5,13 +5,15 @@ is freed, then adjusted on the fly) with its own ``mmap`` and returns it with ``
 freed, and gives the top of the heap back (``M_TRIM_THRESHOLD``) as soon as it is freed. A
 training step allocates and frees the same activations and gradients, megabytes each, every
 step: each comes back as fresh pages, and the kernel zeroes and maps them again (page faults
-inside every convolution and its backward pass). On the 2-core machine the 2-D sample's
-training made 23 steps/s this way and 32–37 with the blocks kept (``benchmarks/allocator.py``).
+inside every convolution and its backward pass). On the 2-core machine the 2-D sample trained
+at 20 steps/s this way and at 30 with the blocks kept, the 3-D sample at 7.7 and 8.2
+(``benchmarks/allocator.py``, ``benchmarks/RESULTS.md``).
 
 :func:`tune_allocator` fixes both thresholds (blocks up to 32 MiB stay in the heap; up to
-256 MiB of free heap is kept) and, called before the worker threads start, puts every thread
-on the main heap (``M_ARENA_MAX`` 1: a thread's own arena is trimmed, whatever the
-thresholds, so a trainer in a thread lost a quarter of each step to page faults). A user's own
+256 MiB of free heap is kept) and puts threads that have no heap yet on the main heap
+(``M_ARENA_MAX`` 1: a thread's own arena is trimmed whatever the thresholds; a trainer in a
+thread spent 44 ms of CPU a step with the thresholds alone, 32 with one heap, 26 headless).
+Call it early (the app does when it opens; the trainer once per process). A user's own
 ``MALLOC_*`` environment variables win, and ``SEGSTUDIO_MALLOC=system`` leaves malloc alone.
 Elsewhere (macOS, Windows, musl) nothing is done.
 """
