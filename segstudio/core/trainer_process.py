@@ -218,9 +218,10 @@ class TrainerProcess:
         """The trainer's events until it ends; setting ``stop`` stops it. Closing this
         generator stops the child and waits for its last checkpoint. ``source``: each new
         version put there is forwarded to the child (between events, from this thread)."""
-        from segstudio.core.trainer import Failed
+        from segstudio.core.trainer import Failed, Finished
 
         forwarded = 0
+        finished = False
         try:
             while True:
                 if stop is not None and stop.is_set():
@@ -238,12 +239,15 @@ class TrainerProcess:
                     try:  # it may have put its last events just before it ended
                         event = self._events.get(timeout=1.0)
                     except queue.Empty:
-                        code = self.process.exitcode
-                        yield Failed(f"the training process ended unexpectedly (exit code {code})")
+                        if not finished:  # after Finished the run is complete: its end is no failure
+                            code = self.process.exitcode
+                            yield Failed(f"the training process ended unexpectedly (exit code {code})")
                         return
                 if isinstance(event, str) and event == _END:
                     return
-                yield pickle.loads(event)
+                event = pickle.loads(event)
+                finished = finished or isinstance(event, Finished)
+                yield event
         finally:
             self.close()
 

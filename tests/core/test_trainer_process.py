@@ -208,3 +208,13 @@ def test_a_spare_that_never_ran_ends_when_closed():
     proc.close()
     assert not proc.process.is_alive() and not proc.alive
     assert proc.process.exitcode == 0
+
+
+def test_a_child_that_ends_after_finished_is_no_failure():
+    import pickle
+
+    proc = TrainerProcess()
+    proc._events.put(pickle.dumps(Finished(3, 1.0, "iterations", None)))  # as if its run ended...
+    time.sleep(0.5)
+    os.kill(proc.process.pid, signal.SIGKILL)  # ...and it died before its last word
+    assert [type(e) for e in proc.events()] == [Finished]
