@@ -233,12 +233,12 @@ class TrainerProcess:
                         self.put(snapshot.images, snapshot.weights, None if snapshot.pins is None else dict(snapshot.pins))
                 try:
                     event = self._events.get(timeout=_POLL_S)
-                except queue.Empty:
+                except (queue.Empty, EOFError, OSError):  # EOF: a child killed mid-message
                     if self.process.is_alive():
                         continue
                     try:  # it may have put its last events just before it ended
                         event = self._events.get(timeout=1.0)
-                    except queue.Empty:
+                    except (queue.Empty, EOFError, OSError):
                         if not finished:  # after Finished the run is complete: its end is no failure
                             code = self.process.exitcode
                             yield Failed(f"the training process ended unexpectedly (exit code {code})")
@@ -258,7 +258,7 @@ class TrainerProcess:
         while self.process.is_alive() and time.monotonic() < deadline:
             try:  # drain, so that a child blocked on a full pipe can end
                 self._events.get(timeout=_POLL_S)
-            except queue.Empty:
+            except (queue.Empty, EOFError, OSError):
                 pass
         if self.process.is_alive():
             self.process.kill()
