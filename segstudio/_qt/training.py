@@ -155,9 +155,10 @@ class TrainingRun:
             items = self.first.training_images()
             self.source.put(items, pins=self.first.pins)
             if self.in_process and process_refusal(self.config, items, _device_type(self.config.device)) is None:
-                turns = self.turns if getattr(self.turns, "shared", False) else None
-                child, self.spare = (self.spare, None) if self.spare is not None and self.spare.alive else \
-                    (TrainerProcess(turns=turns), self.spare)
+                child, self.spare = self.spare, None
+                if child is None or not child.alive:
+                    _close_later(child)
+                    child = TrainerProcess(turns=_process_turns(self.turns))
                 with self._lock:
                     if self._paused:
                         child.pause()
@@ -180,6 +181,17 @@ class TrainingRun:
             self._paused = False
             if self.process is not None:
                 self.process.resume()
+
+
+def _process_turns(turns: Any) -> ComputeTurns | None:
+    """``turns`` when a training process can take them too (``ComputeTurns(shared=True)``)."""
+    return turns if getattr(turns, "shared", False) else None
+
+
+def _close_later(process: TrainerProcess | None) -> None:
+    """End a training process that no run will use, off the GUI thread (it may be importing)."""
+    if process is not None:
+        run_in_background("segstudio-spare-close", process.close, daemon=True)
 
 
 def _device_type(device: str) -> str:
@@ -450,24 +462,23 @@ class Training(QObject):
         if self._closed or self.is_training or not train_in_process() or \
                 (self._spare is not None and self._spare.alive):
             return
-        turns = self.turns if getattr(self.turns, "shared", False) else None
-        self._spare = TrainerProcess(turns=turns)
+        _close_later(self._spare)  # one that died
+        self._spare = TrainerProcess(turns=_process_turns(self.turns))
 
     def close(self) -> None:
         """The session ends: the spare process goes (a running one is stopped by
         :meth:`stop_for_close`)."""
         self._closed = True
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            run_in_background("segstudio-spare-close", spare.close, daemon=True)
+        _close_later(self._spare)
+        self._spare = None
 
     def _on_finished(self) -> None:
         run = self._run
         if run is not None and run.spare is not None:  # not used (trained in the thread)
-            if self._spare is None and not self._closed:
+            if self._spare is None and not self._closed and run.spare.alive:
                 self._spare = run.spare
             else:
-                run_in_background("segstudio-spare-close", run.spare.close, daemon=True)
+                _close_later(run.spare)
         self._worker = self._run = None
         self._source = None
         self._set_state("idle")
