@@ -10,7 +10,10 @@ prediction layer.
 * Stalls: a ``QTimer`` probe fires every ``PROBE_MS``; the lateness of each tick is how long the
   event loop could not run (``stalls_worst``: the five longest and when they ended).
 * Previews: every preview is scored against the sample's (hidden) truth layer, nucleus Dice
-  (interior ∪ boundary) over the region the preview predicted. Reported after the first
+  (interior ∪ boundary) over what the user looks at: the whole of a 2-D sample, the slices on
+  screen (the current one ± 1) of a 3-D one, also where the app predicted the whole volume
+  because that costs less (``preview_dice_whole_last``: the last preview over every voxel it
+  predicted). Reported after the first
   ``--settle`` seconds: the standard deviation, and the largest drop below the best preview
   so far (goals on unchanged paint, i.e. ``--paint-every 0``: ≤ 0.02 and ≤ 0.05).
 * Speed: after the app closes, the same config trains headless for the same time on the same
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from segstudio._qt import widget as widget_module
     from segstudio._qt.app import build_viewer
+    from segstudio._qt.preview import visible_region
 
     os.environ["SEGSTUDIO_TRAIN_IN"] = args.train_in
     steps = StepClock()
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     clock = QElapsedTimer()
     lateness: list[float] = []
     late_at: list[float] = []  # seconds after Train of each tick
-    state: dict[str, float] = {"t_train": -1.0, "first_pred": -1.0, "previews": 0, "strokes": 0}
+    state: dict[str, float] = {"t_train": -1.0, "first_pred": -1.0, "previews": 0, "strokes": 0, "whole_dice": -1.0}
     preview_t: list[float] = []
     preview_dice: list[float] = []
     preview_iteration: list[int] = []
@@ -207,9 +211,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         t = clock.nsecsElapsed() / 1e9 - state["t_train"]
         if state["first_pred"] < 0 and state["t_train"] >= 0:
             state["first_pred"] = t
-        region = ctl.preview_region()
+        region = visible_region(ctl.viewer, ctl.image, ctl.settings.preview_region)
         region = tuple(slice(None) for _ in shape) if region is None else region
-        pred = ctl.layers.prediction().labels()[region]  # a view: scored at once, nothing kept
+        labels = ctl.layers.prediction().labels()
+        pred = labels[region]  # a view: scored at once, nothing kept
+        predicted = ctl.preview_region()
+        if predicted is None:
+            state["whole_dice"] = nucleus_dice(np.asarray(labels), truth)
         preview_t.append(t)
         preview_iteration.append(ctl.iteration)
         preview_dice.append(nucleus_dice(np.asarray(pred), truth[region]))
@@ -280,6 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "train_after_s": args.train_after,
         "ema_decay": None if config is None else config.ema_decay,
         **steadiness(preview_t, preview_dice, args.settle),
+        "preview_dice_whole_last": round(state["whole_dice"], 4) if state["whole_dice"] >= 0 else None,
         # per preview: seconds after Train, nucleus Dice, the trainer's iteration when it landed
         "preview_series": [[round(t, 2), round(d, 4), i] for t, d, i in zip(preview_t, preview_dice, preview_iteration)],
         "time_app": steps.summary("app"),

@@ -47,6 +47,15 @@ def tiny3d():
 
 
 @pytest.fixture
+def tall3d():
+    """40 x 32 x 32 synthetic nuclei volume (spacing 2, 1, 1): tall enough that a live preview
+    of the current slab costs less than the whole volume."""
+    from segstudio.core.samples import synthetic_nuclei
+
+    return synthetic_nuclei((40, 32, 32), seed=1, spacing=(2.0, 1.0, 1.0), radius_range=(4.0, 7.0), name="tall3d")
+
+
+@pytest.fixture
 def two_strokes():
     """A random ``size`` x ``size`` image with one stroke of class 1 and one of class 2, and a
     :class:`SnapshotSource` already holding them: ``make(size) -> (image, paint, source)``."""

@@ -52,7 +52,7 @@ from segstudio._qt.inferred import InferRequest, Inferred, overlay_styles
 from segstudio._qt.layers import Layers
 from segstudio._qt.notify import Notifier
 from segstudio._qt.objects import Objects, ObjectsRequest, ObjectsResult, SaveTargets
-from segstudio._qt.preview import Preview, PreviewRequest, visible_region
+from segstudio._qt.preview import Preview, PreviewRequest, cheaper_region, visible_region
 from segstudio._qt.projects import Projects
 from segstudio._qt.results import MetricsRow, Results, truth_holds_objects
 from segstudio._qt.settings import Settings, TrainSettings
@@ -818,8 +818,10 @@ class SegController(QObject):
         self.preview.request(PreviewRequest(self.layers.stamp, self.image.array(), self.image.channel_axis, region))
 
     def preview_region(self) -> tuple[slice, ...] | None:
-        """What a live preview predicts now (see :func:`segstudio._qt.preview.visible_region`)."""
-        return visible_region(self.viewer, self.image, self.settings.preview_region)
+        """What a live preview predicts now: :func:`segstudio._qt.preview.visible_region`, or the
+        whole image where that costs no more (:func:`segstudio._qt.preview.cheaper_region`)."""
+        region = visible_region(self.viewer, self.image, self.settings.preview_region)
+        return cheaper_region(self.preview.predictor, self.image.spatial_shape, region)
 
     def _current(self, stamp: Stamp) -> bool:
         return self.image.layer is not None and stamp == self.layers.stamp

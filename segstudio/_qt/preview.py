@@ -20,7 +20,7 @@ from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.data import Normalization, image_stats
 from segstudio.core.device import ComputeTurns
-from segstudio.core.predictor import PredictResult
+from segstudio.core.predictor import PredictResult, predict_work
 
 #: Slices predicted on each side of the current one in 3D previews.
 PREVIEW_SLAB = 1
@@ -97,6 +97,19 @@ def visible_region(viewer: Any, image: ChosenImage, choice: str) -> tuple[slice,
     return tuple(region)
 
 
+def cheaper_region(predictor: Any, shape: tuple[int, ...], region: tuple[slice, ...] | None
+                   ) -> tuple[slice, ...] | None:
+    """``region``, or ``None`` (the whole image) where predicting the whole image costs
+    ``predictor``'s network no more (:func:`~segstudio.core.predictor.predict_work`): on a small
+    volume the current slab's context, padded and paired, is more work than every slice."""
+    if region is None or predictor is None:
+        return region
+    config, device = predictor.config, predictor.device
+    if predict_work(config, shape, None, device) <= predict_work(config, shape, region, device):
+        return None
+    return region
+
+
 class Preview(QObject):
     """The preview predictor, its newest weights, and the single-slot preview worker.
 
@@ -126,7 +139,12 @@ class Preview(QObject):
         return self.workers.busy("preview")
 
     def set_model(self, predictor: Any, weights: Any = None) -> None:
-        """Preview with ``predictor`` (``weights``: a state dict to load first)."""
+        """Preview with ``predictor`` (``weights``: a state dict to load first). Its fixed input
+        filters keep their responses between previews (:class:`~segstudio.core.features.FilterCache`):
+        each preview predicts the same tiles again."""
+        cache = getattr(getattr(predictor, "model", None), "cache_filters", None)
+        if cache is not None:
+            cache()
         self.predictor, self.weights = predictor, weights
 
     def stats(self, image: str, channel_axis: int | None) -> Normalization | None:

@@ -356,6 +356,37 @@ def pair_single_tiles(config: TrainConfig, tile: Sequence[int], device: torch.de
     return False
 
 
+def _pairs(config: TrainConfig, plan: TilePlan, device: torch.device, tile_batch: int) -> bool:
+    """Whether a batch of one of ``plan``'s tiles is predicted with a copy of itself
+    (:func:`pair_single_tiles`, when the copy fits the memory budget)."""
+    return (pair_single_tiles(config, plan.tile, device)
+            and 2 * math.prod(plan.tile) <= max_tile_voxels(config, device, tile_batch))
+
+
+def predict_work(
+    config: TrainConfig,
+    shape: Sequence[int],
+    region: Sequence[slice] | None,
+    device: torch.device,
+    tile_batch: int = DEFAULT_TILE_BATCH,
+) -> int:
+    """Voxels the network computes to predict ``region`` (``None``: all) of an image of spatial
+    ``shape`` on ``device``: the tiles of the region's context (:func:`context_region`), plus a
+    tile's copy for every batch of one that is paired (:func:`pair_single_tiles`).
+
+    A cost estimate to choose between predicting a region and the whole image: a 3-D slab's
+    context can cost more than a small volume (its tiles are padded and paired).
+    """
+    ctx, _ = context_region(region, shape, config)
+    plan = plan_for(config, tuple(s.stop - s.start for s in ctx), device, tile_batch=tile_batch)
+    voxels = math.prod(plan.tile)
+    batch = max(tile_batch, 1)
+    inner = math.prod(len(s) for s in plan.starts[1:])
+    lone_per_band = inner if batch == 1 else int(inner % batch == 1)  # batches of one tile
+    lone = len(plan.starts[0]) * lone_per_band
+    return plan.n_tiles * voxels + (lone * voxels if _pairs(config, plan, device, tile_batch) else 0)
+
+
 def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     """Mirror-reflect positions into ``[0, n)`` (``numpy.pad``'s ``reflect``, repeated for
     pads longer than the axis; an axis of one voxel is replicated)."""
@@ -446,8 +477,7 @@ def iter_predict_normalized(
     plan = plan_for(config, spatial, dev, tile=tile, tile_batch=tile_batch, band_voxel_bytes=per_voxel)
     flips = _tta_flips(len(spatial)) if tta else [()]
     # PyTorch's dispatch only: onnxruntime would just compute the copy too.
-    pair = (pair_single_tiles(config, plan.tile, dev) and getattr(model, "backend", None) != "onnx"
-            and 2 * math.prod(plan.tile) <= max_tile_voxels(config, dev, tile_batch))
+    pair = getattr(model, "backend", None) != "onnx" and _pairs(config, plan, dev, tile_batch)
     inner = list(itertools.product(*(range(len(s)) for s in plan.starts[1:])))
     done, total = 0, plan.n_tiles
     for bi, s0 in enumerate(plan.starts[0]):

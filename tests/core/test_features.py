@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from segstudio.core.config import TrainConfig
 from segstudio.core.features import (
     FilterBank,
+    FilterCache,
     FilteredNetwork,
     axis_sigmas,
     gaussian_kernels,
@@ -176,3 +177,48 @@ def test_wide_context_is_the_2d_filters_plus_a_wider_one() -> None:
     assert max(wide_context_filters(2)) > max(DEFAULT_INPUT_FILTERS[2])
     with pytest.raises(UserInputError, match="2D images"):
         wide_context_filters(3)
+
+
+def test_cached_filters_predict_as_the_uncached_model_with_every_new_weights():
+    """A live preview's model keeps its filter responses between previews: with each new set of
+    weights its prediction is the uncached model's, the filters run once per distinct tile."""
+    cfg = TrainConfig(n_classes=3, spatial_dims=3, spacing=(2.0, 0.5, 0.5), features=(4, 8))
+    torch.manual_seed(0)
+    cached, plain = model_from_config(cfg), model_from_config(cfg)
+    cached.cache_filters()
+    img = np.random.default_rng(0).random((40, 32, 32), dtype=np.float32)
+    region = (slice(19, 22), slice(0, 32), slice(0, 32))  # a slab whose context is not the volume
+    for step in range(3):
+        torch.manual_seed(step)
+        state = model_from_config(cfg).state_dict()  # the trainer's newest weights
+        a = Predictor(cached, cfg, device="cpu")
+        a.load_state(state)
+        b = Predictor(plain, cfg, device="cpu")
+        b.load_state(state)
+        for r in (None, region):
+            pa, pb = a.predict(img, region=r, probabilities=True), b.predict(img, region=r, probabilities=True)
+            np.testing.assert_array_equal(pa.probabilities, pb.probabilities)
+    cache = cached.filter_cache
+    assert cache.misses == 2 and cache.hits == 4  # two distinct tiles (whole, slab), filtered once each
+
+
+def test_filter_cache_is_bounded_and_stays_out_of_training():
+    bank = FilterBank(2, (1.0,))
+    cache = FilterCache(entries=2)
+    xs = [torch.rand(1, 1, 16, 16) for _ in range(3)]
+    with torch.no_grad():
+        first = cache.get(xs[0], bank)
+        assert cache.get(xs[0].clone(), bank) is first  # equal values: a hit
+        cache.get(xs[1], bank)
+        cache.get(xs[2], bank)  # the oldest (xs[0]) goes
+        assert cache.get(xs[0], bank) is not first and cache.misses == 4
+        small = FilterCache(max_bytes=16 * 16 * 4)  # not even one response fits
+        small.get(xs[0], bank)
+        small.get(xs[0], bank)
+        assert small.hits == 0 and small.misses == 2
+    # With gradients (training) the model never looks at its cache.
+    cfg = TrainConfig(n_classes=2, features=(4, 8))
+    model = model_from_config(cfg)
+    model.cache_filters()
+    model(torch.rand(1, 1, 16, 16)).sum().backward()
+    assert model.filter_cache.hits == model.filter_cache.misses == 0

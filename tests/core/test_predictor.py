@@ -206,6 +206,51 @@ def test_lone_3d_tiles_are_paired_exactly_where_torch_would_take_its_slow_kernel
         torch.testing.assert_close(paired, alone, atol=1e-5, rtol=1e-5)
 
 
+class _CountingModel(torch.nn.Module):
+    """A model that counts the voxels it is given (a paired copy included)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.voxels = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.voxels += x.shape[0] * int(np.prod(x.shape[2:]))
+        return self.model(x)
+
+
+@pytest.mark.parametrize(("dims", "shape", "budget", "region"), [
+    (3, (32, 96, 96), None, None),                                               # one tile, not paired
+    (3, (32, 96, 96), None, (slice(15, 18), slice(0, 96), slice(0, 96))),        # the slab: paired
+    (3, (32, 96, 96), None, (slice(0, 3), slice(0, 96), slice(0, 96))),          # an end slab
+    (3, (32, 60, 96), 2 * 24 * 48 * 48, None),                                   # several tiles (each fills the budget)
+    (2, (90, 70), 40 * 40, (slice(20, 40), slice(5, 30))),                       # 2D tiles: never paired
+])
+def test_predict_work_counts_what_the_network_computes(monkeypatch, dims, shape, budget, region):
+    """The estimate to choose between a region and the whole image is the count of voxels the
+    model is actually given, paired copies included."""
+    if budget is not None:  # a small memory budget: several tiles
+        monkeypatch.setattr(P, "max_tile_voxels", lambda *a, **k: budget)
+    spacing = (2.0, 0.5, 0.5) if dims == 3 else None
+    cfg = TrainConfig(n_classes=3, spatial_dims=dims, spacing=spacing)  # the app's fast preset
+    counting = _CountingModel(model_from_config(cfg))
+    img = np.random.default_rng(0).random(shape, dtype=np.float32)
+    Predictor(counting, cfg, device="cpu").predict(img, region=region)
+    assert counting.voxels == P.predict_work(cfg, shape, region, torch.device("cpu"))
+    if budget is not None:
+        assert P.plan_for(cfg, shape, torch.device("cpu")).n_tiles > 1
+
+
+def test_a_small_volume_costs_less_whole_than_its_middle_slab():
+    """Why the app previews a small volume whole: the slab's context is padded and paired."""
+    cfg = TrainConfig(n_classes=3, spatial_dims=3, spacing=(2.0, 0.5, 0.5))
+    cpu, shape = torch.device("cpu"), (32, 96, 96)
+    whole = P.predict_work(cfg, shape, None, cpu)
+    assert whole < P.predict_work(cfg, shape, (slice(15, 18), slice(0, 96), slice(0, 96)), cpu)
+    assert whole > P.predict_work(cfg, shape, (slice(0, 3), slice(0, 96), slice(0, 96)), cpu)
+    big = (120, 512, 512)
+    assert P.predict_work(cfg, big, None, cpu) > 5 * P.predict_work(cfg, big, (slice(60, 63), slice(0, 512), slice(0, 512)), cpu)
+
+
 def test_sliding_window_equals_one_pass_for_a_pointwise_model():
     cfg = TrainConfig(n_classes=2, features=(4, 8), patch_size=(16, 16))
     model = torch.nn.Conv2d(1, 2, 1)

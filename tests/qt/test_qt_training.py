@@ -83,21 +83,39 @@ def test_training_until_stopped_shows_no_animated_bar(session, qtbot, tiny2d, pa
     assert c.last_error is None, c.last_error
 
 
-def test_train_exclusive_3d_previews_the_current_slab(session, qtbot, tiny3d, paintings_of):
-    viewer, widget, c = session(tiny3d, paintings_of(tiny3d.truth), iterations=6)
-    viewer.dims.set_current_step(0, 4)
+def test_train_exclusive_3d_previews_the_current_slab(session, qtbot, tall3d, paintings_of):
+    viewer, widget, c = session(tall3d, paintings_of(tall3d.truth), iterations=6)
+    viewer.dims.set_current_step(0, 20)
     widget.train_btn.click()
     _wait_idle(qtbot, c)
     assert c.last_error is None, c.last_error
     pred = viewer.layers["prediction"]
-    assert pred.data.shape == (8, 32, 32) and pred.data.dtype == np.uint8
-    assert tuple(pred.scale) == tiny3d.spacing
-    predicted = np.flatnonzero(pred.data.reshape(8, -1).max(axis=1))
-    assert list(predicted) == [3, 4, 5]  # current slice ± PREVIEW_SLAB
+    assert pred.data.shape == (40, 32, 32) and pred.data.dtype == np.uint8
+    assert tuple(pred.scale) == tall3d.spacing
+    predicted = np.flatnonzero(pred.data.reshape(40, -1).max(axis=1))
+    assert list(predicted) == [19, 20, 21]  # current slice ± PREVIEW_SLAB
     # Whole-image prediction fills the rest (in place: same layer).
     widget.predict_btn.click()
     qtbot.waitUntil(lambda: not c.predicting, timeout=30_000)
     assert viewer.layers["prediction"] is pred and pred.data.min() >= 1
+
+
+def test_a_small_volume_is_previewed_whole(session, qtbot, tiny3d, paintings_of):
+    """Where the current slab's context is as much work as the volume, the preview shows every
+    slice (core.predictor.predict_work)."""
+    viewer, widget, c = session(tiny3d, paintings_of(tiny3d.truth), iterations=6)
+    viewer.dims.set_current_step(0, 4)
+    previews = []
+    c.preview.result.connect(lambda stamp, result: previews.append(result))
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert c.preview_region() is None
+    pred = viewer.layers["prediction"]
+    assert pred.data.shape == (8, 32, 32) and pred.data.min() >= 1  # every slice predicted
+    assert c.layers.complete
+    cache = c.preview.predictor.model.filter_cache  # the filters ran once for every preview
+    assert cache.misses == 1 and cache.hits == len(previews) - 1
 
 
 def test_train_multilabel_2d(session, qtbot, tiny2d, paintings_of):
@@ -294,16 +312,17 @@ def test_metrics_folder_and_save_run(session, qtbot, tiny2d, paintings_of, tmp_p
     assert load_run(dest).config.n_classes == 3
 
 
-def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtbot, tiny3d, paintings_of, tmp_path):
+def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtbot, tall3d, paintings_of, tmp_path):
     import nibabel as nib
 
     from segstudio.core.io import ImageMeta, read_image, write_image
 
-    viewer, widget, c = session(tiny3d, paintings_of(tiny3d.truth), iterations=4)
-    affine = np.diag([*tiny3d.spacing[::-1], 1.0])
+    viewer, widget, c = session(tall3d, paintings_of(tall3d.truth), iterations=4)
+    viewer.dims.set_current_step(0, 20)
+    affine = np.diag([*tall3d.spacing[::-1], 1.0])
     affine[:3, 3] = (10.0, -20.0, 5.0)
     source = tmp_path / "img.nii.gz"
-    write_image(source, tiny3d.image, ImageMeta(spacing=tiny3d.spacing, affine=affine))
+    write_image(source, tall3d.image, ImageMeta(spacing=tall3d.spacing, affine=affine))
     c.image_layer.metadata = {"segstudio": {"path": str(source)}}
     widget.proba_check.setChecked(True)
     widget.train_btn.click()
@@ -320,12 +339,12 @@ def test_save_prediction_keeps_nifti_affine_and_shows_probabilities(session, qtb
     np.testing.assert_array_equal(labels, viewer.layers["prediction"].data)
     assert labels.min() >= 1  # whole image
     np.testing.assert_allclose(nib.load(dest).affine, nib.load(source).affine)
-    assert meta.spacing == pytest.approx(tiny3d.spacing)
+    assert meta.spacing == pytest.approx(tall3d.spacing)
 
     proba = [lyr for lyr in viewer.layers if lyr.name.startswith("probability: ")]
     assert [lyr.name for lyr in proba] == [f"probability: {n}" for n in ("background", "foreground", "boundary")]
     stack = np.stack([lyr.data for lyr in proba])
-    assert stack.shape == (3, 8, 32, 32) and np.allclose(stack.sum(axis=0), 1.0, atol=1e-3)
+    assert stack.shape == (3, 40, 32, 32) and np.allclose(stack.sum(axis=0), 1.0, atol=1e-3)
     np.testing.assert_array_equal(stack.argmax(axis=0) + 1, labels)
 
 
