@@ -8,7 +8,9 @@ mouse) while the trainer runs in its background worker and live previews land in
 prediction layer.
 
 * Stalls: a ``QTimer`` probe fires every ``PROBE_MS``; the lateness of each tick is how long the
-  event loop could not run (``stalls_worst``: the five longest and when they ended).
+  event loop could not run (``stalls_worst``: the five longest and when they ended), until the
+  benchmark closes the app; closing is timed apart (``close_ms``: stop, shutdown, the viewer's
+  close, each on the GUI thread).
 * Previews: every preview is scored against the sample's (hidden) truth layer, nucleus Dice
   (interior ∪ boundary) over what the user looks at: the whole of a 2-D sample, the slices on
   screen (the current one ± 1) of a 3-D one, also where the app predicted the whole volume
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     preview_dice: list[float] = []
     preview_iteration: list[int] = []
     last_tick = [0.0]
+    closing: dict[str, float] = {}  # ms the GUI thread spent in each step of closing
 
     def probe() -> None:
         now = clock.nsecsElapsed() / 1e6
@@ -238,9 +241,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ctl.start_training()
 
     def finish() -> None:
-        ctl.stop_training()
-        ctl.shutdown()
-        viewer.close()
+        probe_timer.stop()  # closing is timed apart (close_ms), not counted as a stall
+        for name, step in (("stop", ctl.stop_training), ("shutdown", ctl.shutdown), ("viewer_close", viewer.close)):
+            t0 = time.perf_counter()
+            step()
+            closing[name] = round(1e3 * (time.perf_counter() - t0), 1)
         app.quit()
 
     ctl.prediction_updated.connect(on_prediction)
@@ -292,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # per preview: seconds after Train, nucleus Dice, the trainer's iteration when it landed
         "preview_series": [[round(t, 2), round(d, 4), i] for t, d, i in zip(preview_t, preview_dice, preview_iteration)],
         "time_app": steps.summary("app"),
+        "close_ms": closing,
     }
     if not args.no_headless and config is not None:
         t0 = time.perf_counter()
