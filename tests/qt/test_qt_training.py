@@ -115,7 +115,7 @@ def test_a_small_volume_is_previewed_whole(session, qtbot, tiny3d, paintings_of)
     assert pred.data.shape == (8, 32, 32) and pred.data.min() >= 1  # every slice predicted
     assert c.layers.complete
     cache = c.preview.predictor.model.filter_cache  # the filters ran once for every preview
-    assert cache.misses == 1 and cache.hits == len(previews) - 1
+    assert cache.misses == 1 and cache.hits >= len(previews) - 1  # (a last one may be in flight)
 
 
 def test_train_multilabel_2d(session, qtbot, tiny2d, paintings_of):
