@@ -23,14 +23,14 @@ def tiny_training() -> dict:
     return dict(TINY_TRAINING)
 
 
-def _tiny(ndim: int, seed: int = 1):
+def _tiny(ndim: int, seed: int = 1, depth: int = 8, name: str | None = None):
     from segstudio.core.samples import synthetic_nuclei
 
     if ndim == 2:
-        s = synthetic_nuclei((64, 64), seed=seed, radius_range=(6.0, 10.0), name="tiny2d")
+        s = synthetic_nuclei((64, 64), seed=seed, radius_range=(6.0, 10.0), name=name or "tiny2d")
     else:
-        s = synthetic_nuclei((8, 32, 32), seed=seed, spacing=(2.0, 1.0, 1.0), radius_range=(4.0, 7.0),
-                             name="tiny3d")
+        s = synthetic_nuclei((depth, 32, 32), seed=seed, spacing=(2.0, 1.0, 1.0), radius_range=(4.0, 7.0),
+                             name=name or "tiny3d")
     return s
 
 
@@ -50,9 +50,7 @@ def tiny3d():
 def tall3d():
     """40 x 32 x 32 synthetic nuclei volume (spacing 2, 1, 1): tall enough that a live preview
     of the current slab costs less than the whole volume."""
-    from segstudio.core.samples import synthetic_nuclei
-
-    return synthetic_nuclei((40, 32, 32), seed=1, spacing=(2.0, 1.0, 1.0), radius_range=(4.0, 7.0), name="tall3d")
+    return _tiny(3, depth=40, name="tall3d")
 
 
 @pytest.fixture
