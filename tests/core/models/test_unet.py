@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from segstudio.core.models import available_models, build_model, pooling_plan
+from segstudio.core.models import unet as unet_module
+from segstudio.core.models.unet import NORMS, UNet
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 5, 7), (2, 1, 33, 64), (1, 1, 1, 1)])
@@ -77,3 +79,42 @@ def test_runs_written_before_the_norm_option_load_as_instance_norm(tmp_path):
     x = torch.rand(1, 1, 16, 16)
     torch.testing.assert_close(old.model(x), model.eval()(x))
     assert TrainConfig().norm == "batch"
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("shape", [(2, 1, 37, 45), (2, 2, 6, 21, 19)])
+def test_channels_last_on_cpu_computes_what_the_default_layout_does(monkeypatch, norm, shape):
+    """The CPU layout is a speed choice only: the same logits and gradients as the default
+    layout (to float rounding), a contiguous output, for every norm, 2D and 3D, padded sizes."""
+    spatial = len(shape) - 2
+    torch.manual_seed(0)
+    net = UNet(spatial, in_channels=shape[1], out_channels=3, features=(8, 16, 32), norm=norm)
+    x = torch.randn(*shape)
+
+    def run(channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(unet_module, "CHANNELS_LAST_ON_CPU", channels_last)
+        net.zero_grad()
+        out = net(x)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        return out.detach(), [p.grad.clone() for p in net.parameters()]
+
+    expected, expected_grads = run(False)
+    got, grads = run(True)
+    assert unet_module.cpu_memory_format(x) is not None
+    assert got.is_contiguous() and got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    for g, e in zip(grads, expected_grads):  # summed in another order: relative to the whole
+        assert float((g - e).norm() / e.norm().clamp_min(1e-12)) < 1e-4
+
+
+def test_traces_and_other_devices_keep_the_default_layout():
+    """Exports trace a graph without layout changes; only CPU tensors of rank 4 or 5 change."""
+    x = torch.randn(1, 1, 16, 16)
+    seen = []
+    net = UNet(2, 1, 2, features=(4, 8))
+    net.register_forward_pre_hook(lambda m, args: seen.append(unet_module.cpu_memory_format(args[0])))
+    net(x)
+    torch.jit.trace(net, x, check_trace=False)
+    assert seen == [torch.channels_last, None]
+    assert unet_module.cpu_memory_format(torch.randn(2, 3)) is None
+    assert unet_module.cpu_memory_format(torch.randn(1, 1, 4, 4, 4, device="meta")) is None
