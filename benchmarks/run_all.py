@@ -26,6 +26,7 @@ from bench_common import machine  # noqa: E402
 BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("inference_vs_monai.py", ()),
     ("throughput.py", ()),
+    ("channels_last.py", ()),
     ("predict_scaling.py", ()),
     ("out_of_core.py", ("--size-mib", "256")),  # quick; the full run does 1 GiB
     ("quality.py", ()),
