@@ -144,6 +144,8 @@ class SegController(QObject):
         self._stopped = threading.Event()
         self._paint_timer = self._timer(PAINT_DEBOUNCE_MS)
         self._view_timer = self._timer(VIEW_DEBOUNCE_MS)
+        #: A preview of new weights held back by the preview budget (``Preview.budget_wait``).
+        self._budget_timer = self._timer(0)
         #: The next run's training process is started while the user looks and paints.
         self._warm_timer = self._timer(WARM_PROCESS_MS)
         self._wire()
@@ -196,6 +198,7 @@ class SegController(QObject):
         self.projects.kept_changed.connect(self.kept_changed)
         self.projects.timer.timeout.connect(self.autosave)
         self._view_timer.timeout.connect(self._on_view_settled)
+        self._budget_timer.timeout.connect(self._on_budget_elapsed)
         self._warm_timer.timeout.connect(self.training.warm_process)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         for name, callback in (("begin_batch", self._on_layers_batch), ("end_batch", self._on_layers_batch_end)):
@@ -804,7 +807,16 @@ class SegController(QObject):
 
     def _on_model_updated(self, state: Any) -> None:
         self.preview.weights = state
-        if self.settings.live_preview:
+        if not self.settings.live_preview or self._budget_timer.isActive():
+            return  # the held-back preview takes these newest weights when it starts
+        wait = self.preview.budget_wait()
+        if wait > 0:
+            self._budget_timer.start(int(1000 * wait) + 1)
+        else:
+            self.request_preview()
+
+    def _on_budget_elapsed(self) -> None:
+        if not self._closed and self.settings.live_preview:
             self.request_preview()
 
     def request_preview(self) -> None:
@@ -1268,7 +1280,7 @@ class SegController(QObject):
         except UserInputError:
             pass  # no complete set of paint layers: nothing to autosave
         self._closed = True
-        for timer in (self._paint_timer, self._view_timer, self._warm_timer, self.projects.timer):
+        for timer in (self._paint_timer, self._view_timer, self._budget_timer, self._warm_timer, self.projects.timer):
             timer.stop()
         self.training.close()
         layer_events = self.viewer.layers.events

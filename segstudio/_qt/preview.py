@@ -4,11 +4,19 @@ A single slot: while one preview runs, a newer request replaces the pending one 
 queue), and the pending one starts with the weights that are newest *then*. Every result
 carries the :class:`~segstudio._qt.image.Stamp` of its request; the image's normalisation is
 computed once and kept per image.
+
+On a CPU a preview holds the cores while the trainer waits
+(:class:`~segstudio.core.device.ComputeTurns`), so previews that come with new weights are
+budgeted: one starts at least :data:`PREVIEW_SHARE`'s inverse times the last one's duration
+after it (:meth:`Preview.budget_wait`). A slow preview (a large volume's slab, a slow machine)
+then comes less often than "every N s" asks instead of starving the training; previews the
+user asks for (scrolling to another slice) are not held back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +36,8 @@ PREVIEW_SLAB = 1
 WHOLE_PREVIEW_MAX_PIXELS = 2048 * 2048
 #: Canvas size assumed before napari reports one.
 DEFAULT_CANVAS = (1024, 1024)
+#: At most this share of the time goes to previews that follow new weights (see the module).
+PREVIEW_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,16 @@ def predict_region(predictor: Any, request: PreviewRequest, state: Any,
 
 
 def predict_in_turn(turns: ComputeTurns | None, predictor: Any, request: PreviewRequest, state: Any,
-                    stats: Normalization | None) -> tuple[PredictResult, Normalization]:
+                    stats: Normalization | None) -> tuple[PredictResult, Normalization, float]:
     """:func:`predict_region`, waiting for its turn on a CPU (``turns`` is shared with the
-    trainer's steps, see :class:`~segstudio.core.device.ComputeTurns`)."""
+    trainer's steps, see :class:`~segstudio.core.device.ComputeTurns`); also returns the
+    seconds it took once its turn came."""
     device = getattr(predictor, "device", None)
     on_cpu = turns is not None and getattr(device, "type", None) == "cpu"
     with turns if on_cpu else contextlib.nullcontext():
-        return predict_region(predictor, request, state, stats)
+        t0 = time.perf_counter()
+        result, stats = predict_region(predictor, request, state, stats)
+        return result, stats, time.perf_counter() - t0
 
 
 def visible_region(viewer: Any, image: ChosenImage, choice: str) -> tuple[slice, ...] | None:
@@ -133,6 +146,9 @@ class Preview(QObject):
         self.weights: Any = None
         self._pending: PreviewRequest | None = None
         self._stats: dict[tuple[str, int | None], Normalization] = {}
+        #: When the last preview started (``time.monotonic``) and how long it took (s).
+        self._last_start = -float("inf")
+        self.last_seconds = 0.0
 
     @property
     def busy(self) -> bool:
@@ -151,6 +167,11 @@ class Preview(QObject):
         """The normalisation of an image computed by an earlier preview, if any."""
         return self._stats.get((image, channel_axis))
 
+    def budget_wait(self) -> float:
+        """Seconds until a preview that follows new weights may start (0: now): the last one
+        started ``last_seconds / PREVIEW_SHARE`` ago or longer (:data:`PREVIEW_SHARE`)."""
+        return max(0.0, self._last_start + self.last_seconds / PREVIEW_SHARE - time.monotonic())
+
     def request(self, request: PreviewRequest) -> None:
         """Predict ``request`` with the newest weights (a newer request replaces a pending one)."""
         if self.predictor is None:
@@ -167,11 +188,12 @@ class Preview(QObject):
     def _start(self, request: PreviewRequest) -> None:
         key = (request.stamp.image, request.channel_axis)
 
-        def done(out: tuple[PredictResult, Normalization]) -> None:
-            prediction, stats = out
+        def done(out: tuple[PredictResult, Normalization, float]) -> None:
+            prediction, stats, self.last_seconds = out
             self._stats[key] = stats
             self.result.emit(request.stamp, prediction)
 
+        self._last_start = time.monotonic()
         self.workers.start("preview", predict_in_turn, self.turns, self.predictor, request, self.weights,
                            self._stats.get(key), returned=done,
                            errored=lambda e: self.notify.fail(f"preview failed: {type(e).__name__}: {e}", popup=False),

@@ -110,6 +110,39 @@ def test_a_preview_of_the_previous_image_is_dropped(two_images, qtbot, monkeypat
     assert (c.prediction_layers[0].data == 2).all()
 
 
+def test_previews_of_new_weights_keep_to_their_budget(two_images, qtbot, monkeypatch):
+    """A preview that takes t seconds is followed by the next one for new weights no sooner
+    than t / PREVIEW_SHARE after it started, with the weights newest then; a preview the user
+    asks for (another slice) is not held back."""
+    viewer, widget, c = two_images[:3]
+    starts: list[tuple[float, object]] = []
+
+    def slow(predictor, request, state, stats):
+        starts.append((time.monotonic(), state))
+        time.sleep(0.15)
+        shape = request.image.shape
+        return PredictResult(np.full(shape, 1, np.uint8), None, tuple(slice(0, n) for n in shape)), "s"
+
+    monkeypatch.setattr(preview_module, "predict_region", slow)
+    monkeypatch.setattr(preview_module, "PREVIEW_SHARE", 0.1)  # 0.15 s -> one per 1.5 s
+    c.preview.set_model(object())
+    c.training.model_updated.emit("w1")
+    qtbot.waitUntil(lambda: len(starts) == 1 and not c.preview.busy, timeout=WAIT_MS)
+    assert c.preview.last_seconds >= 0.15
+    c.training.model_updated.emit("w2")
+    c.training.model_updated.emit("w3")
+    qtbot.wait(300)
+    assert len(starts) == 1  # held back by the budget
+    qtbot.waitUntil(lambda: len(starts) == 2 and not c.preview.busy, timeout=WAIT_MS)
+    assert starts[1][1] == "w3"
+    assert starts[1][0] - starts[0][0] >= 1.5 - 0.05
+    asked = time.monotonic()
+    c.request_preview()  # what a scroll to another slice asks for
+    qtbot.waitUntil(lambda: len(starts) == 3, timeout=WAIT_MS)
+    assert starts[2][0] - asked < 1.0
+    assert c.last_error is None, c.last_error
+
+
 def test_a_result_for_older_layers_is_dropped(two_images, qtbot, monkeypatch):
     """The mode changed while a preview ran: the result (of the other mode) is dropped."""
     viewer, widget, c, a, b = two_images
