@@ -26,11 +26,11 @@ CHANNELS_LAST_ON_CPU = True
 def cpu_memory_format(x: torch.Tensor) -> torch.memory_format | None:
     """The memory format the U-Net's layers run in for input ``x`` (``None``: as it comes).
 
-    On a CPU, PyTorch's oneDNN convolutions are 1.7–4× faster forward and backward on
-    channels-last tensors than on the default layout (``benchmarks/RESULTS.md``, *Channels-last
-    on the CPU*): a 3D training step of the fast preset 256 → 154 ms, 2D 68 → 50 ms on two
-    cores. Other devices keep their layout (not measured there), and so do traces and exports,
-    whose graphs stay free of layout changes.
+    On a CPU, PyTorch's oneDNN convolutions run forward and backward 2.3–2.4× faster on
+    channels-last tensors than on the default layout (``benchmarks/channels_last.py``; RESULTS,
+    *Channels-last on the CPU*): a 3D training step of the fast preset 237 → 151 ms, 2D
+    70 → 52 ms on two cores. Other devices keep their layout (not measured there), and so do
+    traces and exports, whose graphs stay free of layout changes.
     """
     if not CHANNELS_LAST_ON_CPU or x.device.type != "cpu" or x.dim() not in (4, 5):
         return None
