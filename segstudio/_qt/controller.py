@@ -1172,9 +1172,13 @@ class SegController(QObject):
         self.project_changed.emit(folder)
 
     def _on_training_state(self, state: str) -> None:
-        """A run that ended outside the open project (saved while it trained) is copied in."""
+        """A run that ended outside the open project (saved while it trained) is copied in; a
+        preview held back by the budget starts now (the run's last weights)."""
         if state == "idle" and not self._closed:
             self._warm_timer.start()  # for the next Train
+            if self._budget_timer.isActive():  # the run's last weights: no training left to spare
+                self._budget_timer.stop()
+                self._on_budget_elapsed()
         if state == "idle" and self.projects.outside(self.run_dir):
             self.workers.start("adopt run", self.projects.adopt_job(self.run_dir), returned=self._on_adopted,
                                errored=self.notify.worker_failed)

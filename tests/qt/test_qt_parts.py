@@ -113,7 +113,7 @@ def test_a_preview_of_the_previous_image_is_dropped(two_images, qtbot, monkeypat
 def test_previews_of_new_weights_keep_to_their_budget(two_images, qtbot, monkeypatch):
     """A preview that takes t seconds is followed by the next one for new weights no sooner
     than t / PREVIEW_SHARE after it started, with the weights newest then; a preview the user
-    asks for (another slice) is not held back."""
+    asks for (another slice) is not held back, nor the run's last one once training ended."""
     viewer, widget, c = two_images[:3]
     starts: list[tuple[float, object]] = []
 
@@ -140,6 +140,14 @@ def test_previews_of_new_weights_keep_to_their_budget(two_images, qtbot, monkeyp
     c.request_preview()  # what a scroll to another slice asks for
     qtbot.waitUntil(lambda: len(starts) == 3, timeout=WAIT_MS)
     assert starts[2][0] - asked < 1.0
+    qtbot.waitUntil(lambda: not c.preview.busy, timeout=WAIT_MS)
+    c.training.model_updated.emit("w4")  # the run's last weights, held back ...
+    qtbot.wait(200)
+    assert len(starts) == 3
+    ended = time.monotonic()
+    c.training.state_changed.emit("idle")  # ... until the run ends: nothing left to spare
+    qtbot.waitUntil(lambda: len(starts) == 4, timeout=WAIT_MS)
+    assert starts[3][1] == "w4" and starts[3][0] - ended < 0.5
     assert c.last_error is None, c.last_error
 
 
