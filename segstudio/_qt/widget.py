@@ -65,8 +65,10 @@ EXPORT_FORMAT_LABELS = (
 #: How often the progress text and loss curve are redrawn while training (ms). Each redraw
 #: recomposes the whole window around napari's OpenGL canvas; under software OpenGL (remote
 #: desktops, VMs, Xvfb) on 2 cores redrawing every 250 ms cost the trainer about a third of its
-#: steps (benchmarks/RESULTS.md, "The app's training speed").
-REDRAW_MS = 1000
+#: steps (benchmarks/RESULTS.md, "The app's training speed"), every 1000 ms still about a tenth
+#: (RESULTS, "Channels-last on the CPU, and what the app's previews cost"): every 2 s, the
+#: previews' own pace.
+REDRAW_MS = 2000
 #: Smoothing of the loss curve (exponential moving average factor).
 LOSS_EMA = 0.05
 EMA_WARMUP = 4.0
