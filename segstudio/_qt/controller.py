@@ -820,9 +820,11 @@ class SegController(QObject):
             self.request_preview()
 
     def request_preview(self) -> None:
-        """Predict the visible region with the newest weights (single slot, newest wins)."""
+        """Predict the visible region with the newest weights (single slot, newest wins); a
+        preview held back by the budget is then no longer owed."""
         if self._closed or self.image.layer is None:
             return
+        self._budget_timer.stop()
         try:
             region = self.preview_region()
         except UserInputError:

@@ -148,6 +148,13 @@ def test_previews_of_new_weights_keep_to_their_budget(two_images, qtbot, monkeyp
     c.training.state_changed.emit("idle")  # ... until the run ends: nothing left to spare
     qtbot.waitUntil(lambda: len(starts) == 4, timeout=WAIT_MS)
     assert starts[3][1] == "w4" and starts[3][0] - ended < 0.5
+    qtbot.waitUntil(lambda: not c.preview.busy, timeout=WAIT_MS)
+    c.training.model_updated.emit("w5")  # held back, then a slice change previews it first:
+    c.request_preview()
+    qtbot.waitUntil(lambda: len(starts) == 5, timeout=WAIT_MS)
+    assert starts[4][1] == "w5"
+    qtbot.wait(1700)
+    assert len(starts) == 5  # the held-back preview is not run again with the same weights
     assert c.last_error is None, c.last_error
 
 
