@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="redraw the progress line and loss curve every N ms instead of the app's "
                              "rate (0: never)")
     parser.add_argument("--hidden", action="store_true", help="train with the window hidden (no rendering)")
+    parser.add_argument("--no-previews", action="store_true", help="no live previews while training")
+    parser.add_argument("--no-objects", action="store_true",
+                        help="objects do not follow the previews (the app's default: they do on small images)")
     parser.add_argument("--train-after", type=float, default=1.0,
                         help="seconds from the window showing to pressing Train (the app starts the "
                              "training process ahead, 1.5 s after it opens)")
@@ -186,6 +189,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     app = QApplication.instance()
     ctl = widget.controller
     ctl.set_settings(length="until stopped")
+    if args.no_previews:
+        ctl.set_settings(live_preview=False)
+    if args.no_objects:
+        ctl.objects.set_choices(follow=False)
     paint = ctl.paint_layers[0]
     shape = ctl.spatial_shape
     truth = next(layer.data for layer in viewer.layers if layer.name.endswith(" truth"))
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.config)}
         build = ctl.build_config
-        ctl.build_config = lambda: build().replace(**overrides)  # what Train uses
+        ctl.build_config = lambda **kw: build(**kw).replace(**overrides)  # what Train uses
     clock.start()
     probe_timer.start()
     if args.paint_every > 0:
@@ -289,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "sample": args.sample,
         "redraw_ms": widget_module.REDRAW_MS,
         "hidden": args.hidden,
+        "objects_follow": bool(ctl.objects.follows),
         "train_in": args.train_in,
         "train_after_s": args.train_after,
         "ema_decay": None if config is None else config.ema_decay,
