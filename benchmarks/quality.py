@@ -156,6 +156,8 @@ class Session:
                  seed: int, overrides: dict[str, Any], *, steps: int | None = None,
                  seconds: float | None = None, device: str = "cpu") -> None:
         """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
+        from segstudio.core.background import background_unevenness
+        from segstudio.core.config import use_wide_context, wide_context_filters
         from segstudio.core.data import SnapshotSource, TrainingImage
         from segstudio.core.trainer import Trainer, infer_config
 
@@ -163,9 +165,16 @@ class Session:
         self._image_cls = TrainingImage
         if mode == "multilabel" and "loss" not in overrides:
             overrides = {**overrides, "loss": "bce"}  # the first multilabel loss, as in the app
+        # wide context as the app decides it (auto: by the first paintings' background), unless set
+        overrides = dict(overrides)
+        choice = overrides.pop("wide_context", "auto")
+        uneven = background_unevenness(sample.image, paint, mode) if sample.image.ndim == 2 else None
         cfg = infer_config(sample.image.shape, paint, mode, n_classes=n_classes, iterations=steps,
+                           wide_context=use_wide_context(choice, sample.image.ndim, uneven),
                            minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
                            seed=seed, device=device, **overrides)
+        #: Whether this session trains with wide context's filters (recorded in every row).
+        self.wide = sample.image.ndim == 2 and tuple(cfg.input_filters) == wide_context_filters(2)
         self.source = SnapshotSource()
         self.source.put([TrainingImage(sample.image, paint)])
         self.trainer = Trainer(cfg, self.source, None)
@@ -251,7 +260,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
         if habit != "corrections":
             session.train(seconds=seconds, steps=steps)
             row("segstudio", "final", session.predict(), painting, iterations=session.iteration,
-                seconds=round(session.seconds, 1))
+                seconds=round(session.seconds, 1), wide_context=session.wide)
         else:
             half = {"seconds": None if seconds is None else seconds / 2, "steps": None if steps is None else steps // 2}
             p = painting
@@ -259,7 +268,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
                 session.train(**half)
                 pred = session.predict()
                 row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
-                    seconds=round(session.seconds, 1))
+                    seconds=round(session.seconds, 1), wide_context=session.wide)
                 if r < 2:
                     p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
                     session.paint(paint_of(p))
@@ -274,7 +283,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 
 
 #: Row fields that are not scores.
-META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run")
+META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context")
 
 
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:
@@ -324,7 +333,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             if pb is not None:
                 parts_r[0] += f" ({pb:.2f})"
             its = _mean(ss, "iterations")
-            lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {ph} ({its:.0f} it) | "
+            wide = ", wide context" if any(r.get("wide_context") for r in ss) else ""
+            lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {ph} ({its:.0f} it{wide}) | "
                          f"{' · '.join(parts_s)} | {' · '.join(parts_r)} | {', '.join(worse) or '—'} |")
     return "\n".join(lines)
 

@@ -15,7 +15,10 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from segstudio.core.data import TrainingImage
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
@@ -118,6 +121,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wide_context(args: argparse.Namespace, first: TrainingImage) -> bool:
+    """Whether this run uses *wide context*: ``--wide-context`` (or the project's choice), on
+    ``auto`` by the first image's painted background (:func:`~segstudio.core.config.use_wide_context`;
+    said on stderr when it turns it on) unless the run resumes one."""
+    import numpy as np
+
+    from segstudio.core.background import background_unevenness
+    from segstudio.core.config import use_wide_context, wide_context_choice
+    from segstudio.core.data import spatial_shape
+
+    spatial_dims = len(spatial_shape(np.shape(first.image), first.channel_axis))
+    choice = wide_context_choice(args.wide_context)
+    if choice == "auto" and args.resume:
+        return False  # the resumed run's network decides (see cmd_train)
+    uneven = None
+    if choice == "auto" and spatial_dims == 2:
+        uneven = background_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
+                                       first.channel_axis)
+    wide = use_wide_context(choice, spatial_dims, uneven)
+    if wide and choice == "auto":
+        print(f"wide context: on (auto): the painted background varies {uneven:.2f}× as much as the classes "
+              "differ from it (--wide-context off to train without)", file=sys.stderr)
+    return wide
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
@@ -165,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
-        wide_context=args.wide_context,
+        wide_context=_wide_context(args, first),
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -183,7 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
-    if args.resume and not args.model_size and not args.wide_context:
+    if args.resume and not args.model_size and args.wide_context in (None, "auto"):
         # Continue with the resumed run's network, even one trained with other defaults.
         from segstudio.core.run import read_run_config
 
@@ -271,6 +299,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
+    from segstudio.core.config import wide_context_choice
     from segstudio.core.project import (
         find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
@@ -326,8 +355,11 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
-    if project.training.get("wide_context") is True:  # ticked in the app
-        args.wide_context = True
+    if args.wide_context is None and "wide_context" in project.training:  # chosen in the app
+        try:
+            args.wide_context = wide_context_choice(project.training["wide_context"])
+        except UserInputError:
+            pass  # a hand-edited value: auto
     return items, spacing, overrides
 
 
@@ -954,9 +986,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", type=whole_number(1), default=1, help="gradient accumulation steps")
     t.add_argument("--model-size", choices=("fast", "balanced", "accurate"), default=None,
                    help="network size (default: fast, or the --resume run's network)")
-    t.add_argument("--wide-context", action="store_true",
+    t.add_argument("--wide-context", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
                    help="an extra, wider input filter (σ 4) for a background that varies across the image "
-                        "more than the objects' contrast (worse on textures and isolated blobs)")
+                        "more than the objects' contrast (worse on textures and isolated blobs); auto (the "
+                        "default): on when the painted background of a 2D image varies more than the classes "
+                        "differ from it; --wide-context alone: on")
     t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

@@ -59,7 +59,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import TrainConfig
+from segstudio.core.config import TrainConfig, wide_context_choice, wide_context_filters
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -867,6 +867,8 @@ class SegController(QObject):
 
     # ------------------------------------------------------------------ training
     def set_settings(self, **changes: Any) -> None:
+        if "wide_context" in changes:  # auto, on, off (True and False as a checkbox had them)
+            changes["wide_context"] = wide_context_choice(changes["wide_context"])
         self.choices.train = replace(self.choices.train, **changes)
         if {"infer_outlines", "infer_background"} & set(changes):
             self._refresh_inferred()
@@ -897,10 +899,25 @@ class SegController(QObject):
     def loss_name(self) -> str:
         return self.choices.loss_name()
 
-    def build_config(self) -> TrainConfig:
-        """The ``TrainConfig`` for the current image, classes and settings."""
+    def build_config(self, wide_context: bool | None = None) -> TrainConfig:
+        """The ``TrainConfig`` for the current image, classes and settings (*wide context* on
+        ``auto`` by the unevenness of the newest weighed paintings, unless ``wide_context``
+        decides it)."""
         return self.choices.build_config(self.image.array().shape, channel_axis=self.image.channel_axis,
-                                         spacing=self.image.spacing)
+                                         spacing=self.image.spacing, unevenness=self.training.unevenness,
+                                         wide_context=wide_context)
+
+    def _train_config(self) -> TrainConfig:
+        """What Train trains: :meth:`build_config`, except that *wide context* on ``auto`` keeps
+        the model there is (its strokes' unevenness crossing the line does not start a new one)."""
+        config = self.build_config()
+        if self.choices.train.wide_context == "auto" and len(self.image.spatial_shape) == 2 \
+                and not self.training.can_resume(config):
+            wide = config.input_filters == wide_context_filters(2)
+            other = self.build_config(wide_context=not wide)
+            if self.training.can_resume(other):
+                return other
+        return config
 
     def start_training(self) -> None:
         """Start (or continue, when the model fits) training in a worker."""
@@ -910,7 +927,7 @@ class SegController(QObject):
             snapshot = self.layers.snapshot()
             if self.weights is not None and not any(self.weights.counts) and not self._paint_timer.isActive():
                 raise UserInputError("nothing is painted yet: paint a few strokes of each class")
-            config = self.build_config()
+            config = self._train_config()
             resume = self.training.run_dir if self.training.can_resume(config) else None
             run_dir = resume or self.projects.new_run_dir()
             predictor = Predictor(model_from_config(config), config, device=config.device)

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
-from segstudio.core.config import DEFAULT_COLORS, DEFAULT_PRESET, MODEL_PRESETS, TrainConfig
+from segstudio.core.config import (
+    DEFAULT_COLORS,
+    DEFAULT_PRESET,
+    MODEL_PRESETS,
+    TrainConfig,
+    use_wide_context,
+    wide_context_choice,
+)
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import Project, ProjectClass, default_classes
@@ -43,7 +50,7 @@ class TrainSettings:
     probabilities: bool = False  # whole-image predictions also show per-class probabilities
     infer_outlines: bool = True  # learn the labels closed traced outlines imply (core.outlines)
     infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
-    wide_context: bool = False  # an extra, wider input filter (core.config.wide_context_filters)
+    wide_context: str = "auto"  # an extra, wider input filter: auto, on, off (core.config.use_wide_context)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -148,9 +155,16 @@ class Settings:
         return tuple(self.overrides.get("weight_clamp", TrainConfig.weight_clamp))  # type: ignore[return-value]
 
     def build_config(self, image_shape: Sequence[int], *, channel_axis: int | None,
-                     spacing: tuple[float, ...]) -> TrainConfig:
-        """The ``TrainConfig`` for an image (its shape, channel axis, spacing) and the classes."""
+                     spacing: tuple[float, ...], unevenness: float | None = None,
+                     wide_context: bool | None = None) -> TrainConfig:
+        """The ``TrainConfig`` for an image (its shape, channel axis, spacing) and the classes.
+
+        *Wide context* follows the setting (:func:`~segstudio.core.config.use_wide_context`,
+        ``auto`` by the painted background's ``unevenness``), unless ``wide_context`` decides it.
+        """
         s = self.train
+        if wide_context is None:
+            wide_context = use_wide_context(s.wide_context, len(spacing), unevenness)
         kw: dict[str, Any] = {
             "class_names": tuple(c.name for c in self.classes),
             "class_colors": tuple(c.color for c in self.classes),
@@ -165,7 +179,7 @@ class Settings:
             "preview_every_s": s.preview_every_s,
             "infer_outlines": s.infer_outlines,
             "infer_background": s.infer_background,
-            "wide_context": s.wide_context,
+            "wide_context": wide_context,
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.
@@ -185,6 +199,12 @@ class Settings:
         self.classes = tuple(project.classes) or self.classes
         self.weight_method = project.weight_method
         known = {f.name for f in fields(TrainSettings)}
-        self.train = replace(TrainSettings(), **{k: v for k, v in project.training.items() if k in known})
+        train = {k: v for k, v in project.training.items() if k in known}
+        if "wide_context" in train:  # a checkbox before "auto": ticked is "on", unticked "auto"
+            try:
+                train["wide_context"] = wide_context_choice(train["wide_context"])
+            except UserInputError:  # a hand-edited value: the default, the project still opens
+                train["wide_context"] = "auto"
+        self.train = replace(TrainSettings(), **train)
         saved: Mapping[str, Any] = project.training.get(OVERRIDES_KEY, {})
         self.overrides.update({k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()})

@@ -29,7 +29,7 @@ from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness
-from segstudio.core.config import NETWORK_FIELDS, TrainConfig
+from segstudio.core.config import NETWORK_FIELDS, TrainConfig, wide_context_choice
 from segstudio.core.data import SnapshotSource, TrainingImage, split_holdout
 from segstudio.core.device import ComputeTurns, resolve_device
 from segstudio.core.errors import UserInputError
@@ -60,6 +60,9 @@ TRAIN_IN_ENV = "SEGSTUDIO_TRAIN_IN"
 #: more than the classes differ from it (:func:`segstudio.core.background.background_unevenness`).
 UNEVEN_HINT = ("your background strokes vary in brightness more than your classes differ from them: "
                "if the background is uneven (illumination, glow), try wide context (Training)")
+#: The same, when *wide context* is on ``auto``: the next run uses it.
+UNEVEN_AUTO_NOTE = ("wide context is on (auto): your background strokes vary in brightness more than your "
+                    "classes differ from them (set it to off under Training if the background is even)")
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,18 @@ class Paintings:
     clamp: tuple[float, float]
     others: tuple[Any, ...] = ()
     holdout: Any = None
-    wide_context: bool = False
+    wide_context: str = "auto"
 
     def weigh(self) -> ClassWeights:
         """The class weights (what the trainer computes from the same paintings: the painted
         pixels of every image, without those held out for validation)."""
+        return self.weigh_and_measure()[0]
+
+    def weigh_and_measure(self) -> tuple[ClassWeights, float | None]:
+        """:meth:`weigh`, and the painted background's unevenness on the image on screen
+        (:func:`~segstudio.core.background.background_unevenness`; ``None`` for volumes, lazy
+        images and too few strokes), which *wide context* on ``auto`` goes by; a line under the
+        class table says when it is above :data:`~segstudio.core.background.UNEVEN_BACKGROUND`."""
         mode = self.snapshot.mode
         kept = split_holdout(TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout),
                              mode)[0]
@@ -96,11 +106,14 @@ class Paintings:
             weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
         else:
             weights = pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
-        if not self.wide_context and isinstance(self.image, np.ndarray):  # lazy images: not read for a hint
+        uneven = None
+        if isinstance(self.image, np.ndarray):  # lazy images: not read for it
             uneven = background_unevenness(self.image, self.snapshot.paintings(), mode, self.channel_axis)
-            if uneven is not None and uneven > UNEVEN_BACKGROUND:
-                weights = replace(weights, warnings=(*weights.warnings, UNEVEN_HINT))
-        return weights
+        choice = wide_context_choice(self.wide_context)
+        if uneven is not None and uneven > UNEVEN_BACKGROUND and choice != "on":
+            note = UNEVEN_AUTO_NOTE if choice == "auto" else UNEVEN_HINT
+            weights = replace(weights, warnings=(*weights.warnings, note))
+        return weights, uneven
 
     def training_images(self) -> list[TrainingImage]:
         """The image on screen first, then the other painted images (read here: call it in a
@@ -290,6 +303,9 @@ class Training(QObject):
         self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW)
         self._pending: Paintings | None = None
         self._newest: PaintSnapshot | None = None
+        #: The painted background's unevenness of the newest weighed paintings
+        #: (:meth:`Paintings.weigh_and_measure`), ``None`` when not known.
+        self.unevenness: float | None = None
         self._worker: Any = None
         self._run: TrainingRun | None = None
         #: A training process started ahead of Train (see :meth:`warm_process`).
@@ -308,6 +324,8 @@ class Training(QObject):
         if newest is not None and newest.image == paintings.snapshot.image and \
                 paintings.snapshot.version < newest.version:
             return
+        if newest is None or newest.image != paintings.snapshot.image:
+            self.unevenness = None  # another image: not known until weighed
         self._newest = paintings.snapshot
         if self.workers.busy("paintings"):
             self._pending = paintings
@@ -317,8 +335,12 @@ class Training(QObject):
             self.workers.start("paintings", paintings.put, source, errored=self.notify.worker_failed,
                                finished=self._next_offer)
         else:
-            self.workers.start("paintings", paintings.weigh, returned=self.weights_changed.emit,
+            self.workers.start("paintings", paintings.weigh_and_measure, returned=self._on_weighed,
                                errored=self.notify.worker_failed, finished=self._next_offer)
+
+    def _on_weighed(self, out: tuple[ClassWeights, float | None]) -> None:
+        weights, self.unevenness = out
+        self.weights_changed.emit(weights)
 
     def _next_offer(self) -> None:
         pending, self._pending = self._pending, None

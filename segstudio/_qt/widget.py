@@ -52,7 +52,7 @@ from segstudio._qt.objects_section import ObjectsSection
 from segstudio._qt.image_list import ImageListSection, ValidationCurves
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
-from segstudio.core.config import MODEL_PRESETS
+from segstudio.core.config import MODEL_PRESETS, WIDE_CONTEXT_CHOICES
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
 from segstudio.core.weights import METHODS
@@ -292,15 +292,20 @@ class SegStudioWidget(QWidget):
         for i, (label, w) in enumerate(pairs):
             grid.addWidget(QLabel(label), i // 2, 2 * (i % 2))
             grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
-        self.wide_check = _checkbox(
-            "wide context", self.controller.settings.wide_context,
-            "2D images whose background varies across the image more than your objects' contrast "
-            "(uneven illumination, a glow): the network also sees the image smoothed over a wider "
-            "neighbourhood (an extra σ 4 filter). Measured better on such images, worse on "
-            "textures, on isolated bright objects and on volumes, so it is off by default. Part of "
-            "the network: after a change, the next Train starts a new model."
+        self.wide_combo = QComboBox()
+        self.wide_combo.addItems(list(WIDE_CONTEXT_CHOICES))
+        self.wide_combo.setCurrentText(self.controller.settings.wide_context)
+        self.wide_combo.setToolTip(
+            "For 2D images whose background varies across the image more than your objects' "
+            "contrast (uneven illumination, a glow): the network also sees the image smoothed over "
+            "a wider neighbourhood (an extra σ 4 filter). Measured better on such images, worse on "
+            "textures, on isolated bright objects and on volumes. auto: on when your background "
+            "strokes vary in brightness more than your classes differ from them (a line under the "
+            "class table says so); a run keeps the choice it started with. Part of the network: "
+            "after a change, the next Train starts a new model."
         )
-        grid.addWidget(self.wide_check, 2, 0, 1, 2)
+        grid.addWidget(QLabel("Wide context"), 2, 0)
+        grid.addWidget(self.wide_combo, 2, 1)
         grid.addWidget(self.iter_spin, 2, 3)
         grid.addWidget(self.minutes_spin, 2, 3)
         grid.setColumnStretch(1, 1)
@@ -573,7 +578,7 @@ class SegStudioWidget(QWidget):
         self.proba_check.toggled.connect(lambda v: c.set_settings(probabilities=bool(v)))
         self.outlines_check.toggled.connect(lambda v: c.set_settings(infer_outlines=bool(v)))
         self.background_check.toggled.connect(lambda v: c.set_settings(infer_background=bool(v)))
-        self.wide_check.toggled.connect(lambda v: c.set_settings(wide_context=bool(v)))
+        self.wide_combo.currentTextChanged.connect(lambda v: c.set_settings(wide_context=v))
         self.inferred_check.toggled.connect(c.show_inferred)
 
         layers = self.viewer.layers.events
@@ -835,7 +840,7 @@ class SegStudioWidget(QWidget):
         self.pause_btn.setIcon(self.style().standardIcon(
             QStyle.StandardPixmap.SP_MediaPlay if paused else QStyle.StandardPixmap.SP_MediaPause))
         self.stop_btn.setEnabled(state in ("running", "paused"))
-        for w in (self.preset_combo, self.wide_check, self.loss_combo, self.device_combo, self.length_combo,
+        for w in (self.preset_combo, self.wide_combo, self.loss_combo, self.device_combo, self.length_combo,
                   self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
                   self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
@@ -1038,7 +1043,7 @@ class SegStudioWidget(QWidget):
             self.proba_check.setChecked(s.probabilities)
             self.outlines_check.setChecked(s.infer_outlines)
             self.background_check.setChecked(s.infer_background)
-            self.wide_check.setChecked(s.wide_context)
+            self.wide_combo.setCurrentText(s.wide_context)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False

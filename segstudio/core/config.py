@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
+from segstudio.core.background import UNEVEN_BACKGROUND
 from segstudio.core.data import DEFAULT_IMAGE_FLOOR, DEFAULT_PERCENTILES, AugmentConfig, Normalization
 from segstudio.core.errors import UserInputError
 from segstudio.core.outlines import DEFAULT_HALO
@@ -35,8 +36,49 @@ DEFAULT_INPUT_FILTERS: dict[int, tuple[float, ...]] = {2: (1.0,), 3: (1.0, 2.0)}
 #: The extra filter scale of *wide context* (:func:`wide_context_filters`): for a 2D image whose
 #: background varies more than the objects' contrast (benchmarks/RESULTS.md, *A wider filter for
 #: uneven backgrounds*: the *dim* family in 2D 0.79 -> 0.86 with casual strokes; worse on
-#: textures and on isolated blobs, so it is a choice, not the default; worse in 3D, so 2D only).
+#: textures and on isolated blobs, so not for every image; worse in 3D, so 2D only).
 WIDE_CONTEXT_SIGMA = 4.0
+#: The choices of *wide context*: ``auto`` (the default) uses it for a 2D painting whose
+#: background strokes vary in brightness more than the classes differ from them
+#: (:func:`use_wide_context`), ``on`` and ``off`` always and never.
+WIDE_CONTEXT_CHOICES = ("auto", "on", "off")
+
+
+def wide_context_choice(value: bool | str | None) -> str:
+    """The *wide context* choice a setting names (see :data:`WIDE_CONTEXT_CHOICES`).
+
+    ``True`` is ``"on"`` and ``False`` or ``None`` ``"auto"``: projects written before ``auto``
+    existed stored a checkbox, unticked by default.
+
+    Raises
+    ------
+    UserInputError
+        For anything else.
+    """
+    if value is True:
+        return "on"
+    if value is False or value is None:
+        return "auto"
+    if isinstance(value, str) and value.lower() in WIDE_CONTEXT_CHOICES:
+        return value.lower()
+    raise UserInputError(f"wide context must be one of {', '.join(WIDE_CONTEXT_CHOICES)}, got {value!r}")
+
+
+def use_wide_context(choice: bool | str | None, spatial_dims: int, unevenness: float | None) -> bool:
+    """Whether a run uses *wide context* (:func:`wide_context_filters`).
+
+    ``"on"``: always (a volume then raises in :func:`wide_context_filters`). ``"auto"``: on a 2D
+    image whose painted background varies more than the classes differ from it, that is when
+    ``unevenness`` (:func:`segstudio.core.background.background_unevenness` of the paintings;
+    ``None``: not known) exceeds :data:`~segstudio.core.background.UNEVEN_BACKGROUND`. On the
+    quality matrix's 2D paintings (seeds 0-2) that is every painting of the uneven *dim* family
+    (1.17-64) and two vessel paintings of 24 (1.01, 1.20); nuclei, cells and tissue stay at most
+    0.52 (benchmarks/RESULTS.md, *Wide context on its own*).
+    """
+    choice = wide_context_choice(choice)
+    if choice != "auto":
+        return choice == "on"
+    return spatial_dims == 2 and unevenness is not None and unevenness > UNEVEN_BACKGROUND
 
 
 def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:

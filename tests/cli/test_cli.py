@@ -79,6 +79,38 @@ def test_train_then_predict_2d_tiff(tiff_pair, tmp_path, capsys):
     assert read_labels(out)[0].shape == (48, 48)
 
 
+def test_wide_context_auto_goes_by_the_painted_background(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    image = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (64, 1))  # a ramp stronger than...
+    image[20:30, 10:20] += 0.2  # ...the objects' contrast
+    image += rng.normal(0, 0.01, image.shape).astype(np.float32)
+    lab = np.zeros((64, 64), np.uint8)
+    lab[5, 2:62] = lab[58, 2:62] = 1
+    lab[23:27, 12:18] = 2
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "lab.npy", lab)
+    args = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"), *TINY]
+
+    def filters(run):
+        return json.loads((run / "config.json").read_text())["input_filters"]
+
+    assert main([*args, "--out", str(tmp_path / "auto")]) == 0
+    assert filters(tmp_path / "auto") == [1.0, 4.0]
+    assert "wide context: on (auto)" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "off"), "--wide-context", "off"]) == 0
+    assert filters(tmp_path / "off") == [1.0]
+    # resuming keeps the run's network whatever auto would say now
+    assert main([*args, "--out", str(tmp_path / "off"), "--resume", str(tmp_path / "off")]) == 0
+    assert filters(tmp_path / "off") == [1.0]
+    even = np.full_like(image, 0.1)
+    even[20:30, 10:20] = 1.0
+    np.save(tmp_path / "even.npy", even + rng.normal(0, 0.01, image.shape).astype(np.float32))
+    args[2] = str(tmp_path / "even.npy")
+    assert main([*args, "--out", str(tmp_path / "even")]) == 0
+    assert filters(tmp_path / "even") == [1.0]
+    assert "wide context" not in capsys.readouterr().err
+
+
 def test_train_predict_3d_nifti_multilabel(tmp_path):
     rng = np.random.default_rng(0)
     vol = rng.random((24, 24, 6)).astype(np.float32)  # nibabel order (x, y, z)

@@ -222,3 +222,25 @@ def test_filter_cache_is_bounded_and_stays_out_of_training():
     model.cache_filters()
     model(torch.rand(1, 1, 16, 16)).sum().backward()
     assert model.filter_cache.hits == model.filter_cache.misses == 0
+
+
+@pytest.mark.parametrize(("value", "choice"), [(True, "on"), (False, "auto"), (None, "auto"), ("AUTO", "auto"),
+                                               ("on", "on"), ("off", "off")])
+def test_wide_context_choices_read_old_checkboxes(value, choice) -> None:
+    from segstudio.core.config import wide_context_choice
+
+    assert wide_context_choice(value) == choice
+
+
+def test_wide_context_auto_follows_the_background_on_2d_only() -> None:
+    from segstudio.core.background import UNEVEN_BACKGROUND
+    from segstudio.core.config import use_wide_context, wide_context_choice
+    from segstudio.core.errors import UserInputError
+
+    above, below = UNEVEN_BACKGROUND * 1.01, UNEVEN_BACKGROUND * 0.99
+    assert use_wide_context("auto", 2, above) and not use_wide_context("auto", 2, below)
+    assert not use_wide_context("auto", 2, None), "unknown: off"
+    assert not use_wide_context("auto", 3, 100.0), "measured worse on volumes"
+    assert not use_wide_context("off", 2, 100.0) and use_wide_context("on", 2, 0.0)
+    with pytest.raises(UserInputError, match="wide context must be one of"):
+        wide_context_choice("maybe")

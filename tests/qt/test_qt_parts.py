@@ -218,3 +218,17 @@ def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
     except Exception:  # name what still holds them, so a failure says where the leak is
         alive = [(i, [type(h).__name__ for h in gc.get_referrers(r())]) for i, r in enumerate(refs) if r() is not None]
         pytest.fail(f"still referenced (0: the argument, 1: the result) by: {alive}")
+
+
+@pytest.mark.parametrize(("saved", "read"), [(True, "on"), (False, "auto"), ("off", "off"), ("sometimes", "auto")])
+def test_a_projects_wide_context_reads_as_a_choice(saved, read):
+    """Projects written when wide context was a checkbox (ticked: on; unticked, the default
+    then: auto), and a hand-edited value (auto: the project still opens)."""
+    from dataclasses import replace
+
+    from segstudio._qt.settings import Settings
+    from segstudio.core.project import Project
+
+    settings = Settings()
+    settings.load_project(replace(Project(), training={"wide_context": saved, "iterations": 7}))
+    assert settings.train.wide_context == read and settings.train.iterations == 7

@@ -10,6 +10,7 @@ from segstudio._qt import controller as controller_module
 from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
 from segstudio.core.config import DEFAULT_INPUT_FILTERS, WIDE_CONTEXT_SIGMA
+from segstudio.core.errors import UserInputError
 from segstudio.core.weights import compute_weights
 
 pytestmark = pytest.mark.gui
@@ -79,13 +80,13 @@ def test_selecting_a_class_arms_the_brush(open_widget):
 
 def test_painting_updates_counts_and_weights_after_debounce(open_widget, qtbot, monkeypatch):
     calls = []
-    real = training_module.Paintings.weigh
+    real = training_module.Paintings.weigh_and_measure
 
     def spy(self):
         calls.append(1)
         return real(self)
 
-    monkeypatch.setattr(training_module.Paintings, "weigh", spy)
+    monkeypatch.setattr(training_module.Paintings, "weigh_and_measure", spy)
     viewer, widget, c = open_widget(np.zeros((48, 48), np.float32))
     # Settled: the first weighing done and nothing queued (a busy CI machine can be slow here).
     qtbot.waitUntil(lambda: c.weights is not None and not c.busy, timeout=10_000)
@@ -137,19 +138,25 @@ def test_fill_outlines_checkbox_sets_the_training_config(open_widget, qtbot):
     assert widget.outlines_check.isEnabled() and c.build_config().infer_outlines is False
 
 
-def test_wide_context_checkbox_adds_the_wide_filter(open_widget):
+def test_wide_context_choice_sets_the_input_filters(open_widget):
     viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
-    assert widget.wide_check.text() == "wide context" and not widget.wide_check.isChecked()
-    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
-    widget.wide_check.setChecked(True)
-    assert c.settings.wide_context is True
+    assert widget.wide_combo.currentText() == "auto" and c.settings.wide_context == "auto"
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]  # nothing painted: auto is off
+    widget.wide_combo.setCurrentText("on")
+    assert c.settings.wide_context == "on"
     assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
-    assert c.choices.project_fields()["training"]["wide_context"] is True  # saved with the project
+    assert c.choices.project_fields()["training"]["wide_context"] == "on"  # saved with the project
     widget.mode_multilabel.setChecked(True)
     assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    widget.wide_combo.setCurrentText("off")
+    c.training.unevenness = 50.0  # however uneven the background: off is off
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
+    with pytest.raises(UserInputError, match="wide context must be one of auto, on, off"):
+        c.set_settings(wide_context="sometimes")
 
 
-def test_an_uneven_background_suggests_wide_context(open_widget, qtbot):
+def _uneven_painting(open_widget):
+    """A 2D image with dim objects on a ramp stronger than their contrast, painted."""
     rng = np.random.default_rng(0)
     image = np.tile(np.linspace(0.0, 1.0, 96, dtype=np.float32), (96, 1))  # a ramp across
     image[20:30, 10:20] += 0.2  # dim objects on it
@@ -160,10 +167,35 @@ def test_an_uneven_background_suggests_wide_context(open_widget, qtbot):
     paint.data[5, 2:94] = paint.data[90, 2:94] = 1
     paint.data[24:26, 12:18] = paint.data[64:66, 72:78] = 2
     paint.events.paint(value=[])
-    qtbot.waitUntil(lambda: "try wide context" in widget.weights_note.text(), timeout=10000)
+    return viewer, widget, c
+
+
+def test_an_uneven_background_turns_wide_context_on_when_auto(open_widget, qtbot):
+    viewer, widget, c = _uneven_painting(open_widget)
+    qtbot.waitUntil(lambda: "wide context is on (auto)" in widget.weights_note.text(), timeout=10000)
     assert widget.weights_note.isVisibleTo(widget)
-    widget.wide_check.setChecked(True)  # taken: the hint goes
+    assert c.training.unevenness > 1.0
+    assert c.build_config().input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    widget.wide_combo.setCurrentText("off")  # the user knows better: a hint stays, the filter goes
+    qtbot.waitUntil(lambda: "try wide context" in widget.weights_note.text(), timeout=10000)
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
+    widget.wide_combo.setCurrentText("on")  # taken: no line
     qtbot.waitUntil(lambda: "wide context" not in widget.weights_note.text(), timeout=10000)
+
+
+def test_auto_wide_context_keeps_the_model_there_is(open_widget, qtbot, tmp_path):
+    viewer, widget, c = _uneven_painting(open_widget)
+    qtbot.waitUntil(lambda: c.training.unevenness is not None, timeout=10000)
+    c.set_settings(length="iterations", iterations=2)
+    c.start_training()
+    qtbot.waitUntil(lambda: c.state == "idle" and c.training.model_state is not None, timeout=60000)
+    first = c.training.config
+    assert first.input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    c.training.unevenness = 0.2  # the strokes now say "even": auto goes on with the model there is
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
+    assert c._train_config().input_filters == first.input_filters
+    widget.wide_combo.setCurrentText("off")  # chosen: a new model
+    assert c._train_config().input_filters == DEFAULT_INPUT_FILTERS[2]
 
 
 def test_wide_context_on_a_volume_is_one_clear_message(open_widget, qtbot):
@@ -171,7 +203,7 @@ def test_wide_context_on_a_volume_is_one_clear_message(open_widget, qtbot):
     c.paint_layers[0].data[4, 2:5, 2:30] = 1
     c.paint_layers[0].data[4, 20:23, 2:30] = 2
     c.paint_layers[0].refresh()
-    widget.wide_check.setChecked(True)
+    widget.wide_combo.setCurrentText("on")
     errors = []
     c.error.connect(errors.append)
     qtbot.waitUntil(lambda: c.weights is not None and any(c.weights.counts), timeout=10000)
