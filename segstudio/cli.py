@@ -132,8 +132,8 @@ def _wide_context(args: argparse.Namespace, first: TrainingImage) -> bool:
     from segstudio.core.data import spatial_shape
 
     spatial_dims = len(spatial_shape(np.shape(first.image), first.channel_axis))
-    choice = wide_context_choice(args.wide_context)
-    if choice == "auto" and args.resume:
+    choice = wide_context_choice(getattr(args, "wide_context", None))
+    if choice == "auto" and getattr(args, "resume", None):
         return False  # the resumed run's network decides (see cmd_train)
     uneven = None
     if choice == "auto" and spatial_dims == 2:
@@ -355,7 +355,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
-    if args.wide_context is None and "wide_context" in project.training:  # chosen in the app
+    if getattr(args, "wide_context", None) is None and "wide_context" in project.training:  # chosen in the app
         try:
             args.wide_context = wide_context_choice(project.training["wide_context"])
         except UserInputError:
