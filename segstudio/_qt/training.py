@@ -85,13 +85,10 @@ class Paintings:
     holdout: Any = None
     wide_context: str = "auto"
 
-    def weigh(self) -> ClassWeights:
-        """The class weights (what the trainer computes from the same paintings: the painted
-        pixels of every image, without those held out for validation)."""
-        return self.weigh_and_measure()[0]
-
     def weigh_and_measure(self) -> tuple[ClassWeights, float | None]:
-        """:meth:`weigh`, and the painted background's unevenness on the image on screen
+        """The class weights (what the trainer computes from the same paintings: the painted
+        pixels of every image, without those held out for validation), and the painted
+        background's unevenness on the image on screen
         (:func:`~segstudio.core.background.background_unevenness`; ``None`` for volumes, lazy
         images and too few strokes), which *wide context* on ``auto`` goes by; a line under the
         class table says when it is above :data:`~segstudio.core.background.UNEVEN_BACKGROUND`."""
