@@ -186,11 +186,12 @@ def test_an_uneven_background_turns_wide_context_on_when_auto(open_widget, qtbot
 def test_auto_wide_context_keeps_the_model_there_is(open_widget, qtbot, tmp_path):
     viewer, widget, c = _uneven_painting(open_widget)
     qtbot.waitUntil(lambda: c.training.unevenness is not None, timeout=10000)
-    c.set_settings(length="iterations", iterations=2)
-    c.start_training()
-    qtbot.waitUntil(lambda: c.state == "idle" and c.training.model_state is not None, timeout=60000)
-    first = c.training.config
+    first = c._train_config()
     assert first.input_filters == (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+    # a run of that config there to go on with (what a finished Train leaves)
+    c.training.config, c.training.run_dir = first, tmp_path
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert c.training.can_resume(first)
     c.training.unevenness = 0.2  # the strokes now say "even": auto goes on with the model there is
     assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
     assert c._train_config().input_filters == first.input_filters
