@@ -104,7 +104,7 @@ FILTER_UNITS: tuple[str, ...] = ("physical", "voxel")
 DEFAULT_NORM = "batch"
 
 #: The fields that define the network's architecture (and so which weights fit it).
-NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "filter_units", "norm")
+NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "filter_units", "filter_texture", "norm")
 
 #: Default training patch per image rank.
 DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (16, 64, 64)}
@@ -143,6 +143,9 @@ class TrainConfig:
     filter_units
         Derivatives of the input filters per ``"physical"`` unit (default) or per ``"voxel"``
         (runs written before; see :mod:`segstudio.core.features`).
+    filter_texture
+        Add the Hessian's anisotropy (ridges and fibres against grains) to every input filter
+        scale: one more channel per scale (:mod:`segstudio.core.features`).
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -205,6 +208,7 @@ class TrainConfig:
     features: tuple[int, ...] = MODEL_PRESETS[DEFAULT_PRESET]
     input_filters: tuple[float, ...] | None = None
     filter_units: str = "physical"
+    filter_texture: bool = False
     norm: str = DEFAULT_NORM
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
@@ -322,6 +326,7 @@ class TrainConfig:
         kw.setdefault("input_filters", ())
         kw.setdefault("norm", "instance")
         kw.setdefault("filter_units", "voxel")
+        kw.setdefault("filter_texture", False)
         kw.setdefault("infer_outlines", False)
         kw.setdefault("infer_background", False)
         kw.setdefault("ema_decay", 0.0)

@@ -16,7 +16,15 @@ Per image channel and scale ``σ`` the features are (scale-normalised):
 - ``σ · |∇(G_σ * x)|`` (gradient magnitude),
 - ``σ² · Δ(G_σ * x)`` (Laplacian of Gaussian),
 
-plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel.
+plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel. With
+``texture=True`` each scale adds one more, the Hessian's anisotropy
+
+- ``σ² · ‖H − (tr H / d) I‖_F`` (the norm of the Hessian's trace-free part; in 2D
+  ``σ² · |λ₁ − λ₂| / √2``),
+
+which is large on ridges and fibres (one strong curvature) and small on round grains and
+flat regions (equal or no curvature): the cue the random forest's Hessian-eigenvalue features
+give it on textures of the same brightness. It is rotation invariant like the others.
 
 Derivatives are taken per physical unit (``units="physical"``, the default): on an
 anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
@@ -35,17 +43,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segstudio.core.config import FILTER_UNITS
+from segstudio.core.config import FILTER_UNITS, TrainConfig
 
 #: Kernel half-width in standard deviations.
 TRUNCATE = 3.0
-#: Features per scale: smoothed, gradient magnitude, LoG.
+#: Features per scale: smoothed, gradient magnitude, LoG (and the Hessian's anisotropy with
+#: ``texture``).
 FEATURES_PER_SCALE = 3
 
 
-def n_filter_channels(in_channels: int, sigmas: Sequence[float]) -> int:
+def n_filter_channels(in_channels: int, sigmas: Sequence[float], texture: bool = False) -> int:
     """Number of network input channels after the filter bank (``in_channels`` if no scales)."""
-    return int(in_channels) * (1 + FEATURES_PER_SCALE * len(tuple(sigmas)))
+    per_scale = FEATURES_PER_SCALE + int(bool(texture))
+    return int(in_channels) * (1 + per_scale * len(tuple(sigmas)))
+
+
+def config_channels(config: TrainConfig) -> int:
+    """Network input channels for a run's config (after its filter bank)."""
+    return n_filter_channels(config.in_channels, config.input_filters, config.filter_texture)
+
+
+def config_bank(config: TrainConfig) -> FilterBank:
+    """The filter bank a run's config describes (its scales, spacing, units and texture)."""
+    return FilterBank(
+        config.spatial_dims, config.input_filters, config.spacing,
+        units=config.filter_units, texture=config.filter_texture,
+    )
 
 
 def axis_sigmas(sigma: float, spatial_dims: int, spacing: Sequence[float] | None) -> tuple[float, ...]:
@@ -93,6 +116,8 @@ class FilterBank(nn.Module):
     units
         ``"physical"``: derivatives per physical unit (along the finest axis's pixel);
         ``"voxel"``: per voxel of each axis (runs written before the physical rule).
+    texture
+        Add the Hessian's anisotropy per scale (one more channel per scale).
 
     Notes
     -----
@@ -106,8 +131,10 @@ class FilterBank(nn.Module):
         sigmas: Sequence[float],
         spacing: Sequence[float] | None = None,
         units: str = "physical",
+        texture: bool = False,
     ) -> None:
         super().__init__()
+        self.texture = bool(texture)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if units not in FILTER_UNITS:
@@ -145,24 +172,30 @@ class FilterBank(nn.Module):
         conv = F.conv2d if nd == 2 else F.conv3d
         return conv(xp, kernels.reshape(shape).to(x.dtype))
 
-    def _derivatives(self, flat: torch.Tensor, kernels: Sequence[torch.Tensor]) -> dict[tuple[int, ...], torch.Tensor]:
-        """Gaussian derivatives of orders ``(0..0)``, first and second along each single axis.
-
-        Separable: pass 1 applies orders 0, 1, 2 on axis 0 in one convolution; each later axis
-        applies order 0 to every partial result and orders 1, 2 to the all-zero-order one.
-        """
+    def _orders(self) -> list[tuple[int, ...]]:
+        """The derivative orders the features need: none, first and second per axis, mixed."""
         nd = self.spatial_dims
-        parts = self._along(flat, kernels[0], 0)
-        done: dict[tuple[int, ...], torch.Tensor] = {(o,): parts[:, o : o + 1] for o in range(3)}
-        for a in range(1, nd):
+        unit = [tuple(int(b == a) for b in range(nd)) for a in range(nd)]
+        orders = [(0,) * nd] + unit + [tuple(2 * o for o in u) for u in unit]
+        if self.texture:
+            orders += [tuple(x + y for x, y in zip(unit[a], unit[b])) for a in range(nd) for b in range(a + 1, nd)]
+        return orders
+
+    def _derivatives(self, flat: torch.Tensor, kernels: Sequence[torch.Tensor]) -> dict[tuple[int, ...], torch.Tensor]:
+        """Gaussian derivatives of the orders :meth:`_orders` lists, separably.
+
+        Axis by axis, each partial result (the orders on the axes done so far) gets, in one
+        convolution, the orders on the next axis that some wanted derivative continues it with.
+        """
+        wanted = self._orders()
+        done: dict[tuple[int, ...], torch.Tensor] = {(): flat}
+        for a in range(self.spatial_dims):
             nxt: dict[tuple[int, ...], torch.Tensor] = {}
-            for orders, y in done.items():
-                if any(orders):
-                    nxt[orders + (0,)] = self._along(y, kernels[a][0:1], a)
-                else:
-                    res = self._along(y, kernels[a], a)
-                    for o in range(3):
-                        nxt[orders + (o,)] = res[:, o : o + 1]
+            for prefix, y in done.items():
+                need = sorted({w[a] for w in wanted if w[:a] == prefix})
+                res = self._along(y, kernels[a][need[0] : need[-1] + 1], a)
+                for o in need:
+                    nxt[prefix + (o,)] = res[:, o - need[0] : o - need[0] + 1]
             done = nxt
         return done
 
@@ -188,12 +221,30 @@ class FilterBank(nn.Module):
                 grad2 = grad2 + (k * d[first]) ** 2
                 lap = lap + (k * k) * d[second]
             outs += [d[zero], sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
-        y = torch.cat(outs, dim=1)  # (n*c, 1 + 3S, *spatial)
+            if self.texture:
+                outs.append(sigma**2 * self._anisotropy(d, lap))
+        y = torch.cat(outs, dim=1)  # (n*c, 1 + (3 or 4)·S, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
+
+    def _anisotropy(self, d: dict[tuple[int, ...], torch.Tensor], lap: torch.Tensor) -> torch.Tensor:
+        """``‖H − (tr H / d) I‖_F`` from the derivatives (``lap`` = ``tr H``, already scaled)."""
+        nd = self.spatial_dims
+        mean = lap / nd
+        total = torch.zeros_like(lap)
+        for a in range(nd):
+            second = tuple(2 if b == a else 0 for b in range(nd))
+            total = total + (self.axis_scale[a] ** 2 * d[second] - mean) ** 2
+            for b in range(a + 1, nd):
+                mixed = tuple(int(c in (a, b)) for c in range(nd))
+                total = total + 2.0 * (self.axis_scale[a] * self.axis_scale[b] * d[mixed]) ** 2
+        return torch.sqrt(total + 1e-12)
 
     def extra_repr(self) -> str:
         """Show the scales."""
-        return f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}, axis_scale={self.axis_scale}"
+        return (
+            f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}, axis_scale={self.axis_scale}, "
+            f"texture={self.texture}"
+        )
 
 
 def _nbytes(t: torch.Tensor) -> int:

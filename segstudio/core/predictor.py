@@ -47,7 +47,7 @@ from segstudio.core.config import TrainConfig
 from segstudio.core.data import Normalization, image_stats, spatial_shape
 from segstudio.core.device import amp_dtype, memory_bytes, resolve_device
 from segstudio.core.errors import UserInputError
-from segstudio.core.features import FilterBank, n_filter_channels
+from segstudio.core.features import config_bank, config_channels
 from segstudio.core.lazy import NormalizedView, is_in_memory, strided_stats
 from segstudio.core.models import pooling_plan
 from segstudio.core.run import load_run
@@ -157,7 +157,7 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
             r += (stride[axis] - 1) * jump + 2 * jump  # transposed convolution, two convolutions
         radius.append(r)
     if config.input_filters:
-        bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing, units=config.filter_units)
+        bank = config_bank(config)
         extra = [0] * config.spatial_dims
         for name, kernels in bank.named_buffers():  # k<scale>_<axis>: (3, 2 r + 1) kernels
             axis = int(name.rsplit("_", 1)[1])
@@ -168,7 +168,7 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
 
 def bytes_per_voxel(config: TrainConfig) -> int:
     """Estimated peak memory of a forward pass per input voxel (float32 activations)."""
-    channels = INPUT_COPIES * n_filter_channels(config.in_channels, config.input_filters)
+    channels = INPUT_COPIES * config_channels(config)
     channels += OUTPUT_COPIES * config.n_classes
     scales = [1]
     for stride in _strides(config):
@@ -346,7 +346,7 @@ def pair_single_tiles(config: TrainConfig, tile: Sequence[int], device: torch.de
     if device.type != "cpu" or len(tile) != 3 or config.model != "unet":
         return False
     d, h = int(tile[0]), int(tile[1])
-    channels = min(n_filter_channels(config.in_channels, config.input_filters), config.features[0])
+    channels = min(config_channels(config), config.features[0])
     if channels * d * h <= NATIVE_CONV_MAX:
         return True
     for level, stride in enumerate(_strides(config), start=1):

@@ -31,7 +31,7 @@ from torch import nn
 from segstudio.core.atomic import atomic_torch_save, atomic_write_text
 from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
-from segstudio.core.features import FilterBank, FilteredNetwork, n_filter_channels
+from segstudio.core.features import FilteredNetwork, config_bank, config_channels
 from segstudio.core.models import build_model, pooling_plan
 
 CONFIG_FILE = "config.json"
@@ -48,7 +48,7 @@ def model_from_config(config: TrainConfig) -> nn.Module:
     net = build_model(
         config.model,
         spatial_dims=config.spatial_dims,
-        in_channels=n_filter_channels(config.in_channels, config.input_filters),
+        in_channels=config_channels(config),
         out_channels=config.n_classes,
         features=config.features,
         strides=strides,
@@ -56,8 +56,7 @@ def model_from_config(config: TrainConfig) -> nn.Module:
     )
     if not config.input_filters:
         return net
-    bank = FilterBank(config.spatial_dims, config.input_filters, config.spacing, units=config.filter_units)
-    return FilteredNetwork(bank, net, config.in_channels)
+    return FilteredNetwork(config_bank(config), net, config.in_channels)
 
 
 def save_run(

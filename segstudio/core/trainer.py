@@ -50,7 +50,7 @@ from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
-_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units"}
+_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units", "filter_texture": "texture filters"}
 
 #: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).
 FIRST_PREVIEW_S = 1.0

@@ -103,6 +103,76 @@ def test_derivatives_are_per_physical_unit_on_an_anisotropic_volume():
     np.testing.assert_allclose(fz, fy, rtol=1e-3)
 
 
+def test_texture_channel_is_the_hessians_anisotropy_in_2d():
+    """Against scipy's Hessian: ``σ² |λ₁ − λ₂| / √2`` from the closed-form eigenvalues."""
+    rng = np.random.default_rng(5)
+    img = ndi.gaussian_filter(rng.random((64, 72)), 2.0).astype(np.float32)
+    sigma = 2.0
+    out = FilterBank(2, (1.0, sigma), texture=True)(torch.from_numpy(img)[None, None])[0].numpy()
+    assert out.shape == (n_filter_channels(1, (1.0, sigma), texture=True), 64, 72) == (9, 64, 72)
+    basic = FilterBank(2, (1.0, sigma))(torch.from_numpy(img)[None, None])[0].numpy()
+    np.testing.assert_allclose(out[[0, 1, 2, 3, 5, 6, 7]], basic, atol=1e-6)  # the others unchanged
+    hyy = ndi.gaussian_filter(img, sigma, order=(2, 0), truncate=6.0)
+    hxx = ndi.gaussian_filter(img, sigma, order=(0, 2), truncate=6.0)
+    hxy = ndi.gaussian_filter(img, sigma, order=(1, 1), truncate=6.0)
+    want = sigma**2 * np.sqrt((hxx - hyy) ** 2 + 4 * hxy**2) / np.sqrt(2.0)
+    inner = (slice(14, -14), slice(14, -14))
+    assert np.abs(out[8][inner] - want[inner]).max() < 0.1 * np.abs(want[inner]).max()
+
+
+def test_texture_channel_tells_a_ridge_from_a_blob_at_any_angle():
+    """A line at any angle scores high, a round spot of the same peak curvature low."""
+    yy, xx = np.mgrid[:61, :61].astype(np.float32) - 30
+    bank = FilterBank(2, (2.0,), texture=True)
+    ridges = []
+    for angle in np.deg2rad([0.0, 30.0, 45.0, 80.0]):
+        dist = np.abs(-np.sin(angle) * xx + np.cos(angle) * yy)
+        line = np.exp(-0.5 * (dist / 1.5) ** 2)
+        ridges.append(float(bank(torch.from_numpy(line)[None, None])[0, 4, 30, 30]))
+    spot = np.exp(-0.5 * (xx**2 + yy**2) / 1.5**2).astype(np.float32)
+    blob = float(bank(torch.from_numpy(spot)[None, None])[0, 4, 30, 30])
+    np.testing.assert_allclose(ridges, ridges[0], rtol=0.05)  # sampled kernels: ~3 % off at 45°
+    assert blob < 0.05 * ridges[0]
+
+
+def test_texture_channel_per_physical_unit_in_3d():
+    """Against scipy on an anisotropic volume: the trace-free part of the physical Hessian."""
+    vol, spacing = _anisotropic_volume()
+    sigma = 4.0
+    sig_vox = axis_sigmas(sigma, 3, spacing)
+    scale = [min(spacing) / s for s in spacing]
+    h = np.empty((3, 3) + vol.shape)
+    for a in range(3):
+        for b in range(3):
+            order = [0, 0, 0]
+            order[a] += 1
+            order[b] += 1
+            h[a, b] = scale[a] * scale[b] * ndi.gaussian_filter(vol, sig_vox, order=order, truncate=6.0)
+    trace = h[0, 0] + h[1, 1] + h[2, 2]
+    free = h - np.eye(3)[:, :, None, None, None] * trace / 3
+    want = sigma**2 * np.sqrt((free**2).sum(axis=(0, 1)))
+    out = FilterBank(3, (sigma,), spacing, texture=True)(torch.from_numpy(vol)[None, None])[0].numpy()
+    assert out.shape[0] == 5
+    inner = (slice(6, -6), slice(20, -20), slice(20, -20))
+    assert np.abs(out[4][inner] - want[inner]).max() < 0.1 * np.abs(want[inner]).max()
+
+
+def test_texture_filters_are_part_of_the_run(tmp_path):
+    """The network is built for the extra channels, and old runs (no field) load without them."""
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0, 4.0), filter_texture=True)
+    model = model_from_config(cfg)
+    assert model.filters.texture
+    x = torch.rand(1, 1, 32, 32)
+    assert model(x).shape == (1, 2, 32, 32)
+    save_run(tmp_path / "run", cfg, model)
+    loaded = load_run(tmp_path / "run")
+    assert loaded.config.filter_texture
+    torch.testing.assert_close(loaded.model.eval()(x), model.eval()(x))
+    data = json.loads((tmp_path / "run" / "config.json").read_text())
+    del data["filter_texture"]
+    assert not TrainConfig.from_dict(data).filter_texture
+
+
 def test_runs_from_before_the_physical_rule_keep_per_voxel_filters(tmp_path):
     """An old config.json has no ``filter_units``: it loads per voxel, as it was trained."""
     vol, spacing = _anisotropic_volume()
