@@ -50,7 +50,16 @@ from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
-_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units", "filter_texture": "texture filters"}
+_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units", "filter_texture": "ridge filters"}
+
+
+
+def _difference(field: str, there: Any, here: Any) -> str:
+    """How a network field differs between a resumed run and this one, as a message says it."""
+    label = _LABELS.get(field, field)
+    if isinstance(there, bool):
+        return f"{label} {'on' if there else 'off'} there, {'on' if here else 'off'} here"
+    return f"{there} {label} there, {here} {label} here"
 
 #: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).
 FIRST_PREVIEW_S = 1.0
@@ -300,8 +309,7 @@ class Trainer:
             if differ:
                 raise UserInputError(
                     f"cannot resume '{self.resume}': its network differs from this training's ("
-                    + "; ".join(f"{getattr(old, k)} {_LABELS.get(k, k)} there, {getattr(cfg, k)} {_LABELS.get(k, k)} here"
-                                for k in differ) + ")"
+                    + "; ".join(_difference(k, getattr(old, k), getattr(cfg, k)) for k in differ) + ")"
                 )
             self.model.load_state_dict(loaded.model.state_dict())
             if loaded.optimizer_state is not None:
