@@ -342,10 +342,11 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 def compare(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> str:
     """segstudio's figures of two runs, cell by cell (``before → after``), with the forest's.
 
-    One line per cell and phase present in both; the last line counts the cells where
-    ``after`` is better, equal (within 0.005) or worse on the foreground target.
+    One line per cell, seed and phase present in both (seeds are not averaged: each is its own
+    image and painting); the last line counts the lines where ``after`` is better, equal
+    (within 0.005) or worse on the foreground target.
     """
-    keyf = ("family", "dims", "habit", "mode", "phase")
+    keyf = ("family", "dims", "habit", "mode", "seed", "phase")
 
     def index(rows):
         out: dict[tuple, list[dict[str, Any]]] = {}
@@ -354,22 +355,26 @@ def compare(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -
         return out
 
     a, b = index(before), index(after)
-    lines = ["| family | dims | habit | mode | phase | foreground Dice (precision) | other targets | forest |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | dims | habit | mode | seed | phase | foreground Dice (precision) | other targets | forest |",
+             "|---|---|---|---|---|---|---|---|---|"]
     better = same = worse = 0
+    deltas: list[float] = []
     for key in sorted(k for k in a if k[-1] == "segstudio" and k in b):
         ra, rb = a[key], b[key]
         names = [k for k in rb[0] if k not in (*keyf, *META, "precision")]
         first = names[0]
         fa, fb = _mean(ra, first), _mean(rb, first)
         d = fb - fa
+        deltas.append(d)
         better, same, worse = better + (d > 0.005), same + (abs(d) <= 0.005), worse + (d < -0.005)
         rf = a.get(key[:-1] + ("rf",)) or b.get(key[:-1] + ("rf",)) or []
         others = " · ".join(f"{n} {_mean(ra, n):.2f}→{_mean(rb, n):.2f}" for n in names[1:] if _mean(ra, n) is not None)
         forest = f"{_mean(rf, first):.2f} ({_mean(rf, 'precision'):.2f})" if rf else "–"
-        lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {key[4]} | {fa:.2f}→**{fb:.2f}** "
+        lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {key[4]} | {key[5]} | {fa:.2f}→**{fb:.2f}** "
                      f"({_mean(ra, 'precision'):.2f}→{_mean(rb, 'precision'):.2f}) | {others} | {forest} |")
-    lines.append(f"foreground Dice: better in {better}, within 0.005 in {same}, worse in {worse} cells")
+    mean = f"; mean change {sum(deltas) / len(deltas):+.3f}" if deltas else ""
+    lines.append(f"foreground Dice: better in {better}, within 0.005 in {same}, worse in {worse} (cell, seed, phase)"
+                 + mean)
     return "\n".join(lines)
 
 

@@ -193,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
-        wide_context=_wide_context(args, first), filter_texture=args.ridge_filters,
+        wide_context=_wide_context(args, first),
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -217,8 +217,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         old = read_run_config(args.resume)
         overrides.update({k: getattr(old, k) for k in NETWORK_FIELDS})
-        if args.ridge_filters:  # asked for: a run without them then cannot be resumed (said so)
-            overrides["filter_texture"] = True
     cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
                        n_classes=n_classes, **overrides)
     validation = None
@@ -357,8 +355,6 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
-    if project.training.get("ridge_filters") is True:  # ticked in the app
-        args.ridge_filters = True
     if getattr(args, "wide_context", None) is None and "wide_context" in project.training:  # chosen in the app
         try:
             args.wide_context = wide_context_choice(project.training["wide_context"])
@@ -995,10 +991,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "more than the objects' contrast (worse on textures and isolated blobs); auto (the "
                         "default): on when the painted background of a 2D image varies more than the classes "
                         "differ from it; --wide-context alone: on")
-    t.add_argument("--ridge-filters", action="store_true",
-                   help="also give the network the Hessian's anisotropy per filter scale: large on lines, "
-                        "fibres and membranes, small on round objects and flat regions (measured better on "
-                        "3D vessels, mixed on round objects and textures; benchmarks/RESULTS.md)")
     t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

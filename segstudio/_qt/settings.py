@@ -51,7 +51,6 @@ class TrainSettings:
     infer_outlines: bool = True  # learn the labels closed traced outlines imply (core.outlines)
     infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
     wide_context: str = "auto"  # an extra, wider input filter: auto, on, off (core.config.use_wide_context)
-    ridge_filters: bool = False  # the Hessian's anisotropy per filter scale (TrainConfig.filter_texture)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -181,7 +180,6 @@ class Settings:
             "infer_outlines": s.infer_outlines,
             "infer_background": s.infer_background,
             "wide_context": wide_context,
-            "filter_texture": s.ridge_filters,
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.

@@ -306,14 +306,6 @@ class SegStudioWidget(QWidget):
         )
         grid.addWidget(QLabel("Wide context"), 2, 0)
         grid.addWidget(self.wide_combo, 2, 1)
-        self.ridge_check = _checkbox(
-            "Ridge filters", self.controller.settings.ridge_filters,
-            "For thin lines, fibres and membranes (vessels, neurites, fibrous textures): the network also "
-            "sees how much more the image curves across a structure than along it (the Hessian's "
-            "anisotropy at each filter scale). Measured better on 3D vessels, mixed on round objects and "
-            "textures (benchmarks/RESULTS.md, Ridge filters). Part of the network: after a change, the "
-            "next Train starts a new model.")
-        grid.addWidget(self.ridge_check, 3, 0, 1, 2)
         grid.addWidget(self.iter_spin, 2, 3)
         grid.addWidget(self.minutes_spin, 2, 3)
         grid.setColumnStretch(1, 1)
@@ -587,7 +579,6 @@ class SegStudioWidget(QWidget):
         self.outlines_check.toggled.connect(lambda v: c.set_settings(infer_outlines=bool(v)))
         self.background_check.toggled.connect(lambda v: c.set_settings(infer_background=bool(v)))
         self.wide_combo.currentTextChanged.connect(lambda v: c.set_settings(wide_context=v))
-        self.ridge_check.toggled.connect(lambda v: c.set_settings(ridge_filters=bool(v)))
         self.inferred_check.toggled.connect(c.show_inferred)
 
         layers = self.viewer.layers.events
@@ -1053,7 +1044,6 @@ class SegStudioWidget(QWidget):
             self.outlines_check.setChecked(s.infer_outlines)
             self.background_check.setChecked(s.infer_background)
             self.wide_combo.setCurrentText(s.wide_context)
-            self.ridge_check.setChecked(s.ridge_filters)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False

@@ -111,13 +111,11 @@ def test_project_training_keeps_the_apps_fill_outlines_and_wide_context_choices(
     folder = make_project(tmp_path)
     project = P.load_project(folder)
     paint = P.read_paintings(folder, project, "img")
-    P.save_project(folder, replace(project, training={"infer_outlines": False, "wide_context": True,
-                                                      "ridge_filters": True}), {"img": paint})
+    P.save_project(folder, replace(project, training={"infer_outlines": False, "wide_context": True}), {"img": paint})
     assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
     config = load_run(P.latest_run(folder, P.load_project(folder))).config
     assert config.infer_outlines is False
     assert config.input_filters[-1] == 4.0, "the app's wide-context choice too"
-    assert config.filter_texture is True, "and its ridge filters"
 
 
 # --------------------------------------------------------------------------- projects of many images

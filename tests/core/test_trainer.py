@@ -130,6 +130,18 @@ def test_resume_with_other_classes_fails_clearly(tmp_path):
     assert isinstance(events[-1], Failed) and "2 classes" in events[-1].message and events[-1].user_error
 
 
+def test_resume_with_another_network_says_what_differs(tmp_path):
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    run_all(train(cfg, src, tmp_path / "run"))
+    ridge = infer_config(img.shape, lab, "exclusive", iterations=2, filter_texture=True, **TINY)
+    events = run_all(train(ridge, src, tmp_path / "b", resume=tmp_path / "run"))
+    assert isinstance(events[-1], Failed) and events[-1].user_error
+    assert "(ridge filters off there, on here)" in events[-1].message
+
+
 def test_empty_paintings_fail_with_a_message():
     img, lab, _ = blobs()
     cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)

@@ -155,16 +155,6 @@ def test_wide_context_choice_sets_the_input_filters(open_widget):
         c.set_settings(wide_context="sometimes")
 
 
-def test_ridge_filters_checkbox_is_part_of_the_network(open_widget):
-    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
-    assert not widget.ridge_check.isChecked() and c.build_config().filter_texture is False
-    widget.ridge_check.setChecked(True)
-    assert c.settings.ridge_filters is True and c.build_config().filter_texture is True
-    assert c.choices.project_fields()["training"]["ridge_filters"] is True  # saved with the project
-    widget.mode_multilabel.setChecked(True)
-    assert c.build_config().filter_texture is True
-
-
 def _uneven_painting(open_widget):
     """A 2D image with dim objects on a ramp stronger than their contrast, painted."""
     rng = np.random.default_rng(0)
