@@ -105,23 +105,25 @@ def test_closing_the_generator_saves_a_checkpoint(tmp_path):
     assert load_run(tmp_path / "run").iteration == 3
 
 
-def test_resume_continues_history(tmp_path):
+def _first_run(run_dir, iterations=2):
+    """A run of the blobs trained ``iterations`` steps: its image, paint, config and source."""
     img, lab, _ = blobs()
-    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, **TINY)
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=iterations, **TINY)
     src = SnapshotSource()
     src.put([TrainingImage(img, lab)])
-    run_all(train(cfg, src, tmp_path / "run"))
+    run_all(train(cfg, src, run_dir))
+    return img, lab, cfg, src
+
+
+def test_resume_continues_history(tmp_path):
+    img, lab, cfg, src = _first_run(tmp_path / "run", iterations=3)
     events = run_all(train(cfg, src, tmp_path / "run", resume=tmp_path / "run"))
     assert [e.iteration for e in events if isinstance(e, Progress)] == [4, 5, 6]
     assert len(load_run(tmp_path / "run").history) == 6
 
 
 def test_resume_with_other_classes_fails_clearly(tmp_path):
-    img, lab, _ = blobs()
-    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)
-    src = SnapshotSource()
-    src.put([TrainingImage(img, lab)])
-    run_all(train(cfg, src, tmp_path / "run"))
+    img, lab, _, src = _first_run(tmp_path / "run")
     lab3 = lab.copy()
     lab3[45, :] = 3
     src.put([TrainingImage(img, lab3)])
@@ -131,11 +133,7 @@ def test_resume_with_other_classes_fails_clearly(tmp_path):
 
 
 def test_resume_with_another_network_says_what_differs(tmp_path):
-    img, lab, _ = blobs()
-    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, **TINY)
-    src = SnapshotSource()
-    src.put([TrainingImage(img, lab)])
-    run_all(train(cfg, src, tmp_path / "run"))
+    img, lab, _, src = _first_run(tmp_path / "run")
     ridge = infer_config(img.shape, lab, "exclusive", iterations=2, filter_texture=True, **TINY)
     events = run_all(train(ridge, src, tmp_path / "b", resume=tmp_path / "run"))
     assert isinstance(events[-1], Failed) and events[-1].user_error
