@@ -175,10 +175,11 @@ class TrainConfig:
     infer_background
         Also learn unpainted pixels that look like the painted background as background
         (:mod:`segstudio.core.background`), in the same second loss term.
-    pairwise_weight, pairwise_radius, pairwise_sigma
+    pairwise_weight, pairwise_radius, pairwise_sigma, pairwise_guide
         Weight of the image-gated pairwise regulariser on every pixel
         (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
-        radius in pixels and its intensity scale (normalised image units).
+        radius in pixels, its gate's scale (normalised image units) and what the gate compares:
+        ``"intensity"`` or the local ``"texture"`` statistics.
     ema_decay, ema_warmup
         Exponential moving average of the weights (per step; 0 = off). Live previews and the
         saved model use the averaged weights, which change smoothly while training goes on.
@@ -235,6 +236,7 @@ class TrainConfig:
     pairwise_weight: float = 0.0
     pairwise_radius: int = 2
     pairwise_sigma: float = 0.1
+    pairwise_guide: str = "intensity"
     ema_decay: float = 0.95
     ema_warmup: float = 3.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -261,6 +263,8 @@ class TrainConfig:
             raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
         if not self.pairwise_weight >= 0:
             raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
+        if self.pairwise_guide not in ("intensity", "texture"):
+            raise UserInputError(f"pairwise_guide must be intensity or texture, got {self.pairwise_guide!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.ema_warmup > 1.0:

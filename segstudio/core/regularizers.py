@@ -12,7 +12,14 @@ exclusive (softmax) and multi-label (sigmoid) outputs.
 
     L = Σ_i Σ_{j ∈ N(i)} w_ij · P(label_i ≠ label_j) / Σ_i Σ_{j ∈ N(i)} 1
 
-    w_ij = exp(-‖g_i − g_j‖² / 2σ²)        (g: the input image, lightly smoothed)
+    w_ij = exp(-‖g_i − g_j‖² / 2σ²)        (g: the guide)
+
+The guide ``g`` is the input image lightly smoothed (``guide="intensity"``), or, for textures,
+its local statistics (``guide="texture"``): per channel the mean and standard deviation over a
+Gaussian window of :data:`TEXTURE_SCALE` pixels in-plane. With intensity, the dark gaps between
+a texture's grains look unlike the grains and the term lets the label change there; with the
+local statistics the whole texture looks alike and only region borders (a change of mean or of
+contrast) let it change.
 
 with ``P(label_i ≠ label_j) = 1 − Σ_k p_ik p_jk`` for softmax outputs and the per-channel mean
 of ``p_i (1 − p_j) + (1 − p_i) p_j`` for sigmoid outputs. The window holds the in-plane offsets
@@ -27,7 +34,12 @@ from torch import nn
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
 
-__all__ = ["PairwiseAffinityLoss", "window_offsets"]
+__all__ = ["GUIDES", "TEXTURE_SCALE", "PairwiseAffinityLoss", "window_offsets"]
+
+#: What the regulariser compares neighbours by.
+GUIDES: tuple[str, ...] = ("intensity", "texture")
+#: In-plane σ (pixels) of the window the ``texture`` guide takes its statistics over.
+TEXTURE_SCALE = 3.0
 
 
 def window_offsets(spatial_dims: int, radius: int) -> list[tuple[int, ...]]:
@@ -69,11 +81,16 @@ class PairwiseAffinityLoss(nn.Module):
         In-plane window radius in pixels.
     sigma
         Intensity scale of the gate, in units of the normalised image (``p1 .. p99.8`` → 0 .. 1).
+    guide
+        ``"intensity"`` or ``"texture"`` (see the module notes).
     """
 
     def __init__(self, mode: str, spatial_dims: int, radius: int = 2, sigma: float = 0.1,
-                 form: str = "quadratic") -> None:
+                 form: str = "quadratic", guide: str = "intensity") -> None:
         super().__init__()
+        if guide not in GUIDES:
+            raise ValueError(f"guide must be one of {', '.join(GUIDES)}, got {guide!r}")
+        self.guide_kind = guide
         if form not in ("potts", "quadratic"):
             raise ValueError(f"form must be 'potts' or 'quadratic', got {form!r}")
         self.form = form
@@ -87,11 +104,34 @@ class PairwiseAffinityLoss(nn.Module):
         self.sigma = float(sigma)
 
     def guide(self, image: torch.Tensor) -> torch.Tensor:
-        """The gating image: ``image`` averaged over 3×3 in-plane (noise), float32."""
+        """The gating image: ``image`` averaged over 3×3 in-plane (noise), float32; or, with the
+        ``texture`` guide, each channel's local mean and standard deviation."""
         x = image.float()
+        if self.guide_kind == "texture":
+            mean = self._smooth(x)
+            std = torch.sqrt(torch.clamp(self._smooth(x * x) - mean * mean, min=0.0) + 1e-12)
+            return torch.cat([mean, std], dim=1)
         k = (3, 3) if self.spatial_dims == 2 else (1, 3, 3)
         pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
         return pool(x, k, stride=1, padding=tuple(s // 2 for s in k), count_include_pad=False)
+
+    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (``(N, C, *spatial)``) smoothed in-plane by a Gaussian of :data:`TEXTURE_SCALE` px."""
+        from segstudio.core.features import gaussian_kernels
+
+        k = gaussian_kernels(TEXTURE_SCALE)[0].to(x)
+        r = k.numel() // 2
+        n, c = x.shape[:2]
+        y = x.reshape(n * c, 1, *x.shape[2:])
+        nd = self.spatial_dims
+        conv = F.conv2d if nd == 2 else F.conv3d
+        for axis in (nd - 2, nd - 1):  # the two in-plane axes
+            shape = [1, 1] + [1] * nd
+            shape[2 + axis] = k.numel()
+            pad = [0, 0] * nd
+            pad[2 * (nd - 1 - axis)] = pad[2 * (nd - 1 - axis) + 1] = r
+            y = conv(F.pad(y, pad, mode="replicate"), k.reshape(shape))
+        return y.reshape(x.shape)
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The regulariser for ``logits`` ``(N, K, *spatial)`` and the input ``image`` ``(N, C, *spatial)``."""

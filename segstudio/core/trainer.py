@@ -294,7 +294,8 @@ class Trainer:
         self.model = model_from_config(cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.pairwise = (
-            PairwiseAffinityLoss(cfg.mode, cfg.spatial_dims, cfg.pairwise_radius, cfg.pairwise_sigma)
+            PairwiseAffinityLoss(cfg.mode, cfg.spatial_dims, cfg.pairwise_radius, cfg.pairwise_sigma,
+                                 guide=cfg.pairwise_guide)
             if cfg.pairwise_weight > 0 else None
         )
         if self.resume is not None:
