@@ -50,8 +50,8 @@ from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
-_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units", "filter_texture": "ridge filters"}
-
+_LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units",
+           "filter_texture": "ridge filters"}
 
 
 def _difference(field: str, there: Any, here: Any) -> str:
