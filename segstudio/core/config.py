@@ -145,7 +145,8 @@ class TrainConfig:
         (runs written before; see :mod:`segstudio.core.features`).
     filter_texture
         Add the Hessian's anisotropy (ridges and fibres against grains) to every input filter
-        scale: one more channel per scale (:mod:`segstudio.core.features`).
+        scale: one more channel per scale (:mod:`segstudio.core.features`). Off: level on the
+        quality matrix (benchmarks/RESULTS.md, *Ridge filters*).
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -179,7 +180,9 @@ class TrainConfig:
         Weight of the image-gated pairwise regulariser on every pixel
         (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`; 0 = off), its in-plane window
         radius in pixels, its gate's scale (normalised image units) and what the gate compares:
-        ``"intensity"`` or the local ``"texture"`` statistics.
+        ``"intensity"`` or the local ``"texture"`` statistics. Off (weight 0): level on the
+        quality matrix with either guide (benchmarks/RESULTS.md, *The pairwise regulariser with
+        a texture guide*).
     ema_decay, ema_warmup
         Exponential moving average of the weights (per step; 0 = off). Live previews and the
         saved model use the averaged weights, which change smoothly while training goes on.

@@ -24,7 +24,9 @@ plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channe
 
 which is large on ridges and fibres (one strong curvature) and small on round grains and
 flat regions (equal or no curvature): the cue the random forest's Hessian-eigenvalue features
-give it on textures of the same brightness. It is rotation invariant like the others.
+give it on textures of the same brightness. It is rotation invariant like the others. Runs
+have it off (``TrainConfig.filter_texture``): on the quality matrix it was level
+(benchmarks/RESULTS.md, *Ridge filters*).
 
 Derivatives are taken per physical unit (``units="physical"``, the default): on an
 anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
