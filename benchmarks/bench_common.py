@@ -128,3 +128,8 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``--set field=value`` arguments as a dict of overrides (values by :func:`parse_value`)."""
+    return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}

@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     paint_timer.timeout.connect(stroke)
 
     if args.config:
-        from bench_common import parse_value
+        from bench_common import parse_sets
 
-        overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.config)}
+        overrides = parse_sets(args.config)
         build = ctl.build_config
         ctl.build_config = lambda **kw: build(**kw).replace(**overrides)  # what Train uses
     clock.start()

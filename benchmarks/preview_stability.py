@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import parse_value  # noqa: E402
+from bench_common import parse_sets  # noqa: E402
 from gui_responsiveness import nucleus_dice, steadiness  # noqa: E402  (the app benchmark's own scores)
 
 #: Steps that stand for the app's first 10 s, per sample (2 cores, Xvfb; README's table).
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     use_bn_warmup(args.bn_warmup)
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_sets(args.set)
     steps = args.steps or STEPS[args.sample]
     every = args.every or EVERY[args.sample]
     settle = SETTLE[args.sample] if args.settle is None else args.settle

@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import users  # noqa: E402
 from baseline_rf import rf_baseline  # noqa: E402
-from bench_common import parse_value  # noqa: E402
+from bench_common import parse_sets  # noqa: E402
 
 MODES = ("exclusive", "multilabel")
 #: Default training budget in seconds of wall clock (the issue's "60 s CPU training").
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(summary(rows))
         print(verdicts(rows))
         return
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_sets(args.set)
     fams = args.families or (QUICK["families"] if args.quick else list(fam.FAMILIES))
     dims = args.dims or (QUICK["dims"] if args.quick else [2, 3])
     habits = args.habits or (QUICK["habits"] if args.quick else list(users.HABITS))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam
 import quality
 import users
-from bench_common import parse_value
+from bench_common import parse_sets
 
 #: Class colours of the picture (0 = unpainted: black).
 COLORS = np.array([(0, 0, 0), (0.2, 0.2, 0.9), (0.9, 0.6, 0.1), (0.1, 0.8, 0.2), (0.9, 0.2, 0.2)], np.float32)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     paint, truth = painting.paintings, painting.truth
     forest = quality.rf_predict(sample.image, paint, "exclusive")
     session = quality.Session(sample, paint, "exclusive", len(painting.class_names), args.seed,
-                              {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)},
+                              parse_sets(args.set),
                               steps=args.steps)
     try:
         session.train(steps=args.steps)

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_rf import scores  # noqa: E402
-from bench_common import parse_value  # noqa: E402
+from bench_common import parse_sets  # noqa: E402
 
 from segstudio.core.data import AugmentConfig, SnapshotSource, TrainingImage  # noqa: E402
 from segstudio.core.predictor import Predictor  # noqa: E402
@@ -159,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--outline-shift", type=int, default=0,
                    help="probe: move the traced outlines this many pixels outward (>0) or inward (<0)")
     args = p.parse_args(argv)
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_sets(args.set)
     if args.aug:
-        overrides["augment"] = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.aug)}
+        overrides["augment"] = parse_sets(args.aug)
     per_phase: list[list[dict[str, float]]] = [[] for _ in args.iters]
     t0 = time.perf_counter()
     for s in args.seeds:

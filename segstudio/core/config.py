@@ -98,6 +98,10 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
 #: (runs written before; see :mod:`segstudio.core.features`).
 FILTER_UNITS: tuple[str, ...] = ("physical", "voxel")
 
+#: What the pairwise regulariser's gate compares neighbours by
+#: (:class:`segstudio.core.regularizers.PairwiseAffinityLoss`).
+PAIRWISE_GUIDES: tuple[str, ...] = ("intensity", "texture")
+
 #: Default U-Net normalisation. InstanceNorm normalises every patch by its own statistics and
 #: so discards absolute intensity, the strongest cue sparse strokes give; BatchNorm keeps it
 #: (benchmarks/RESULTS.md: 3D nucleus Dice 0.35 -> 0.50, 2D 0.74 -> 0.82 at equal steps).
@@ -266,8 +270,8 @@ class TrainConfig:
             raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
         if not self.pairwise_weight >= 0:
             raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
-        if self.pairwise_guide not in ("intensity", "texture"):
-            raise UserInputError(f"pairwise_guide must be intensity or texture, got {self.pairwise_guide!r}")
+        if self.pairwise_guide not in PAIRWISE_GUIDES:
+            raise UserInputError(f"pairwise_guide must be {' or '.join(PAIRWISE_GUIDES)}, got {self.pairwise_guide!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.ema_warmup > 1.0:

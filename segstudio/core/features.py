@@ -73,6 +73,21 @@ def config_bank(config: TrainConfig) -> FilterBank:
     )
 
 
+def correlate_along(x: torch.Tensor, kernels: torch.Tensor, axis: int, spatial_dims: int) -> torch.Tensor:
+    """Correlate ``x`` (``(B, 1, *spatial)``) with ``k`` 1D ``kernels`` (``(k, L)``, ``L`` odd) along
+    spatial ``axis``, borders padded by replication → ``(B, k, *spatial)``."""
+    r = kernels.shape[-1] // 2
+    nd = spatial_dims
+    shape = [kernels.shape[0], 1] + [1] * nd
+    shape[2 + axis] = kernels.shape[-1]
+    pad = [0, 0] * nd
+    pad[2 * (nd - 1 - axis)] = r
+    pad[2 * (nd - 1 - axis) + 1] = r
+    xp = F.pad(x, pad, mode="replicate")
+    conv = F.conv2d if nd == 2 else F.conv3d
+    return conv(xp, kernels.reshape(shape).to(x.dtype))
+
+
 def axis_sigmas(sigma: float, spatial_dims: int, spacing: Sequence[float] | None) -> tuple[float, ...]:
     """Per-axis σ in pixels for a σ given in pixels along the finest axis (anisotropic volumes)."""
     if spacing is None:
@@ -163,16 +178,7 @@ class FilterBank(nn.Module):
 
     def _along(self, x: torch.Tensor, kernels: torch.Tensor, axis: int) -> torch.Tensor:
         """Correlate ``x`` (``(B, 1, *spatial)``) with ``k`` 1D kernels on ``axis`` → ``(B, k, ...)``."""
-        r = kernels.shape[-1] // 2
-        nd = self.spatial_dims
-        shape = [kernels.shape[0], 1] + [1] * nd
-        shape[2 + axis] = kernels.shape[-1]
-        pad = [0, 0] * nd
-        pad[2 * (nd - 1 - axis)] = r
-        pad[2 * (nd - 1 - axis) + 1] = r
-        xp = F.pad(x, pad, mode="replicate")
-        conv = F.conv2d if nd == 2 else F.conv3d
-        return conv(xp, kernels.reshape(shape).to(x.dtype))
+        return correlate_along(x, kernels, axis, self.spatial_dims)
 
     def _orders(self) -> list[tuple[int, ...]]:
         """The derivative orders the features need: none, first and second per axis, mixed."""

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
+from segstudio.core.config import PAIRWISE_GUIDES as GUIDES
+from segstudio.core.features import correlate_along, gaussian_kernels
 
 __all__ = ["GUIDES", "TEXTURE_SCALE", "PairwiseAffinityLoss", "window_offsets"]
 
-#: What the regulariser compares neighbours by.
-GUIDES: tuple[str, ...] = ("intensity", "texture")
 #: In-plane σ (pixels) of the window the ``texture`` guide takes its statistics over.
 TEXTURE_SCALE = 3.0
 
@@ -117,20 +117,11 @@ class PairwiseAffinityLoss(nn.Module):
 
     def _smooth(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (``(N, C, *spatial)``) smoothed in-plane by a Gaussian of :data:`TEXTURE_SCALE` px."""
-        from segstudio.core.features import gaussian_kernels
-
-        k = gaussian_kernels(TEXTURE_SCALE)[0].to(x)
-        r = k.numel() // 2
-        n, c = x.shape[:2]
-        y = x.reshape(n * c, 1, *x.shape[2:])
+        k = gaussian_kernels(TEXTURE_SCALE)[:1].to(x)
         nd = self.spatial_dims
-        conv = F.conv2d if nd == 2 else F.conv3d
+        y = x.reshape(-1, 1, *x.shape[2:])
         for axis in (nd - 2, nd - 1):  # the two in-plane axes
-            shape = [1, 1] + [1] * nd
-            shape[2 + axis] = k.numel()
-            pad = [0, 0] * nd
-            pad[2 * (nd - 1 - axis)] = pad[2 * (nd - 1 - axis) + 1] = r
-            y = conv(F.pad(y, pad, mode="replicate"), k.reshape(shape))
+            y = correlate_along(y, k, axis, nd)
         return y.reshape(x.shape)
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
