@@ -108,7 +108,9 @@ PAIRWISE_GUIDES: tuple[str, ...] = ("intensity", "texture")
 DEFAULT_NORM = "batch"
 
 #: The fields that define the network's architecture (and so which weights fit it).
-NETWORK_FIELDS: tuple[str, ...] = ("model", "features", "input_filters", "filter_units", "filter_texture", "norm")
+NETWORK_FIELDS: tuple[str, ...] = (
+    "model", "features", "input_filters", "filter_units", "filter_texture", "filter_context", "norm",
+)
 
 #: Default training patch per image rank.
 DEFAULT_PATCH: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (16, 64, 64)}
@@ -151,6 +153,11 @@ class TrainConfig:
         Add the Hessian's anisotropy (ridges and fibres against grains) to every input filter
         scale: one more channel per scale (:mod:`segstudio.core.features`). Off: level on the
         quality matrix (benchmarks/RESULTS.md, *Ridge filters*).
+    filter_context
+        Region scales (pixels along the finest axis) of the input filters: per scale the local
+        mean, standard deviation and structure-tensor anisotropy, three channels that are the
+        same for a texture's grains and its gaps (:mod:`segstudio.core.features`); ``()`` =
+        none.
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -217,6 +224,7 @@ class TrainConfig:
     input_filters: tuple[float, ...] | None = None
     filter_units: str = "physical"
     filter_texture: bool = False
+    filter_context: tuple[float, ...] = ()
     norm: str = DEFAULT_NORM
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None
@@ -262,6 +270,7 @@ class TrainConfig:
             raise UserInputError(f"images must be 2D or 3D, got {self.spatial_dims} spatial dimensions")
         filters = DEFAULT_INPUT_FILTERS[self.spatial_dims] if self.input_filters is None else self.input_filters
         object.__setattr__(self, "input_filters", tuple(float(s) for s in filters))
+        object.__setattr__(self, "filter_context", tuple(float(s) for s in self.filter_context))
         if self.filter_units not in FILTER_UNITS:
             raise UserInputError(
                 f"filter_units must be one of {', '.join(FILTER_UNITS)}, got {self.filter_units!r}"
@@ -331,7 +340,7 @@ class TrainConfig:
         kw: dict[str, Any] = {k: v for k, v in data.items() if k in known}
         tuple_fields = (
             "class_names", "class_colors", "features", "patch_size", "weight_clamp", "percentiles", "spacing",
-            "input_filters", "outline_halo",
+            "input_filters", "outline_halo", "filter_context",
         )
         # Runs written before input filters existed had none (whatever today's default is).
         kw.setdefault("input_filters", ())

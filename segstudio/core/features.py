@@ -16,7 +16,8 @@ Per image channel and scale ``σ`` the features are (scale-normalised):
 - ``σ · |∇(G_σ * x)|`` (gradient magnitude),
 - ``σ² · Δ(G_σ * x)`` (Laplacian of Gaussian),
 
-plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel. With
+plus the channel itself, i.e. ``1 + 3 · len(sigmas)`` channels per image channel (and
+``3 · len(context)`` more, below). With
 ``texture=True`` each scale adds one more, the Hessian's anisotropy
 
 - ``σ² · ‖H − (tr H / d) I‖_F`` (the norm of the Hessian's trace-free part; in 2D
@@ -27,6 +28,19 @@ flat regions (equal or no curvature): the cue the random forest's Hessian-eigenv
 give it on textures of the same brightness. It is rotation invariant like the others. Runs
 have it off (``TrainConfig.filter_texture``): on the quality matrix it was level
 (benchmarks/RESULTS.md, *Ridge filters*).
+
+Per *region scale* ``ρ`` (``context``) three more channels describe the neighbourhood rather
+than the pixel, as a random forest's σ 8-16 features do:
+
+- ``G_ρ * x`` (the local mean),
+- ``sqrt(G_ρ * x² − (G_ρ * x)²)`` (the local standard deviation: how textured),
+- ``‖S − (tr S / d) I‖_F / tr S`` with ``S = G_ρ * (∇u ∇uᵀ)``, ``u = G_1 * x`` (the anisotropy
+  of the structure tensor: 0 where the gradients around point every way, as in grains or
+  noise, up to ``√((d − 1) / d)`` where they share one direction, as in fibres).
+
+A texture's grains and the gaps between them differ most in intensity; these channels are the
+same for both, so that the network can call the whole region one class
+(benchmarks/RESULTS.md, *Region statistics*).
 
 Derivatives are taken per physical unit (``units="physical"``, the default): on an
 anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
@@ -54,22 +68,32 @@ TRUNCATE = 3.0
 FEATURES_PER_SCALE = 3
 
 
-def n_filter_channels(in_channels: int, sigmas: Sequence[float], texture: bool = False) -> int:
+#: Features per region scale (``context``): local mean, local standard deviation, and the
+#: anisotropy of the local structure tensor.
+FEATURES_PER_REGION = 3
+#: Inner scale (pixels along the finest axis) of the gradients the structure tensor averages.
+REGION_INNER_SIGMA = 1.0
+
+
+def n_filter_channels(
+    in_channels: int, sigmas: Sequence[float], texture: bool = False, context: Sequence[float] = ()
+) -> int:
     """Number of network input channels after the filter bank (``in_channels`` if no scales)."""
     per_scale = FEATURES_PER_SCALE + int(bool(texture))
-    return int(in_channels) * (1 + per_scale * len(tuple(sigmas)))
+    n = 1 + per_scale * len(tuple(sigmas)) + FEATURES_PER_REGION * len(tuple(context))
+    return int(in_channels) * n
 
 
 def config_channels(config: TrainConfig) -> int:
     """Network input channels for a run's config (after its filter bank)."""
-    return n_filter_channels(config.in_channels, config.input_filters, config.filter_texture)
+    return n_filter_channels(config.in_channels, config.input_filters, config.filter_texture, config.filter_context)
 
 
 def config_bank(config: TrainConfig) -> FilterBank:
     """The filter bank a run's config describes (its scales, spacing, units and texture)."""
     return FilterBank(
         config.spatial_dims, config.input_filters, config.spacing,
-        units=config.filter_units, texture=config.filter_texture,
+        units=config.filter_units, texture=config.filter_texture, context=config.filter_context,
     )
 
 
@@ -120,7 +144,7 @@ def gaussian_kernels(sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
 
 
 class FilterBank(nn.Module):
-    """Fixed multiscale filters: ``(N, C, *spatial)`` → ``(N, C·(1 + 3·len(σ)), *spatial)``.
+    """Fixed multiscale filters: ``(N, C, *spatial)`` → ``(N, C·(1 + 3·len(σ) + 3·len(ρ)), *spatial)``.
 
     Parameters
     ----------
@@ -135,6 +159,9 @@ class FilterBank(nn.Module):
         ``"voxel"``: per voxel of each axis (runs written before the physical rule).
     texture
         Add the Hessian's anisotropy per scale (one more channel per scale).
+    context
+        Region scales (pixels along the finest axis): per scale the local mean, standard
+        deviation and structure-tensor anisotropy (:meth:`_regions`).
 
     Notes
     -----
@@ -149,6 +176,7 @@ class FilterBank(nn.Module):
         spacing: Sequence[float] | None = None,
         units: str = "physical",
         texture: bool = False,
+        context: Sequence[float] = (),
     ) -> None:
         super().__init__()
         self.texture = bool(texture)
@@ -175,6 +203,32 @@ class FilterBank(nn.Module):
                 self.register_buffer(name, gaussian_kernels(max(s, 0.3)), persistent=False)
                 names.append(name)
             self._names.append(names)
+        self.context = tuple(float(s) for s in context)
+        if any(s <= 0 for s in self.context):
+            raise ValueError(f"region scales must be > 0, got {self.context}")
+        self._region_names: list[list[str]] = []
+        for i, sigma in enumerate(self.context):
+            names = []
+            for a, s in enumerate(axis_sigmas(sigma, spatial_dims, spacing)):
+                name = f"r{i}_{a}"
+                self.register_buffer(name, gaussian_kernels(max(s, 0.3))[:1], persistent=False)
+                names.append(name)
+            self._region_names.append(names)
+        if self.context:
+            for a, s in enumerate(axis_sigmas(REGION_INNER_SIGMA, spatial_dims, spacing)):
+                self.register_buffer(f"g_{a}", gaussian_kernels(max(s, 0.3))[:2], persistent=False)
+
+    def radius(self) -> tuple[int, ...]:
+        """Per-axis radius (voxels) of the input a feature depends on: the widest kernel, and for
+        the region channels the gradient's kernel plus the region's."""
+        out = []
+        for a in range(self.spatial_dims):
+            r = max((getattr(self, names[a]).shape[-1] // 2 for names in self._names), default=0)
+            if self.context:
+                inner = getattr(self, f"g_{a}").shape[-1] // 2
+                r = max(r, inner + max(getattr(self, names[a]).shape[-1] // 2 for names in self._region_names))
+            out.append(r)
+        return tuple(out)
 
     def _along(self, x: torch.Tensor, kernels: torch.Tensor, axis: int) -> torch.Tensor:
         """Correlate ``x`` (``(B, 1, *spatial)``) with ``k`` 1D kernels on ``axis`` → ``(B, k, ...)``."""
@@ -209,7 +263,7 @@ class FilterBank(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the image channels followed by the filter responses per channel and scale."""
-        if not self.sigmas:
+        if not self.sigmas and not self.context:
             return x
         n, c = x.shape[:2]
         spatial = x.shape[2:]
@@ -231,6 +285,8 @@ class FilterBank(nn.Module):
             outs += [d[zero], sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
             if self.texture:
                 outs.append(sigma**2 * self._anisotropy(d, lap))
+        if self.context:
+            outs += self._regions(flat)
         y = torch.cat(outs, dim=1)  # (n*c, 1 + (3 or 4)·S, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
 
@@ -247,11 +303,51 @@ class FilterBank(nn.Module):
                 total = total + 2.0 * (self.axis_scale[a] * self.axis_scale[b] * d[mixed]) ** 2
         return torch.sqrt(total + 1e-12)
 
+    def _smooth(self, y: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+        """Gaussian-smooth every channel of ``y`` (``(B, k, *spatial)``) with the kernels ``names``."""
+        b, k = y.shape[:2]
+        out = y.reshape(b * k, 1, *y.shape[2:])
+        for a, name in enumerate(names):
+            out = self._along(out, getattr(self, name), a)
+        return out.reshape(b, k, *y.shape[2:])
+
+    def _regions(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Per region scale: the local mean, standard deviation and structure-tensor anisotropy.
+
+        The tensor ``S = G_ρ * (∇u ∇uᵀ)`` averages the outer products of the gradients of
+        ``u = G_1 * x`` (per physical unit) over the region scale ``ρ``; its anisotropy is
+        ``‖S − (tr S / d) I‖_F / tr S``, 0 where gradients point every way (grains, noise) and up
+        to ``√((d − 1) / d)`` where they share one direction (fibres).
+        """
+        nd = self.spatial_dims
+        grads = []
+        for a in range(nd):
+            y = flat
+            for b in range(nd):
+                kern = getattr(self, f"g_{b}")
+                y = self._along(y, kern[1:2] if b == a else kern[:1], b)
+            grads.append(self.axis_scale[a] * y)
+        pairs = [(a, b) for a in range(nd) for b in range(a, nd)]
+        moments = torch.cat([flat, flat * flat] + [grads[a] * grads[b] for a, b in pairs], dim=1)
+        outs: list[torch.Tensor] = []
+        for names in self._region_names:
+            m = self._smooth(moments, names)
+            mean, second = m[:, :1], m[:, 1:2]
+            std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0) + 1e-12)
+            tensor = {pair: m[:, 2 + i : 3 + i] for i, pair in enumerate(pairs)}
+            trace = sum(tensor[(a, a)] for a in range(nd))
+            dev = sum((tensor[(a, a)] - trace / nd) ** 2 for a in range(nd))
+            dev = dev + sum(2.0 * tensor[(a, b)] ** 2 for a, b in pairs if a != b)
+            # ε keeps flat regions (no gradient at all) at 0; normalised images have traces of
+            # 1e-4 and more where there is noise or texture
+            outs += [mean, std, torch.sqrt(dev + 1e-20) / (trace + 1e-6)]
+        return outs
+
     def extra_repr(self) -> str:
         """Show the scales."""
         return (
             f"spatial_dims={self.spatial_dims}, sigmas={self.sigmas}, axis_scale={self.axis_scale}, "
-            f"texture={self.texture}"
+            f"texture={self.texture}, context={self.context}"
         )
 
 

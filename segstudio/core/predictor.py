@@ -156,13 +156,8 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
             jump //= stride[axis]
             r += (stride[axis] - 1) * jump + 2 * jump  # transposed convolution, two convolutions
         radius.append(r)
-    if config.input_filters:
-        bank = config_bank(config)
-        extra = [0] * config.spatial_dims
-        for name, kernels in bank.named_buffers():  # k<scale>_<axis>: (3, 2 r + 1) kernels
-            axis = int(name.rsplit("_", 1)[1])
-            extra[axis] = max(extra[axis], kernels.shape[-1] // 2)
-        radius = [r + e for r, e in zip(radius, extra)]
+    if config.input_filters or config.filter_context:
+        radius = [r + e for r, e in zip(radius, config_bank(config).radius())]
     return tuple(radius)
 
 

@@ -51,7 +51,7 @@ from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
 _LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units",
-           "filter_texture": "ridge filters"}
+           "filter_texture": "ridge filters", "filter_context": "region scales"}
 
 
 def _difference(field: str, there: Any, here: Any) -> str:
@@ -59,6 +59,10 @@ def _difference(field: str, there: Any, here: Any) -> str:
     label = _LABELS.get(field, field)
     if isinstance(there, bool):
         return f"{label} {'on' if there else 'off'} there, {'on' if here else 'off'} here"
+    if isinstance(there, (tuple, list)) and isinstance(here, (tuple, list)):
+        def scales(v: Sequence[Any]) -> str:
+            return ", ".join(f"{float(s):g}" for s in v) if v else "none"
+        return f"{label} {scales(there)} there, {scales(here)} here"
     return f"{there} {label} there, {here} {label} here"
 
 #: Seconds of training before the first ``Preview`` (later ones every ``preview_every_s``).

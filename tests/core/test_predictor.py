@@ -130,6 +130,9 @@ def test_a_band_of_output_rows_is_bounded(monkeypatch):
     (TrainConfig(n_classes=2, spatial_dims=2, features=(4, 8, 16, 32), norm="none", input_filters=()), (200, 200)),
     (TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8, 16), spacing=(3.0, 1.0, 1.0),
                  patch_size=(16, 64, 64)), (36, 72, 72)),
+    (TrainConfig(n_classes=2, spatial_dims=2, features=(8, 16), norm="none", filter_context=(4.0,)), (120, 120)),
+    (TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8), spacing=(2.0, 0.5, 0.5), norm="none",
+                 filter_context=(4.0,), patch_size=(8, 32, 32)), (24, 96, 96)),
 ])
 def test_receptive_radius_bounds_the_measured_field(cfg, size):
     """The gradient of one output voxel reaches no input voxel beyond the radius (and the
@@ -153,6 +156,7 @@ def test_receptive_radius_bounds_the_measured_field(cfg, size):
     (2, (5, 130), (6, 40), dict(features=(4, 8))),
     (3, (9, 61, 57), (9, 40, 40), dict(features=(4, 8), spacing=(2.5, 1.0, 1.0), patch_size=(8, 32, 32))),
     (3, (20, 130, 66), (20, 112, 68), dict(features=(4, 8, 16), input_filters=(), norm="none", patch_size=(8, 16, 16))),
+    (2, (90, 150), (64, 64), dict(features=(4, 8), filter_context=(4.0,))),
 ])
 def test_tiled_prediction_equals_one_forward_pass(dims, shape, tile, kw):
     """Several small tiles or one large one: the result is that of one pass over the image."""

@@ -138,6 +138,10 @@ def test_resume_with_another_network_says_what_differs(tmp_path):
     events = run_all(train(ridge, src, tmp_path / "b", resume=tmp_path / "run"))
     assert isinstance(events[-1], Failed) and events[-1].user_error
     assert "(ridge filters off there, on here)" in events[-1].message
+    region = infer_config(img.shape, lab, "exclusive", iterations=2, filter_context=(8.0,), **TINY)
+    events = run_all(train(region, src, tmp_path / "c", resume=tmp_path / "run"))
+    assert isinstance(events[-1], Failed) and events[-1].user_error
+    assert "(region scales none there, 8 here)" in events[-1].message
 
 
 def test_empty_paintings_fail_with_a_message():
