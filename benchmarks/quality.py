@@ -157,7 +157,8 @@ class Session:
                  seconds: float | None = None, device: str = "cpu") -> None:
         """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
         from segstudio.core.background import background_unevenness
-        from segstudio.core.config import use_wide_context, wide_context_filters
+        from segstudio.core.config import use_textures, use_wide_context, wide_context_filters
+        from segstudio.core.textures import texture_gain
         from segstudio.core.data import SnapshotSource, TrainingImage
         from segstudio.core.trainer import Trainer, infer_config
 
@@ -169,12 +170,18 @@ class Session:
         overrides = dict(overrides)
         choice = overrides.pop("wide_context", "auto")
         uneven = background_unevenness(sample.image, paint, mode) if sample.image.ndim == 2 else None
+        # textures likewise (auto: by the first paintings' texture gain), unless set
+        textures = overrides.pop("textures", "auto")
+        gain = texture_gain(sample.image, paint, mode, None, sample.spacing) if textures == "auto" else None
         cfg = infer_config(sample.image.shape, paint, mode, n_classes=n_classes, iterations=steps,
                            wide_context=use_wide_context(choice, sample.image.ndim, uneven),
+                           textures=use_textures(textures, gain),
                            minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
                            seed=seed, device=device, **overrides)
         #: Whether this session trains with wide context's filters (recorded in every row).
         self.wide = sample.image.ndim == 2 and tuple(cfg.input_filters) == wide_context_filters(2)
+        #: Whether it adds the region statistics of *textures* (recorded in every row).
+        self.textures = bool(cfg.filter_context)
         self.source = SnapshotSource()
         self.source.put([TrainingImage(sample.image, paint)])
         self.trainer = Trainer(cfg, self.source, None)
@@ -260,7 +267,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
         if habit != "corrections":
             session.train(seconds=seconds, steps=steps)
             row("segstudio", "final", session.predict(), painting, iterations=session.iteration,
-                seconds=round(session.seconds, 1), wide_context=session.wide)
+                seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures)
         else:
             half = {"seconds": None if seconds is None else seconds / 2, "steps": None if steps is None else steps // 2}
             p = painting
@@ -268,7 +275,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
                 session.train(**half)
                 pred = session.predict()
                 row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
-                    seconds=round(session.seconds, 1), wide_context=session.wide)
+                    seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures)
                 if r < 2:
                     p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
                     session.paint(paint_of(p))
@@ -283,7 +290,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 
 
 #: Row fields that are not scores.
-META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context")
+META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context", "textures")
 
 
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:
@@ -334,6 +341,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 parts_r[0] += f" ({pb:.2f})"
             its = _mean(ss, "iterations")
             wide = ", wide context" if any(r.get("wide_context") for r in ss) else ""
+            wide += ", textures" if any(r.get("textures") for r in ss) else ""
             lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {ph} ({its:.0f} it{wide}) | "
                          f"{' · '.join(parts_s)} | {' · '.join(parts_r)} | {', '.join(worse) or '—'} |")
     return "\n".join(lines)

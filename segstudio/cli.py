@@ -146,6 +146,30 @@ def _wide_context(args: argparse.Namespace, first: TrainingImage) -> bool:
     return wide
 
 
+def _textures(args: argparse.Namespace, first: TrainingImage, spacing: Sequence[float] | None) -> bool:
+    """Whether this run adds the region statistics (*textures*): ``--textures`` (or the
+    project's choice), on ``auto`` by the first image's paintings
+    (:func:`~segstudio.core.config.use_textures`; said on stderr when it turns them on) unless
+    the run resumes one."""
+    import numpy as np
+
+    from segstudio.core.config import TEXTURE_GAIN, textures_choice, use_textures
+    from segstudio.core.textures import texture_gain
+
+    choice = textures_choice(getattr(args, "textures", None))
+    if choice == "auto" and getattr(args, "resume", None):
+        return False  # the resumed run's network decides (see cmd_train)
+    gain = None
+    if choice == "auto":
+        gain = texture_gain(np.asarray(first.image), np.asarray(first.paintings), args.mode, first.channel_axis,
+                            spacing)
+    on = use_textures(choice, gain)
+    if on and choice == "auto":
+        print(f"textures: on (auto): your classes differ more in texture than in brightness (gain {gain:.2f} > "
+              f"{TEXTURE_GAIN}; --textures off to train without)", file=sys.stderr)
+    return on
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
@@ -193,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, features=MODEL_PRESETS[args.model_size or "fast"], amp=not args.no_amp,
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
-        wide_context=_wide_context(args, first),
+        wide_context=_wide_context(args, first), textures=_textures(args, first, spacing),
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -211,7 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
-    if args.resume and not args.model_size and args.wide_context in (None, "auto"):
+    if args.resume and not args.model_size and args.wide_context in (None, "auto") \
+            and args.textures in (None, "auto"):
         # Continue with the resumed run's network, even one trained with other defaults.
         from segstudio.core.run import read_run_config
 
@@ -299,7 +324,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
-    from segstudio.core.config import wide_context_choice
+    from segstudio.core.config import textures_choice, wide_context_choice
     from segstudio.core.project import (
         find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
@@ -355,6 +380,11 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
+    if getattr(args, "textures", None) is None and "textures" in project.training:  # chosen in the app
+        try:
+            args.textures = textures_choice(project.training["textures"])
+        except UserInputError:
+            pass  # a hand-edited value: auto
     if getattr(args, "wide_context", None) is None and "wide_context" in project.training:  # chosen in the app
         try:
             args.wide_context = wide_context_choice(project.training["wide_context"])
@@ -991,6 +1021,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "more than the objects' contrast (worse on textures and isolated blobs); auto (the "
                         "default): on when the painted background of a 2D image varies more than the classes "
                         "differ from it; --wide-context alone: on")
+    t.add_argument("--textures", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
+                   help="region statistics as well (local mean, variation and edge direction over ~8 px) for "
+                        "classes that differ in texture more than in brightness: much better on textured "
+                        "tissue, a little worse and slower on separate bright objects; auto (the default): on "
+                        "when a region statistic tells your painted classes apart better than brightness; "
+                        "--textures alone: on")
     t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

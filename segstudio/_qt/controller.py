@@ -59,7 +59,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import TrainConfig, wide_context_choice, wide_context_filters
+from segstudio.core.config import TrainConfig, textures_choice, wide_context_choice, wide_context_filters
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -785,7 +785,8 @@ class SegController(QObject):
         self.images.edited(snapshot.version)  # painted on a predicted image: reviewed
         c = self.choices
         key = (snapshot.image, snapshot.version, tuple(sorted(c.pins().items())), c.weight_method,
-               len(c.classes), self.is_training, self.images.training_key(), c.train.wide_context)
+               len(c.classes), self.is_training, self.images.training_key(), c.train.wide_context,
+               c.train.textures)
         if key == self._offered:
             return
         self._offered = key
@@ -799,7 +800,8 @@ class SegController(QObject):
         entry = self.images.current_entry()
         return Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(), c.weight_method,
                          len(c.classes), c.weight_clamp, self.images.others(),
-                         None if entry is None else entry.holdout(), c.train.wide_context)
+                         None if entry is None else entry.holdout(), c.train.wide_context, c.train.textures,
+                         self.image.spacing)
 
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
@@ -869,11 +871,13 @@ class SegController(QObject):
     def set_settings(self, **changes: Any) -> None:
         if "wide_context" in changes:  # auto, on, off (True and False as a checkbox had them)
             changes["wide_context"] = wide_context_choice(changes["wide_context"])
+        if "textures" in changes:
+            changes["textures"] = textures_choice(changes["textures"])
         self.choices.train = replace(self.choices.train, **changes)
         if {"infer_outlines", "infer_background"} & set(changes):
             self._refresh_inferred()
-        if "wide_context" in changes:
-            self._offer_paintings()  # the class table's hint follows the choice
+        if {"wide_context", "textures"} & set(changes):
+            self._offer_paintings()  # the class table's notes follow the choices
 
     # ------------------------------------------------------------------ inferred labels
     def show_inferred(self, on: bool) -> None:
@@ -899,24 +903,34 @@ class SegController(QObject):
     def loss_name(self) -> str:
         return self.choices.loss_name()
 
-    def build_config(self, wide_context: bool | None = None) -> TrainConfig:
-        """The ``TrainConfig`` for the current image, classes and settings (*wide context* on
-        ``auto`` by the unevenness of the newest weighed paintings, unless ``wide_context``
-        decides it)."""
+    def build_config(self, wide_context: bool | None = None, textures: bool | None = None) -> TrainConfig:
+        """The ``TrainConfig`` for the current image, classes and settings (*wide context* and
+        *textures* on ``auto`` by the newest weighed paintings, unless ``wide_context`` or
+        ``textures`` decide them)."""
         return self.choices.build_config(self.image.array().shape, channel_axis=self.image.channel_axis,
                                          spacing=self.image.spacing, unevenness=self.training.unevenness,
-                                         wide_context=wide_context)
+                                         wide_context=wide_context, texture_gain=self.training.texture_gain,
+                                         textures=textures)
 
     def _train_config(self) -> TrainConfig:
-        """What Train trains: :meth:`build_config`, except that *wide context* on ``auto`` keeps
-        the model there is (its strokes' unevenness crossing the line does not start a new one)."""
+        """What Train trains: :meth:`build_config`, except that *wide context* and *textures* on
+        ``auto`` keep the model there is (the strokes' measures crossing their lines do not start
+        a new one)."""
         config = self.build_config()
-        if self.choices.train.wide_context == "auto" and len(self.image.spatial_shape) == 2 \
-                and not self.training.can_resume(config):
-            wide = config.input_filters == wide_context_filters(2)
-            other = self.build_config(wide_context=not wide)
-            if self.training.can_resume(other):
-                return other
+        if self.training.can_resume(config):
+            return config
+        train = self.choices.train
+        wides = [None]
+        if train.wide_context == "auto" and len(self.image.spatial_shape) == 2:
+            wides = [config.input_filters == wide_context_filters(2), config.input_filters != wide_context_filters(2)]
+        textures = [None]
+        if train.textures == "auto":
+            textures = [bool(config.filter_context), not config.filter_context]
+        for wide in wides:
+            for texture in textures:
+                other = self.build_config(wide_context=wide, textures=texture)
+                if self.training.can_resume(other):
+                    return other
         return config
 
     def start_training(self) -> None:

@@ -18,6 +18,8 @@ from segstudio.core.config import (
     DEFAULT_PRESET,
     MODEL_PRESETS,
     TrainConfig,
+    textures_choice,
+    use_textures,
     use_wide_context,
     wide_context_choice,
 )
@@ -51,6 +53,7 @@ class TrainSettings:
     infer_outlines: bool = True  # learn the labels closed traced outlines imply (core.outlines)
     infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
     wide_context: str = "auto"  # an extra, wider input filter: auto, on, off (core.config.use_wide_context)
+    textures: str = "auto"  # region statistics in the input filters: auto, on, off (core.config.use_textures)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -156,15 +159,20 @@ class Settings:
 
     def build_config(self, image_shape: Sequence[int], *, channel_axis: int | None,
                      spacing: tuple[float, ...], unevenness: float | None = None,
-                     wide_context: bool | None = None) -> TrainConfig:
+                     wide_context: bool | None = None, texture_gain: float | None = None,
+                     textures: bool | None = None) -> TrainConfig:
         """The ``TrainConfig`` for an image (its shape, channel axis, spacing) and the classes.
 
         *Wide context* follows the setting (:func:`~segstudio.core.config.use_wide_context`,
-        ``auto`` by the painted background's ``unevenness``), unless ``wide_context`` decides it.
+        ``auto`` by the painted background's ``unevenness``), unless ``wide_context`` decides it;
+        *textures* likewise (:func:`~segstudio.core.config.use_textures`, ``auto`` by the
+        paintings' ``texture_gain``), unless ``textures`` decides it.
         """
         s = self.train
         if wide_context is None:
             wide_context = use_wide_context(s.wide_context, len(spacing), unevenness)
+        if textures is None:
+            textures = use_textures(s.textures, texture_gain)
         kw: dict[str, Any] = {
             "class_names": tuple(c.name for c in self.classes),
             "class_colors": tuple(c.color for c in self.classes),
@@ -180,6 +188,7 @@ class Settings:
             "infer_outlines": s.infer_outlines,
             "infer_background": s.infer_background,
             "wide_context": wide_context,
+            "textures": textures,
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.
@@ -205,6 +214,11 @@ class Settings:
                 train["wide_context"] = wide_context_choice(train["wide_context"])
             except UserInputError:  # a hand-edited value: the default, the project still opens
                 train["wide_context"] = "auto"
+        if "textures" in train:
+            try:
+                train["textures"] = textures_choice(train["textures"])
+            except UserInputError:  # a hand-edited value: the default
+                train["textures"] = "auto"
         self.train = replace(TrainSettings(), **train)
         saved: Mapping[str, Any] = project.training.get(OVERRIDES_KEY, {})
         self.overrides.update({k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()})

@@ -29,11 +29,12 @@ from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness
-from segstudio.core.config import NETWORK_FIELDS, TrainConfig, wide_context_choice
+from segstudio.core.config import NETWORK_FIELDS, TrainConfig, textures_choice, use_textures, wide_context_choice
 from segstudio.core.data import SnapshotSource, TrainingImage, split_holdout
 from segstudio.core.device import ComputeTurns, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.run import LoadedRun
+from segstudio.core.textures import texture_gain
 from segstudio.core.trainer import (
     Checkpoint,
     Failed,
@@ -63,6 +64,10 @@ UNEVEN_HINT = ("your background strokes vary in brightness more than your classe
 #: The same, when *wide context* is on ``auto``: the next run uses it.
 UNEVEN_AUTO_NOTE = ("wide context is on (auto): your background strokes vary in brightness more than your "
                     "classes differ from them (set it to off under Training if the background is even)")
+#: Shown under the class table when *textures* on ``auto`` is on for the paintings
+#: (:func:`segstudio.core.textures.texture_gain` above :data:`~segstudio.core.config.TEXTURE_GAIN`).
+TEXTURES_AUTO_NOTE = ("textures are on (auto): your classes differ more in texture than in brightness "
+                      "(set Textures to off under Training if they do not)")
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,18 @@ class Paintings:
     others: tuple[Any, ...] = ()
     holdout: Any = None
     wide_context: str = "auto"
+    textures: str = "auto"
+    spacing: tuple[float, ...] | None = None
 
-    def weigh_and_measure(self) -> tuple[ClassWeights, float | None]:
+    def weigh_and_measure(self) -> tuple[ClassWeights, float | None, float | None]:
         """The class weights (what the trainer computes from the same paintings: the painted
-        pixels of every image, without those held out for validation), and the painted
+        pixels of every image, without those held out for validation), the painted
         background's unevenness on the image on screen
         (:func:`~segstudio.core.background.background_unevenness`; ``None`` for volumes, lazy
-        images and too few strokes), which *wide context* on ``auto`` goes by; a line under the
-        class table says when it is above :data:`~segstudio.core.background.UNEVEN_BACKGROUND`."""
+        images and too few strokes), which *wide context* on ``auto`` goes by, and the
+        paintings' texture gain there (:func:`~segstudio.core.textures.texture_gain`; ``None``
+        for lazy images and too few strokes), which *textures* on ``auto`` go by. Lines under
+        the class table say when either turns on."""
         mode = self.snapshot.mode
         kept = split_holdout(TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout),
                              mode)[0]
@@ -110,7 +119,12 @@ class Paintings:
         if uneven is not None and uneven > UNEVEN_BACKGROUND and choice != "on":
             note = UNEVEN_AUTO_NOTE if choice == "auto" else UNEVEN_HINT
             weights = replace(weights, warnings=(*weights.warnings, note))
-        return weights, uneven
+        gain = None
+        if isinstance(self.image, np.ndarray) and textures_choice(self.textures) == "auto":
+            gain = texture_gain(self.image, self.snapshot.paintings(), mode, self.channel_axis, self.spacing)
+            if use_textures("auto", gain):
+                weights = replace(weights, warnings=(*weights.warnings, TEXTURES_AUTO_NOTE))
+        return weights, uneven, gain
 
     def training_images(self) -> list[TrainingImage]:
         """The image on screen first, then the other painted images (read here: call it in a
@@ -303,6 +317,9 @@ class Training(QObject):
         #: The painted background's unevenness of the newest weighed paintings
         #: (:meth:`Paintings.weigh_and_measure`), ``None`` when not known.
         self.unevenness: float | None = None
+        #: The texture gain of the newest weighed paintings (:meth:`Paintings.weigh_and_measure`),
+        #: ``None`` when not known.
+        self.texture_gain: float | None = None
         self._worker: Any = None
         self._run: TrainingRun | None = None
         #: A training process started ahead of Train (see :meth:`warm_process`).
@@ -322,7 +339,7 @@ class Training(QObject):
                 paintings.snapshot.version < newest.version:
             return
         if newest is None or newest.image != paintings.snapshot.image:
-            self.unevenness = None  # another image: not known until weighed
+            self.unevenness = self.texture_gain = None  # another image: not known until weighed
         self._newest = paintings.snapshot
         if self.workers.busy("paintings"):
             self._pending = paintings
@@ -335,8 +352,8 @@ class Training(QObject):
             self.workers.start("paintings", paintings.weigh_and_measure, returned=self._on_weighed,
                                errored=self.notify.worker_failed, finished=self._next_offer)
 
-    def _on_weighed(self, out: tuple[ClassWeights, float | None]) -> None:
-        weights, self.unevenness = out
+    def _on_weighed(self, out: tuple[ClassWeights, float | None, float | None]) -> None:
+        weights, self.unevenness, self.texture_gain = out
         self.weights_changed.emit(weights)
 
     def _next_offer(self) -> None:

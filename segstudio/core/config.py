@@ -94,6 +94,58 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
     return (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
 
 
+#: The region scale of *textures* (pixels along the finest axis): the input filters' local
+#: mean, standard deviation and structure-tensor anisotropy over about this radius
+#: (:mod:`segstudio.core.features`). Measured on the quality matrix's textured tissue (seed 0,
+#: every habit and mode, 2D and 3D): foreground Dice +0.15 (2D) and +0.17 (3D) on average, at
+#: least the forest on every class in 13 of 20 cells (3 without); on the object families
+#: (nuclei, cells, dim, vessels) -0.01 on average, so *auto* turns it on only where the
+#: paintings say textures (:func:`use_textures`; benchmarks/RESULTS.md, *Region statistics for
+#: textures*).
+TEXTURE_SCALE = 8.0
+#: The *texture gain* above which *textures* on ``auto`` is on
+#: (:func:`segstudio.core.textures.texture_gain`). On the quality matrix's exclusive paintings
+#: of seeds 0-5 (outline, casual, sloppy; 2D and 3D) it was above 0.3 on 30 of 36 textured
+#: tissue paintings, 10 of 36 *dim* ones and none of the 108 nuclei, cells and vessel ones
+#: (benchmarks/RESULTS.md, *Region statistics for textures*).
+TEXTURE_GAIN = 0.3
+#: The choices of *textures*: ``auto`` (the default) uses them when the paintings' classes
+#: differ more in texture than in brightness (:func:`use_textures`), ``on`` and ``off`` always
+#: and never.
+TEXTURES_CHOICES = ("auto", "on", "off")
+
+
+def textures_choice(value: bool | str | None) -> str:
+    """The *textures* choice a setting names (see :data:`TEXTURES_CHOICES`): ``True`` is
+    ``"on"``, ``False`` ``"off"``, ``None`` ``"auto"``.
+
+    Raises
+    ------
+    UserInputError
+        For anything else.
+    """
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.lower() in TEXTURES_CHOICES:
+        return value.lower()
+    raise UserInputError(f"textures must be one of {', '.join(TEXTURES_CHOICES)}, got {value!r}")
+
+
+def use_textures(choice: bool | str | None, gain: float | None) -> bool:
+    """Whether a run adds the region statistics (:data:`TEXTURE_SCALE`).
+
+    ``"on"`` / ``"off"``: always / never. ``"auto"``: when ``gain``
+    (:func:`segstudio.core.textures.texture_gain` of the paintings; ``None``: not known) exceeds
+    :data:`TEXTURE_GAIN`.
+    """
+    choice = textures_choice(choice)
+    if choice != "auto":
+        return choice == "on"
+    return gain is not None and gain > TEXTURE_GAIN
+
+
 #: How the input filters' derivatives are scaled: per physical unit (new runs) or per voxel
 #: (runs written before; see :mod:`segstudio.core.features`).
 FILTER_UNITS: tuple[str, ...] = ("physical", "voxel")

@@ -28,7 +28,7 @@ import torch
 from segstudio.core.allocator import tune_allocator
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
-from segstudio.core.config import NETWORK_FIELDS, TrainConfig, wide_context_filters
+from segstudio.core.config import NETWORK_FIELDS, TEXTURE_SCALE, TrainConfig, wide_context_filters
 from segstudio.core.data import (
     Normalization,
     PatchSampler,
@@ -774,17 +774,22 @@ def infer_config(
     channel_axis: int | None = None,
     n_classes: int | None = None,
     wide_context: bool = False,
+    textures: bool = False,
     **overrides: Any,
 ) -> TrainConfig:
     """A :class:`TrainConfig` that fits an image and its paintings (rank, channels, classes).
 
     ``wide_context``: the input filters of :func:`segstudio.core.config.wide_context_filters`
-    (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`)."""
+    (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`).
+    ``textures``: region statistics at :data:`~segstudio.core.config.TEXTURE_SCALE` as well
+    (unless ``overrides`` name ``filter_context``)."""
     from segstudio.core.data import n_classes_of, spatial_shape
 
     spatial = spatial_shape(image_shape, channel_axis)
     if wide_context:
         overrides.setdefault("input_filters", wide_context_filters(len(spatial)))
+    if textures:
+        overrides.setdefault("filter_context", (TEXTURE_SCALE,))
     in_ch = 1 if channel_axis is None else int(image_shape[channel_axis])
     k = n_classes_of(mode, paintings, n_classes)
     if k < 1:

@@ -109,6 +109,42 @@ def test_a_run_with_ridge_filters_predicts_and_resumes_as_it_is(tmp_path):
     assert load_run(ridge).model.filters.texture is True
 
 
+def test_textures_flag_trains_predicts_and_resumes_with_region_statistics(tiff_pair, tmp_path):
+    img, lab = tiff_pair
+    run = tmp_path / "run"
+    args = ["train", "--image", str(img), "--labels", str(lab), *TINY, "--out", str(run)]
+    assert main([*args, "--textures"]) == 0
+    assert json.loads((run / "config.json").read_text())["filter_context"] == [8.0]
+    out = tmp_path / "pred.tif"
+    assert main(["predict", "--model", str(run), "--image", str(img), "--out", str(out)]) == 0
+    assert read_labels(out)[0].shape == (48, 48)
+    assert main([*args, "--resume", str(run)]) == 0  # the resumed run's network
+    assert load_run(run).model.filters.context == (8.0,)
+    assert main(["train", "--image", str(img), "--labels", str(lab), *TINY, "--out", str(tmp_path / "plain")]) == 0
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["filter_context"] == []
+
+
+def test_textures_auto_goes_by_the_paintings(tmp_path, capsys):
+    """Grains and stripes of one brightness, painted: on (said on stderr); off when told."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    image = ndi.gaussian_filter(rng.standard_normal((64, 64)), 1.5).astype(np.float32)
+    image[:, 32:] = np.sin(np.arange(32, dtype=np.float32) * 1.3) * image[:, :32].std() * np.sqrt(2)
+    lab = np.zeros((64, 64), np.uint8)
+    lab[5:60, 12] = 1
+    lab[5:60, 48] = 2
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "lab.npy", lab)
+    args = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"), *TINY]
+    assert main([*args, "--out", str(tmp_path / "auto")]) == 0
+    assert "textures: on (auto)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["filter_context"] == [8.0]
+    assert main([*args, "--out", str(tmp_path / "off"), "--textures", "off"]) == 0
+    assert "textures: on" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["filter_context"] == []
+
+
 def test_wide_context_auto_goes_by_the_painted_background(tmp_path, capsys):
     rng = np.random.default_rng(0)
     image = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (64, 1))  # a ramp stronger than...

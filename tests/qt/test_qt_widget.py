@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from qtpy.QtCore import Qt
 
 from segstudio._qt import controller as controller_module
 from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
-from segstudio.core.config import DEFAULT_INPUT_FILTERS, WIDE_CONTEXT_SIGMA
+from segstudio.core.config import DEFAULT_INPUT_FILTERS, TEXTURE_GAIN, TEXTURE_SCALE, WIDE_CONTEXT_SIGMA
 from segstudio.core.errors import UserInputError
 from segstudio.core.weights import compute_weights
 
@@ -153,6 +154,61 @@ def test_wide_context_choice_sets_the_input_filters(open_widget):
     assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[2]
     with pytest.raises(UserInputError, match="wide context must be one of auto, on, off"):
         c.set_settings(wide_context="sometimes")
+
+
+def test_textures_choice_adds_the_region_statistics(open_widget):
+    viewer, widget, c = open_widget(np.zeros((16, 32, 32), np.float32))
+    assert widget.textures_combo.currentText() == "auto" and c.settings.textures == "auto"
+    assert c.build_config().filter_context == ()  # nothing painted: auto is off
+    widget.textures_combo.setCurrentText("on")
+    assert c.settings.textures == "on"
+    assert c.build_config().filter_context == (TEXTURE_SCALE,)  # a volume too
+    assert c.choices.project_fields()["training"]["textures"] == "on"  # saved with the project
+    widget.mode_multilabel.setChecked(True)
+    assert c.build_config().filter_context == (TEXTURE_SCALE,)
+    widget.textures_combo.setCurrentText("off")
+    c.training.texture_gain = 0.9  # however textured: off is off
+    assert c.build_config().filter_context == ()
+    with pytest.raises(UserInputError, match="textures must be one of auto, on, off"):
+        c.set_settings(textures="sometimes")
+
+
+def _textured_painting(open_widget):
+    """Grains on the left, stripes on the right, of one mean brightness; both painted."""
+    rng = np.random.default_rng(0)
+    image = ndi.gaussian_filter(rng.standard_normal((96, 96)), 1.5).astype(np.float32)
+    image[:, 48:] = np.sin(np.arange(48, dtype=np.float32) * 1.3)[None, :] * image[:, :48].std()
+    image += rng.normal(0, 0.02, image.shape).astype(np.float32)
+    viewer, widget, c = open_widget(image)
+    paint = c.paint_layers[0]
+    paint.data[10:80, 20] = 1
+    paint.data[10:80, 70] = 2
+    paint.events.paint(value=[])
+    return viewer, widget, c
+
+
+def test_textured_classes_turn_textures_on_when_auto(open_widget, qtbot):
+    viewer, widget, c = _textured_painting(open_widget)
+    qtbot.waitUntil(lambda: "textures are on (auto)" in widget.weights_note.text(), timeout=10000)
+    assert c.training.texture_gain > TEXTURE_GAIN
+    assert c.build_config().filter_context == (TEXTURE_SCALE,)
+    widget.textures_combo.setCurrentText("off")  # the user knows better: no line, no statistics
+    qtbot.waitUntil(lambda: "textures" not in widget.weights_note.text(), timeout=10000)
+    assert c.build_config().filter_context == ()
+
+
+def test_auto_textures_keep_the_model_there_is(open_widget, qtbot, tmp_path):
+    viewer, widget, c = _textured_painting(open_widget)
+    qtbot.waitUntil(lambda: c.training.texture_gain is not None, timeout=10000)
+    first = c._train_config()
+    assert first.filter_context == (TEXTURE_SCALE,)
+    c.training.config, c.training.run_dir = first, tmp_path
+    (tmp_path / "model.pt").write_bytes(b"")
+    c.training.texture_gain = 0.0  # the strokes now say "brightness will do": go on with the model
+    assert c.build_config().filter_context == ()
+    assert c._train_config().filter_context == first.filter_context
+    widget.textures_combo.setCurrentText("off")  # chosen: a new model
+    assert c._train_config().filter_context == ()
 
 
 def _uneven_painting(open_widget):

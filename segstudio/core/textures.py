@@ -1,0 +1,170 @@
+"""Whether the painted classes differ in texture more than in brightness (*textures* on ``auto``).
+
+The region statistics of the input filters (:mod:`segstudio.core.features`, ``filter_context``:
+local mean, standard deviation and structure-tensor anisotropy over
+:data:`~segstudio.core.config.TEXTURE_SCALE` pixels) lift textured images a long way and cost
+images of separate bright objects a little (benchmarks/RESULTS.md, *Region statistics for
+textures*). :func:`texture_gain` reads from the paintings which kind of image this is:
+
+* per pair of painted classes (exclusive: classes ``1..K``; multi-label: the combinations of
+  *present* and *absent* over the channels, as the same content painted exclusively), how well one feature alone tells the pair's painted pixels apart,
+  as ``|2·AUC − 1|`` (0: not at all, 1: perfectly; the area under the ROC curve of the
+  feature's values, the Mann-Whitney statistic);
+* the brightness (the image smoothed at σ 1 px) against the better of the local standard
+  deviation and the anisotropy at the region scale;
+* the gain is the largest margin, over pairs, by which a region statistic beats the
+  brightness.
+
+Grains and the gaps between them share a class but not a brightness, and two textures of one
+mean brightness differ in variation or direction only: both give large gains. Separate objects
+brighter than their background give none, since brightness already tells them apart. On the
+quality matrix's paintings (seeds 0-5, outline, casual and sloppy strokes, 2D and 3D) it
+exceeded :data:`~segstudio.core.config.TEXTURE_GAIN` on 30 of 36 textured tissue paintings
+(0.03-0.98: casual strokes that happen to miss the texture's dark gaps look separable by
+brightness), on none of the 108 nuclei, rod-shaped cells and vessel paintings (at most 0.15),
+and on 10 of 36 of the *dim* family's (a background ramp stronger than the objects'
+contrast; benchmarks/RESULTS.md).
+
+The features are computed on tiles around the paint only (the image may be large), at most
+:data:`MAX_TILES` of them, and each class's values are subsampled to :data:`MAX_VALUES`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from segstudio.core.annotations import ABSENT, EXCLUSIVE, PRESENT
+from segstudio.core.config import TEXTURE_SCALE
+from segstudio.core.features import FilterBank
+
+#: Fewest painted pixels a class needs to be compared.
+MIN_PIXELS = 20
+#: Tile size (per spatial axis, before the margin) of the feature computation.
+TILE: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (8, 256, 256)}
+#: Tiles with paint that are read at most (evenly spread over those there are).
+MAX_TILES = 12
+#: Values per class kept for the comparison (evenly spread).
+MAX_VALUES = 20_000
+
+#: Channels of ``FilterBank(d, (1,), context=(ρ,))``: image, G₁, gradient, LoG, then mean, std,
+#: anisotropy at ρ.
+_BRIGHTNESS, _STD, _ANISOTROPY = 1, 5, 6
+
+
+def separation(a: np.ndarray, b: np.ndarray) -> float:
+    """``|2·AUC − 1|`` of two samples: 0 when a value of ``a`` is as likely above one of ``b`` as
+    below, 1 when every value of one lies above every value of the other (ties count half)."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("both samples need values")
+    ranks = rankdata(np.concatenate([a, b]))  # ties: average ranks
+    auc = (ranks[: a.size].sum() - a.size * (a.size + 1) / 2.0) / (a.size * b.size)
+    return float(abs(2.0 * auc - 1.0))
+
+
+def _groups(paintings: np.ndarray, mode: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of painted pixel masks to compare: exclusive, every two classes; multi-label,
+    every two combinations of channel states that occur on painted pixels (``present`` in
+    channel 1 and ``absent`` in channel 2 is one combination, ``absent`` in every channel
+    another: the background), as the classes of the same content painted exclusively."""
+    if mode == EXCLUSIVE:
+        codes = np.asarray(paintings, np.int64)
+    else:
+        states = np.asarray(paintings, np.int64)
+        codes = np.zeros(states.shape[1:], np.int64)
+        for ch in states:  # base 3: 0 unpainted, PRESENT, ABSENT per channel
+            codes = codes * 3 + np.where(ch == PRESENT, 1, np.where(ch == ABSENT, 2, 0))
+    classes = [int(c) for c in np.unique(codes) if c > 0]
+    masks = {c: codes == c for c in classes}
+    return [(masks[a], masks[b]) for a, b in itertools.combinations(classes, 2)]
+
+
+def _tiles(painted: np.ndarray, tile: Sequence[int]) -> list[tuple[slice, ...]]:
+    """Tiles of ``tile`` size (grid-aligned) that hold paint, at most :data:`MAX_TILES`."""
+    idx = np.argwhere(painted)
+    keys = np.unique(idx // np.asarray(tile), axis=0)
+    if len(keys) > MAX_TILES:
+        keys = keys[np.linspace(0, len(keys) - 1, MAX_TILES).round().astype(int)]
+    return [tuple(slice(int(k) * t, min((int(k) + 1) * t, n)) for k, t, n in zip(key, tile, painted.shape))
+            for key in keys]
+
+
+def texture_gain(
+    image: np.ndarray,
+    paintings: np.ndarray,
+    mode: str,
+    channel_axis: int | None = None,
+    spacing: Sequence[float] | None = None,
+) -> float | None:
+    """How much better the region statistics tell the painted classes apart than brightness.
+
+    Parameters
+    ----------
+    image
+        The image (channels at ``channel_axis`` are averaged).
+    paintings
+        Exclusive ``(*spatial)`` (0 unpainted, 1..K) or multi-label ``(C, *spatial)`` paintings.
+    mode
+        ``"exclusive"`` or ``"multilabel"``.
+    channel_axis
+        Axis of the image's channels, or ``None``.
+    spacing
+        Voxel size per spatial axis (the region scale is physical, as in training).
+
+    Returns
+    -------
+    float or None
+        The largest margin (in ``|2·AUC − 1|``) by which the local standard deviation or
+        anisotropy separates a pair of painted classes better than the brightness does;
+        ``None`` when no pair has :data:`MIN_PIXELS` painted pixels on both sides, or for an
+        image that is not 2D or 3D.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if channel_axis is not None:
+        img = np.moveaxis(img, channel_axis, 0).mean(axis=0)
+    paint = np.asarray(paintings)
+    spatial = paint.shape if mode == EXCLUSIVE else paint.shape[1:]
+    if img.shape != spatial or img.ndim not in (2, 3):
+        return None
+    pairs = [(a, b) for a, b in _groups(paint, mode) if a.sum() >= MIN_PIXELS and b.sum() >= MIN_PIXELS]
+    if not pairs:
+        return None
+    nd = img.ndim
+    bank = FilterBank(nd, (1.0,), None if spacing is None else tuple(spacing), context=(TEXTURE_SCALE,))
+    margin = bank.radius()
+    painted = np.zeros(spatial, bool)
+    for a, b in pairs:
+        painted |= a | b
+    # per pair and side, the feature values under the paint, tile by tile
+    values: list[list[list[np.ndarray]]] = [[[], []] for _ in pairs]
+    with torch.no_grad():
+        for region in _tiles(painted, TILE[nd]):
+            outer = tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(region, margin, spatial))
+            inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, outer))
+            x = torch.from_numpy(np.ascontiguousarray(img[outer]))[None, None]
+            feats = bank(x)[0].numpy()[(slice(None), *inner)]
+            feats = feats[[_BRIGHTNESS, _STD, _ANISOTROPY]]
+            for i, (a, b) in enumerate(pairs):
+                for side, mask in enumerate((a, b)):
+                    m = mask[region]
+                    if m.any():
+                        values[i][side].append(feats[:, m])
+    gain = None
+    for i in range(len(pairs)):
+        if not values[i][0] or not values[i][1]:
+            continue
+        sides = [np.concatenate(v, axis=1) for v in values[i]]
+        if min(s.shape[1] for s in sides) < MIN_PIXELS:
+            continue
+        sides = [s[:, np.linspace(0, s.shape[1] - 1, min(s.shape[1], MAX_VALUES)).round().astype(int)]
+                 for s in sides]
+        seps = [separation(sides[0][k], sides[1][k]) for k in range(3)]
+        g = max(seps[1], seps[2]) - seps[0]
+        gain = g if gain is None else max(gain, g)
+    return gain
