@@ -25,14 +25,20 @@ brightness), on none of the 108 nuclei, rod-shaped cells and vessel paintings (a
 and on 10 of 36 of the *dim* family's (a background ramp stronger than the objects'
 contrast; benchmarks/RESULTS.md).
 
-The features are computed on tiles around the paint only (the image may be large), at most
-:data:`MAX_TILES` of them, and each class's values are subsampled to :data:`MAX_VALUES`.
+The features are computed on tiles around the paint only (the image may be large; a volume's
+tiles are single planes, as it is painted), at most :data:`MAX_TILES` of them, kept for the
+next call while the image is the same object, and each class's values are subsampled to
+:data:`MAX_VALUES`.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,10 +50,14 @@ from segstudio.core.features import FilterBank
 
 #: Fewest painted pixels a class needs to be compared.
 MIN_PIXELS = 20
-#: Tile size (per spatial axis, before the margin) of the feature computation.
-TILE: dict[int, tuple[int, ...]] = {2: (512, 512), 3: (8, 256, 256)}
-#: Tiles with paint that are read at most (evenly spread over those there are).
-MAX_TILES = 12
+#: Tile size (per spatial axis, before the margin) of the feature computation: volumes are
+#: painted in single planes, so one plane.
+TILE: dict[int, tuple[int, ...]] = {2: (256, 256), 3: (1, 128, 128)}
+#: Tiles with paint that are read at most (evenly spread over those there are): a few seconds
+#: on one CPU thread at most, in the worker that weighs the paintings.
+MAX_TILES = 6
+#: Feature tiles kept between calls (the image does not change while the user paints on it).
+CACHE_BYTES = 64 * 2**20
 #: Values per class kept for the comparison (evenly spread).
 MAX_VALUES = 20_000
 
@@ -95,6 +105,38 @@ def _tiles(painted: np.ndarray, tile: Sequence[int]) -> list[tuple[slice, ...]]:
             for key in keys]
 
 
+class _TileCache:
+    """The features of the last tiles read, per image (held weakly) and tile; bounded in bytes."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[tuple[Any, ...], tuple[weakref.ref, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, image: np.ndarray, key: tuple[Any, ...]) -> np.ndarray | None:
+        """The features stored for ``key`` of this very ``image``, or ``None``."""
+        with self._lock:
+            item = self._items.get((id(image), *key))
+            if item is None or item[0]() is not image:
+                return None
+            self._items.move_to_end((id(image), *key))
+            return item[1]
+
+    def put(self, image: np.ndarray, key: tuple[Any, ...], value: np.ndarray) -> None:
+        """Keep ``value`` for ``key`` of ``image`` (the oldest entries go beyond the budget)."""
+        try:
+            ref = weakref.ref(image)
+        except TypeError:  # not weakly referable: not kept
+            return
+        with self._lock:
+            self._items[(id(image), *key)] = (ref, value)
+            while self._items and sum(v.nbytes for _, v in self._items.values()) > self.max_bytes:
+                self._items.popitem(last=False)
+
+
+_CACHE = _TileCache()
+
+
 def texture_gain(
     image: np.ndarray,
     paintings: np.ndarray,
@@ -125,17 +167,18 @@ def texture_gain(
         ``None`` when no pair has :data:`MIN_PIXELS` painted pixels on both sides, or for an
         image that is not 2D or 3D.
     """
-    img = np.asarray(image, dtype=np.float32)
+    source = image
+    img = np.asarray(image)
     if channel_axis is not None:
-        img = np.moveaxis(img, channel_axis, 0).mean(axis=0)
+        img = np.moveaxis(img, channel_axis, 0)
     paint = np.asarray(paintings)
     spatial = paint.shape if mode == EXCLUSIVE else paint.shape[1:]
-    if img.shape != spatial or img.ndim not in (2, 3):
+    if (img.shape[1:] if channel_axis is not None else img.shape) != spatial or len(spatial) not in (2, 3):
         return None
     pairs = [(a, b) for a, b in _groups(paint, mode) if a.sum() >= MIN_PIXELS and b.sum() >= MIN_PIXELS]
     if not pairs:
         return None
-    nd = img.ndim
+    nd = len(spatial)
     bank = FilterBank(nd, (1.0,), None if spacing is None else tuple(spacing), context=(TEXTURE_SCALE,))
     margin = bank.radius()
     painted = np.zeros(spatial, bool)
@@ -145,11 +188,19 @@ def texture_gain(
     values: list[list[list[np.ndarray]]] = [[[], []] for _ in pairs]
     with torch.no_grad():
         for region in _tiles(painted, TILE[nd]):
-            outer = tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(region, margin, spatial))
-            inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, outer))
-            x = torch.from_numpy(np.ascontiguousarray(img[outer]))[None, None]
-            feats = bank(x)[0].numpy()[(slice(None), *inner)]
-            feats = feats[[_BRIGHTNESS, _STD, _ANISOTROPY]]
+            key = (tuple((s.start, s.stop) for s in region), channel_axis,
+                   None if spacing is None else tuple(map(float, spacing)))
+            feats = _CACHE.get(source, key) if isinstance(source, np.ndarray) else None
+            if feats is None:
+                outer = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                              for s, m, n in zip(region, margin, spatial))
+                inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, outer))
+                crop = img[(slice(None), *outer)].mean(axis=0) if channel_axis is not None else img[outer]
+                x = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
+                feats = bank(x)[0].numpy()[(slice(None), *inner)]
+                feats = np.ascontiguousarray(feats[[_BRIGHTNESS, _STD, _ANISOTROPY]])
+                if isinstance(source, np.ndarray):
+                    _CACHE.put(source, key, feats)
             for i, (a, b) in enumerate(pairs):
                 for side, mask in enumerate((a, b)):
                     m = mask[region]

@@ -15,6 +15,8 @@ from segstudio.core.features import (
     FilterCache,
     FilteredNetwork,
     axis_sigmas,
+    box_filter,
+    box_widths,
     gaussian_kernels,
     n_filter_channels,
 )
@@ -316,14 +318,23 @@ def test_wide_context_auto_follows_the_background_on_2d_only() -> None:
         wide_context_choice("maybe")
 
 
+def _boxes(img: np.ndarray, sigmas) -> np.ndarray:
+    """scipy's moving averages (``uniform_filter1d``), the widths of :func:`box_widths` per axis."""
+    out = np.asarray(img, np.float64)
+    for a, s in enumerate(sigmas):
+        for w in box_widths(s):
+            out = ndi.uniform_filter1d(out, w, axis=a, mode="nearest")
+    return out
+
+
 def _region_reference(img: np.ndarray, rho_vox, inner_vox, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local mean, standard deviation and structure-tensor anisotropy with scipy.
 
     An axis whose inner σ is under a voxel gets the central difference as its derivative (what
     the bank's moment-exact kernel is there; scipy's sampled Gaussian derivative is not).
     """
-    mean = ndi.gaussian_filter(img, rho_vox, truncate=3.0, mode="nearest")
-    second = ndi.gaussian_filter(img * img, rho_vox, truncate=3.0, mode="nearest")
+    mean = _boxes(img, rho_vox)
+    second = _boxes(img.astype(np.float64) ** 2, rho_vox)
     nd = img.ndim
     grads = []
     for a in range(nd):
@@ -338,10 +349,30 @@ def _region_reference(img: np.ndarray, rho_vox, inner_vox, scale) -> tuple[np.nd
     s = np.empty((nd, nd) + img.shape)
     for a in range(nd):
         for b in range(nd):
-            s[a, b] = ndi.gaussian_filter(grads[a] * grads[b], rho_vox, truncate=3.0, mode="nearest")
+            s[a, b] = _boxes(grads[a] * grads[b], rho_vox)
     trace = np.trace(s)
     free = s - np.eye(nd).reshape((nd, nd) + (1,) * nd) * trace / nd
     return mean, np.sqrt(np.clip(second - mean**2, 0, None)), np.sqrt((free**2).sum(axis=(0, 1))) / trace
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+def test_box_widths_match_the_gaussians_variance(sigma):
+    widths = box_widths(sigma)
+    assert all(w % 2 == 1 and w > 1 for w in widths) and len(widths) <= 3
+    variance = sum((w * w - 1) / 12 for w in widths)
+    # Kovesi: two widths two apart, so the variance moves in steps of about w / 3
+    assert abs(np.sqrt(variance) - sigma) <= max(0.03 * sigma, 0.5)
+    assert box_widths(0.0) == ()
+
+
+def test_box_filter_is_a_moving_average_with_replicated_borders():
+    rng = np.random.default_rng(0)
+    x = (rng.random((2, 3, 9, 40, 50)) * 1000 + 5000).astype(np.float32)  # far from zero: sums grow
+    for dim, w in ((2, 5), (3, 17), (4, 33)):
+        got = box_filter(torch.from_numpy(x), w, dim).numpy()
+        want = ndi.uniform_filter1d(x.astype(np.float64), w, axis=dim, mode="nearest")
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert box_filter(torch.from_numpy(x), 1, 3) is not None
 
 
 def test_region_channels_match_scipy_in_2d():

@@ -143,11 +143,18 @@ def test_receptive_radius_bounds_the_measured_field(cfg, size):
     centre = tuple(n // 2 for n in size)
     model(x)[(0, 0, *centre)].backward()
     reach = x.grad[0, 0].abs()
+    tight = not cfg.filter_context
+    if not tight:
+        # the region statistics' box filters run on cumulative sums: beyond their window the
+        # gradient is a sum of cancelling terms, round-off (< 1e-6 of the largest), not a reach;
+        # cut at that level the weakest true reach may go too, so only the bound is checked
+        reach = torch.where(reach > 1e-6 * reach.max(), reach, torch.zeros_like(reach))
     radius, step = receptive_radius(cfg), network_step(cfg)
     for a in range(len(size)):
         hit = np.nonzero(reach.sum(tuple(b for b in range(len(size)) if b != a)).numpy())[0]
         measured = max(centre[a] - hit.min(), hit.max() - centre[a])
-        assert radius[a] - step[a] <= measured <= radius[a], (a, measured, radius)
+        assert measured <= radius[a], (a, measured, radius)
+        assert measured >= radius[a] - step[a] or not tight, (a, measured, radius)
 
 
 # --------------------------------------------------------------------------- exactness
