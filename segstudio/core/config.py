@@ -105,8 +105,8 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
 TEXTURE_SCALE = 8.0
 #: The *texture gain* above which *textures* on ``auto`` is on
 #: (:func:`segstudio.core.textures.texture_gain`). On the quality matrix's exclusive paintings
-#: of seeds 0-5 (outline, casual, sloppy; 2D and 3D) it was above 0.3 on 30 of 36 textured
-#: tissue paintings, 10 of 36 *dim* ones and none of the 108 nuclei, cells and vessel ones
+#: of seeds 0-5 (outline, casual, sloppy; 2D and 3D) it was above 0.3 on 31 of 36 textured
+#: tissue paintings, 9 of 36 *dim* ones and none of the 108 nuclei, cells and vessel ones
 #: (benchmarks/RESULTS.md, *Region statistics for textures*).
 TEXTURE_GAIN = 0.3
 #: The choices of *textures*: ``auto`` (the default) uses them when the paintings' classes

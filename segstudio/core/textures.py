@@ -19,14 +19,15 @@ Grains and the gaps between them share a class but not a brightness, and two tex
 mean brightness differ in variation or direction only: both give large gains. Separate objects
 brighter than their background give none, since brightness already tells them apart. On the
 quality matrix's paintings (seeds 0-5, outline, casual and sloppy strokes, 2D and 3D) it
-exceeded :data:`~segstudio.core.config.TEXTURE_GAIN` on 30 of 36 textured tissue paintings
-(0.03-0.98: casual strokes that happen to miss the texture's dark gaps look separable by
-brightness), on none of the 108 nuclei, rod-shaped cells and vessel paintings (at most 0.15),
-and on 10 of 36 of the *dim* family's (a background ramp stronger than the objects'
+exceeded :data:`~segstudio.core.config.TEXTURE_GAIN` on 31 of 36 textured tissue paintings
+(-0.02 to 0.99: strokes that happen to miss the texture's dark gaps look separable by
+brightness), on none of the 108 nuclei, rod-shaped cells and vessel paintings (at most 0.19),
+and on 9 of 36 of the *dim* family's (a background ramp stronger than the objects'
 contrast; benchmarks/RESULTS.md).
 
 The features are computed on tiles around the paint only (the image may be large; a volume's
-tiles are single planes, as it is painted), at most :data:`MAX_TILES` of them, kept for the
+tiles are single planes, as it is painted), :data:`MAX_TILES` of them (more while a class has
+too few values), kept for the
 next call while the image is the same object, and each class's values are subsampled to
 :data:`MAX_VALUES`.
 """
@@ -53,9 +54,10 @@ MIN_PIXELS = 20
 #: Tile size (per spatial axis, before the margin) of the feature computation: volumes are
 #: painted in single planes, so one plane.
 TILE: dict[int, tuple[int, ...]] = {2: (256, 256), 3: (1, 128, 128)}
-#: Tiles with paint that are read at most (evenly spread over those there are): a few seconds
-#: on one CPU thread at most, in the worker that weighs the paintings.
-MAX_TILES = 6
+#: Tiles with paint that are read (in turn from each class's, the most painted first; up to
+#: three times as many while a class has fewer than :data:`MIN_PIXELS` values): a second or two
+#: on one CPU thread, in the worker that weighs the paintings.
+MAX_TILES = 8
 #: Feature tiles kept between calls (the image does not change while the user paints on it).
 CACHE_BYTES = 64 * 2**20
 #: Values per class kept for the comparison (evenly spread).
@@ -78,31 +80,44 @@ def separation(a: np.ndarray, b: np.ndarray) -> float:
     return float(abs(2.0 * auc - 1.0))
 
 
-def _groups(paintings: np.ndarray, mode: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The pairs of painted pixel masks to compare: exclusive, every two classes; multi-label,
-    every two combinations of channel states that occur on painted pixels (``present`` in
-    channel 1 and ``absent`` in channel 2 is one combination, ``absent`` in every channel
-    another: the background), as the classes of the same content painted exclusively."""
+def class_codes(paintings: np.ndarray, mode: str) -> np.ndarray:
+    """One code per painted pixel (0: unpainted): exclusive, the class; multi-label, the
+    combination of channel states (``present`` in channel 1 and ``absent`` in channel 2 is one
+    combination, ``absent`` in every channel another: the background), as the classes of the
+    same content painted exclusively."""
     if mode == EXCLUSIVE:
-        codes = np.asarray(paintings, np.int64)
-    else:
-        states = np.asarray(paintings, np.int64)
-        codes = np.zeros(states.shape[1:], np.int64)
-        for ch in states:  # base 3: 0 unpainted, PRESENT, ABSENT per channel
-            codes = codes * 3 + np.where(ch == PRESENT, 1, np.where(ch == ABSENT, 2, 0))
-    classes = [int(c) for c in np.unique(codes) if c > 0]
-    masks = {c: codes == c for c in classes}
-    return [(masks[a], masks[b]) for a, b in itertools.combinations(classes, 2)]
+        return np.asarray(paintings, np.int64)
+    states = np.asarray(paintings, np.int64)
+    codes = np.zeros(states.shape[1:], np.int64)
+    for ch in states:  # base 3: 0 unpainted, PRESENT, ABSENT per channel
+        codes = codes * 3 + np.where(ch == PRESENT, 1, np.where(ch == ABSENT, 2, 0))
+    return codes
 
 
-def _tiles(painted: np.ndarray, tile: Sequence[int]) -> list[tuple[slice, ...]]:
-    """Tiles of ``tile`` size (grid-aligned) that hold paint, at most :data:`MAX_TILES`."""
-    idx = np.argwhere(painted)
-    keys = np.unique(idx // np.asarray(tile), axis=0)
-    if len(keys) > MAX_TILES:
-        keys = keys[np.linspace(0, len(keys) - 1, MAX_TILES).round().astype(int)]
-    return [tuple(slice(int(k) * t, min((int(k) + 1) * t, n)) for k, t, n in zip(key, tile, painted.shape))
-            for key in keys]
+def _tiles(codes: np.ndarray, classes: Sequence[int], tile: Sequence[int]) -> list[list[tuple[slice, ...]]]:
+    """Per class, the tiles of ``tile`` size (grid-aligned) that hold its paint, the most
+    painted first."""
+    out = []
+    for c in classes:
+        keys, counts = np.unique(np.argwhere(codes == c) // np.asarray(tile), axis=0, return_counts=True)
+        keys = keys[np.argsort(-counts, kind="stable")]
+        out.append([tuple(slice(int(k) * t, min((int(k) + 1) * t, n)) for k, t, n in zip(key, tile, codes.shape))
+                    for key in keys])
+    return out
+
+
+def _tile_order(per_class: list[list[tuple[slice, ...]]]) -> list[tuple[slice, ...]]:
+    """The tiles in turn from each class's list, each tile once."""
+    seen: set[tuple[tuple[int, int], ...]] = set()
+    order = []
+    for rank in range(max((len(t) for t in per_class), default=0)):
+        for tiles in per_class:
+            if rank < len(tiles):
+                key = tuple((s.start, s.stop) for s in tiles[rank])
+                if key not in seen:
+                    seen.add(key)
+                    order.append(tiles[rank])
+    return order
 
 
 class _TileCache:
@@ -175,19 +190,24 @@ def texture_gain(
     spatial = paint.shape if mode == EXCLUSIVE else paint.shape[1:]
     if (img.shape[1:] if channel_axis is not None else img.shape) != spatial or len(spatial) not in (2, 3):
         return None
-    pairs = [(a, b) for a, b in _groups(paint, mode) if a.sum() >= MIN_PIXELS and b.sum() >= MIN_PIXELS]
+    codes = class_codes(paint, mode)
+    found, counts = np.unique(codes, return_counts=True)
+    classes = [int(c) for c, n in zip(found, counts) if c > 0 and n >= MIN_PIXELS]
+    pairs = list(itertools.combinations(range(len(classes)), 2))
     if not pairs:
         return None
     nd = len(spatial)
     bank = FilterBank(nd, (1.0,), None if spacing is None else tuple(spacing), context=(TEXTURE_SCALE,))
     margin = bank.radius()
-    painted = np.zeros(spatial, bool)
-    for a, b in pairs:
-        painted |= a | b
-    # per pair and side, the feature values under the paint, tile by tile
-    values: list[list[list[np.ndarray]]] = [[[], []] for _ in pairs]
+    # per class, the feature values under its paint, tile by tile
+    values: list[list[np.ndarray]] = [[] for _ in classes]
+    per_class = _tiles(codes, classes, TILE[nd])
     with torch.no_grad():
-        for region in _tiles(painted, TILE[nd]):
+        for n_read, region in enumerate(_tile_order(per_class)):
+            # MAX_TILES, and more (up to three times as many) while a class has too few values
+            short = any(sum(v.shape[1] for v in vals) < MIN_PIXELS for vals in values)
+            if n_read >= 3 * MAX_TILES or (n_read >= MAX_TILES and not short):
+                break
             key = (tuple((s.start, s.stop) for s in region), channel_axis,
                    None if spacing is None else tuple(map(float, spacing)))
             feats = _CACHE.get(source, key) if isinstance(source, np.ndarray) else None
@@ -201,21 +221,19 @@ def texture_gain(
                 feats = np.ascontiguousarray(feats[[_BRIGHTNESS, _STD, _ANISOTROPY]])
                 if isinstance(source, np.ndarray):
                     _CACHE.put(source, key, feats)
-            for i, (a, b) in enumerate(pairs):
-                for side, mask in enumerate((a, b)):
-                    m = mask[region]
-                    if m.any():
-                        values[i][side].append(feats[:, m])
+            local = codes[region]
+            for i, c in enumerate(classes):
+                m = local == c
+                if m.any():
+                    values[i].append(feats[:, m])
+    sides = [np.concatenate(v, axis=1) if v else np.zeros((3, 0), np.float32) for v in values]
+    sides = [v[:, np.linspace(0, v.shape[1] - 1, min(v.shape[1], MAX_VALUES)).round().astype(int)]
+             for v in sides]
     gain = None
-    for i in range(len(pairs)):
-        if not values[i][0] or not values[i][1]:
+    for i, j in pairs:
+        if min(sides[i].shape[1], sides[j].shape[1]) < MIN_PIXELS:
             continue
-        sides = [np.concatenate(v, axis=1) for v in values[i]]
-        if min(s.shape[1] for s in sides) < MIN_PIXELS:
-            continue
-        sides = [s[:, np.linspace(0, s.shape[1] - 1, min(s.shape[1], MAX_VALUES)).round().astype(int)]
-                 for s in sides]
-        seps = [separation(sides[0][k], sides[1][k]) for k in range(3)]
+        seps = [separation(sides[i][k], sides[j][k]) for k in range(3)]
         g = max(seps[1], seps[2]) - seps[0]
         gain = g if gain is None else max(gain, g)
     return gain

@@ -103,3 +103,8 @@ def test_a_large_image_reads_a_bounded_number_of_tiles(monkeypatch):
     assert T.texture_gain(image, paint, "exclusive") > TEXTURE_GAIN
     assert 1 <= len(calls) <= T.MAX_TILES
     assert all(np.prod(s[2:]) <= np.prod(np.add(T.TILE[2], 60)) for s in calls)
+    # one class painted in many tiles, the other in a single far one: both are read
+    few = np.zeros(image.shape, np.uint8)
+    few[::96, :] = 1
+    few[1900:1910, 1850:1900] = 2
+    assert T.texture_gain(image, few, "exclusive") is not None
