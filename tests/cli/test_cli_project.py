@@ -116,6 +116,10 @@ def test_project_training_keeps_the_apps_fill_outlines_and_wide_context_choices(
     config = load_run(P.latest_run(folder, P.load_project(folder))).config
     assert config.infer_outlines is False
     assert config.input_filters[-1] == 4.0, "the app's wide-context choice too"
+    assert config.filter_context == ()  # textures on auto: these strokes do not call for them
+    P.save_project(folder, replace(project, training={"textures": "on"}), {"img": paint})
+    assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
+    assert load_run(P.latest_run(folder, P.load_project(folder))).config.filter_context == (8.0,)
 
 
 # --------------------------------------------------------------------------- projects of many images

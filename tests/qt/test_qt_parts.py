@@ -232,3 +232,17 @@ def test_a_projects_wide_context_reads_as_a_choice(saved, read):
     settings = Settings()
     settings.load_project(replace(Project(), training={"wide_context": saved, "iterations": 7}))
     assert settings.train.wide_context == read and settings.train.iterations == 7
+
+
+@pytest.mark.parametrize(("saved", "read"), [("on", "on"), ("off", "off"), (True, "on"), ("sometimes", "auto")])
+def test_a_projects_textures_choice_reads_back(saved, read):
+    """The app's choice, and a hand-edited value (auto: the project still opens)."""
+    from dataclasses import replace
+
+    from segstudio._qt.settings import Settings
+    from segstudio.core.project import Project
+
+    settings = Settings()
+    assert settings.train.textures == "auto"
+    settings.load_project(replace(Project(), training={"textures": saved}))
+    assert settings.train.textures == read
