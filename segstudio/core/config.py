@@ -96,11 +96,11 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
 
 #: The region scale of *textures* (pixels along the finest axis): the input filters' local
 #: mean, standard deviation and structure-tensor anisotropy over about this radius
-#: (:mod:`segstudio.core.features`). Measured on the quality matrix's textured tissue (seed 0,
-#: every habit and mode, 2D and 3D): foreground Dice +0.15 (2D) and +0.17 (3D) on average, at
-#: least the forest on every class in 13 of 20 cells (3 without); on the object families
-#: (nuclei, cells, dim, vessels) -0.01 on average, so *auto* turns it on only where the
-#: paintings say textures (:func:`use_textures`; benchmarks/RESULTS.md, *Region statistics for
+#: (:mod:`segstudio.core.features`). Measured on the quality matrix's textured tissue (every
+#: habit, 2D and 3D): foreground Dice +0.144 on average on seed 0 (both modes) and +0.216 on
+#: seed 1 (exclusive), at least the forest on every class in 13 of seed 0's 20 cells (7
+#: without); forced on the object families (nuclei, cells, dim, vessels) -0.01 on average, so
+#: *auto* turns it on only where the paintings say textures (:func:`use_textures`; benchmarks/RESULTS.md, *Region statistics for
 #: textures*).
 TEXTURE_SCALE = 8.0
 #: The *texture gain* above which *textures* on ``auto`` is on

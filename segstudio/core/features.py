@@ -40,12 +40,12 @@ than the pixel, as a random forest's σ 8-16 features do:
 
 ``B_ρ`` stands for a Gaussian of σ ``ρ``: three box filters per axis of the same variance
 (:func:`box_widths`), by cumulative sums, so that a wide region costs no more than a narrow
-one (a 49-tap Gaussian made a 3-D training step 2.2× as long, the boxes 1.5×;
-benchmarks/step_time.py).
+one (with a 49-tap Gaussian a 3-D training step took 2.2× the default's, with the boxes about
+1.4×; benchmarks/step_time.py).
 
 A texture's grains and the gaps between them differ most in intensity; these channels are the
 same for both, so that the network can call the whole region one class
-(benchmarks/RESULTS.md, *Region statistics*).
+(benchmarks/RESULTS.md, *Region statistics for textures*).
 
 Derivatives are taken per physical unit (``units="physical"``, the default): on an
 anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
@@ -330,7 +330,7 @@ class FilterBank(nn.Module):
                 outs.append(sigma**2 * self._anisotropy(d, lap))
         if self.context:
             outs += self._regions(flat)
-        y = torch.cat(outs, dim=1)  # (n*c, 1 + (3 or 4)·S, *spatial)
+        y = torch.cat(outs, dim=1)  # (n*c, 1 + (3 or 4)·S + 3·R, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
 
     def _anisotropy(self, d: dict[tuple[int, ...], torch.Tensor], lap: torch.Tensor) -> torch.Tensor:
