@@ -10,9 +10,11 @@
 #
 # Steps, each with its own time limit, each printing its lines; a failing step is reported and
 # the others still run; the exit code is the number of failed steps:
-#   1. the CUDA-marked tests (AMP training 2D/3D, GPU prediction against the CPU)
+#   1. the CUDA-marked tests (AMP training 2D/3D, with and without textures; GPU prediction
+#      against the CPU)
 #   2. training throughput with AMP, trainer vs a bare PyTorch loop (2D and 3D)
-#   3. the quality matrix's quick cells, trained on the GPU for the same number of steps
+#   3. the quality matrix's quick cells (casual strokes; tissue through textures on auto),
+#      trained on the GPU for the same number of steps
 #   4. predict speed: whole image vs one forward pass (2D 2048^2, 3D 64x256x256)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +55,7 @@ if [ "$DEVICE" = cuda ]; then
 else
     step throughput 240 $PY benchmarks/throughput.py --quick
 fi
-step quality-quick 240 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels \
+step quality-quick 300 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels tissue \
     --dims 2 3 --habits casual --modes exclusive multilabel --steps $STEPS --out "$OUT/quality.jsonl"
 if [ "$DEVICE" = cuda ]; then
     step predict-speed 120 $PY benchmarks/inference_vs_monai.py --device cuda

@@ -25,11 +25,13 @@ def _sample(dims: int):
     return synthetic_nuclei((16, 64, 64), seed=0, spacing=(2.0, 0.5, 0.5), radius_range=(8.0, 12.0))
 
 
+@pytest.mark.parametrize("textures", [False, True])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_amp_training_on_cuda_learns(dims, tmp_path):
+def test_amp_training_on_cuda_learns(dims, textures, tmp_path):
+    """With and without the region statistics (products and cumulative sums under autocast)."""
     s = _sample(dims)
     cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, iterations=60, device="cuda",
-                       spacing=s.spacing, seed=0, ema_decay=0.9)
+                       spacing=s.spacing, seed=0, ema_decay=0.9, textures=textures)
     src = SnapshotSource()
     src.put([TrainingImage(s.image, s.paintings)])
     events = list(Trainer(cfg, src, tmp_path / "run").run())
@@ -42,10 +44,11 @@ def test_amp_training_on_cuda_learns(dims, tmp_path):
     assert isinstance(events[-1], Finished)
 
 
+@pytest.mark.parametrize("textures", [False, True])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_gpu_prediction_matches_the_cpu(dims):
+def test_gpu_prediction_matches_the_cpu(dims, textures):
     s = _sample(dims)
-    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, spacing=s.spacing)
+    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, spacing=s.spacing, textures=textures)
     from segstudio.core.run import model_from_config
 
     torch.manual_seed(0)
