@@ -141,7 +141,8 @@ def box_filter(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
     By a cumulative sum, so that the cost does not grow with the width. Each line's mean is
     taken out first and added back after: the sums then wander about zero rather than growing
-    along the line, which keeps float32 as exact as a direct sum.
+    along the line, which keeps float32 as exact as a direct sum. A NaN spoils its whole line
+    (the network's inputs are finite: normalisation sets NaN and inf to 0).
     """
     if width <= 1:
         return x

@@ -216,7 +216,11 @@ def texture_gain(
                               for s, m, n in zip(region, margin, spatial))
                 inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, outer))
                 crop = img[(slice(None), *outer)].mean(axis=0) if channel_axis is not None else img[outer]
-                x = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None, None]
+                crop = np.array(crop, dtype=np.float32)
+                bad = ~np.isfinite(crop)
+                if bad.any():  # NaN or inf: the median of the rest (training sets them to 0 after scaling)
+                    crop[bad] = float(np.median(crop[~bad])) if not bad.all() else 0.0
+                x = torch.from_numpy(crop)[None, None]
                 feats = bank(x)[0].numpy()[(slice(None), *inner)]
                 feats = np.ascontiguousarray(feats[[_BRIGHTNESS, _STD, _ANISOTROPY]])
                 if isinstance(source, np.ndarray):

@@ -82,6 +82,10 @@ def test_volumes_channels_and_too_little_paint():
     few[2, 10:80, 70] = 2
     assert T.texture_gain(vol, few, "exclusive") is None  # one class under MIN_PIXELS
     assert T.texture_gain(vol, paint[:, :10], "exclusive") is None  # another shape
+    holes = vol.copy()
+    holes[2, 30:40, :] = np.nan  # NaN pixels: left out, not a NaN gain
+    gain = T.texture_gain(holes, paint, "exclusive", spacing=(2.0, 0.5, 0.5))
+    assert gain is not None and np.isfinite(gain)
 
 
 def test_a_large_image_reads_a_bounded_number_of_tiles(monkeypatch):
