@@ -324,7 +324,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
-    from segstudio.core.config import textures_choice, wide_context_choice
+    from segstudio.core.config import AUTO_CHOICES
     from segstudio.core.project import (
         find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
@@ -380,16 +380,12 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
-    if getattr(args, "textures", None) is None and "textures" in project.training:  # chosen in the app
-        try:
-            args.textures = textures_choice(project.training["textures"])
-        except UserInputError:
-            pass  # a hand-edited value: auto
-    if getattr(args, "wide_context", None) is None and "wide_context" in project.training:  # chosen in the app
-        try:
-            args.wide_context = wide_context_choice(project.training["wide_context"])
-        except UserInputError:
-            pass  # a hand-edited value: auto
+    for key, read in AUTO_CHOICES.items():  # chosen in the app, unless given here
+        if getattr(args, key, None) is None and key in project.training:
+            try:
+                setattr(args, key, read(project.training[key]))
+            except UserInputError:
+                pass  # a hand-edited value: auto
     return items, spacing, overrides
 
 

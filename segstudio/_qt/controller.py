@@ -59,7 +59,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import TrainConfig, textures_choice, wide_context_choice, wide_context_filters
+from segstudio.core.config import AUTO_CHOICES, TrainConfig, wide_context_filters
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -869,14 +869,13 @@ class SegController(QObject):
 
     # ------------------------------------------------------------------ training
     def set_settings(self, **changes: Any) -> None:
-        if "wide_context" in changes:  # auto, on, off (True and False as a checkbox had them)
-            changes["wide_context"] = wide_context_choice(changes["wide_context"])
-        if "textures" in changes:
-            changes["textures"] = textures_choice(changes["textures"])
+        for key, read in AUTO_CHOICES.items():  # auto, on, off (and what older settings stored)
+            if key in changes:
+                changes[key] = read(changes[key])
         self.choices.train = replace(self.choices.train, **changes)
         if {"infer_outlines", "infer_background"} & set(changes):
             self._refresh_inferred()
-        if {"wide_context", "textures"} & set(changes):
+        if set(AUTO_CHOICES) & set(changes):
             self._offer_paintings()  # the class table's notes follow the choices
 
     # ------------------------------------------------------------------ inferred labels

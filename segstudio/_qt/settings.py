@@ -14,14 +14,13 @@ from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
 from segstudio.core.config import (
+    AUTO_CHOICES,
     DEFAULT_COLORS,
     DEFAULT_PRESET,
     MODEL_PRESETS,
     TrainConfig,
-    textures_choice,
     use_textures,
     use_wide_context,
-    wide_context_choice,
 )
 from segstudio.core.errors import UserInputError
 from segstudio.core.losses import LOSS_NAMES
@@ -209,16 +208,12 @@ class Settings:
         self.weight_method = project.weight_method
         known = {f.name for f in fields(TrainSettings)}
         train = {k: v for k, v in project.training.items() if k in known}
-        if "wide_context" in train:  # a checkbox before "auto": ticked is "on", unticked "auto"
-            try:
-                train["wide_context"] = wide_context_choice(train["wide_context"])
-            except UserInputError:  # a hand-edited value: the default, the project still opens
-                train["wide_context"] = "auto"
-        if "textures" in train:
-            try:
-                train["textures"] = textures_choice(train["textures"])
-            except UserInputError:  # a hand-edited value: the default
-                train["textures"] = "auto"
+        for key, read in AUTO_CHOICES.items():  # wide context was a checkbox: ticked "on", unticked "auto"
+            if key in train:
+                try:
+                    train[key] = read(train[key])
+                except UserInputError:  # a hand-edited value: the default, the project still opens
+                    train[key] = "auto"
         self.train = replace(TrainSettings(), **train)
         saved: Mapping[str, Any] = project.training.get(OVERRIDES_KEY, {})
         self.overrides.update({k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()})

@@ -7,7 +7,7 @@ rebuild the model and its input normalisation.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +144,15 @@ def use_textures(choice: bool | str | None, gain: float | None) -> bool:
     if choice != "auto":
         return choice == "on"
     return gain is not None and gain > TEXTURE_GAIN
+
+
+#: The training settings that are auto / on / off choices, each with the function that reads
+#: one from what a user, a project or a command line gave (:func:`wide_context_choice`,
+#: :func:`textures_choice`; both raise :class:`UserInputError` for anything else).
+AUTO_CHOICES: dict[str, Callable[[bool | str | None], str]] = {
+    "wide_context": wide_context_choice,
+    "textures": textures_choice,
+}
 
 
 #: How the input filters' derivatives are scaled: per physical unit (new runs) or per voxel
