@@ -2,6 +2,10 @@
 
 The same fast-preset network for the rank, on random patches of the default patch and batch
 size, built twice: as configured by default (``A``) and with the ``--set`` overrides (``B``).
+A network with region scales gets its region channels with the patch, computed beforehand,
+as the trainer gives them (from the whole image, :func:`segstudio.core.features.image_regions`);
+``--regions-on-patch`` computes them on the patch in every step instead, as training did
+before.
 Rounds alternate A and B, so that a shared machine's load falls on both alike; prints the
 median seconds per step of each and their ratio.
 
@@ -29,13 +33,17 @@ from segstudio.core.config import TrainConfig  # noqa: E402
 from segstudio.core.run import model_from_config  # noqa: E402
 
 
-def step_seconds(config: TrainConfig, steps: int, seed: int = 0) -> list[float]:
+def step_seconds(config: TrainConfig, steps: int, seed: int = 0, regions_on_patch: bool = False) -> list[float]:
     """Seconds of each of ``steps`` training steps (after two warm-up steps) of ``config``'s network."""
     torch.manual_seed(seed)
     model = model_from_config(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     shape = (config.batch, config.in_channels, *config.patch)
     x = torch.rand(shape)
+    bank = getattr(model, "filters", None)
+    if getattr(bank, "context", ()) and not regions_on_patch:
+        with torch.no_grad():
+            x = torch.cat([x, bank.region_channels(x)], dim=1)
     target = torch.randint(0, config.n_classes, (config.batch, *config.patch))
     times = []
     for i in range(steps + 2):
@@ -57,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="B's TrainConfig overrides")
+    p.add_argument("--regions-on-patch", action="store_true",
+                   help="compute region channels on each patch in the step (training before 2026-12-03)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     spacing = (2.0, 0.5, 0.5) if args.dims == 3 else None
@@ -65,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {"A": [], "B": []}
     for _ in range(args.rounds):
         for name, cfg in configs.items():
-            times[name] += step_seconds(cfg, args.steps)
+            times[name] += step_seconds(cfg, args.steps, regions_on_patch=args.regions_on_patch)
     a, b = (statistics.median(times[k]) for k in "AB")
     print(f"{args.dims}D, {args.threads} thread(s), {args.rounds}×{args.steps} steps each: "
           f"A (default) {a * 1000:.1f} ms/step, B ({' '.join(args.set) or 'default'}) {b * 1000:.1f} ms/step, "

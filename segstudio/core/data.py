@@ -245,6 +245,9 @@ class _PreparedImage:
     coords: list[np.ndarray] = field(default_factory=list)  # flat indices of painted px per class
     #: labels each implied-label rule infers (0 = none; multilabel (K, ...)), or None per rule
     inferred: list[np.ndarray | None] = field(default_factory=list)
+    #: the network's region channels computed on the whole image, float32 (C·3·len(ρ), *spatial)
+    #: (:func:`segstudio.core.features.image_regions`), or None
+    regions: np.ndarray | None = None
 
 
 def prepare_image(
@@ -330,6 +333,11 @@ class PatchSampler:
     ``inferred``), ``(1 + R, *patch)``: row 0 the paint, row ``1 + r`` what rule ``r`` infers, all
     with ``IGNORE_INDEX`` where unlabelled. Multilabel targets and masks are ``(K, *patch)``;
     with ``R`` rules ``((1 + R) K, *patch)``: the paint's K channels, then each rule's K.
+
+    When every image carries ``regions`` (the network's region channels of the whole image),
+    each patch's image is followed by its crop of them: ``(C + C·3·len(ρ), *patch)``, which
+    :class:`segstudio.core.features.FilteredNetwork` takes instead of computing them on the
+    patch; :attr:`image_channels` says where the image ends.
     """
 
     def __init__(
@@ -360,6 +368,9 @@ class PatchSampler:
         self._random_shares = floored_shares(painted.sum(axis=1), image_floor)
         #: implied-label rules stacked after the paint in the targets
         self.n_rules = max((len(im.inferred) for im in self.images), default=0)
+        #: image channels per patch (the region channels, when every image has them, follow)
+        self.image_channels = int(self.images[0].image.shape[0])
+        self.with_regions = all(im.regions is not None for im in self.images)
 
     @property
     def image_shares(self) -> np.ndarray:
@@ -433,6 +444,8 @@ class PatchSampler:
                 s = -((p - n) // 2)
             start.append(s)
         x = self._crop(im.image, start, None, 1, size)
+        if self.with_regions:
+            x = np.concatenate([x, self._crop(im.regions, start, None, 1, size)])  # type: ignore[arg-type]
         rules = list(im.inferred) + [None] * (self.n_rules - len(im.inferred))
         if self.mode == EXCLUSIVE:
             y = self._crop(im.target, start, IGNORE_INDEX, 0, size)
@@ -456,7 +469,7 @@ class PatchSampler:
         if size != self.patch:
             x, y, m = self._resize(x, y, m)
         if self.augment is not None:
-            x, y, m = augment_patch(x, y, m, self.augment, self.rng)
+            x, y, m = augment_patch(x, y, m, self.augment, self.rng, image_channels=self.image_channels)
         return x, y, m
 
     def _zoomed_size(self) -> tuple[int, ...]:
@@ -503,10 +516,18 @@ def augment_patch(
     m: np.ndarray | None,
     cfg: AugmentConfig,
     rng: np.random.Generator,
+    image_channels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Flip / rotate (in-plane) image, target and mask together; jitter the image intensity.
 
     ``x`` is ``(C, *spatial)``; ``y`` is ``(*spatial)`` (exclusive) or ``(K, *spatial)``.
+
+    ``image_channels``: where ``x`` carries region channels after its image channels (per
+    image channel and region scale the local mean, standard deviation and anisotropy;
+    :class:`PatchSampler`), the image's first ``image_channels``. The intensity jitter reaches
+    them as it would have reached statistics of the jittered image: the mean through the same
+    gamma, scale and shift, the standard deviation by the gamma's slope at the mean and
+    ``|scale|``, and the noise's variance added; the anisotropy (a ratio of gradients) is left.
     """
     nd = x.ndim - 1
     ylead = y.ndim - nd
@@ -529,18 +550,34 @@ def augment_patch(
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.ascontiguousarray(y)
     m = None if m is None else np.ascontiguousarray(m)
+    c = x.shape[0] if image_channels is None else int(image_channels)
     if rng.random() < cfg.p_intensity:
+        img = x[:c]
+        # per image channel and region scale: mean, standard deviation, anisotropy
+        stats = x[c:].reshape(c, -1, 3, *x.shape[1:]).copy() if x.shape[0] > c else None
         scale = 1.0 + rng.uniform(-cfg.intensity_scale, cfg.intensity_scale)
         shift = rng.uniform(-cfg.intensity_shift, cfg.intensity_shift)
         if cfg.gamma > 0:
             gamma = float(np.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
-            lo = x.min()
-            rngx = x.max() - lo
+            lo = img.min()
+            rngx = img.max() - lo
             if rngx > 0:
-                x = ((x - lo) / rngx) ** gamma * rngx + lo
-        x = x * scale + shift
+                img = ((img - lo) / rngx) ** gamma * rngx + lo
+                if stats is not None:
+                    # a neighbourhood's mean may lie outside the patch's range: below it, 0
+                    u = np.maximum((stats[:, :, 0] - lo) / rngx, 0.0)
+                    stats[:, :, 1] *= gamma * np.maximum(u, 1e-3) ** (gamma - 1.0)
+                    stats[:, :, 0] = u**gamma * rngx + lo
+        img = img * scale + shift
+        if stats is not None:
+            stats[:, :, 0] = stats[:, :, 0] * scale + shift
+            stats[:, :, 1] *= abs(scale)
         if cfg.noise_std > 0:
-            x = x + rng.normal(0.0, cfg.noise_std * rng.random(), size=x.shape).astype(np.float32)
+            sd = cfg.noise_std * rng.random()
+            img = img + rng.normal(0.0, sd, size=img.shape).astype(np.float32)
+            if stats is not None:
+                stats[:, :, 1] = np.sqrt(stats[:, :, 1] ** 2 + sd * sd)
+        x = img if stats is None else np.concatenate([img, stats.reshape(-1, *x.shape[1:])])
     return x.astype(np.float32, copy=False), y, m
 
 

@@ -47,6 +47,13 @@ A texture's grains and the gaps between them differ most in intensity; these cha
 same for both, so that the network can call the whole region one class
 (benchmarks/RESULTS.md, *Region statistics for textures*).
 
+Training does not compute them on its patches: a region's reach (25 pixels at ρ 8) covers
+nearly all of a 3-D patch, whose replicated borders would stand in for the real neighbourhood
+that prediction sees. The trainer computes them once on the whole image
+(:func:`image_regions`) and each patch carries its crop after the image channels
+(:meth:`FilteredNetwork.forward`); a textured 3-D step then costs 1.1× the default's instead
+of 1.4× (benchmarks/RESULTS.md, *Region channels from the whole image*).
+
 Derivatives are taken per physical unit (``units="physical"``, the default): on an
 anisotropic volume the derivative along an axis of spacing ``s`` is scaled by
 ``finest / s`` (the second by its square), so that the same physical gradient gives the same
@@ -60,6 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -305,8 +313,30 @@ class FilterBank(nn.Module):
             done = nxt
         return done
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the image channels followed by the filter responses per channel and scale."""
+    @property
+    def region_features(self) -> int:
+        """Region channels per image channel (:meth:`region_channels`)."""
+        return FEATURES_PER_REGION * len(self.context)
+
+    def region_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """The region channels alone: ``(N, C, *spatial)`` → ``(N, C·3·len(ρ), *spatial)``, per
+        image channel and region scale the local mean, standard deviation and anisotropy (the
+        order :meth:`forward` puts them in, after the pixel filters)."""
+        n, c = x.shape[:2]
+        spatial = x.shape[2:]
+        if not self.context:
+            return x.new_zeros((n, 0, *spatial))
+        y = torch.cat(self._regions(x.reshape(n * c, 1, *spatial)), dim=1)
+        return y.reshape(n, c * y.shape[1], *spatial)
+
+    def forward(self, x: torch.Tensor, regions: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the image channels followed by the filter responses per channel and scale.
+
+        ``regions``: the region channels of ``x`` computed beforehand (:meth:`region_channels`
+        of the whole image, cropped as ``x`` was; training, see
+        :class:`segstudio.core.data.PatchSampler`), used instead of computing them on ``x``,
+        whose borders would otherwise stand in for the neighbourhood they cut off.
+        """
         if not self.sigmas and not self.context:
             return x
         n, c = x.shape[:2]
@@ -329,7 +359,9 @@ class FilterBank(nn.Module):
             outs += [d[zero], sigma * torch.sqrt(grad2 + 1e-12), sigma**2 * lap]
             if self.texture:
                 outs.append(sigma**2 * self._anisotropy(d, lap))
-        if self.context:
+        if regions is not None:
+            outs.append(regions.reshape(n * c, self.region_features, *spatial).to(flat.dtype))
+        elif self.context:
             outs += self._regions(flat)
         y = torch.cat(outs, dim=1)  # (n*c, 1 + (3 or 4)·S + 3·R, *spatial)
         return y.reshape(n, c * y.shape[1], *spatial)
@@ -479,7 +511,61 @@ class FilteredNetwork(nn.Module):
         return tuple(getattr(self.net, "divisor", (1,) * self.spatial_dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Filter, then run the network."""
+        """Filter, then run the network.
+
+        A training batch may carry, after the image's ``in_channels`` channels, its region
+        channels computed on the whole image (:func:`image_regions`, cropped with the patch by
+        :class:`segstudio.core.data.PatchSampler`); they stand in for the bank's own.
+        """
+        if x.shape[1] > self.in_channels:
+            c = self.in_channels
+            return self.net(self.filters(x[:, :c], regions=x[:, c:]))
         if self.filter_cache is not None and not torch.is_grad_enabled():
             return self.net(self.filter_cache.get(x, self.filters))
         return self.net(self.filters(x))
+
+
+#: Bytes of region channels kept per image at most (:func:`image_regions`); a larger image
+#: trains with the channels computed on each patch instead.
+REGION_BYTES = 1 << 30
+#: Bytes of working memory one slab of :func:`image_regions` may take, about.
+REGION_SLAB_BYTES = 256 << 20
+
+
+@torch.no_grad()
+def image_regions(
+    bank: FilterBank,
+    image: np.ndarray,
+    device: torch.device | str = "cpu",
+    max_bytes: int = REGION_BYTES,
+) -> np.ndarray | None:
+    """The region channels of a whole normalised image (``(C, *spatial)`` float32), for training.
+
+    Returns ``(C·3·len(ρ), *spatial)`` float32 (:meth:`FilterBank.region_channels`), or ``None``
+    when the bank has no region scales or the result would take more than ``max_bytes``.
+
+    A training patch cut from the image then carries the statistics of its pixels' real
+    neighbourhoods, as whole-image prediction sees them, instead of statistics over the
+    patch's replicated borders: with ρ 8 nearly every voxel of a 16 × 64 × 64 patch lies within
+    reach of its border (benchmarks/RESULTS.md, *Region channels from the whole image*).
+    Computed in slabs along the first axis, each with the bank's reach on either side, so that
+    the result equals the bank on the whole image while the working memory stays bounded.
+    """
+    if not bank.context:
+        return None
+    c, *spatial = image.shape
+    out_channels = c * bank.region_features
+    if out_channels * math.prod(spatial) * 4 > max_bytes:
+        return None
+    out = np.empty((out_channels, *spatial), dtype=np.float32)
+    reach = bank.radius()[0]
+    # the moments (2 + d(d+1)/2 channels), their smoothing's copies and the gradients
+    per_row = c * (2 + 2 * bank.spatial_dims * (bank.spatial_dims + 1)) * 4 * math.prod(spatial[1:])
+    rows = max(1, REGION_SLAB_BYTES // max(per_row, 1) - 2 * reach)
+    for z0 in range(0, spatial[0], rows):
+        z1 = min(z0 + rows, spatial[0])
+        a, b = max(z0 - reach, 0), min(z1 + reach, spatial[0])
+        x = torch.from_numpy(np.ascontiguousarray(image[:, a:b])).to(device)
+        y = bank.region_channels(x[None])[0]
+        out[:, z0:z1] = y[:, z0 - a : z0 - a + (z1 - z0)].cpu().numpy()
+    return out

@@ -12,6 +12,7 @@ and are swapped in between iterations without restarting.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -42,6 +43,7 @@ from segstudio.core.data import (
 )
 from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
+from segstudio.core.features import image_regions
 from segstudio.core.losses import make_loss
 from segstudio.core.implied import implied_labels, rules_on
 from segstudio.core.predictor import context_region, predict_normalized
@@ -195,6 +197,7 @@ class _ImageWork:
         self._stats: Normalization | None = None
         self._normalized: np.ndarray | None = None
         self._smoothed: np.ndarray | None = None
+        self._regions: tuple[Any, np.ndarray | None] | None = None
 
     def stats(self, percentiles: tuple[float, float]) -> Normalization:
         if self._stats is None:
@@ -206,6 +209,13 @@ class _ImageWork:
         if self._normalized is None:
             self._normalized = normalize(self.image, self.stats(percentiles), self.channel_axis)
         return self._normalized
+
+    def regions(self, bank: Any, percentiles: tuple[float, float], device: Any) -> np.ndarray | None:
+        """The network's region channels of the normalised image (:func:`image_regions`), or
+        None (no region scales, or too large to keep); computed once per bank."""
+        if self._regions is None or self._regions[0] is not bank:
+            self._regions = (bank, image_regions(bank, self.normalized(percentiles), device))
+        return self._regions[1]
 
     def smoothed(self, ndim: int) -> np.ndarray:
         if self._smoothed is None:
@@ -346,6 +356,7 @@ class Trainer:
         """
         cfg = self.config
         prepared, inferred, held, train_paint = [], [], [], []
+        prepared_works: list[_ImageWork] = []
         images: dict[int, _ImageWork] = {}
         paints: dict[tuple[int, int, int], _PaintWork] = {}
         for item in snapshot.images:
@@ -360,6 +371,7 @@ class Trainer:
             paints[key] = done
             if done.prepared is not None:
                 prepared.append(done.prepared)
+                prepared_works.append(work)
                 inferred.append(done.inferred)
                 train_paint.append(done.paint)
             if done.held is not None:
@@ -373,6 +385,10 @@ class Trainer:
         self.config = cfg = cfg.replace(normalization=first.stats(cfg.percentiles))
         if snapshot.pins is not None:  # the user's pins travel with the paintings
             self.config = cfg = cfg.replace(pinned_weights=snapshot.pins)
+        bank = getattr(self.model, "filters", None)
+        if getattr(bank, "context", ()):
+            prepared = [dataclasses.replace(p, regions=w.regions(bank, cfg.percentiles, self.device))
+                        for p, w in zip(prepared, prepared_works)]
         self.sampler = PatchSampler(
             prepared, cfg.mode, self.patch, random_fraction=cfg.random_fraction,
             augment=cfg.augment, rng=self.rng, image_floor=cfg.image_floor,
@@ -491,7 +507,7 @@ class Trainer:
                         sl = slice(k * (1 + r), k * (2 + r))
                         loss = loss + cfg.inferred_weight * fn(logits, yt[:, sl], mt[:, sl])
             if self.pairwise is not None:
-                loss = loss + cfg.pairwise_weight * self.pairwise(logits, xt)
+                loss = loss + cfg.pairwise_weight * self.pairwise(logits, xt[:, : self.sampler.image_channels])
             loss = loss / max(cfg.grad_accum, 1)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()

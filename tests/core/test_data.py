@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,59 @@ def test_inferred_labels_are_a_second_target_and_not_patch_centres():
     assert (y[:, 2] == 0).any(), "and some the second rule's labels"
     x1, y1, _ = PatchSampler([plain], "exclusive", (16, 16), rng=np.random.default_rng(1)).batch(2)
     assert y1.shape == (2, 16, 16), "without inferred labels the target keeps its shape"
+
+
+def _prepared_with_regions(shape=(40, 50)):
+    """A prepared image whose three region channels are known functions of the image: the mean
+    the image itself, the standard deviation 1, the anisotropy 0.5."""
+    img = np.random.default_rng(3).random(shape).astype(np.float32)
+    lab = np.zeros(shape, np.uint8)
+    lab[5:9, 5:30] = 1
+    lab[20:24, 20:40] = 2
+    prepared, _ = prepare_image(TrainingImage(img, lab), "exclusive", 2)
+    regions = np.stack([prepared.image[0], np.ones(shape, np.float32), np.full(shape, 0.5, np.float32)])
+    return replace(prepared, regions=regions)
+
+
+def test_patches_carry_their_crop_of_the_whole_images_region_channels():
+    """Each patch's image is followed by the same crop of the region channels, through flips,
+    rotations and an image smaller than the patch."""
+    prepared = _prepared_with_regions()
+    sampler = PatchSampler([prepared], "exclusive", (32, 64), rng=np.random.default_rng(0),
+                           augment=AugmentConfig(p_intensity=0.0))
+    assert sampler.with_regions and sampler.image_channels == 1
+    x, y, _ = sampler.batch(6)
+    assert x.shape == (6, 4, 32, 64) and y.shape == (6, 32, 64)
+    np.testing.assert_array_equal(x[:, 1], x[:, 0])
+    assert (x[:, 2] == 1).all() and (x[:, 3] == 0.5).all()
+    # an image without them: no region channels for any patch
+    sampler = PatchSampler([prepared, replace(prepared, regions=None)], "exclusive", (32, 32))
+    assert not sampler.with_regions and sampler.batch(2)[0].shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize("gamma, noise", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.05)])
+def test_intensity_jitter_reaches_the_region_statistics_as_the_image(gamma, noise):
+    """Scale, shift and gamma move the mean channel as they move the image (here the mean is
+    the image itself, a ramp); the standard deviation (here 1) follows the slope of the curve
+    the image went through and grows by the noise's; the anisotropy stays."""
+    ramp = np.linspace(0.0, 1.0, 2000, dtype=np.float32).reshape(40, 50)
+    x = np.stack([ramp, ramp, np.ones_like(ramp), np.full_like(ramp, 0.5)])
+    y = np.zeros(ramp.shape, np.int64)
+    cfg = AugmentConfig(flip=False, rot90=False, p_intensity=1.0, gamma=gamma, noise_std=noise)
+    for seed in range(5):
+        xa, _, _ = augment_patch(x, y, None, cfg, np.random.default_rng(seed), image_channels=1)
+        assert xa.shape == x.shape and (xa[3] == 0.5).all()
+        if noise == 0:
+            np.testing.assert_allclose(xa[1], xa[0], atol=2e-3)
+            slope = np.gradient(xa[0].ravel(), ramp.ravel()).reshape(ramp.shape)
+            inside = ramp > 0.05
+            np.testing.assert_allclose(xa[2][inside], slope[inside], rtol=0.02)
+        else:
+            fit = np.polyfit(ramp.ravel(), xa[0].ravel(), 1)
+            np.testing.assert_allclose(xa[1], np.polyval(fit, ramp), atol=0.01)  # no noise in the mean
+            sd = float(np.std(xa[0] - np.polyval(fit, ramp)))
+            np.testing.assert_allclose(xa[2], np.hypot(fit[0], sd), rtol=0.03)
+    # the image alone draws and gives exactly what it did before region channels existed
+    a, _, _ = augment_patch(x[:1], y, None, cfg, np.random.default_rng(1))
+    b, _, _ = augment_patch(x, y, None, cfg, np.random.default_rng(1), image_channels=1)
+    np.testing.assert_array_equal(a, b[:1])

@@ -18,6 +18,7 @@ from segstudio.core.features import (
     box_filter,
     box_widths,
     gaussian_kernels,
+    image_regions,
     n_filter_channels,
 )
 from segstudio.core.predictor import Predictor
@@ -438,3 +439,50 @@ def test_region_filters_are_part_of_the_run(tmp_path):
     data = json.loads((tmp_path / "run" / "config.json").read_text())
     del data["filter_context"]
     assert TrainConfig.from_dict(data).filter_context == ()
+
+
+@pytest.mark.parametrize("shape, spacing", [((70, 60), None), ((20, 50, 40), (2.0, 0.5, 0.5))])
+def test_image_regions_are_the_banks_region_channels_of_the_whole_image(shape, spacing, monkeypatch):
+    """Computed in slabs (here forced to a few rows each) they equal the bank on the whole image;
+    none without region scales or beyond the byte budget."""
+    import segstudio.core.features as features
+
+    rng = np.random.default_rng(4)
+    img = ndi.gaussian_filter(rng.standard_normal((2, *shape)), 1.0).astype(np.float32)
+    bank = FilterBank(len(shape), (1.0,), spacing, context=(4.0, 8.0))
+    whole = bank.region_channels(torch.from_numpy(img)[None])[0].numpy()
+    assert whole.shape == (2 * 6, *shape)
+    full = bank(torch.from_numpy(img)[None])[0].numpy()
+    per_channel = full.shape[0] // 2
+    np.testing.assert_array_equal(whole[:6], full[per_channel - 6 : per_channel])  # the bank's order
+    monkeypatch.setattr(features, "REGION_SLAB_BYTES", 1)
+    np.testing.assert_allclose(image_regions(bank, img), whole, atol=2e-6)
+    assert image_regions(FilterBank(len(shape), (1.0,), spacing), img) is None
+    assert image_regions(bank, img, max_bytes=whole.nbytes - 1) is None
+
+
+def test_a_patch_with_the_whole_images_region_channels_sees_its_real_neighbourhood():
+    """A training patch that carries its crop of the whole image's region channels gives the
+    network the features whole-image prediction gives it there; computed on the patch, the
+    region channels near its borders see replicated pixels instead."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8), input_filters=(1.0,),
+                      filter_context=(8.0,), spacing=(2.0, 0.5, 0.5), patch_size=(8, 32, 32))
+    model = model_from_config(cfg).eval()
+    vol = ndi.gaussian_filter(np.random.default_rng(5).standard_normal((1, 24, 96, 96)), 1.0).astype(np.float32)
+    regions = image_regions(model.filters, vol)
+    crop = (slice(None), slice(8, 16), slice(32, 64), slice(32, 64))
+    x = torch.from_numpy(np.ascontiguousarray(vol[crop]))[None]
+    r = torch.from_numpy(np.ascontiguousarray(regions[crop]))[None]
+    seen = {}
+    model.net.register_forward_pre_hook(lambda _, inputs: seen.update(features=inputs[0]))
+    with torch.no_grad():
+        out = model(torch.cat([x, r], dim=1))
+        carried = seen["features"]
+        torch.testing.assert_close(out, model.net(model.filters(x, regions=r)))
+        whole = model.filters(torch.from_numpy(vol)[None])[(slice(None), *crop)]
+        own = model.filters(x)
+    n = model.filters.region_features
+    torch.testing.assert_close(carried[:, -n:], whole[:, -n:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(carried[:, :-n], own[:, :-n])  # the pixel filters: the patch's own
+    assert float((own[:, -n:] - whole[:, -n:]).abs().max()) > 0.05

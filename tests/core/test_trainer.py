@@ -352,3 +352,30 @@ def test_each_implied_rule_is_its_own_loss_term():
     x, y, _ = trainer.sampler.batch(2)
     assert y.shape[1] == 3
     assert len(trainer.inferred_loss_fns) == 2 and trainer.step() > 0
+
+
+def test_region_channels_come_from_the_whole_image_once():
+    """With region scales the trainer computes the image's region channels once (kept across
+    paint changes) and its patches carry them; without, patches are the image alone."""
+    img, lab, _ = blobs((48, 48))
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=2, filter_context=(4.0,), **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(img, lab))
+    (prepared,) = trainer.prepared
+    assert prepared.regions is not None and prepared.regions.shape == (3, 48, 48)
+    x, _, _ = trainer.sampler.batch(2)
+    assert x.shape == (2, 4, 32, 32)
+    assert np.isfinite(trainer.step())
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    first = src.latest()
+    src.put([TrainingImage(first.images[0].image, lab.copy())])  # a stroke later, same image
+    trainer.swap_snapshot(first)
+    regions = trainer.prepared[0].regions
+    trainer.swap_snapshot(src.latest())
+    assert trainer.prepared[0].regions is regions
+    plain = Trainer(infer_config(img.shape, lab, "exclusive", iterations=2, **TINY), SnapshotSource(), None)
+    plain.setup()
+    plain.swap_snapshot(_snapshot(img, lab))
+    assert plain.prepared[0].regions is None and plain.sampler.batch(2)[0].shape == (2, 1, 32, 32)
