@@ -914,7 +914,7 @@ class SegController(QObject):
     def _train_config(self) -> TrainConfig:
         """What Train trains: :meth:`build_config`, except that *wide context* and *textures* on
         ``auto`` keep the model there is (the strokes' measures crossing their lines do not start
-        a new one)."""
+        a new one), and a textured model trained without standardised inputs goes on as it is."""
         config = self.build_config()
         if self.training.can_resume(config):
             return config
@@ -928,8 +928,10 @@ class SegController(QObject):
         for wide in wides:
             for texture in textures:
                 other = self.build_config(wide_context=wide, textures=texture)
-                if self.training.can_resume(other):
-                    return other
+                # a textured model from before textures came standardised (session 17) goes on too
+                for candidate in (other, other.replace(input_norm=False)) if other.input_norm else (other,):
+                    if self.training.can_resume(candidate):
+                        return candidate
         return config
 
     def start_training(self) -> None:

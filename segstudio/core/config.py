@@ -170,7 +170,8 @@ DEFAULT_NORM = "batch"
 
 #: The fields that define the network's architecture (and so which weights fit it).
 NETWORK_FIELDS: tuple[str, ...] = (
-    "model", "features", "input_filters", "filter_units", "filter_texture", "filter_context", "norm",
+    "model", "features", "input_filters", "filter_units", "filter_texture", "filter_context", "input_norm",
+    "norm",
 )
 
 #: Default training patch per image rank.
@@ -219,6 +220,13 @@ class TrainConfig:
         mean, standard deviation and structure-tensor anisotropy, three channels that are the
         same for a texture's grains and its gaps (:mod:`segstudio.core.features`); ``()`` =
         none.
+    input_norm
+        Standardise the input filters' channels with a BatchNorm (running statistics, no learnt
+        scale) before the network, so that channels of small spread (the region statistics)
+        start on an equal footing with the image; on with *textures*, where without it the
+        network told the textures apart only after 120-250 steps (benchmarks/RESULTS.md,
+        *Standardised inputs with textures*). Part of the model; runs written before it have
+        it off.
     norm
         Normalisation layer of the U-Net (``"instance"``, ``"batch"`` or ``"none"``).
     patch_size, batch_size
@@ -286,6 +294,7 @@ class TrainConfig:
     filter_units: str = "physical"
     filter_texture: bool = False
     filter_context: tuple[float, ...] = ()
+    input_norm: bool = False
     norm: str = DEFAULT_NORM
     patch_size: tuple[int, ...] | None = None
     batch_size: int | None = None

@@ -487,13 +487,22 @@ class FilteredNetwork(nn.Module):
         The network (input: ``n_filter_channels(in_channels, sigmas)`` channels).
     in_channels
         Image channels (before the filters).
+    input_norm
+        Standardise the filters' channels by a BatchNorm without learnt scale and shift
+        (``TrainConfig.input_norm``): batch statistics in training, running ones in prediction.
     """
 
-    def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int) -> None:
+    def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int, input_norm: bool = False) -> None:
         super().__init__()
         self.filters = bank
         self.net = net
         self.in_channels = int(in_channels)
+        channels = n_filter_channels(
+            self.in_channels, bank.sigmas, texture=bank.texture, context=bank.context
+        ) if input_norm else 0
+        norm = nn.BatchNorm2d if bank.spatial_dims == 2 else nn.BatchNorm3d
+        #: The standardisation of the filters' channels, or None.
+        self.input_norm = norm(channels, affine=False) if input_norm else None
         self.spatial_dims = bank.spatial_dims
         self.out_channels = getattr(net, "out_channels", None)
         #: Set by :meth:`cache_filters` (live previews); not part of the state dict.
@@ -519,10 +528,14 @@ class FilteredNetwork(nn.Module):
         """
         if x.shape[1] > self.in_channels:
             c = self.in_channels
-            return self.net(self.filters(x[:, :c], regions=x[:, c:]))
-        if self.filter_cache is not None and not torch.is_grad_enabled():
-            return self.net(self.filter_cache.get(x, self.filters))
-        return self.net(self.filters(x))
+            features = self.filters(x[:, :c], regions=x[:, c:])
+        elif self.filter_cache is not None and not torch.is_grad_enabled():
+            features = self.filter_cache.get(x, self.filters)
+        else:
+            features = self.filters(x)
+        if self.input_norm is not None:
+            features = self.input_norm(features)
+        return self.net(features)
 
 
 #: Bytes of region channels kept per image at most (:func:`image_regions`); a larger image

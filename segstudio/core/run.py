@@ -56,7 +56,7 @@ def model_from_config(config: TrainConfig) -> nn.Module:
     )
     if not config.input_filters:
         return net
-    return FilteredNetwork(config_bank(config), net, config.in_channels)
+    return FilteredNetwork(config_bank(config), net, config.in_channels, input_norm=config.input_norm)
 
 
 def save_run(

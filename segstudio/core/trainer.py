@@ -53,7 +53,8 @@ from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
 _LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units",
-           "filter_texture": "ridge filters", "filter_context": "region scales"}
+           "filter_texture": "ridge filters", "filter_context": "region scales",
+           "input_norm": "standardised inputs"}
 
 
 def _difference(field: str, there: Any, here: Any) -> str:
@@ -798,7 +799,8 @@ def infer_config(
     ``wide_context``: the input filters of :func:`segstudio.core.config.wide_context_filters`
     (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`).
     ``textures``: region statistics at :data:`~segstudio.core.config.TEXTURE_SCALE` as well
-    (unless ``overrides`` name ``filter_context``)."""
+    (unless ``overrides`` name ``filter_context``), with the inputs standardised
+    (``input_norm``, unless named)."""
     from segstudio.core.data import n_classes_of, spatial_shape
 
     spatial = spatial_shape(image_shape, channel_axis)
@@ -806,6 +808,7 @@ def infer_config(
         overrides.setdefault("input_filters", wide_context_filters(len(spatial)))
     if textures:
         overrides.setdefault("filter_context", (TEXTURE_SCALE,))
+        overrides.setdefault("input_norm", True)
     in_ch = 1 if channel_axis is None else int(image_shape[channel_axis])
     k = n_classes_of(mode, paintings, n_classes)
     if k < 1:

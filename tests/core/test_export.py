@@ -174,8 +174,8 @@ GRAPHS = ("torchscript", "pt2", "onnx")
 
 def test_exports_with_ridge_filters_and_region_scales_predict_the_runs_labels(tmp_path):
     """The Hessian-anisotropy channels (mixed derivatives, a square root) and the region
-    statistics (cumulative sums, a clamp, a quotient) survive each kind of graph export
-    (bioimage.io packages these), on an anisotropic volume."""
+    statistics (cumulative sums, a clamp, a quotient), standardised as *textures* has them,
+    survive each kind of graph export (bioimage.io packages these), on an anisotropic volume."""
     rng = np.random.default_rng(3)
     vol = rng.normal(100.0, 10.0, (7, 33, 30)).astype(np.float32)
     vol[:, 15:18, :] += 80.0  # a sheet: a ridge across y
@@ -183,7 +183,7 @@ def test_exports_with_ridge_filters_and_region_scales_predict_the_runs_labels(tm
     lab[:, 0:3, :] = 1
     lab[:, 16, 5:25] = 2
     run, paths = _trained_export(tmp_path, vol, lab, None, (2.0, 0.7, 0.7), (4, 16, 16), (4, 8), iterations=10,
-                                 formats=GRAPHS, filter_texture=True, filter_context=(4.0,))
+                                 formats=GRAPHS, filter_texture=True, filter_context=(4.0,), input_norm=True)
     ref = Predictor.from_run(run, device="cpu").predict(vol, None, probabilities=True)
     for fmt in GRAPHS:
         got = load_predictor(paths[fmt], device="cpu").predict(vol, None, probabilities=True)

@@ -23,7 +23,7 @@ from segstudio.core.features import (
 )
 from segstudio.core.predictor import Predictor
 from segstudio.core.run import load_run, model_from_config, save_run
-from segstudio.core.trainer import Finished, train
+from segstudio.core.trainer import Finished, infer_config, train
 
 
 @pytest.mark.parametrize("sigma", [0.7, 1.0, 2.5, 8.0])
@@ -486,3 +486,38 @@ def test_a_patch_with_the_whole_images_region_channels_sees_its_real_neighbourho
     torch.testing.assert_close(carried[:, -n:], whole[:, -n:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(carried[:, :-n], own[:, :-n])  # the pixel filters: the patch's own
     assert float((own[:, -n:] - whole[:, -n:]).abs().max()) > 0.05
+
+
+def test_standardised_inputs_by_batch_then_by_running_statistics(tmp_path):
+    """``input_norm``: the network gets every filter channel at zero mean and unit variance over
+    the batch in training, by the running statistics in prediction; kept in the run, off for
+    runs written before it, and on with *textures*."""
+    cfg = TrainConfig(n_classes=2, features=(4, 8), input_filters=(1.0,), filter_context=(8.0,), input_norm=True)
+    model = model_from_config(cfg)
+    assert model.input_norm is not None and model.input_norm.num_features == n_filter_channels(1, (1.0,), context=(8.0,))
+    seen = {}
+    model.net.register_forward_pre_hook(lambda _, inputs: seen.update(x=inputs[0]))
+    x = 3.0 + 0.5 * torch.rand(4, 1, 32, 32)
+    model.train()(x)
+    features = model.filters(x)
+    mean = features.mean(dim=(0, 2, 3), keepdim=True)
+    var = features.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    torch.testing.assert_close(seen["x"], (features - mean) / torch.sqrt(var + 1e-5), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        for _ in range(100):  # momentum 0.1: 0.9^100 of the start left
+            model(x)
+    model.eval()(x)
+    assert float(seen["x"].mean(dim=(0, 2, 3)).abs().max()) < 0.1  # the running statistics have caught up
+    save_run(tmp_path / "run", cfg, model)
+    loaded = load_run(tmp_path / "run")
+    assert loaded.config.input_norm
+    torch.testing.assert_close(loaded.model.eval()(x), model(x))
+    data = json.loads((tmp_path / "run" / "config.json").read_text())
+    del data["input_norm"]
+    assert not TrainConfig.from_dict(data).input_norm
+    assert model_from_config(TrainConfig(n_classes=2, features=(4, 8))).input_norm is None
+    lab = np.zeros((32, 32), np.uint8)
+    lab[2:4, 2:20] = 1
+    lab[20:24, 5:9] = 2
+    assert infer_config((32, 32), lab, "exclusive", textures=True).input_norm
+    assert not infer_config((32, 32), lab, "exclusive", textures=False).input_norm

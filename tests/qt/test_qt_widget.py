@@ -209,6 +209,12 @@ def test_auto_textures_keep_the_model_there_is(open_widget, qtbot, tmp_path):
     assert c._train_config().filter_context == first.filter_context
     widget.textures_combo.setCurrentText("off")  # chosen: a new model
     assert c._train_config().filter_context == ()
+    # a textured model from before standardised inputs (session 16) goes on as it was
+    widget.textures_combo.setCurrentText("on")
+    assert first.input_norm
+    c.training.config = first.replace(input_norm=False)
+    again = c._train_config()
+    assert again.filter_context == first.filter_context and not again.input_norm
 
 
 def _uneven_painting(open_widget):
