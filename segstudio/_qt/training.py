@@ -68,6 +68,9 @@ UNEVEN_AUTO_NOTE = ("wide context is on (auto): your background strokes vary in 
 #: (:func:`segstudio.core.textures.texture_gain` above :data:`~segstudio.core.config.TEXTURE_GAIN`).
 TEXTURES_AUTO_NOTE = ("textures are on (auto): your classes differ more in texture than in brightness "
                       "(set Textures to off under Training if they do not)")
+#: The lines under the class table that come from weighing the paintings in the app (not from the
+#: trainer): they stay while a run trains.
+PAINTING_NOTES: tuple[str, ...] = (UNEVEN_HINT, UNEVEN_AUTO_NOTE, TEXTURES_AUTO_NOTE)
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,9 @@ class Training(QObject):
         #: The texture gain of the newest weighed paintings (:meth:`Paintings.weigh_and_measure`),
         #: ``None`` when not known.
         self.texture_gain: float | None = None
+        #: The painting notes (:data:`PAINTING_NOTES`) of the last weighing, kept under the table
+        #: while a run trains.
+        self._notes: tuple[str, ...] = ()
         self._worker: Any = None
         self._run: TrainingRun | None = None
         #: A training process started ahead of Train (see :meth:`warm_process`).
@@ -340,6 +346,7 @@ class Training(QObject):
             return
         if newest is None or newest.image != paintings.snapshot.image:
             self.unevenness = self.texture_gain = None  # another image: not known until weighed
+            self._notes = ()
         self._newest = paintings.snapshot
         if self.workers.busy("paintings"):
             self._pending = paintings
@@ -354,6 +361,7 @@ class Training(QObject):
 
     def _on_weighed(self, out: tuple[ClassWeights, float | None, float | None]) -> None:
         weights, self.unevenness, self.texture_gain = out
+        self._notes = tuple(w for w in weights.warnings if w in PAINTING_NOTES)
         self.weights_changed.emit(weights)
 
     def _next_offer(self) -> None:
@@ -474,7 +482,9 @@ class Training(QObject):
             self.iteration = max(self.iteration, event.iteration)
             self.model_updated.emit(event.state_dict)
         elif isinstance(event, WeightsUpdated):
-            self.weights_changed.emit(event.weights)
+            # the trainer's weights, with the lines about the choices this run started with
+            extra = tuple(n for n in self._notes if n not in event.weights.warnings)
+            self.weights_changed.emit(replace(event.weights, warnings=(*event.weights.warnings, *extra)))
         elif isinstance(event, Validation):
             self.validations.append(event)
             self.validated.emit(event)

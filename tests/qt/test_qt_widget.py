@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -12,6 +14,7 @@ from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
 from segstudio.core.config import DEFAULT_INPUT_FILTERS, TEXTURE_GAIN, TEXTURE_SCALE, WIDE_CONTEXT_SIGMA
 from segstudio.core.errors import UserInputError
+from segstudio.core.trainer import WeightsUpdated
 from segstudio.core.weights import compute_weights
 
 pytestmark = pytest.mark.gui
@@ -192,6 +195,10 @@ def test_textured_classes_turn_textures_on_when_auto(open_widget, qtbot):
     qtbot.waitUntil(lambda: "textures are on (auto)" in widget.weights_note.text(), timeout=10000)
     assert c.training.texture_gain > TEXTURE_GAIN
     assert c.build_config().filter_context == (TEXTURE_SCALE,)
+    # the trainer's own weights (each snapshot it takes) keep the line while the run trains
+    shown = c.weights
+    c.training._on_event(WeightsUpdated(7, replace(shown, warnings=())))
+    assert "textures are on (auto)" in widget.weights_note.text() and widget.weights_note.isVisibleTo(widget)
     widget.textures_combo.setCurrentText("off")  # the user knows better: no line, no statistics
     qtbot.waitUntil(lambda: "textures" not in widget.weights_note.text(), timeout=10000)
     assert c.build_config().filter_context == ()
