@@ -322,8 +322,8 @@ class SegStudioWidget(QWidget):
             "fibrous regions): the network also sees, over a neighbourhood of about 8 pixels, the "
             "local mean, how much the image varies and whether its edges share one direction. "
             "Measured on textured images: foreground Dice +0.14 on average (2D sloppy strokes "
-            "0.60 → 0.93); forced on separate objects about 0.01 worse; a training step takes "
-            "about 1.4× as long. auto: on when such a statistic tells your painted classes apart "
+            "0.60 → 0.93); forced on separate objects about 0.01 worse; a 3-D training step takes "
+            "about 1.1× as long (2D: no longer). auto: on when such a statistic tells your painted classes apart "
             "better than brightness does (a line under the class table says so); a run keeps the "
             "choice it started with. Part of the network: after a change, the next Train starts "
             "a new model.",
