@@ -163,6 +163,49 @@ def test_multilabel_channels_follow_the_same_rules() -> None:
     np.testing.assert_array_equal(out[0] == 2, excl_out == BG)
 
 
+def test_multilabel_interior_stroke_touching_the_outline_still_fills() -> None:
+    """An interior stroke that touches the outline is, in the object channel, one *present*
+    stroke with it; the combination of channels (boundary present vs absent) keeps them apart,
+    so the object still fills as in exclusive mode (before, it filled nothing)."""
+    excl = _square()
+    excl[19, 13:23] = INSIDE  # reaches the outline at x = 12
+    paint = np.zeros((2, *excl.shape), np.uint8)
+    paint[0][excl > 0] = 1
+    paint[1][excl == OUTLINE] = 1
+    paint[1][excl == INSIDE] = 2
+    out = infer_multilabel(paint)
+    excl_out = infer_from_outlines(excl)
+    assert (excl_out == INSIDE).sum() > 150
+    np.testing.assert_array_equal(out[0] == 1, excl_out == INSIDE)
+    np.testing.assert_array_equal(out[0] == 2, excl_out == BG)
+    np.testing.assert_array_equal(out[1] == 2, excl_out == INSIDE)
+    # a lone channel keeps its rule: a present loop around nothing infers nothing
+    ring = paint[:1].copy()
+    ring[0][excl == INSIDE] = 0
+    assert not infer_multilabel(ring).any()
+    # a hole holding paint that is present and paint that is absent in the channel: nothing
+    mixed = paint.copy()
+    mixed[0][22, 16:20] = 2
+    mixed[1][22, 16:20] = 2
+    assert not (infer_multilabel(mixed)[0] == 1).any()
+
+
+def test_multilabel_in_3d_and_with_many_channels() -> None:
+    excl = _square()
+    excl[19, 13:23] = INSIDE
+    vol = np.zeros((3, *excl.shape), np.uint8)
+    vol[1] = excl
+    paint = np.zeros((6, *vol.shape), np.uint8)  # 3**6 codes: wider than uint8
+    paint[0][vol > 0] = 1
+    paint[1][vol == OUTLINE] = 1
+    paint[1][vol == INSIDE] = 2
+    paint[5][vol > 0] = 2  # a channel absent everywhere painted
+    out = infer_multilabel(paint)
+    np.testing.assert_array_equal(out[0][1] == 1, infer_from_outlines(excl) == INSIDE)
+    assert not out[0][0].any() and not out[0][2].any()
+    assert not out[5].any()
+
+
 def test_exclusive_loop_around_background_paint_gets_no_band() -> None:
     """Exclusive mode: an outline around background paint (a lasso, or a hole traced in an
     object) fills the hole as background and says nothing about its outside."""
