@@ -249,8 +249,9 @@ class SegStudioWidget(QWidget):
             "a large region: no halo of object class around objects, and no dark grains inside a "
             "textured object. Corrections (background painted over a bright look-alike, objects "
             "painted into a dim part of an object) do not turn this off. Nothing is inferred where "
-            "brightness does not tell the classes apart. Your "
-            "strokes are never changed. Takes effect at the next Train."
+            "brightness does not tell the classes apart. Multi-label: strokes absent in every class "
+            "are the background, present in any the rest, and look-alikes are learnt absent in every "
+            "class. Your strokes are never changed. Takes effect at the next Train."
         )
         self.inferred_check = QCheckBox("show inferred")
         self.inferred_check.setToolTip(

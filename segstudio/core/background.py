@@ -53,17 +53,17 @@ the user's paintings. The rule, per image:
   Every step only removes pixels from the thresholded mask, never adds any.
 
 It works the same for multi-label paintings (:func:`infer_background_multilabel`), with
-*absent* as the background, in two ways whose labels are pooled: channel by channel (*absent*
-against *present* strokes of that channel; with several channels a channel's *absent* paint
-holds the other classes too, not one background, so there the tails must separate as the rule
-once required everywhere: with the fallback threshold, the boundary channel of the matrix's
-object families inferred the dark rim just outside objects as absent and learnt a thinner
-boundary, nuclei 2D sloppy instance F1 0.87 → 0.74), and across channels, the way exclusive
-mode sees it: strokes painted *absent* in every channel are the background, strokes *present* in any
-channel the objects, and look-alikes of that background are *absent* in every channel. The
-second is what works on classes that differ from each other but not from the background in
-the same way (two textures: a granular channel's *absent* strokes include the fibrous
-texture, so the channel alone does not separate). The trainer learns these labels in a second
+*absent* as the background. A painting of one class is read like an exclusive one (*absent*
+against *present*). With several classes the rule reads the paintings the way exclusive mode
+sees them: strokes painted *absent* in every channel are the background, strokes *present* in
+any channel the objects, and look-alikes of that background are *absent* in every channel, so
+that the same content implies the same labels in both modes. A channel's own strokes are not
+read alone: its *absent* paint holds the other classes as well as the background (a boundary
+channel's absent strokes are the background and the objects' interiors; a granular channel's
+include the fibrous texture), and a rule on them inferred what exclusive mode does not, right on
+clean images but wrong where the background is uneven (the *dim* family's boundary channel,
+29 % of 13 544 voxels) or the painting thin (tissue 3D, 8 %); benchmarks/RESULTS.md, *One
+reading of multi-label paintings for the background rule*. The trainer learns these labels in a second
 loss term with its own weights, like those of :mod:`segstudio.core.outlines`.
 """
 
@@ -156,13 +156,8 @@ def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level
     return flagged[strokes]
 
 
-def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-          robust: bool = True) -> np.ndarray | None:
-    """Boolean mask of the inferred background, or ``None`` when the paint does not separate.
-
-    With ``robust`` off, the tails must separate (the ``lo`` quantile of the objects beyond the
-    ``hi`` quantile of the background) or nothing is inferred: for a multi-label channel whose
-    *absent* paint is not one background but every other class too (see the module notes)."""
+def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float]) -> np.ndarray | None:
+    """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
     if np.count_nonzero(bg_paint) < MIN_PIXELS or np.count_nonzero(obj_paint) < MIN_PIXELS:
@@ -183,8 +178,6 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
         return None
     t = np.quantile(bg, hi)
     if t >= level:  # the tails overlap
-        if not robust:
-            return None
         t = min(np.quantile(bg, 1.0 - BULK), level)
     like = g <= t
     return (paint == UNPAINTED) & reachable(patches_only(like), bg_paint, MIN_REGION)
@@ -241,19 +234,18 @@ def infer_background_multilabel(
     smoothed: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`infer_background` for ``(C, *spatial)`` multi-label paintings, with *absent* as the
-    background: per class channel, and across channels (strokes *absent* in every channel
-    against strokes *present* in any; see the module notes). Inferred pixels are ``2``
-    (absent), only where that channel is unpainted."""
+    background: one channel as an exclusive painting; several across channels (strokes *absent*
+    in every channel against strokes *present* in any, the look-alikes *absent* in every
+    channel; see the module notes), so that the same content implies what exclusive mode
+    infers. Inferred pixels are ``2`` (absent), only where that channel is unpainted."""
     paint = np.asarray(paintings)
     g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
     out = np.zeros_like(paint)
-    for c in range(paint.shape[0]):
-        # with several channels a channel's absent paint holds the other classes too: the tails
-        # must separate (with one channel, absent is the background: as exclusive mode)
-        mask = _rule(paint[c], g, ABSENT, quantiles, robust=paint.shape[0] == 1)
+    if paint.shape[0] == 1:  # absent is the background: as exclusive mode
+        mask = _rule(paint[0], g, ABSENT, quantiles)
         if mask is not None:
-            out[c][mask] = ABSENT
-    if paint.shape[0] > 1:  # with one channel, the same as the channel's own rule
+            out[0][mask] = ABSENT
+    else:
         nothing = np.all(paint == ABSENT, axis=0)
         something = np.any(paint == PRESENT, axis=0)
         view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)

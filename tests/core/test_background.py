@@ -280,17 +280,47 @@ def test_an_object_correction_as_dark_as_the_background_keeps_the_rule_on(bright
     assert (inferred <= level).all() if not bright else (inferred >= level).all(), "never beyond the objects' 5 %"
 
 
-def test_a_multilabel_class_keeps_the_tails_test_but_one_channel_does_not():
-    """With several classes a class's absent strokes hold the other classes too, so its own rule
-    needs the tails to separate; with one class absent is the background, as in exclusive mode."""
+def test_several_multilabel_classes_are_read_across_channels_only():
+    """With one class absent is the background, as in exclusive mode; with several, a channel's
+    own absent paint holds the other classes too, so only the view across channels (absent in
+    every channel against present in any) infers: here channel 1 is unpainted, so nothing is
+    absent in every channel and nothing is inferred."""
     img, paint = _dim_correction_scene()
     ml = np.zeros((2, *img.shape), np.uint8)
     ml[0][paint == 1] = 2
-    ml[0][paint == 2] = 1  # channel 1 unpainted: the across-channel view has no background
+    ml[0][paint == 2] = 1
     one = infer_background_multilabel(ml[:1], img)
     np.testing.assert_array_equal(one[0] == 2, infer_background(paint, img) == 1)
     assert one.any()
     assert not infer_background_multilabel(ml, img).any()
+
+
+def test_object_and_boundary_channels_infer_what_exclusive_mode_infers():
+    """The same content in both modes (background, interior, boundary; as object + boundary
+    channels) implies the same background. The boundary channel's absent strokes are the
+    background *and* the interiors; read alone (the rule before session 18) they called part
+    of the bright interior absent too, which exclusive mode does not infer."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(10.0, 1.0, (64, 64)).astype(np.float32)
+    for (y0, y1), (x0, x1) in [((10, 22), (10, 22)), ((40, 52), (36, 50))]:
+        img[y0:y1, x0:x1] += 25.0  # a rim at 35
+        img[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] += 25.0  # the interior at 60
+    paint = np.zeros(img.shape, np.uint8)
+    paint[58:60, 2:20] = 1  # background
+    paint[13:19, 13:21] = 2  # interior, more of it than background
+    paint[10, 10:22] = 3  # boundary, along the rim
+    paint[11:22, 10] = 3
+    ml = np.zeros((2, *img.shape), np.uint8)
+    ml[:, paint > 0] = 2
+    ml[0][np.isin(paint, (2, 3))] = 1
+    ml[1][paint == 3] = 1
+    excl = infer_background(paint, img) == 1
+    assert excl.any()
+    out = infer_background_multilabel(ml, img)
+    for c in range(2):
+        np.testing.assert_array_equal(out[c] == 2, excl & (ml[c] == 0))
+        assert not (out[c] == 1).any()
+    assert not out[1][12:20, 12:20].any(), "the interior is not called absent in the boundary channel"
 
 
 def _ramp_painting(ramp: float) -> tuple[np.ndarray, np.ndarray]:
