@@ -260,15 +260,16 @@ def infer_multilabel(
     planes = paint.reshape(n, -1, *paint.shape[-2:])
     dtype = np.uint8 if 3**n <= 256 else np.uint16 if 3**n <= 65536 else np.int64
     weights = (3 ** np.arange(n)).astype(dtype)
+    joint_codes = 3**n <= 2**62  # base-3 codes fit in int64 up to 39 classes; beyond, per channel
 
-    def codes(c: int) -> Callable[[int], np.ndarray]:
+    def codes(c: int) -> Callable[[int], np.ndarray] | None:
         def plane(z: int) -> np.ndarray:
             joint = np.tensordot(weights, planes[:, z].astype(dtype), axes=1).astype(dtype)
             return np.where(planes[c, z] != UNPAINTED, joint, 0).astype(dtype)
-        return plane
+        return plane if joint_codes else None
 
     for c in range(n):
         if (paint[c] != UNPAINTED).any():
             out[c] = _infer(paint[c], image, channel_axis, ABSENT, halo, codes(c),
-                            lambda k, c=c: (k // 3**c) % 3)
+                            (lambda k, c=c: (k // 3**c) % 3) if joint_codes else None)
     return out

@@ -204,6 +204,10 @@ def test_multilabel_in_3d_and_with_many_channels() -> None:
     np.testing.assert_array_equal(out[0][1] == 1, infer_from_outlines(excl) == INSIDE)
     assert not out[0][0].any() and not out[0][2].any()
     assert not out[5].any()
+    # beyond 39 classes the combinations no longer fit int64 codes: each channel on its own
+    many = np.zeros((41, *_square().shape), np.uint8)
+    many[0][_square() > 0] = 1
+    np.testing.assert_array_equal(infer_multilabel(many)[0] == 1, infer_from_outlines(_square()) == INSIDE)
 
 
 def test_exclusive_loop_around_background_paint_gets_no_band() -> None:
