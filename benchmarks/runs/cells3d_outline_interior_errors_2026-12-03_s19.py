@@ -1,10 +1,11 @@
 """Where cells 3D outline (exclusive, seed 0, 370 steps) loses its interior to the forest:
-the interior errors of both methods by true class and by plane. Output: the .txt beside it."""
+the interior errors of both methods by true class and by plane. Output: the .txt beside it.
+``python cells3d_outline_interior_errors_2026-12-03_s19.py dim``: the same for dim 3D outline."""
 import sys, numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch; torch.set_num_threads(2)
 import families as fam, users, quality
-s = fam.make("cells", 3, 0); p = users.paint(s, "outline", 0)
+s = fam.make(sys.argv[1] if len(sys.argv) > 1 else "cells", 3, 0); p = users.paint(s, "outline", 0)
 print("classes", p.class_names, "spacing", s.spacing, "shape", s.image.shape)
 sess = quality.Session(s, p.paintings, "exclusive", len(p.class_names), 0, {}, steps=370)
 sess.train(steps=370); pred = sess.predict(); sess.close()

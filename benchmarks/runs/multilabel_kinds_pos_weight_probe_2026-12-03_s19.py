@@ -1,14 +1,16 @@
 """Probe: multi-label pos_weight balanced over kinds of stroke (as exclusive balances classes),
-pinned through TrainConfig.pinned_weights; everything else as quality.py."""
+pinned through TrainConfig.pinned_weights; everything else as quality.py.
+
+Usage: python multilabel_kinds_pos_weight_probe_2026-12-03_s19.py OUT.jsonl dim:3:sloppy:0 ...
+"""
 import json, sys
 from concurrent.futures import ProcessPoolExecutor
 import numpy as np
-sys.path.insert(0, "/work/main/benchmarks")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import families as fam, users, quality
 
 def kinds_weights(ml):
     flat = ml.reshape(ml.shape[0], -1)
-    painted = (flat != 0).any(0)
     codes = np.tensordot(3 ** np.arange(ml.shape[0]), flat.astype(np.int64), axes=1)
     out = []
     for c in range(ml.shape[0]):
