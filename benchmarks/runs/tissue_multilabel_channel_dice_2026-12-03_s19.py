@@ -2,7 +2,6 @@
 (the table's), and how much of the volume both channels claim. Output: the .txt beside it."""
 import sys, json
 from concurrent.futures import ProcessPoolExecutor
-import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import families as fam, users, quality
 
