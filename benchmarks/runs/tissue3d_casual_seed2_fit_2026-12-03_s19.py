@@ -19,7 +19,6 @@ for stop in (185, 370):
         print(stop, name, "painted voxels right per class", np.round(fit, 2), "granular dice", round(quality.dice(lab == 2, p.truth == 2), 3),
               "pred fractions", np.round(np.bincount(lab.ravel(), minlength=4)[1:] / lab.size, 3))
     tr.model.train()
-sess.close()
 # train-mode fit on the sampler's own batches (BatchNorm on batch statistics, as in training)
 tr = sess.trainer
 hits = np.zeros(4); tot = np.zeros(4)
@@ -44,8 +43,10 @@ with torch.no_grad():
         t = y[:, 0] if y.ndim == x.ndim else y
         for c in (1, 2):
             sel = t == c
-            P.append((c, pr[:, 0][sel].mean(), pr[:, 1][sel].mean(), pr[:, 2][sel].mean()))
+            if sel.any():
+                P.append((c, pr[:, 0][sel].mean(), pr[:, 1][sel].mean(), pr[:, 2][sel].mean()))
     for c in (1, 2):
         a = np.array([q[1:] for q in P if q[0] == c and not np.isnan(q[1])])
         print("strokes of class index", c, "mean softmax (bg, granular, fibrous)", np.round(a.mean(0), 3))
 print("weights", tr.weights.weights, "rules", tr.rules, [None if f is None else f.weights for f in tr.inferred_loss_fns])
+sess.close()
