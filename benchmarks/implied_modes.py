@@ -31,19 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import users  # noqa: E402
 
-from segstudio.core.implied import implied_labels  # noqa: E402
+from segstudio.core.implied import implied_labels, merged  # noqa: E402
 
-FAMILIES = ("nuclei", "cells", "dim", "vessels", "tissue")
-HABITS = ("outline", "casual", "sloppy", "corrections")
+FAMILIES = tuple(fam.FAMILIES)
 
 
 def pooled(labels: dict[str, np.ndarray | None], shape: tuple[int, ...]) -> np.ndarray:
-    """The rules' labels in one array, the first rule winning where they overlap (as trained)."""
-    out = np.zeros(shape, np.uint8)
-    for lab in labels.values():
-        if lab is not None:
-            out = np.where(out == 0, lab, out)
-    return out
+    """The rules' labels in one array, the first rule winning where they overlap (as trained;
+    :func:`~segstudio.core.implied.merged`), zeros where no rule says anything."""
+    out = merged(labels)
+    return np.zeros(shape, np.uint8) if out is None else out
 
 
 def compare(family: str, dims: int, habit: str, seed: int, tolerance: float) -> list[str]:
@@ -78,7 +75,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--dims", nargs="+", type=int, default=[2, 3], choices=[2, 3])
-    p.add_argument("--habits", nargs="+", default=list(HABITS), choices=HABITS)
+    p.add_argument("--habits", nargs="+", default=list(users.HABITS), choices=users.HABITS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--tolerance", type=float, default=0.05, help="fraction of exclusive mode's labels")
     a = p.parse_args()
