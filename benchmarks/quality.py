@@ -188,6 +188,8 @@ class Session:
         self.events = self.trainer.run()
         self.iteration = 0
         self.seconds = 0.0
+        #: The last step's learnt share per class (``Progress.learnt``; recorded in every row).
+        self.learnt: tuple[float | None, ...] = ()
 
     def paint(self, paint: np.ndarray) -> None:
         """New strokes reach the running trainer."""
@@ -204,6 +206,7 @@ class Session:
                 raise RuntimeError(ev.message + "\n" + ev.traceback)
             if isinstance(ev, Progress):
                 self.iteration = ev.iteration
+                self.learnt = ev.learnt
                 if stop_at is not None and ev.iteration >= stop_at:
                     break
                 if seconds is not None and time.perf_counter() - t0 >= seconds:
@@ -218,6 +221,10 @@ class Session:
         labels = Predictor(model, self.trainer.config, device=self.device).predict(self.sample.image).labels
         self.trainer.model.train()
         return labels
+
+    def learnt_row(self) -> list[float | None]:
+        """:attr:`learnt`, rounded for a result row."""
+        return [None if v is None else round(v, 3) for v in self.learnt]
 
     def close(self) -> None:
         self.events.close()
@@ -267,7 +274,8 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
         if habit != "corrections":
             session.train(seconds=seconds, steps=steps)
             row("segstudio", "final", session.predict(), painting, iterations=session.iteration,
-                seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures)
+                seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures,
+                learnt=session.learnt_row())
         else:
             half = {"seconds": None if seconds is None else seconds / 2, "steps": None if steps is None else steps // 2}
             p = painting
@@ -275,7 +283,8 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
                 session.train(**half)
                 pred = session.predict()
                 row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
-                    seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures)
+                    seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures,
+                learnt=session.learnt_row())
                 if r < 2:
                     p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
                     session.paint(paint_of(p))
@@ -290,7 +299,8 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 
 
 #: Row fields that are not scores.
-META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context", "textures")
+META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context", "textures",
+        "learnt")
 
 
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:

@@ -276,6 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ws = ", ".join(f"{w:.3g}" for w in ev.weights.weights)
                 print(f"class weights ({ev.weights.method}): {ws}", file=sys.stderr)
             elif isinstance(ev, Progress):
+                state["progress"] = ev
                 _print_progress(ev, start, tty, state)
             elif isinstance(ev, Notice):
                 print(f"\n{ev.message}", file=sys.stderr)
@@ -301,6 +302,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                     sys.stderr.write("\n")
                 print(f"finished: {ev.iteration} iterations in {ev.seconds:.1f} s ({ev.reason}) → {ev.run_dir}",
                       file=sys.stderr)
+                last = state.get("progress")
+                if last is not None:
+                    from segstudio.core.stroke_fit import unlearnt_message
+
+                    note = unlearnt_message(cfg.class_names, last.learnt, last.iteration)
+                    if note:
+                        print(f"warning: {note}", file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()  # saves a final checkpoint
         print(f"\ninterrupted: the last checkpoint is in {args.out}", file=sys.stderr)

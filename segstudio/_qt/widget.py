@@ -56,6 +56,7 @@ from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
 from segstudio.core.config import MODEL_PRESETS, TEXTURES_CHOICES, WIDE_CONTEXT_CHOICES
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
+from segstudio.core.stroke_fit import unlearnt, unlearnt_message
 from segstudio.core.weights import METHODS
 
 #: Export formats offered by the *Export model…* file dialog, with their filter labels.
@@ -79,7 +80,9 @@ COMBO_CHARS = 5
 #: Least width of a spin box (px).
 SPIN_MIN_PX = 84
 SWATCH_PX = 14
-COL_SWATCH, COL_NAME, COL_COUNT, COL_WEIGHT, COL_PIN = range(5)
+COL_SWATCH, COL_NAME, COL_COUNT, COL_WEIGHT, COL_PIN, COL_LEARNT = range(6)
+#: Colour of a class's *Learnt* figure while it is flagged (and of the note under the table).
+WARN_COLOR = "#d9a03f"
 LOSS_LABELS = {
     "ce": "CE", "focal": "focal", "gdl": "gen. Dice", "dice_ce": "Dice + CE",
     "bce": "BCE", "dice": "soft Dice", "dice_bce": "Dice + BCE",
@@ -199,8 +202,14 @@ class SegStudioWidget(QWidget):
         # -- classes
         classes = QGroupBox("Classes")
         cl = QVBoxLayout(classes)
-        self.class_table = QTableWidget(0, 5)
-        self.class_table.setHorizontalHeaderLabels(["", "Class", "Painted px", "Weight", "Pin"])
+        self.class_table = QTableWidget(0, 6)
+        self.class_table.setHorizontalHeaderLabels(["", "Class", "Painted px", "Weight", "Pin", "Learnt"])
+        self.class_table.horizontalHeaderItem(COL_LEARNT).setToolTip(
+            "While training: the share of this class's own strokes that the last training steps "
+            "predict as this class (multi-label: present strokes as present and absent as absent, "
+            "the lower of the two). Low after the first steps: not learnt yet; train longer, or "
+            "paint more of it."
+        )
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.class_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -210,7 +219,7 @@ class SegStudioWidget(QWidget):
         header = self.class_table.horizontalHeader()
         header.setSectionResizeMode(COL_SWATCH, QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        for c in (COL_COUNT, COL_WEIGHT, COL_PIN):
+        for c in (COL_COUNT, COL_WEIGHT, COL_PIN, COL_LEARNT):
             header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         self.class_table.setColumnWidth(COL_SWATCH, SWATCH_PX + 12)
         self.class_table.setToolTip(
@@ -265,9 +274,14 @@ class SegStudioWidget(QWidget):
         cl.addLayout(rules)
         self.weights_note = QLabel("")
         self.weights_note.setWordWrap(True)
-        self.weights_note.setStyleSheet("color: #d9a03f;")
+        self.weights_note.setStyleSheet(f"color: {WARN_COLOR};")
         self.weights_note.setVisible(False)
         cl.addWidget(self.weights_note)
+        self.learnt_note = QLabel("")
+        self.learnt_note.setWordWrap(True)
+        self.learnt_note.setStyleSheet(f"color: {WARN_COLOR};")
+        self.learnt_note.setVisible(False)
+        cl.addWidget(self.learnt_note)
         col.addWidget(classes)
 
         # -- training
@@ -739,12 +753,13 @@ class SegStudioWidget(QWidget):
                 table.setItem(row, COL_SWATCH, swatch)
                 name = QTableWidgetItem(spec.name)
                 table.setItem(row, COL_NAME, name)
-                for col in (COL_COUNT, COL_WEIGHT):
+                for col in (COL_COUNT, COL_WEIGHT, COL_LEARNT):
                     if table.item(row, col) is None:
                         item = QTableWidgetItem("–")
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                         table.setItem(row, col, item)
-                table.item(row, COL_COUNT).setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                for col in (COL_COUNT, COL_LEARNT):
+                    table.item(row, col).setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 pin = QTableWidgetItem("")
                 pin.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsSelectable)
                 pin.setCheckState(Qt.CheckState.Checked if spec.pinned is not None else Qt.CheckState.Unchecked)
@@ -905,6 +920,7 @@ class SegStudioWidget(QWidget):
             if c.state == "paused":
                 parts.append("paused")
             self.progress_label.setText(" · ".join(parts))
+            self._show_learnt(ev)
             if ev.total:
                 self._show_progress(ev.iteration / ev.total)
             elif ev.eta_s is not None:
@@ -917,6 +933,26 @@ class SegStudioWidget(QWidget):
                 # it/s, time elapsed) shows that training is alive.
                 self._show_progress(None)
         self._update_plot()
+
+    def _show_learnt(self, ev: Any) -> None:
+        """The *Learnt* column and the note under the class table, from a Progress event."""
+        learnt = tuple(getattr(ev, "learnt", ()) or ())
+        names = [spec.name for spec in self.controller.classes]
+        flagged = set(unlearnt(learnt, ev.iteration))
+        self._updating = True
+        try:
+            for row in range(self.class_table.rowCount()):
+                item = self.class_table.item(row, COL_LEARNT)
+                if item is None:
+                    continue
+                share = learnt[row] if row < len(learnt) else None
+                item.setText("–" if share is None else f"{100 * share:.0f} %")
+                item.setForeground(QColor(WARN_COLOR) if row in flagged else self.class_table.palette().text())
+        finally:
+            self._updating = False
+        note = unlearnt_message(names, learnt, ev.iteration)
+        self.learnt_note.setText(note)
+        self.learnt_note.setVisible(bool(note))
 
     def _show_progress(self, done: float | None) -> None:
         """Fill the training bar to ``done`` (0..1); ``None``: no bar (its space is kept)."""

@@ -49,6 +49,7 @@ from segstudio.core.implied import implied_labels, rules_on
 from segstudio.core.predictor import context_region, predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
+from segstudio.core.stroke_fit import StrokeFit, stroke_hits
 from segstudio.core.weights import ClassWeights, compute_weights
 
 #: How the fields that define a network are named in messages.
@@ -99,6 +100,9 @@ class Progress:
     samples_per_s: float
     total: int | None = None
     eta_s: float | None = None
+    #: Per class, the share of its own painted pixels the recent training steps predicted
+    #: right (:mod:`segstudio.core.stroke_fit`); ``None`` for a class not in recent patches.
+    learnt: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.amp = amp_dtype(self.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        #: How much of each class's strokes the training steps get right (reported in Progress).
+        self.stroke_fit = StrokeFit(cfg.n_classes, cfg.mode)
         self.model = model_from_config(cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.pairwise = (
@@ -493,6 +499,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
             logits = logits.float()
+            self.tally_strokes(logits, yt, mt)
             if not self.sampler.n_rules:
                 loss = self.loss_fn(logits, yt, mt)
             elif cfg.mode == EXCLUSIVE:  # (N, 1 + R, *spatial): the paint, then each rule's labels
@@ -523,6 +530,16 @@ class Trainer:
         self.after_optimizer_step()
         self.update_ema()
         return total
+
+    def tally_strokes(self, logits: torch.Tensor, yt: torch.Tensor, mt: torch.Tensor | None) -> None:
+        """Count what the step's logits get right on the painted pixels (the user's strokes, not
+        the rules' labels; :mod:`segstudio.core.stroke_fit`)."""
+        cfg, k = self.config, self.config.n_classes
+        if cfg.mode == EXCLUSIVE:
+            hits = stroke_hits(logits, yt[:, 0] if self.sampler.n_rules else yt, None, cfg.mode)
+        else:
+            hits = stroke_hits(logits, yt[:, :k], None if mt is None else mt[:, :k], cfg.mode)
+        self.stroke_fit.update(*hits)
 
     def after_optimizer_step(self) -> None:
         """Hook between the optimizer step and the moving average (the distributed trainer
@@ -728,7 +745,7 @@ class Trainer:
                 yield Progress(
                     iteration=self.iteration, loss=loss, lr=lr, seconds=self.elapsed,
                     samples_per_s=self.batch_size * max(cfg.grad_accum, 1) / max(dt, 1e-9),
-                    total=total, eta_s=eta,
+                    total=total, eta_s=eta, learnt=self.stroke_fit.shares(),
                 )
                 if cfg.val_every and self.iteration % cfg.val_every == 0:
                     for val in (self.validate(), self.validate_held_out()):

@@ -268,3 +268,20 @@ def test_predicting_again_into_the_same_zarr_replaces_it(tiff_pair, tmp_path, ca
     assert labels.shape == (48, 48) and set(np.unique(labels)) <= {1, 2}
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".z")) == ["0"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_train_warns_when_a_class_is_not_learnt_at_its_own_strokes(tmp_path, capsys):
+    """On a blank image one row of "rare" to three of "common" cannot be told apart: unweighted,
+    the network predicts "common" on every stroke, and the end of training says so."""
+    tifffile.imwrite(tmp_path / "blank.tif", np.zeros((48, 48), np.uint16))
+    lab = np.zeros((48, 48), np.uint8)
+    lab[8:40, 8:40] = 1
+    lab[8:40:4, 8:40] = 2
+    tifffile.imwrite(tmp_path / "rows.tif", lab)
+    args = ["train", "--image", str(tmp_path / "blank.tif"), "--labels", str(tmp_path / "rows.tif"),
+            "--out", str(tmp_path / "run"), "--iterations", "60", "--patch", "32", "32", "--batch", "2",
+            "--seed", "0", "--lr", "0.01", "--weights", "none", "--no-outlines", "--no-background-rule",
+            "--model-size", "fast", "--class-names", "common", "rare"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: Not learnt yet at their own strokes (rare" in err and "common" not in err.split("warning:")[-1]

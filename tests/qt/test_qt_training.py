@@ -8,7 +8,7 @@ from qtpy.QtCore import QThreadPool
 
 from segstudio._qt import preview as preview_module
 from segstudio._qt import training as training_module
-from segstudio._qt.widget import SegStudioWidget
+from segstudio._qt.widget import COL_LEARNT, SegStudioWidget
 
 pytestmark = pytest.mark.gui
 
@@ -59,6 +59,8 @@ def test_train_exclusive_2d_gives_prediction_layer(session, qtbot, tiny2d, paint
     assert len(c.loss_values) == 20 and np.isfinite(c.loss_values).all()
     widget.redraw_progress()
     assert widget.progress_label.text().startswith("it 20/20 · loss ")
+    learnt = [widget.class_table.item(row, COL_LEARNT).text() for row in range(widget.class_table.rowCount())]
+    assert len(learnt) == 3 and all(t.endswith(" %") and 0 <= int(t[:-2]) <= 100 for t in learnt), learnt
     assert not widget.progress_bar.isHidden() and widget.progress_bar.value() == 1000
     assert "done" in widget.status_label.text()
     x, y = widget.raw_curve.getData()

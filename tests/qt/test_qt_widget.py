@@ -11,10 +11,10 @@ from qtpy.QtCore import Qt
 
 from segstudio._qt import controller as controller_module
 from segstudio._qt import training as training_module
-from segstudio._qt.widget import COL_COUNT, COL_NAME, COL_PIN, COL_WEIGHT, SegStudioWidget
+from segstudio._qt.widget import COL_COUNT, COL_LEARNT, COL_NAME, COL_PIN, COL_WEIGHT, WARN_COLOR, SegStudioWidget
 from segstudio.core.config import DEFAULT_INPUT_FILTERS, TEXTURE_GAIN, TEXTURE_SCALE, WIDE_CONTEXT_SIGMA
 from segstudio.core.errors import UserInputError
-from segstudio.core.trainer import WeightsUpdated
+from segstudio.core.trainer import Progress, WeightsUpdated
 from segstudio.core.weights import compute_weights
 
 pytestmark = pytest.mark.gui
@@ -348,3 +348,26 @@ def test_show_inferred_overlays_what_the_trainer_learns(open_widget, qtbot):
     qtbot.waitUntil(lambda: (viewer.layers["inferred"].data == 1).sum() < 200, timeout=30000)
     widget.inferred_check.setChecked(False)
     assert "inferred" not in viewer.layers
+
+
+def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
+    """The class table shows each class's learnt share from the trainer's progress; a class
+    under half after the first steps is coloured and named in a note under the table."""
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    c.add_class("granular")
+    widget.class_table.item(2, COL_NAME).setText("granular")
+    early = Progress(iteration=10, loss=1.0, lr=0.005, seconds=1.0, samples_per_s=1.0, learnt=(0.97, None, 0.12))
+    widget._on_progress(early)
+    widget.redraw_progress()
+    texts = [widget.class_table.item(row, COL_LEARNT).text() for row in range(3)]
+    assert texts == ["97 %", "–", "12 %"]
+    assert widget.learnt_note.isHidden()  # the first steps get nothing right yet: no flag
+    widget._on_progress(replace(early, iteration=400))
+    widget.redraw_progress()
+    assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() == WARN_COLOR
+    assert widget.class_table.item(0, COL_LEARNT).foreground().color().name() != WARN_COLOR
+    assert not widget.learnt_note.isHidden() and "granular 12 %" in widget.learnt_note.text()
+    widget._on_progress(replace(early, iteration=500, learnt=(0.97, 0.9, 0.8)))
+    widget.redraw_progress()
+    assert widget.learnt_note.isHidden()
+    assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() != WARN_COLOR
