@@ -306,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if last is not None:
                     from segstudio.core.stroke_fit import unlearnt_message
 
-                    note = unlearnt_message(cfg.class_names, last.learnt, last.iteration)
+                    note = unlearnt_message(cfg.class_names, last.learnt, last.learnt_steps)
                     if note:
                         print(f"warning: {note}", file=sys.stderr)
     except KeyboardInterrupt:

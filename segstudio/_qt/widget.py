@@ -936,9 +936,9 @@ class SegStudioWidget(QWidget):
 
     def _show_learnt(self, ev: Any) -> None:
         """The *Learnt* column and the note under the class table, from a Progress event."""
-        learnt = tuple(getattr(ev, "learnt", ()) or ())
+        learnt = ev.learnt
         names = [spec.name for spec in self.controller.classes]
-        flagged = set(unlearnt(learnt, ev.iteration))
+        flagged = set(unlearnt(learnt, ev.learnt_steps))
         self._updating = True
         try:
             for row in range(self.class_table.rowCount()):
@@ -950,7 +950,7 @@ class SegStudioWidget(QWidget):
                 item.setForeground(QColor(WARN_COLOR) if row in flagged else self.class_table.palette().text())
         finally:
             self._updating = False
-        note = unlearnt_message(names, learnt, ev.iteration)
+        note = unlearnt_message(names, learnt, ev.learnt_steps)
         self.learnt_note.setText(note)
         self.learnt_note.setVisible(bool(note))
 

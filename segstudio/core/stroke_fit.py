@@ -34,7 +34,8 @@ from segstudio.core.annotations import EXCLUSIVE, IGNORE_INDEX, MULTILABEL, chec
 DECAY = 0.95
 #: A class whose learnt share is below this after :data:`MIN_STEPS` steps is flagged.
 UNLEARNT_BELOW = 0.5
-#: Steps before a low share is flagged (the first steps get nothing right yet).
+#: Steps on the same strokes before a low share is flagged: the first steps get nothing right
+#: yet, and new strokes (a correction painted into an error) are wrong until learnt.
 MIN_STEPS = 50
 
 
@@ -104,6 +105,7 @@ class StrokeFit:
         shape = (n_classes,) if self.mode == EXCLUSIVE else (2, n_classes)
         self.hits = torch.zeros(shape, dtype=torch.float64)
         self.counts = torch.zeros(shape, dtype=torch.float64)
+        #: Updates since the strokes last changed (:meth:`new_strokes`).
         self.steps = 0
 
     def update(self, hits: torch.Tensor, counts: torch.Tensor) -> None:
@@ -112,8 +114,12 @@ class StrokeFit:
         self.counts.mul_(self.decay).add_(counts)
         self.steps += 1
 
+    def new_strokes(self) -> None:
+        """The strokes changed: the tally goes on, the count of steps on them starts again."""
+        self.steps = 0
+
     def reset(self) -> None:
-        """Forget the tally (new classes, or a new set of strokes to learn)."""
+        """Forget the tally."""
         self.hits.zero_()
         self.counts.zero_()
         self.steps = 0
@@ -131,7 +137,7 @@ class StrokeFit:
 
 def unlearnt(shares: Sequence[float | None], steps: int) -> list[int]:
     """Classes whose learnt share is below :data:`UNLEARNT_BELOW` after :data:`MIN_STEPS`
-    steps (none before)."""
+    steps on the same strokes (none before)."""
     if steps < MIN_STEPS:
         return []
     return [i for i, s in enumerate(shares) if s is not None and s < UNLEARNT_BELOW]

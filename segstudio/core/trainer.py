@@ -103,6 +103,8 @@ class Progress:
     #: Per class, the share of its own painted pixels the recent training steps predicted
     #: right (:mod:`segstudio.core.stroke_fit`); ``None`` for a class not in recent patches.
     learnt: tuple[float | None, ...] = ()
+    #: Steps trained on the current strokes (the tally's :attr:`~segstudio.core.stroke_fit.StrokeFit.steps`).
+    learnt_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -362,6 +364,7 @@ class Trainer:
         not trained on; :meth:`validate` reports Dice on them.
         """
         cfg = self.config
+        self.stroke_fit.new_strokes()
         prepared, inferred, held, train_paint = [], [], [], []
         prepared_works: list[_ImageWork] = []
         images: dict[int, _ImageWork] = {}
@@ -745,7 +748,7 @@ class Trainer:
                 yield Progress(
                     iteration=self.iteration, loss=loss, lr=lr, seconds=self.elapsed,
                     samples_per_s=self.batch_size * max(cfg.grad_accum, 1) / max(dt, 1e-9),
-                    total=total, eta_s=eta, learnt=self.stroke_fit.shares(),
+                    total=total, eta_s=eta, learnt=self.stroke_fit.shares(), learnt_steps=self.stroke_fit.steps,
                 )
                 if cfg.val_every and self.iteration % cfg.val_every == 0:
                     for val in (self.validate(), self.validate_held_out()):

@@ -106,6 +106,23 @@ def _last_progress(cfg, img, lab) -> Progress:
     return [e for e in train(cfg, src) if isinstance(e, Progress)][-1]
 
 
+def test_new_strokes_start_the_count_of_steps_on_them_again():
+    """A correction is wrong until learnt: the steps before a flag count from the last swap."""
+    img, lab = _square()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=12, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    steps = []
+    for ev in train(cfg, src):
+        if isinstance(ev, Progress):
+            steps.append(ev.learnt_steps)
+            if ev.iteration == 6:
+                more = lab.copy()
+                more[40:44, 4:12] = 1
+                src.put([TrainingImage(img, more)])
+    assert steps == [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6]
+
+
 TINY = dict(features=(4, 8), patch_size=(32, 32), batch_size=2, num_threads=1, warmup=2, seed=0)
 
 

@@ -356,18 +356,19 @@ def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
     c.add_class("granular")
     widget.class_table.item(2, COL_NAME).setText("granular")
-    early = Progress(iteration=10, loss=1.0, lr=0.005, seconds=1.0, samples_per_s=1.0, learnt=(0.97, None, 0.12))
+    early = Progress(iteration=410, loss=1.0, lr=0.005, seconds=1.0, samples_per_s=1.0, learnt=(0.97, None, 0.12),
+                     learnt_steps=10)
     widget._on_progress(early)
     widget.redraw_progress()
     texts = [widget.class_table.item(row, COL_LEARNT).text() for row in range(3)]
     assert texts == ["97 %", "–", "12 %"]
-    assert widget.learnt_note.isHidden()  # the first steps get nothing right yet: no flag
-    widget._on_progress(replace(early, iteration=400))
+    assert widget.learnt_note.isHidden()  # 10 steps on these strokes: too early to flag
+    widget._on_progress(replace(early, iteration=450, learnt_steps=50))
     widget.redraw_progress()
     assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() == WARN_COLOR
     assert widget.class_table.item(0, COL_LEARNT).foreground().color().name() != WARN_COLOR
     assert not widget.learnt_note.isHidden() and "granular 12 %" in widget.learnt_note.text()
-    widget._on_progress(replace(early, iteration=500, learnt=(0.97, 0.9, 0.8)))
+    widget._on_progress(replace(early, iteration=500, learnt=(0.97, 0.9, 0.8), learnt_steps=100))
     widget.redraw_progress()
     assert widget.learnt_note.isHidden()
     assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() != WARN_COLOR
