@@ -148,10 +148,14 @@ def unlearnt_message(names: Sequence[str], shares: Sequence[float | None], steps
     flagged = unlearnt(shares, steps)
     if not flagged:
         return ""
-    which = ", ".join(f"{names[i] if i < len(names) else f'class {i + 1}'} {100 * shares[i]:.0f} %"
-                      for i in flagged)
-    return (f"Not learnt yet at their own strokes ({which} of them predicted right): "
-            "train longer, or paint more of them.")
+    named = [(names[i] if i < len(names) else f"class {i + 1}", 100 * float(shares[i] or 0.0)) for i in flagged]
+    if len(named) == 1:
+        name, pct = named[0]
+        return (f"Not learnt yet: {name} ({pct:.0f} % of its strokes predicted right). "
+                "Train longer, or paint more of it.")
+    which = ", ".join(f"{name} ({pct:.0f} %)" for name, pct in named)
+    return (f"Not learnt yet: {which} of their strokes predicted right. "
+            "Train longer, or paint more of them.")
 
 
 __all__ = [

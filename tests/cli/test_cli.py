@@ -284,4 +284,4 @@ def test_train_warns_when_a_class_is_not_learnt_at_its_own_strokes(tmp_path, cap
             "--model-size", "fast", "--class-names", "common", "rare"]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "warning: Not learnt yet at their own strokes (rare" in err and "common" not in err.split("warning:")[-1]
+    assert "warning: Not learnt yet: rare (" in err and "common" not in err.split("warning:")[-1]

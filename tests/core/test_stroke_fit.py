@@ -86,7 +86,9 @@ def test_unlearnt_waits_for_the_first_steps_and_names_the_classes():
     assert unlearnt(shares, MIN_STEPS - 1) == []
     assert unlearnt(shares, MIN_STEPS) == [1]
     msg = unlearnt_message(["background", "granular"], shares, 400)
-    assert "granular 12 %" in msg and "background" not in msg
+    assert msg == "Not learnt yet: granular (12 % of its strokes predicted right). Train longer, or paint more of it."
+    two = unlearnt_message(["a", "b"], (0.3, 0.1), 400)
+    assert two.startswith("Not learnt yet: a (30 %), b (10 %) of their strokes")
     assert unlearnt_message(["a", "b"], (0.9, 0.8), 400) == ""
 
 

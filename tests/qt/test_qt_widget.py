@@ -367,7 +367,7 @@ def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     widget.redraw_progress()
     assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() == WARN_COLOR
     assert widget.class_table.item(0, COL_LEARNT).foreground().color().name() != WARN_COLOR
-    assert not widget.learnt_note.isHidden() and "granular 12 %" in widget.learnt_note.text()
+    assert not widget.learnt_note.isHidden() and "granular (12 %" in widget.learnt_note.text()
     widget._on_progress(replace(early, iteration=500, learnt=(0.97, 0.9, 0.8), learnt_steps=100))
     widget.redraw_progress()
     assert widget.learnt_note.isHidden()
