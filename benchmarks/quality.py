@@ -164,8 +164,6 @@ class Session:
 
         self.sample, self.mode, self.device = sample, mode, device
         self._image_cls = TrainingImage
-        if mode == "multilabel" and "loss" not in overrides:
-            overrides = {**overrides, "loss": "bce"}  # the first multilabel loss, as in the app
         # wide context as the app decides it (auto: by the first paintings' background), unless set
         overrides = dict(overrides)
         choice = overrides.pop("wide_context", "auto")

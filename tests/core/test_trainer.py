@@ -379,3 +379,16 @@ def test_region_channels_come_from_the_whole_image_once():
     plain.setup()
     plain.swap_snapshot(_snapshot(img, lab))
     assert plain.prepared[0].regions is None and plain.sampler.batch(2)[0].shape == (2, 1, 32, 32)
+
+
+def test_infer_config_picks_the_modes_first_loss_unless_named():
+    img, lab, _ = blobs()
+    multi = np.stack([(lab == 2) * 1 + (lab == 1) * 2, (lab == 1) * 1 + (lab == 2) * 2]).astype(np.uint8)
+    assert infer_config(img.shape, lab, "exclusive").loss == "ce"
+    assert infer_config(img.shape, multi, "multilabel").loss == "bce"
+    assert infer_config(img.shape, multi, "multilabel", loss="dice").loss == "dice"
+    # a multi-label config made without naming a loss trains
+    cfg = infer_config(img.shape, multi, "multilabel", iterations=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, multi)])
+    assert isinstance(list(train(cfg, src))[-1], Finished)
