@@ -494,6 +494,7 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
+        hits = counts = None
         for _ in range(max(cfg.grad_accum, 1)):
             x, y, m = self.sampler.batch(self.batch_size)
             xt = torch.from_numpy(x).to(self.device, non_blocking=True)
@@ -502,7 +503,8 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 logits = self.forward(xt)
             logits = logits.float()
-            self.tally_strokes(logits, yt, mt)
+            h, c = self.painted_hits(logits, yt, mt)
+            hits, counts = (h, c) if hits is None else (hits + h, counts + c)
             if not self.sampler.n_rules:
                 loss = self.loss_fn(logits, yt, mt)
             elif cfg.mode == EXCLUSIVE:  # (N, 1 + R, *spatial): the paint, then each rule's labels
@@ -532,17 +534,17 @@ class Trainer:
             self.optimizer.step()
         self.after_optimizer_step()
         self.update_ema()
+        self.stroke_fit.update(hits, counts)  # once per step, over its accumulated batches
         return total
 
-    def tally_strokes(self, logits: torch.Tensor, yt: torch.Tensor, mt: torch.Tensor | None) -> None:
-        """Count what the step's logits get right on the painted pixels (the user's strokes, not
-        the rules' labels; :mod:`segstudio.core.stroke_fit`)."""
+    def painted_hits(self, logits: torch.Tensor, yt: torch.Tensor,
+                     mt: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a batch's logits get right on the painted pixels (the user's strokes, not the
+        rules' labels): :func:`~segstudio.core.stroke_fit.stroke_hits` for :attr:`stroke_fit`."""
         cfg, k = self.config, self.config.n_classes
         if cfg.mode == EXCLUSIVE:
-            hits = stroke_hits(logits, yt[:, 0] if self.sampler.n_rules else yt, None, cfg.mode)
-        else:
-            hits = stroke_hits(logits, yt[:, :k], None if mt is None else mt[:, :k], cfg.mode)
-        self.stroke_fit.update(*hits)
+            return stroke_hits(logits, yt[:, 0] if self.sampler.n_rules else yt, None, cfg.mode)
+        return stroke_hits(logits, yt[:, :k], None if mt is None else mt[:, :k], cfg.mode)
 
     def after_optimizer_step(self) -> None:
         """Hook between the optimizer step and the moving average (the distributed trainer

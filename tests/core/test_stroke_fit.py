@@ -156,3 +156,13 @@ def test_multilabel_trainer_reports_per_channel():
     cfg = infer_config(img.shape, paint, "multilabel", iterations=100, lr=0.01, loss="bce", **TINY)
     learnt = _last_progress(cfg, img, paint).learnt
     assert len(learnt) == 2 and min(learnt) > 0.9
+
+
+def test_a_step_of_accumulated_batches_is_one_update_of_the_tally():
+    img, lab = _disk()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=3, grad_accum=2, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    progress = [e for e in train(cfg, src) if isinstance(e, Progress)]
+    assert [p.learnt_steps for p in progress] == [1, 2, 3]
+    assert all(len(p.learnt) == 2 for p in progress)
