@@ -282,7 +282,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
                 pred = session.predict()
                 row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
                     seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures,
-                learnt=session.learnt_row())
+                    learnt=session.learnt_row())
                 if r < 2:
                     p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
                     session.paint(paint_of(p))

@@ -118,20 +118,13 @@ class StrokeFit:
         """The strokes changed: the tally goes on, the count of steps on them starts again."""
         self.steps = 0
 
-    def reset(self) -> None:
-        """Forget the tally."""
-        self.hits.zero_()
-        self.counts.zero_()
-        self.steps = 0
-
     def shares(self) -> tuple[float | None, ...]:
         """The learnt share per class (see the module); ``None`` where nothing of it (or, in
         multi-label mode, of either kind it has) was painted in the recent patches."""
         seen = self.counts > 0
         ratio = torch.where(seen, self.hits / self.counts.clamp_min(1e-12), torch.ones_like(self.hits))
         if self.mode == MULTILABEL:
-            any_seen = seen.any(0)
-            ratio, seen = ratio.min(0).values, any_seen
+            ratio, seen = ratio.min(0).values, seen.any(0)
         return tuple(float(r) if s else None for r, s in zip(ratio.tolist(), seen.tolist()))
 
 

@@ -77,8 +77,9 @@ def test_shares_decay_and_take_the_weaker_kind_in_multilabel():
     # channel 1: every present stroke right, a fifth of the absent ones; channel 2: no absent paint
     ml.update(torch.tensor([[8.0, 4.0], [2.0, 0.0]]), torch.tensor([[8.0, 5.0], [10.0, 0.0]]))
     assert ml.shares() == pytest.approx((0.2, 0.8))
-    ml.reset()
-    assert ml.shares() == (None, None) and ml.steps == 0
+    ml.new_strokes()  # the tally goes on; the steps on the new strokes count from 0
+    assert ml.shares() == pytest.approx((0.2, 0.8)) and ml.steps == 0
+    assert StrokeFit(2, "multilabel").shares() == (None, None)
 
 
 def test_unlearnt_waits_for_the_first_steps_and_names_the_classes():
