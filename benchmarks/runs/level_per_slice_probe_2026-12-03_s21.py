@@ -1,4 +1,10 @@
-"""Probe (session 21): each 3-D image levelled per slice before both methods see it."""
+"""Probe (session 21): each 3-D image levelled per slice before both methods see it.
+
+Used by copying it to ``benchmarks/level_probe.py`` in a worktree, adding
+``import level_probe  # noqa: E402,F401`` after ``import families as fam`` in ``quality.py``, and
+running ``SEG_LEVEL=1 python benchmarks/quality.py --steps 1400 370 --jobs 2 --threads 1 --seeds 0
+--dims 3 --families dim nuclei cells --out FILE`` (benchmarks/RESULTS.md, session 21).
+"""
 import os
 
 import numpy as np
