@@ -33,7 +33,6 @@ def trust_bce(x, target, mask, pos_weight, q):
     r = pt.pow(q)
     m = (mask > 0).to(x.dtype)
     dims = [0] + list(range(2, x.dim()))
-    out = 0.0
     rn = torch.zeros_like(r)
     for kind in (target > 0.5, target <= 0.5):
         mk = m * kind
