@@ -1,4 +1,7 @@
 # Experiment (session 21): class-normalised trust weighting of the paint term, p_y^q.
+# Used by copying it to benchmarks/trust_patch.py in a worktree, calling trust_patch.install()
+# at the start of quality.run_cell, and running quality.py with SEG_TRUST_Q=1 (RESULTS.md,
+# "Where the sloppy habit's halo comes from"). At q = 0 both losses equal the trainer's.
 import os
 import torch
 import torch.nn.functional as F
