@@ -345,8 +345,8 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     if not project.classes:
         raise UserInputError(f"project '{folder}' has no classes")
     args.mode = project.mode
-    if args.loss is None or (project.mode == "multilabel" and args.loss == "ce"):
-        args.loss = "ce" if project.mode == "exclusive" else "bce"
+    if project.mode == "multilabel" and args.loss == "ce":
+        args.loss = "bce"
     if recovery(folder) is not None:
         print(f"warning: '{folder}' has autosaved paintings newer than the last save; training uses the "
               "saved ones (open the project in the app to recover them)", file=sys.stderr)
@@ -1132,8 +1132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         args = build_parser().parse_args(argv)
-        if args.command == "train" and args.loss is None:
-            args.loss = "ce" if args.mode == "exclusive" else "bce"
     else:
         args = build_gui_parser().parse_args(argv)
     return run_guarded(args.func, args)

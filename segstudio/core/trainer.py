@@ -822,12 +822,13 @@ def infer_config(
     (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`).
     ``textures``: region statistics at :data:`~segstudio.core.config.TEXTURE_SCALE` as well
     (unless ``overrides`` name ``filter_context``), with the inputs standardised
-    (``input_norm``, unless named). Without ``loss`` in ``overrides``, the mode's first loss
-    (``ce`` exclusive, ``bce`` multi-label, as in the app)."""
+    (``input_norm``, unless named). Without ``loss`` in ``overrides`` (or with ``loss=None``),
+    the mode's first loss (``ce`` exclusive, ``bce`` multi-label, as in the app)."""
     from segstudio.core.data import n_classes_of, spatial_shape
     from segstudio.core.losses import LOSS_NAMES
 
-    overrides.setdefault("loss", LOSS_NAMES[mode][0] if mode in LOSS_NAMES else "ce")
+    if overrides.get("loss") is None:
+        overrides["loss"] = LOSS_NAMES[mode][0] if mode in LOSS_NAMES else "ce"
     spatial = spatial_shape(image_shape, channel_axis)
     if wide_context:
         overrides.setdefault("input_filters", wide_context_filters(len(spatial)))

@@ -387,6 +387,7 @@ def test_infer_config_picks_the_modes_first_loss_unless_named():
     assert infer_config(img.shape, lab, "exclusive").loss == "ce"
     assert infer_config(img.shape, multi, "multilabel").loss == "bce"
     assert infer_config(img.shape, multi, "multilabel", loss="dice").loss == "dice"
+    assert infer_config(img.shape, multi, "multilabel", loss=None).loss == "bce"  # the CLI's unnamed --loss
     # a multi-label config made without naming a loss trains
     cfg = infer_config(img.shape, multi, "multilabel", iterations=2, **TINY)
     src = SnapshotSource()
