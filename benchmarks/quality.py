@@ -156,8 +156,8 @@ class Session:
                  seed: int, overrides: dict[str, Any], *, steps: int | None = None,
                  seconds: float | None = None, device: str = "cpu") -> None:
         """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
-        from segstudio.core.background import background_unevenness
-        from segstudio.core.config import use_textures, use_wide_context, wide_context_filters
+        from segstudio.core.background import background_unevenness, slice_unevenness
+        from segstudio.core.config import use_level_slices, use_textures, use_wide_context, wide_context_filters
         from segstudio.core.textures import texture_gain
         from segstudio.core.data import SnapshotSource, TrainingImage
         from segstudio.core.trainer import Trainer, infer_config
@@ -171,15 +171,21 @@ class Session:
         # textures likewise (auto: by the first paintings' texture gain), unless set
         textures = overrides.pop("textures", "auto")
         gain = texture_gain(sample.image, paint, mode, None, sample.spacing) if textures == "auto" else None
+        # level slices likewise (auto: by the first paintings' background along z), unless set
+        level = overrides.pop("level_slices", "auto")
+        z_uneven = slice_unevenness(sample.image, paint, mode) if level == "auto" else None
         cfg = infer_config(sample.image.shape, paint, mode, n_classes=n_classes, iterations=steps,
                            wide_context=use_wide_context(choice, sample.image.ndim, uneven),
                            textures=use_textures(textures, gain),
+                           level_slices=use_level_slices(level, sample.image.ndim, z_uneven),
                            minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
                            seed=seed, device=device, **overrides)
         #: Whether this session trains with wide context's filters (recorded in every row).
         self.wide = sample.image.ndim == 2 and tuple(cfg.input_filters) == wide_context_filters(2)
         #: Whether it adds the region statistics of *textures* (recorded in every row).
         self.textures = bool(cfg.filter_context)
+        #: Whether it levels the volume per slice (recorded in every row).
+        self.level = cfg.level_slices
         self.source = SnapshotSource()
         self.source.put([TrainingImage(sample.image, paint)])
         self.trainer = Trainer(cfg, self.source, None)
@@ -273,7 +279,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
             session.train(seconds=seconds, steps=steps)
             row("segstudio", "final", session.predict(), painting, iterations=session.iteration,
                 seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures,
-                learnt=session.learnt_row())
+                level_slices=session.level, learnt=session.learnt_row())
         else:
             half = {"seconds": None if seconds is None else seconds / 2, "steps": None if steps is None else steps // 2}
             p = painting
@@ -282,7 +288,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
                 pred = session.predict()
                 row("segstudio", ["first", "round1", "round2"][r], pred, p, iterations=session.iteration,
                     seconds=round(session.seconds, 1), wide_context=session.wide, textures=session.textures,
-                    learnt=session.learnt_row())
+                    level_slices=session.level, learnt=session.learnt_row())
                 if r < 2:
                     p = users.correct(p, as_exclusive(pred, mode, p, kind), seed, r + 1)
                     session.paint(paint_of(p))
@@ -298,7 +304,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 
 #: Row fields that are not scores.
 META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context", "textures",
-        "learnt")
+        "level_slices", "learnt")
 
 
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:
@@ -350,6 +356,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             its = _mean(ss, "iterations")
             wide = ", wide context" if any(r.get("wide_context") for r in ss) else ""
             wide += ", textures" if any(r.get("textures") for r in ss) else ""
+            wide += ", level slices" if any(r.get("level_slices") for r in ss) else ""
             lines.append(f"| {key[0]} | {key[1]}D | {key[2]} | {key[3]} | {ph} ({its:.0f} it{wide}) | "
                          f"{' · '.join(parts_s)} | {' · '.join(parts_r)} | {', '.join(worse) or '—'} |")
     return "\n".join(lines)

@@ -990,7 +990,8 @@ class SegController(QObject):
         if self._closed or self.image.layer is None or (model := self._model()) is None:
             return
         ch = self.image.channel_axis
-        self.results.predict(self.layers.stamp, model, self.image.array(), ch, self.preview.stats(self.image.key, ch),
+        stats = self.preview.stats(self.image.key, ch, model[0].level_slices)
+        self.results.predict(self.layers.stamp, model, self.image.array(), ch, stats,
                              self.settings.probabilities, then)
 
     def predict_other(self, layer: Any) -> None:

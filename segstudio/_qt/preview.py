@@ -26,7 +26,7 @@ from qtpy.QtCore import QObject, Signal
 from segstudio._qt.image import ChosenImage, Stamp
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
-from segstudio.core.data import Normalization, image_stats
+from segstudio.core.data import Normalization
 from segstudio.core.device import ComputeTurns
 from segstudio.core.predictor import PredictResult, predict_work
 
@@ -55,7 +55,7 @@ def predict_region(predictor: Any, request: PreviewRequest, state: Any,
     """Worker body: load ``state`` into the preview predictor and predict the request's region
     (the image's normalisation is computed when not known yet)."""
     if stats is None:
-        stats = image_stats(request.image, request.channel_axis, predictor.config.percentiles)
+        stats = predictor.image_stats(request.image, request.channel_axis)
     if state is not None:
         predictor.load_state(state)
     return predictor.predict(request.image, request.channel_axis, region=request.region, stats=stats), stats
@@ -145,7 +145,8 @@ class Preview(QObject):
         #: The newest weights (a state dict), or ``None``: the predictor's own.
         self.weights: Any = None
         self._pending: PreviewRequest | None = None
-        self._stats: dict[tuple[str, int | None], Normalization] = {}
+        #: Normalisations computed by earlier previews, by (image, channel axis, *level slices*).
+        self._stats: dict[tuple[str, int | None, bool], Normalization] = {}
         #: When the last preview started (``time.monotonic``) and how long it took (s).
         self._last_start = -float("inf")
         self.last_seconds = 0.0
@@ -163,9 +164,10 @@ class Preview(QObject):
             cache()
         self.predictor, self.weights = predictor, weights
 
-    def stats(self, image: str, channel_axis: int | None) -> Normalization | None:
-        """The normalisation of an image computed by an earlier preview, if any."""
-        return self._stats.get((image, channel_axis))
+    def stats(self, image: str, channel_axis: int | None, level_slices: bool = False) -> Normalization | None:
+        """The normalisation of an image computed by an earlier preview (of a model with the
+        same *level slices*), if any."""
+        return self._stats.get((image, channel_axis, level_slices))
 
     def budget_wait(self) -> float:
         """Seconds until a preview that follows new weights may start (0: now): the last one
@@ -186,7 +188,7 @@ class Preview(QObject):
         self._pending = None
 
     def _start(self, request: PreviewRequest) -> None:
-        key = (request.stamp.image, request.channel_axis)
+        key = (request.stamp.image, request.channel_axis, bool(getattr(self.predictor.config, "level_slices", False)))
 
         def done(out: tuple[PredictResult, Normalization, float]) -> None:
             prediction, stats, self.last_seconds = out

@@ -13,7 +13,13 @@ from typing import Any
 
 from segstudio.core.annotations import EXCLUSIVE, check_mode
 from segstudio.core.background import UNEVEN_BACKGROUND
-from segstudio.core.data import DEFAULT_IMAGE_FLOOR, DEFAULT_PERCENTILES, AugmentConfig, Normalization
+from segstudio.core.data import (
+    DEFAULT_IMAGE_FLOOR,
+    DEFAULT_PERCENTILES,
+    AugmentConfig,
+    Normalization,
+    check_level_slices,
+)
 from segstudio.core.errors import UserInputError
 from segstudio.core.outlines import DEFAULT_HALO
 from segstudio.core.weights import DEFAULT_CLAMP, DEFAULT_METHOD
@@ -146,12 +152,58 @@ def use_textures(choice: bool | str | None, gain: float | None) -> bool:
     return gain is not None and gain > TEXTURE_GAIN
 
 
+#: The *slice unevenness* (:func:`segstudio.core.background.slice_unevenness`) above which
+#: *level slices* on ``auto`` is on. On the quality matrix's 3D paintings of seeds 0-2
+#: (outline, casual, sloppy) it was 1.14-23 on every painting of the *dim* family, whose
+#: background runs along z, and at most 0.83 on every other (tissue 0.18-0.83, nuclei and
+#: cells at most 0.19, vessels 0.02; benchmarks/RESULTS.md, *Per-slice levelling*).
+SLICE_UNEVENNESS = 1.0
+#: The choices of *level slices*: ``auto`` (the default) levels a volume whose background's
+#: level runs along z more than the classes differ (:func:`use_level_slices`), ``on`` and
+#: ``off`` always and never.
+LEVEL_SLICES_CHOICES = ("auto", "on", "off")
+
+
+def level_slices_choice(value: bool | str | None) -> str:
+    """The *level slices* choice a setting names (see :data:`LEVEL_SLICES_CHOICES`): ``True`` is
+    ``"on"``, ``False`` ``"off"``, ``None`` ``"auto"``.
+
+    Raises
+    ------
+    UserInputError
+        For anything else.
+    """
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.lower() in LEVEL_SLICES_CHOICES:
+        return value.lower()
+    raise UserInputError(f"level slices must be one of {', '.join(LEVEL_SLICES_CHOICES)}, got {value!r}")
+
+
+def use_level_slices(choice: bool | str | None, spatial_dims: int, unevenness: float | None) -> bool:
+    """Whether a run levels its volumes per slice (:func:`segstudio.core.data.slice_offsets`).
+
+    ``"on"``: always (a 2D image then raises in :class:`TrainConfig`). ``"off"``: never.
+    ``"auto"``: on a volume whose ``unevenness``
+    (:func:`segstudio.core.background.slice_unevenness` of the paintings; ``None``: not known)
+    exceeds :data:`SLICE_UNEVENNESS`.
+    """
+    choice = level_slices_choice(choice)
+    if choice != "auto":
+        return choice == "on"
+    return spatial_dims == 3 and unevenness is not None and unevenness > SLICE_UNEVENNESS
+
+
 #: The training settings that are auto / on / off choices, each with the function that reads
 #: one from what a user, a project or a command line gave (:func:`wide_context_choice`,
-#: :func:`textures_choice`; both raise :class:`UserInputError` for anything else).
+#: :func:`textures_choice`, :func:`level_slices_choice`; each raises :class:`UserInputError`
+#: for anything else).
 AUTO_CHOICES: dict[str, Callable[[bool | str | None], str]] = {
     "wide_context": wide_context_choice,
     "textures": textures_choice,
+    "level_slices": level_slices_choice,
 }
 
 
@@ -245,6 +297,11 @@ class TrainConfig:
         Seed for numpy and torch (deterministic on CPU).
     random_fraction, augment, percentiles
         Sampler and augmentation settings; normalisation percentiles.
+    level_slices
+        Volumes: level each image per slice before the percentile scaling
+        (:func:`segstudio.core.data.slice_offsets`), in training and in every prediction
+        (the offsets are computed per image, as the percentiles). Runs written before it
+        have it off.
     image_floor
         Across several images, patches are drawn from each in proportion to its painted pixels,
         but at least this fraction of an equal share (:class:`~segstudio.core.data.PatchSampler`).
@@ -326,6 +383,7 @@ class TrainConfig:
     ema_warmup: float = 3.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    level_slices: bool = False
     checkpoint_every_s: float = 30.0
     preview_every_s: float = 2.0
     val_every: int = 50
@@ -357,6 +415,8 @@ class TrainConfig:
             raise UserInputError(f"ema_warmup must be a number > 1, got {self.ema_warmup}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
+        if self.level_slices:
+            check_level_slices(self.spatial_dims)
         if self.patch_size is not None and len(self.patch_size) != self.spatial_dims:
             raise UserInputError(
                 f"--patch needs {self.spatial_dims} numbers for a {self.spatial_dims}D image, "
@@ -430,6 +490,7 @@ class TrainConfig:
         norm = kw.get("normalization")
         if isinstance(norm, Mapping):
             kw["normalization"] = Normalization(
-                percentiles=tuple(norm["percentiles"]), lo=tuple(norm["lo"]), hi=tuple(norm["hi"])
+                percentiles=tuple(norm["percentiles"]), lo=tuple(norm["lo"]), hi=tuple(norm["hi"]),
+                offsets=tuple(tuple(float(v) for v in o) for o in norm.get("offsets", ())),
             )
         return cls(**kw)

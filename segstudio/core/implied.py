@@ -16,6 +16,8 @@ inferred, so what is shown is what is learnt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from segstudio.core.annotations import EXCLUSIVE, UNPAINTED, stack_multilabel
@@ -44,6 +46,7 @@ def implied_labels(
     background: bool = False,
     halo: tuple[int, int] | None = DEFAULT_HALO,
     smoothed: np.ndarray | None = None,
+    offsets: Sequence[Sequence[float]] = (),
 ) -> dict[str, np.ndarray | None]:
     """What each rule that is on infers for the unpainted pixels.
 
@@ -63,6 +66,10 @@ def implied_labels(
     smoothed
         :func:`~segstudio.core.background.smoothed_intensity` of ``image``, if the caller
         keeps it (it depends on the image only).
+    offsets
+        A volume's per-slice offsets (*level slices*,
+        :attr:`segstudio.core.data.Normalization.offsets`): the background rule reads the
+        levelled image, as the network does (ignored with ``smoothed``).
 
     Returns
     -------
@@ -83,7 +90,7 @@ def implied_labels(
         out["outlines"] = labels if labels.any() else None
     if background:
         if smoothed is None:
-            smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1)
+            smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets)
         labels = (infer_background(paint, image, channel_axis=channel_axis, smoothed=smoothed) if exclusive
                   else infer_background_multilabel(paint, image, channel_axis=channel_axis, smoothed=smoothed))
         labels[taken] = UNPAINTED

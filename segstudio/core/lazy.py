@@ -15,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from segstudio.core.data import DEFAULT_PERCENTILES, MAX_STATS_SAMPLES, Normalization
-from segstudio.core.errors import UserInputError
+from segstudio.core.data import (
+    DEFAULT_PERCENTILES,
+    LEVEL_QUANTILE,
+    MAX_STATS_SAMPLES,
+    Normalization,
+    check_level_slices,
+    finite_percentiles,
+    slice_offsets,
+)
 
 __all__ = ["NormalizedView", "is_in_memory", "read_block", "release_pages", "strided_stats"]
 
@@ -60,6 +67,7 @@ def strided_stats(
     channel_axis: int | None = None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     *,
+    level_slices: bool = False,
     max_samples: int = MAX_STATS_SAMPLES,
 ) -> Normalization:
     """Percentile statistics per channel from a strided sample of a (lazy) image.
@@ -70,6 +78,11 @@ def strided_stats(
     plane. NaN/inf are ignored, a constant image gets ``hi = lo + 1`` (as
     :func:`segstudio.core.data.image_stats`). For images of at most ``max_samples`` voxels
     per channel every voxel is used, so the result equals ``image_stats``.
+
+    ``level_slices`` (volumes only): every plane is read (with the in-plane stride that keeps
+    about ``max_samples`` voxels in all) for its level, and the offsets of
+    :func:`segstudio.core.data.slice_offsets` are returned with ``lo``/``hi`` of the levelled
+    sample.
     """
     shape = tuple(int(n) for n in image.shape)
     ndim = len(shape)
@@ -77,11 +90,19 @@ def strided_stats(
     spatial_axes = [a for a in range(ndim) if a != ch_axis]
     n_vox = int(np.prod([shape[a] for a in spatial_axes], dtype=np.int64))
     d = len(spatial_axes)
-    stride = max(1, int(np.ceil((n_vox / max_samples) ** (1.0 / d)))) if n_vox > max_samples else 1
     first = spatial_axes[0]
+    if level_slices:
+        check_level_slices(d)
+        per_plane = max(1, max_samples // shape[first])
+        plane = n_vox // shape[first]
+        stride = max(1, int(np.ceil((plane / per_plane) ** (1.0 / (d - 1))))) if plane > per_plane else 1
+        plane_step = 1
+    else:
+        stride = max(1, int(np.ceil((n_vox / max_samples) ** (1.0 / d)))) if n_vox > max_samples else 1
+        plane_step = stride
     n_ch = 1 if ch_axis is None else shape[ch_axis]
     parts: list[list[np.ndarray]] = [[] for _ in range(n_ch)]
-    for i in range(0, shape[first], stride):
+    for i in range(0, shape[first], plane_step):
         index = [slice(None, None, stride)] * ndim
         index[first] = slice(i, i + 1)
         if ch_axis is not None:
@@ -93,16 +114,19 @@ def strided_stats(
             parts[c].append(v[np.isfinite(v)])
     lo: list[float] = []
     hi: list[float] = []
+    offsets: list[tuple[float, ...]] = []
     for c in range(n_ch):
+        if level_slices:
+            levels = [np.percentile(v, LEVEL_QUANTILE) if v.size else np.nan for v in parts[c]]
+            off = slice_offsets(levels)
+            offsets.append(off)
+            parts[c] = [v - o for v, o in zip(parts[c], off)]
         vals = np.concatenate(parts[c]) if parts[c] else np.empty(0)
-        if vals.size == 0:
-            raise UserInputError("the image has no finite pixel values (all NaN or inf)")
-        a, b = np.percentile(vals, percentiles)
-        if b <= a:
-            b = a + 1.0
-        lo.append(float(a))
-        hi.append(float(b))
-    return Normalization(percentiles=tuple(percentiles), lo=tuple(lo), hi=tuple(hi))  # type: ignore[arg-type]
+        a, b = finite_percentiles(vals, percentiles)
+        lo.append(a)
+        hi.append(b)
+    return Normalization(percentiles=tuple(percentiles), lo=tuple(lo), hi=tuple(hi),  # type: ignore[arg-type]
+                         offsets=tuple(offsets))
 
 
 class NormalizedView:
@@ -120,8 +144,8 @@ class NormalizedView:
         Spatial slices (with step 1) the view covers; ``None``: the whole image.
 
     Slicing with ``view[(slice(None), *spatial_slices)]`` reads only that part of ``image``,
-    applies ``(x - lo) / (hi - lo)`` per channel (NaN/inf → 0, as
-    :func:`segstudio.core.data.normalize`) and releases memmap pages afterwards.
+    applies the normalisation per channel (:meth:`~segstudio.core.data.Normalization.subtract`,
+    as :func:`segstudio.core.data.normalize`; NaN/inf → 0) and releases memmap pages afterwards.
     """
 
     def __init__(
@@ -159,9 +183,5 @@ class NormalizedView:
             index.insert(self.channel_axis, slice(None))
         raw = read_block(self.image, tuple(index))
         chw = raw[None] if self.channel_axis is None else np.moveaxis(raw, self.channel_axis, 0)
-        out = chw.astype(np.float32, copy=True)
-        for c in range(out.shape[0]):
-            out[c] -= self.stats.lo[c]
-            out[c] /= self.stats.hi[c] - self.stats.lo[c]
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
+        first = index[0 if self.channel_axis != 0 else 1].start
+        return self.stats.subtract(chw.astype(np.float32, copy=True), first)

@@ -300,8 +300,8 @@ def iter_predict_to_file(
     axes, spacing
         The image's axis letters and spatial voxel size, kept in the outputs' metadata.
     stats
-        Normalisation statistics; ``None``: :func:`~segstudio.core.lazy.strided_stats` of ``image`` with the run's
-        percentiles (the per-image rule used in training). Pass the run's stored
+        Normalisation statistics; ``None``: :func:`~segstudio.core.lazy.strided_stats` of ``image`` by the run's
+        rule (its percentiles and *level slices*: the per-image rule used in training). Pass the run's stored
         ``config.normalization`` to reuse the training image's statistics instead.
     **kwargs
         ``tta``, ``tile``, ``tile_batch`` as in ``Predictor.iter_predict``.
@@ -319,7 +319,7 @@ def iter_predict_to_file(
     shape = ((k,) if multilabel else ()) + tuple(spatial)
     dtype = np.uint8 if multilabel or k < 255 else np.uint16
     if stats is None:
-        stats = strided_stats(image, channel_axis, cfg.percentiles)
+        stats = strided_stats(image, channel_axis, cfg.percentiles, level_slices=cfg.level_slices)
     out_axes = output_axes(axes, len(spatial), multilabel)
     with open_output(labels_path, shape, dtype, axes=out_axes, spacing=spacing) as labels_out:
         probs_out = None

@@ -642,6 +642,15 @@ class Predictor:
             )
         return spatial
 
+    def image_stats(self, image: Any, channel_axis: int | None = None) -> Normalization:
+        """An image's normalisation by the run's rule (its percentiles and *level slices*, per
+        image as in training); for a lazy image (zarr, memmap) from a strided sample
+        (:func:`~segstudio.core.lazy.strided_stats`)."""
+        cfg = self.config
+        if is_in_memory(image):
+            return image_stats(image, channel_axis, cfg.percentiles, level_slices=cfg.level_slices)
+        return strided_stats(image, channel_axis, cfg.percentiles, level_slices=cfg.level_slices)
+
     def iter_predict(
         self,
         image: Any,
@@ -665,9 +674,8 @@ class Predictor:
         region
             Spatial slices to predict (the GUI's visible box or slice); ``None`` = everything.
         stats
-            Normalisation statistics to use; ``None`` computes them from ``image`` with the
-            run's percentiles (the per-image rule used in training); for a lazy image
-            (zarr, memmap) from a strided sample (:func:`~segstudio.core.lazy.strided_stats`).
+            Normalisation statistics to use; ``None`` computes them from ``image`` by the
+            run's rule (:meth:`image_stats`, the per-image rule used in training).
         tile, tile_batch
             As in :func:`iter_predict_normalized`.
         labels_out, probabilities_out
@@ -679,12 +687,7 @@ class Predictor:
         on-disk outputs peak memory is bounded by one tile and one band of output rows.
         """
         spatial = self.check_image(image, channel_axis)
-        if stats is not None:
-            norm = stats
-        elif is_in_memory(image):
-            norm = image_stats(image, channel_axis, self.config.percentiles)
-        else:  # lazy (zarr, memmap): a strided sample, read plane by plane
-            norm = strided_stats(image, channel_axis, self.config.percentiles)
+        norm = stats if stats is not None else self.image_stats(image, channel_axis)
         ctx, crop = context_region(region, spatial, self.config)
         if (labels_out is not None or probabilities_out is not None) and region is not None:
             raise ValueError("labels_out/probabilities_out need region=None (the whole image)")

@@ -206,27 +206,31 @@ class _ImageWork:
         self._smoothed: np.ndarray | None = None
         self._regions: tuple[Any, np.ndarray | None] | None = None
 
-    def stats(self, percentiles: tuple[float, float]) -> Normalization:
+    def stats(self, cfg: TrainConfig) -> Normalization:
+        """The image's normalisation by the run's rule (its percentiles, *level slices*)."""
         if self._stats is None:
-            self._stats = image_stats(self.image, self.channel_axis, percentiles)
+            self._stats = image_stats(self.image, self.channel_axis, cfg.percentiles, level_slices=cfg.level_slices)
         return self._stats
 
-    def normalized(self, percentiles: tuple[float, float]) -> np.ndarray:
+    def normalized(self, cfg: TrainConfig) -> np.ndarray:
         """The image as ``(C, *spatial)`` float32, normalised with :meth:`stats`."""
         if self._normalized is None:
-            self._normalized = normalize(self.image, self.stats(percentiles), self.channel_axis)
+            self._normalized = normalize(self.image, self.stats(cfg), self.channel_axis)
         return self._normalized
 
-    def regions(self, bank: Any, percentiles: tuple[float, float], device: Any) -> np.ndarray | None:
+    def regions(self, bank: Any, cfg: TrainConfig, device: Any) -> np.ndarray | None:
         """The network's region channels of the normalised image (:func:`image_regions`), or
         None (no region scales, or too large to keep); computed once per bank."""
         if self._regions is None or self._regions[0] is not bank:
-            self._regions = (bank, image_regions(bank, self.normalized(percentiles), device))
+            self._regions = (bank, image_regions(bank, self.normalized(cfg), device))
         return self._regions[1]
 
-    def smoothed(self, ndim: int) -> np.ndarray:
+    def smoothed(self, ndim: int, cfg: TrainConfig) -> np.ndarray:
+        """The smoothed intensity the background rule reads (of the levelled image with *level
+        slices*)."""
         if self._smoothed is None:
-            self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim)
+            offsets = self.stats(cfg).offsets if cfg.level_slices else ()
+            self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim, offsets)
         return self._smoothed
 
 
@@ -392,12 +396,12 @@ class Trainer:
             raise UserInputError("nothing is painted outside the validation images and regions; "
                                  "paint a training image too")
         first = images[id(snapshot.images[0].image)]
-        self.config = cfg = cfg.replace(normalization=first.stats(cfg.percentiles))
+        self.config = cfg = cfg.replace(normalization=first.stats(cfg))
         if snapshot.pins is not None:  # the user's pins travel with the paintings
             self.config = cfg = cfg.replace(pinned_weights=snapshot.pins)
         bank = getattr(self.model, "filters", None)
         if getattr(bank, "context", ()):
-            prepared = [dataclasses.replace(p, regions=w.regions(bank, cfg.percentiles, self.device))
+            prepared = [dataclasses.replace(p, regions=w.regions(bank, cfg, self.device))
                         for p, w in zip(prepared, prepared_works)]
         self.sampler = PatchSampler(
             prepared, cfg.mode, self.patch, random_fraction=cfg.random_fraction,
@@ -446,10 +450,10 @@ class Trainer:
         if train_item is not None:
             # what the implied-label rules infer: {rule: labels or None}
             extra = self._inferred(train_item, work)
-            stats = work.stats(cfg.percentiles)
+            stats = work.stats(cfg)
             prepared, _ = prepare_image(train_item, cfg.mode, cfg.n_classes, stats, cfg.percentiles,
                                         inferred=[extra[r] for r in self.rules],
-                                        normalized=work.normalized(cfg.percentiles))
+                                        normalized=work.normalized(cfg))
             paint = train_item.paintings if cfg.mode == EXCLUSIVE else np.asarray(train_item.paintings)
         return _PaintWork(item.image, item.paintings, item.holdout, prepared, extra, paint, held)
 
@@ -470,7 +474,7 @@ class Trainer:
         return implied_labels(
             item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
             outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
-            smoothed=work.smoothed(ndim) if cfg.infer_background else None,
+            smoothed=work.smoothed(ndim, cfg) if cfg.infer_background else None,
         )
 
     def maybe_swap(self) -> WeightsUpdated | None:
@@ -608,7 +612,7 @@ class Trainer:
         from segstudio.core.metrics import dice_binary, hd95
 
         index, truth = self.validation
-        image = self.image_works[index].normalized(self.config.percentiles)
+        image = self.image_works[index].normalized(self.config)
         result = predict_normalized(self.model, image, self.config, device=self.device, amp=self.amp)
         pred = result.labels
         dice: list[float] = []
@@ -641,7 +645,7 @@ class Trainer:
             multi = cfg.mode == MULTILABEL
             painted = (held != 0).any(axis=0) if multi else held != 0
             box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(painted))
-            image = work.normalized(cfg.percentiles)
+            image = work.normalized(cfg)
             ctx, crop = context_region(box, image.shape[1:], cfg)
             result = predict_normalized(model, image[(slice(None), *ctx)], cfg, device=self.device, amp=self.amp)
             pred = result.labels[(slice(None), *crop)] if multi else result.labels[crop]
