@@ -170,6 +170,32 @@ def _textures(args: argparse.Namespace, first: TrainingImage, spacing: Sequence[
     return on
 
 
+def _level_slices(args: argparse.Namespace, first: TrainingImage) -> bool:
+    """Whether this run levels its volumes per slice (*level slices*): ``--level-slices`` (or
+    the project's choice), on ``auto`` by the first image's paintings
+    (:func:`~segstudio.core.config.use_level_slices`; said on stderr when it turns it on);
+    a resumed run on ``auto`` keeps its own (see :func:`cmd_train`)."""
+    import numpy as np
+
+    from segstudio.core.background import slice_unevenness
+    from segstudio.core.config import SLICE_UNEVENNESS, level_slices_choice, use_level_slices
+    from segstudio.core.data import spatial_shape
+
+    spatial_dims = len(spatial_shape(np.shape(first.image), first.channel_axis))
+    choice = level_slices_choice(getattr(args, "level_slices", None))
+    if choice == "auto" and getattr(args, "resume", None):
+        return False  # the resumed run decides (see cmd_train)
+    uneven = None
+    if choice == "auto" and spatial_dims == 3:
+        uneven = slice_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
+                                  first.channel_axis)
+    on = use_level_slices(choice, spatial_dims, uneven)
+    if on and choice == "auto":
+        print(f"level slices: on (auto): the background's level runs along z {uneven:.2f}× as much as the "
+              f"classes differ (> {SLICE_UNEVENNESS}; --level-slices off to train without)", file=sys.stderr)
+    return on
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``segstudio train``: the trainer, headless."""
     from segstudio.core.annotations import EXCLUSIVE, validate_exclusive, validate_multilabel
@@ -218,6 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
         wide_context=_wide_context(args, first), textures=_textures(args, first, spacing),
+        level_slices=_level_slices(args, first),
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -242,6 +269,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         old = read_run_config(args.resume)
         overrides.update({k: getattr(old, k) for k in NETWORK_FIELDS})
+    if args.resume and getattr(args, "level_slices", None) in (None, "auto"):
+        from segstudio.core.run import read_run_config
+
+        overrides["level_slices"] = read_run_config(args.resume).level_slices  # the run's own input
     cfg = infer_config(first.image.shape, first.paintings, args.mode, channel_axis=first.channel_axis,
                        n_classes=n_classes, **overrides)
     validation = None
@@ -1031,6 +1062,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "tissue, a little worse and slower on separate bright objects; auto (the default): on "
                         "when a region statistic tells your painted classes apart better than brightness; "
                         "--textures alone: on")
+    t.add_argument("--level-slices", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
+                   help="volumes: level each z slice's background before training and prediction (each "
+                        "slice's 20%% quantile, smoothed along z), for a background that runs along the stack "
+                        "(uneven illumination, bleaching); auto (the default): on when the background's level "
+                        "runs along z more than the painted classes differ; --level-slices alone: on")
     t.add_argument("--seed", type=whole_number(0))
     t.add_argument("--channel-axis", type=int, help="axis of the image's channels (if not in its metadata)")
     t.add_argument("--class-names", nargs="+", help="names of classes 1..K")

@@ -170,6 +170,15 @@ def image_stats(
                          offsets=tuple(offsets))
 
 
+def levelled(image: np.ndarray, stats: Normalization, channel_axis: int | None = None) -> np.ndarray:
+    """The image as float32 ``(C, *spatial)`` less its per-slice offsets (*level slices*),
+    not scaled: what an export of a levelled run takes before its percentile scaling."""
+    chw = to_channels_first(np.asarray(image), channel_axis).astype(np.float32, copy=True)
+    for c, off in enumerate(stats.offsets):
+        chw[c] -= np.asarray(off, np.float32).reshape((-1,) + (1,) * (chw.ndim - 2))
+    return chw
+
+
 def normalize(image: np.ndarray, stats: Normalization, channel_axis: int | None = None) -> np.ndarray:
     """Apply the normalisation (:meth:`Normalization.subtract`); returns float32
     ``(C, *spatial)`` with NaN/inf set to 0."""

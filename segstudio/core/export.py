@@ -23,6 +23,9 @@ not baked in because it is a per-image rule (percentiles of the whole image, per
 a network that only sees one tile cannot apply. It is written into every export, together with
 the class names, colours and mode, as the JSON document :func:`export_metadata` (``segstudio.json``
 inside the ``.pt``/``.pt2``/``.zip``, the ``segstudio`` metadata property of the ``.onnx``).
+A run trained with *level slices* normalises each volume per z slice first (:data:`LEVEL_RULE`);
+bioimage.io preprocessing has no such step, so its package takes the levelled volume (its test
+input is a levelled crop, its README says so), while segstudio's own loaders level as in training.
 
 :func:`load_predictor` reads any of these files back into a
 :class:`~segstudio.core.predictor.Predictor`: the same padding and tiling run (one policy,
@@ -59,7 +62,7 @@ import segstudio
 from segstudio.core.annotations import MULTILABEL
 from segstudio.core.atomic import atomic_write_bytes
 from segstudio.core.config import TrainConfig
-from segstudio.core.data import to_channels_first
+from segstudio.core.data import LEVEL_QUANTILE, LEVEL_SIGMA, image_stats, levelled, to_channels_first
 from segstudio.core.device import resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.predictor import Predictor, input_constraints, read_tile
@@ -121,6 +124,12 @@ def network_divisor(model: nn.Module, spatial_dims: int) -> tuple[int, ...]:
     return tuple(int(d) for d in divisor)
 
 
+#: The *level slices* step of the normalisation, in words (exports of levelled runs).
+LEVEL_RULE = (f"levelled per z slice: each slice, per channel, less its background level (the slice's "
+              f"{LEVEL_QUANTILE:g} % quantile, smoothed along z by a Gaussian of sigma {LEVEL_SIGMA:g} slice, less "
+              "the mean of those levels over the slices)")
+
+
 def export_metadata(config: TrainConfig, divisor: Sequence[int]) -> dict[str, Any]:
     """The self-description shipped with every export (JSON-ready).
 
@@ -148,11 +157,15 @@ def export_metadata(config: TrainConfig, divisor: Sequence[int]) -> dict[str, An
             "spacing": None if config.spacing is None else list(config.spacing),
         },
         "normalization": {
-            "rule": "per image and per channel: (x - p_low) / (p_high - p_low), where p_low and "
-                    "p_high are the percentiles of that channel over the whole image; NaN/inf -> 0",
+            "rule": (LEVEL_RULE + ", then " if config.level_slices else "")
+            + "per image and per channel: (x - p_low) / (p_high - p_low), where p_low and "
+              "p_high are the percentiles of that channel over the whole image; NaN/inf -> 0",
             "percentiles": list(config.percentiles),
+            "level_slices": bool(config.level_slices),
             "training_image_low": None if norm is None else list(norm.lo),
             "training_image_high": None if norm is None else list(norm.hi),
+            "training_image_slice_offsets": None if norm is None or not norm.offsets
+            else [list(o) for o in norm.offsets],
         },
         "output": {
             "name": OUTPUT_NAME,
@@ -401,7 +414,7 @@ Trained with [segstudio](https://github.com/segstudio/segstudio) ({meta['mode']}
 {inp['step']} (at least {inp['min_shape']}); batch and spatial sizes are otherwise free.
 
 Normalisation (applied by bioimage.io consumers as the `scale_range` preprocessing):
-{norm['rule']}, percentiles {norm['percentiles']}.
+{norm['rule']}, percentiles {norm['percentiles']}.{_level_note(meta)}
 
 ## Output
 
@@ -421,6 +434,16 @@ relying on it.
 Weights: {', '.join(formats)}. `segstudio.json` holds the full segstudio metadata;
 `segstudio predict --model this.zip --image IMG --out OUT` predicts with it.
 """
+
+
+def _level_note(meta: dict[str, Any]) -> str:
+    """README's paragraph for a levelled run (``""`` for others)."""
+    if not meta["normalization"].get("level_slices"):
+        return ""
+    return ("\n\n**The input must be levelled first.** This model was trained on volumes levelled per z "
+            "slice (segstudio's *level slices*), a step bioimage.io preprocessing cannot express: "
+            "`test_input.npy` is such a levelled crop. Level a volume as the rule above says before "
+            "giving it to another tool, or predict with `segstudio predict --model`, which levels it.")
 
 
 def _sha256(data: bytes) -> str:
@@ -498,7 +521,8 @@ def bioimageio_rdf(
         "attachments": [{"source": METADATA_FILE, "sha256": _sha256(files[METADATA_FILE])}],
         "inputs": [{
             "id": "raw",
-            "description": "image; scaled per sample and channel between the given percentiles",
+            "description": ("image levelled per z slice (see README.md); " if meta["normalization"].get("level_slices")
+                            else "image; ") + "scaled per sample and channel between the given percentiles",
             "axes": in_axes,
             "test_tensor": {"source": "test_input.npy", "sha256": _sha256(files["test_input.npy"])},
             "sample_tensor": {"source": "sample_input.tif", "sha256": _sha256(files["sample_input.tif"])},
@@ -560,6 +584,10 @@ def _bioimageio_zip(
     if image is None:
         raw = _synthetic_test_image(config, divisor)[None]
     else:
+        if config.level_slices:  # the package's input is the levelled volume (LEVEL_RULE)
+            stats = image_stats(image, channel_axis, config.percentiles, level_slices=True)
+            image = levelled(image, stats, channel_axis)
+            channel_axis = 0
         raw = _test_crop(image, channel_axis, config, divisor)
     with torch.no_grad():
         logits = model(torch.from_numpy(scale_range(raw, config.percentiles))).float().numpy()

@@ -423,3 +423,34 @@ def test_loading_a_foreign_torchscript_says_it_lacks_metadata(tmp_path):
         torch.jit.save(torch.jit.trace(torch.nn.Conv2d(1, 2, 1), torch.zeros(1, 1, 4, 4)), str(tmp_path / "x.pt"))
     with pytest.raises(UserInputError, match="without segstudio metadata"):
         load_exported(tmp_path / "x.pt")
+
+
+def test_a_levelled_run_exports_its_levelling(tmp_path):
+    """*Level slices*: segstudio's loaders level as the run does (same labels); the metadata
+    states the rule and the training offsets; the bioimage.io package takes the levelled volume
+    (its test input is a levelled crop, and its README says so)."""
+    rng = np.random.default_rng(4)
+    vol = rng.normal(100.0, 5.0, (8, 24, 24)).astype(np.float32)
+    vol += np.linspace(0, 60, 8, dtype=np.float32)[:, None, None]  # the background runs along z
+    vol[:, 8:16, 8:16] += 30.0
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[:, 0:2, :] = 1
+    lab[:, 10:14, 10:14] = 2
+    run, paths = _trained_export(tmp_path, vol, lab, None, (2.0, 1.0, 1.0), (4, 16, 16), (4, 8), iterations=3,
+                                 formats=("torchscript", "bioimageio"), level_slices=True)
+    ref = Predictor.from_run(run, device="cpu").predict(vol, None)
+    assert Predictor.from_run(run, device="cpu").config.level_slices
+    got = load_predictor(paths["torchscript"], device="cpu")
+    assert got.config.level_slices
+    np.testing.assert_array_equal(got.predict(vol, None).labels, ref.labels)
+    with zipfile.ZipFile(paths["bioimageio"]) as zf:
+        meta = json.loads(zf.read("segstudio.json"))
+        test_input = np.load(io.BytesIO(zf.read("test_input.npy")))
+        readme = zf.read("README.md").decode()
+    norm = meta["normalization"]
+    assert norm["level_slices"] and norm["rule"].startswith("levelled per z slice")
+    assert len(norm["training_image_slice_offsets"][0]) == vol.shape[0]
+    assert "must be levelled first" in readme
+    # the test input's slices share one background level (the raw crop's rose by ~8 per slice)
+    background = np.median(test_input[0, 0, :, :2, :], axis=(1, 2))
+    assert np.ptp(background) < 10.0
