@@ -28,6 +28,7 @@ was computed for and is dropped when the image or its layers changed since.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -59,7 +60,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import AUTO_CHOICES, TrainConfig, wide_context_filters
+from segstudio.core.config import AUTO_CHOICES, TrainConfig, use_level_slices, wide_context_filters
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -786,7 +787,7 @@ class SegController(QObject):
         c = self.choices
         key = (snapshot.image, snapshot.version, tuple(sorted(c.pins().items())), c.weight_method,
                len(c.classes), self.is_training, self.images.training_key(), c.train.wide_context,
-               c.train.textures)
+               c.train.textures, c.train.level_slices)
         if key == self._offered:
             return
         self._offered = key
@@ -801,7 +802,7 @@ class SegController(QObject):
         return Paintings(snapshot, self.image.array(), self.image.channel_axis, c.pins(), c.weight_method,
                          len(c.classes), c.weight_clamp, self.images.others(),
                          None if entry is None else entry.holdout(), c.train.wide_context, c.train.textures,
-                         self.image.spacing)
+                         self.image.spacing, c.train.level_slices)
 
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
@@ -873,7 +874,7 @@ class SegController(QObject):
             if key in changes:
                 changes[key] = read(changes[key])
         self.choices.train = replace(self.choices.train, **changes)
-        if {"infer_outlines", "infer_background"} & set(changes):
+        if {"infer_outlines", "infer_background", "level_slices"} & set(changes):
             self._refresh_inferred()
         if set(AUTO_CHOICES) & set(changes):
             self._offer_paintings()  # the class table's notes follow the choices
@@ -894,27 +895,32 @@ class SegController(QObject):
             return
         s = self.choices.train
         colors, names = overlay_styles(self.mode, self.choices.classes)
+        level = use_level_slices(s.level_slices, len(self.image.spatial_shape), self.training.slice_unevenness)
         self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
                                            self.mode, s.infer_outlines, s.infer_background,
-                                           self.choices.overrides.get("outline_halo", TrainConfig.outline_halo)),
+                                           self.choices.overrides.get("outline_halo", TrainConfig.outline_halo),
+                                           level and len(self.image.spatial_shape) == 3),
                               colors, names)
 
     def loss_name(self) -> str:
         return self.choices.loss_name()
 
-    def build_config(self, wide_context: bool | None = None, textures: bool | None = None) -> TrainConfig:
-        """The ``TrainConfig`` for the current image, classes and settings (*wide context* and
-        *textures* on ``auto`` by the newest weighed paintings, unless ``wide_context`` or
-        ``textures`` decide them)."""
+    def build_config(self, wide_context: bool | None = None, textures: bool | None = None,
+                     level_slices: bool | None = None) -> TrainConfig:
+        """The ``TrainConfig`` for the current image, classes and settings (*wide context*,
+        *textures* and *level slices* on ``auto`` by the newest weighed paintings, unless
+        ``wide_context``, ``textures`` or ``level_slices`` decide them)."""
         return self.choices.build_config(self.image.array().shape, channel_axis=self.image.channel_axis,
                                          spacing=self.image.spacing, unevenness=self.training.unevenness,
                                          wide_context=wide_context, texture_gain=self.training.texture_gain,
-                                         textures=textures)
+                                         textures=textures, slice_unevenness=self.training.slice_unevenness,
+                                         level_slices=level_slices)
 
     def _train_config(self) -> TrainConfig:
-        """What Train trains: :meth:`build_config`, except that *wide context* and *textures* on
-        ``auto`` keep the model there is (the strokes' measures crossing their lines do not start
-        a new one), and a textured model trained without standardised inputs goes on as it is."""
+        """What Train trains: :meth:`build_config`, except that *wide context*, *textures* and
+        *level slices* on ``auto`` keep the model there is (the strokes' measures crossing their
+        lines do not start a new one), and a textured model trained without standardised inputs
+        goes on as it is."""
         config = self.build_config()
         if self.training.can_resume(config):
             return config
@@ -925,13 +931,15 @@ class SegController(QObject):
         textures = [None]
         if train.textures == "auto":
             textures = [bool(config.filter_context), not config.filter_context]
-        for wide in wides:
-            for texture in textures:
-                other = self.build_config(wide_context=wide, textures=texture)
-                # a textured model from before textures came standardised (session 17) goes on too
-                for candidate in (other, other.replace(input_norm=False)) if other.input_norm else (other,):
-                    if self.training.can_resume(candidate):
-                        return candidate
+        levels = [None]
+        if train.level_slices == "auto" and len(self.image.spatial_shape) == 3:
+            levels = [config.level_slices, not config.level_slices]
+        for wide, texture, level in itertools.product(wides, textures, levels):
+            other = self.build_config(wide_context=wide, textures=texture, level_slices=level)
+            # a textured model from before textures came standardised (session 17) goes on too
+            for candidate in (other, other.replace(input_norm=False)) if other.input_norm else (other,):
+                if self.training.can_resume(candidate):
+                    return candidate
         return config
 
     def start_training(self) -> None:

@@ -22,6 +22,7 @@ from segstudio._qt.layers import ABSENT_COLOR, label_colormap
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.annotations import EXCLUSIVE
+from segstudio.core.data import image_stats
 from segstudio.core.implied import implied_labels, merged
 
 #: Opacity of the overlay (under the strokes, over the prediction).
@@ -41,13 +42,18 @@ class InferRequest:
     outlines: bool
     background: bool
     halo: tuple[int, int] | None
+    #: *Level slices* is on for the next run: the background rule reads the levelled volume.
+    level_slices: bool = False
 
 
 def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
     """Worker body: what the rules infer (all rules in one array), for ``request.image_key``."""
+    offsets = ()
+    if request.level_slices and request.background:
+        offsets = image_stats(request.image, request.channel_axis, level_slices=True).offsets
     labels = implied_labels(request.paintings.paintings(), request.image, request.mode,
                             channel_axis=request.channel_axis, outlines=request.outlines,
-                            background=request.background, halo=request.halo)
+                            background=request.background, halo=request.halo, offsets=offsets)
     return request.image_key, merged(labels)
 
 

@@ -19,6 +19,7 @@ from segstudio.core.config import (
     DEFAULT_PRESET,
     MODEL_PRESETS,
     TrainConfig,
+    use_level_slices,
     use_textures,
     use_wide_context,
 )
@@ -53,6 +54,7 @@ class TrainSettings:
     infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
     wide_context: str = "auto"  # an extra, wider input filter: auto, on, off (core.config.use_wide_context)
     textures: str = "auto"  # region statistics in the input filters: auto, on, off (core.config.use_textures)
+    level_slices: str = "auto"  # volumes levelled per z slice: auto, on, off (core.config.use_level_slices)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -159,15 +161,20 @@ class Settings:
     def build_config(self, image_shape: Sequence[int], *, channel_axis: int | None,
                      spacing: tuple[float, ...], unevenness: float | None = None,
                      wide_context: bool | None = None, texture_gain: float | None = None,
-                     textures: bool | None = None) -> TrainConfig:
+                     textures: bool | None = None, slice_unevenness: float | None = None,
+                     level_slices: bool | None = None) -> TrainConfig:
         """The ``TrainConfig`` for an image (its shape, channel axis, spacing) and the classes.
 
         *Wide context* follows the setting (:func:`~segstudio.core.config.use_wide_context`,
         ``auto`` by the painted background's ``unevenness``), unless ``wide_context`` decides it;
         *textures* likewise (:func:`~segstudio.core.config.use_textures`, ``auto`` by the
-        paintings' ``texture_gain``), unless ``textures`` decides it.
+        paintings' ``texture_gain``), unless ``textures`` decides it; *level slices* likewise
+        (:func:`~segstudio.core.config.use_level_slices`, ``auto`` by ``slice_unevenness``),
+        unless ``level_slices`` decides it.
         """
         s = self.train
+        if level_slices is None:
+            level_slices = use_level_slices(s.level_slices, len(spacing), slice_unevenness)
         if wide_context is None:
             wide_context = use_wide_context(s.wide_context, len(spacing), unevenness)
         if textures is None:
@@ -188,6 +195,7 @@ class Settings:
             "infer_background": s.infer_background,
             "wide_context": wide_context,
             "textures": textures,
+            "level_slices": level_slices,
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.

@@ -28,8 +28,16 @@ from segstudio._qt.layers import PaintSnapshot
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet, run_in_background, threads_disabled
 from segstudio.core.annotations import EXCLUSIVE
-from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness
-from segstudio.core.config import NETWORK_FIELDS, TrainConfig, textures_choice, use_textures, wide_context_choice
+from segstudio.core.background import UNEVEN_BACKGROUND, background_unevenness, slice_unevenness
+from segstudio.core.config import (
+    NETWORK_FIELDS,
+    TrainConfig,
+    level_slices_choice,
+    textures_choice,
+    use_level_slices,
+    use_textures,
+    wide_context_choice,
+)
 from segstudio.core.data import SnapshotSource, TrainingImage, split_holdout
 from segstudio.core.device import ComputeTurns, resolve_device
 from segstudio.core.errors import UserInputError
@@ -68,9 +76,14 @@ UNEVEN_AUTO_NOTE = ("wide context is on (auto): your background strokes vary in 
 #: (:func:`segstudio.core.textures.texture_gain` above :data:`~segstudio.core.config.TEXTURE_GAIN`).
 TEXTURES_AUTO_NOTE = ("textures are on (auto): your classes differ more in texture than in brightness "
                       "(set Textures to off under Training if they do not)")
+#: Shown under the class table when *level slices* on ``auto`` is on for the paintings
+#: (:func:`segstudio.core.background.slice_unevenness` above
+#: :data:`~segstudio.core.config.SLICE_UNEVENNESS`).
+LEVEL_AUTO_NOTE = ("level slices is on (auto): the background's level runs along z more than your classes "
+                   "differ (set Level slices to off under Training if it does not)")
 #: The lines under the class table that come from weighing the paintings in the app (not from the
 #: trainer): they stay while a run trains.
-PAINTING_NOTES: tuple[str, ...] = (UNEVEN_HINT, UNEVEN_AUTO_NOTE, TEXTURES_AUTO_NOTE)
+PAINTING_NOTES: tuple[str, ...] = (UNEVEN_HINT, UNEVEN_AUTO_NOTE, TEXTURES_AUTO_NOTE, LEVEL_AUTO_NOTE)
 
 
 @dataclass(frozen=True)
@@ -94,16 +107,19 @@ class Paintings:
     wide_context: str = "auto"
     textures: str = "auto"
     spacing: tuple[float, ...] | None = None
+    level_slices: str = "auto"
 
-    def weigh_and_measure(self) -> tuple[ClassWeights, float | None, float | None]:
+    def weigh_and_measure(self) -> tuple[ClassWeights, float | None, float | None, float | None]:
         """The class weights (what the trainer computes from the same paintings: the painted
         pixels of every image, without those held out for validation), the painted
         background's unevenness on the image on screen
         (:func:`~segstudio.core.background.background_unevenness`; ``None`` for volumes, lazy
-        images and too few strokes), which *wide context* on ``auto`` goes by, and the
+        images and too few strokes), which *wide context* on ``auto`` goes by, the
         paintings' texture gain there (:func:`~segstudio.core.textures.texture_gain`; ``None``
-        for lazy images and too few strokes), which *textures* on ``auto`` go by. Lines under
-        the class table say when either turns on."""
+        for lazy images and too few strokes), which *textures* on ``auto`` go by, and how much
+        a volume's background runs along z (:func:`~segstudio.core.background.slice_unevenness`;
+        ``None`` for 2D and lazy images and too few strokes), which *level slices* on ``auto``
+        goes by. Lines under the class table say when any of them turns on."""
         mode = self.snapshot.mode
         kept = split_holdout(TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout),
                              mode)[0]
@@ -127,7 +143,12 @@ class Paintings:
             gain = texture_gain(self.image, self.snapshot.paintings(), mode, self.channel_axis, self.spacing)
             if use_textures("auto", gain):
                 weights = replace(weights, warnings=(*weights.warnings, TEXTURES_AUTO_NOTE))
-        return weights, uneven, gain
+        along_z = None
+        if isinstance(self.image, np.ndarray) and level_slices_choice(self.level_slices) == "auto":
+            along_z = slice_unevenness(self.image, self.snapshot.paintings(), mode, self.channel_axis)
+            if use_level_slices("auto", 3, along_z):
+                weights = replace(weights, warnings=(*weights.warnings, LEVEL_AUTO_NOTE))
+        return weights, uneven, gain, along_z
 
     def training_images(self) -> list[TrainingImage]:
         """The image on screen first, then the other painted images (read here: call it in a
@@ -323,6 +344,9 @@ class Training(QObject):
         #: The texture gain of the newest weighed paintings (:meth:`Paintings.weigh_and_measure`),
         #: ``None`` when not known.
         self.texture_gain: float | None = None
+        #: How much the newest weighed volume's background runs along z
+        #: (:meth:`Paintings.weigh_and_measure`), ``None`` when not known.
+        self.slice_unevenness: float | None = None
         #: The painting notes (:data:`PAINTING_NOTES`) of the last weighing, kept under the table
         #: while a run trains.
         self._notes: tuple[str, ...] = ()
@@ -345,7 +369,7 @@ class Training(QObject):
                 paintings.snapshot.version < newest.version:
             return
         if newest is None or newest.image != paintings.snapshot.image:
-            self.unevenness = self.texture_gain = None  # another image: not known until weighed
+            self.unevenness = self.texture_gain = self.slice_unevenness = None  # another image: not known yet
             self._notes = ()
         self._newest = paintings.snapshot
         if self.workers.busy("paintings"):
@@ -359,8 +383,8 @@ class Training(QObject):
             self.workers.start("paintings", paintings.weigh_and_measure, returned=self._on_weighed,
                                errored=self.notify.worker_failed, finished=self._next_offer)
 
-    def _on_weighed(self, out: tuple[ClassWeights, float | None, float | None]) -> None:
-        weights, self.unevenness, self.texture_gain = out
+    def _on_weighed(self, out: tuple[ClassWeights, float | None, float | None, float | None]) -> None:
+        weights, self.unevenness, self.texture_gain, self.slice_unevenness = out
         self._notes = tuple(w for w in weights.warnings if w in PAINTING_NOTES)
         self.weights_changed.emit(weights)
 
@@ -371,11 +395,12 @@ class Training(QObject):
 
     # ------------------------------------------------------------------ training
     def can_resume(self, config: TrainConfig) -> bool:
-        """Whether the last run can go on with ``config`` (same network, classes, patch)."""
+        """Whether the last run can go on with ``config`` (same network, classes, patch, and
+        the same *level slices*: its input)."""
         old = self.config
         if old is None or self.run_dir is None or not (self.run_dir / "model.pt").exists():
             return False
-        keys = ("mode", "n_classes", "spatial_dims", "in_channels", "spacing", *NETWORK_FIELDS)
+        keys = ("mode", "n_classes", "spatial_dims", "in_channels", "spacing", "level_slices", *NETWORK_FIELDS)
         return all(getattr(old, k) == getattr(config, k) for k in keys) and old.patch == config.patch
 
     def start(self, config: TrainConfig, paintings: Paintings, run_dir: Path, resume: Path | None) -> None:

@@ -53,7 +53,7 @@ from segstudio._qt.objects_section import ObjectsSection
 from segstudio._qt.image_list import ImageListSection, ValidationCurves
 from segstudio._qt.settings import DEVICES, LENGTHS, PREVIEW_REGIONS
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL
-from segstudio.core.config import MODEL_PRESETS, TEXTURES_CHOICES, WIDE_CONTEXT_CHOICES
+from segstudio.core.config import LEVEL_SLICES_CHOICES, MODEL_PRESETS, TEXTURES_CHOICES, WIDE_CONTEXT_CHOICES
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
 from segstudio.core.stroke_fit import unlearnt, unlearnt_message
@@ -345,6 +345,18 @@ class SegStudioWidget(QWidget):
         )
         grid.addWidget(QLabel("Textures"), 3, 0)
         grid.addWidget(self.textures_combo, 3, 1)
+        self.level_combo = _combo(
+            LEVEL_SLICES_CHOICES, self.controller.settings.level_slices,
+            "For volumes whose background brightness runs along z (uneven illumination through the "
+            "stack, bleaching): each z slice is levelled before the network sees it (less its 20 % "
+            "quantile, smoothed over neighbouring slices), in training and in every prediction. "
+            "Measured on such volumes: foreground Dice +0.04 to +0.12. auto: on for a volume whose "
+            "background level runs along z more than your painted classes differ (a line under the "
+            "class table says so); a run keeps the choice it started with. After a change, the next "
+            "Train starts a new model.",
+        )
+        grid.addWidget(QLabel("Level slices"), 3, 2)
+        grid.addWidget(self.level_combo, 3, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         tl.addLayout(grid)
@@ -617,6 +629,7 @@ class SegStudioWidget(QWidget):
         self.background_check.toggled.connect(lambda v: c.set_settings(infer_background=bool(v)))
         self.wide_combo.currentTextChanged.connect(lambda v: c.set_settings(wide_context=v))
         self.textures_combo.currentTextChanged.connect(lambda v: c.set_settings(textures=v))
+        self.level_combo.currentTextChanged.connect(lambda v: c.set_settings(level_slices=v))
         self.inferred_check.toggled.connect(c.show_inferred)
 
         layers = self.viewer.layers.events
@@ -879,8 +892,8 @@ class SegStudioWidget(QWidget):
         self.pause_btn.setIcon(self.style().standardIcon(
             QStyle.StandardPixmap.SP_MediaPlay if paused else QStyle.StandardPixmap.SP_MediaPause))
         self.stop_btn.setEnabled(state in ("running", "paused"))
-        for w in (self.preset_combo, self.wide_combo, self.textures_combo, self.loss_combo, self.device_combo, self.length_combo,
-                  self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
+        for w in (self.preset_combo, self.wide_combo, self.textures_combo, self.level_combo, self.loss_combo,
+                  self.device_combo, self.length_combo, self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
                   self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
         self.method_combo.setEnabled(not running)
@@ -1105,6 +1118,7 @@ class SegStudioWidget(QWidget):
             self.background_check.setChecked(s.infer_background)
             self.wide_combo.setCurrentText(s.wide_context)
             self.textures_combo.setCurrentText(s.textures)
+            self.level_combo.setCurrentText(s.level_slices)
             self.method_combo.setCurrentText(self.controller.weight_method)
         finally:
             self._updating = False

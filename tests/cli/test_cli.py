@@ -285,3 +285,37 @@ def test_train_warns_when_a_class_is_not_learnt_at_its_own_strokes(tmp_path, cap
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "warning: Not learnt yet: rare (" in err and "common" not in err.split("warning:")[-1]
+
+
+def test_level_slices_auto_goes_by_the_background_along_z_and_resumes_with_its_run(tmp_path, capsys):
+    """A volume whose background rises along z more than the objects' contrast: on (said on
+    stderr), stored with the run and applied by predict; off when told; a resumed run keeps
+    its own; a 2D image told on gets a one-line error."""
+    rng = np.random.default_rng(0)
+    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
+           + rng.normal(0, 0.1, (10, 32, 32))).astype(np.float32)
+    vol[:, 8:16, 8:16] += 1.0
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[5, 1:3, :] = 1
+    lab[5, 10:15, 10:15] = 2
+    np.save(tmp_path / "vol.npy", vol)
+    np.save(tmp_path / "lab.npy", lab)
+    args = ["train", "--image", str(tmp_path / "vol.npy"), "--labels", str(tmp_path / "lab.npy"),
+            "--iterations", "2", "--patch", "4", "16", "16", "--batch", "1", "--seed", "0"]
+    run = tmp_path / "auto"
+    assert main([*args, "--out", str(run)]) == 0
+    assert "level slices: on (auto)" in capsys.readouterr().err
+    assert load_run(run).config.level_slices
+    out = tmp_path / "pred.tif"
+    assert main(["predict", "--model", str(run), "--image", str(tmp_path / "vol.npy"), "--out", str(out)]) == 0
+    assert read_labels(out)[0].shape == vol.shape
+    assert main([*args, "--out", str(tmp_path / "off"), "--level-slices", "off"]) == 0
+    assert "level slices: on" not in capsys.readouterr().err
+    assert not load_run(tmp_path / "off").config.level_slices
+    assert main([*args, "--out", str(tmp_path / "off"), "--resume", str(tmp_path / "off")]) == 0
+    assert not load_run(tmp_path / "off").config.level_slices  # its own input, though auto would level
+    np.save(tmp_path / "img2d.npy", vol[5])
+    np.save(tmp_path / "lab2d.npy", lab[5])
+    assert main(["train", "--image", str(tmp_path / "img2d.npy"), "--labels", str(tmp_path / "lab2d.npy"), *TINY,
+                 "--out", str(tmp_path / "2d"), "--level-slices"]) != 0
+    assert "level slices is for volumes" in capsys.readouterr().err

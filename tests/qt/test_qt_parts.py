@@ -234,8 +234,9 @@ def test_a_projects_wide_context_reads_as_a_choice(saved, read):
     assert settings.train.wide_context == read and settings.train.iterations == 7
 
 
+@pytest.mark.parametrize("key", ["textures", "level_slices"])
 @pytest.mark.parametrize(("saved", "read"), [("on", "on"), ("off", "off"), (True, "on"), ("sometimes", "auto")])
-def test_a_projects_textures_choice_reads_back(saved, read):
+def test_a_projects_auto_choice_reads_back(key, saved, read):
     """The app's choice, and a hand-edited value (auto: the project still opens)."""
     from dataclasses import replace
 
@@ -243,6 +244,30 @@ def test_a_projects_textures_choice_reads_back(saved, read):
     from segstudio.core.project import Project
 
     settings = Settings()
-    assert settings.train.textures == "auto"
-    settings.load_project(replace(Project(), training={"textures": saved}))
-    assert settings.train.textures == read
+    assert getattr(settings.train, key) == "auto"
+    settings.load_project(replace(Project(), training={key: saved}))
+    assert getattr(settings.train, key) == read
+
+
+def test_the_inferred_overlay_reads_the_levelled_volume_when_level_slices_is_on():
+    """The background rule shown is the one the run learns: on the levelled volume."""
+    from types import SimpleNamespace
+
+    from segstudio._qt.inferred import InferRequest, infer
+    from segstudio.core.data import image_stats
+    from segstudio.core.implied import implied_labels, merged
+
+    rng = np.random.default_rng(0)
+    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
+           + rng.normal(0, 0.1, (10, 32, 32))).astype(np.float32)
+    vol[:, 8:16, 8:16] += 1.0
+    paint = np.zeros(vol.shape, np.uint8)
+    paint[5, 1:3, :] = 1
+    paint[5, 10:15, 10:15] = 2
+    snap = SimpleNamespace(paintings=lambda: paint)
+    plain = infer(InferRequest("img", vol, None, snap, "exclusive", False, True, None))[1]
+    level = infer(InferRequest("img", vol, None, snap, "exclusive", False, True, None, True))[1]
+    offsets = image_stats(vol, level_slices=True).offsets
+    expected = merged(implied_labels(paint, vol, "exclusive", outlines=False, background=True, offsets=offsets))
+    np.testing.assert_array_equal(level, expected)
+    assert (level == 1).sum() > (plain == 1).sum()  # the bright last slices' background is background too

@@ -224,6 +224,46 @@ def test_auto_textures_keep_the_model_there_is(open_widget, qtbot, tmp_path):
     assert again.filter_context == first.filter_context and not again.input_norm
 
 
+def _background_along_z(open_widget):
+    """A volume whose background rises along z by more than the objects' contrast, painted on
+    one slice."""
+    rng = np.random.default_rng(0)
+    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
+           + rng.normal(0, 0.1, (10, 40, 40))).astype(np.float32)
+    vol[:, 10:20, 10:20] += 1.0
+    viewer, widget, c = open_widget(vol)
+    paint = c.paint_layers[0]
+    paint.data[5, 1:3, :] = 1
+    paint.data[5, 12:18, 12:18] = 2
+    paint.events.paint(value=[])
+    return viewer, widget, c
+
+
+def test_level_slices_auto_goes_by_the_background_along_z(open_widget, qtbot, tmp_path):
+    viewer, widget, c = _background_along_z(open_widget)
+    assert widget.level_combo.currentText() == "auto" and c.settings.level_slices == "auto"
+    qtbot.waitUntil(lambda: "level slices is on (auto)" in widget.weights_note.text(), timeout=10000)
+    assert c.build_config().level_slices
+    first = c._train_config()
+    # a run keeps its input: the strokes' measure crossing the line does not start a new model
+    c.training.config, c.training.run_dir = first, tmp_path
+    (tmp_path / "model.pt").write_bytes(b"")
+    c.training.slice_unevenness = 0.1
+    assert not c.build_config().level_slices and c._train_config().level_slices
+    widget.level_combo.setCurrentText("off")  # the user knows better: no line, no levelling
+    qtbot.waitUntil(lambda: "level slices" not in widget.weights_note.text(), timeout=10000)
+    assert not c.build_config().level_slices and not c._train_config().level_slices
+    assert c.choices.project_fields()["training"]["level_slices"] == "off"  # saved with the project
+
+
+def test_level_slices_on_a_2d_image_is_refused_in_one_line(open_widget):
+    viewer, widget, c = open_widget(np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    assert not c.build_config().level_slices  # auto: never for 2D
+    widget.level_combo.setCurrentText("on")
+    with pytest.raises(UserInputError, match="level slices is for volumes"):
+        c.build_config()
+
+
 def _uneven_painting(open_widget):
     """A 2D image with dim objects on a ramp stronger than their contrast, painted."""
     rng = np.random.default_rng(0)
