@@ -355,8 +355,8 @@ class SegStudioWidget(QWidget):
             "class table says so); a run keeps the choice it started with. After a change, the next "
             "Train starts a new model.",
         )
-        grid.addWidget(QLabel("Level slices"), 3, 2)
-        grid.addWidget(self.level_combo, 3, 3)
+        grid.addWidget(QLabel("Level slices"), 4, 0)
+        grid.addWidget(self.level_combo, 4, 1)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         tl.addLayout(grid)
