@@ -188,7 +188,8 @@ class Preview(QObject):
         self._pending = None
 
     def _start(self, request: PreviewRequest) -> None:
-        key = (request.stamp.image, request.channel_axis, bool(getattr(self.predictor.config, "level_slices", False)))
+        level = bool(getattr(getattr(self.predictor, "config", None), "level_slices", False))
+        key = (request.stamp.image, request.channel_axis, level)
 
         def done(out: tuple[PredictResult, Normalization, float]) -> None:
             prediction, stats, self.last_seconds = out
