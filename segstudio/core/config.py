@@ -121,6 +121,18 @@ TEXTURE_GAIN = 0.3
 TEXTURES_CHOICES = ("auto", "on", "off")
 
 
+def _auto_on_off(value: bool | str | None, name: str) -> str:
+    """An auto / on / off choice a setting names: ``True`` is ``"on"``, ``False`` ``"off"``,
+    ``None`` ``"auto"``; anything else raises :class:`UserInputError` naming ``name``."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.lower() in ("auto", "on", "off"):
+        return value.lower()
+    raise UserInputError(f"{name} must be one of auto, on, off, got {value!r}")
+
+
 def textures_choice(value: bool | str | None) -> str:
     """The *textures* choice a setting names (see :data:`TEXTURES_CHOICES`): ``True`` is
     ``"on"``, ``False`` ``"off"``, ``None`` ``"auto"``.
@@ -130,13 +142,7 @@ def textures_choice(value: bool | str | None) -> str:
     UserInputError
         For anything else.
     """
-    if value is None:
-        return "auto"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, str) and value.lower() in TEXTURES_CHOICES:
-        return value.lower()
-    raise UserInputError(f"textures must be one of {', '.join(TEXTURES_CHOICES)}, got {value!r}")
+    return _auto_on_off(value, "textures")
 
 
 def use_textures(choice: bool | str | None, gain: float | None) -> bool:
@@ -175,13 +181,7 @@ def level_slices_choice(value: bool | str | None) -> str:
     UserInputError
         For anything else.
     """
-    if value is None:
-        return "auto"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, str) and value.lower() in LEVEL_SLICES_CHOICES:
-        return value.lower()
-    raise UserInputError(f"level slices must be one of {', '.join(LEVEL_SLICES_CHOICES)}, got {value!r}")
+    return _auto_on_off(value, "level slices")
 
 
 def use_level_slices(choice: bool | str | None, spatial_dims: int, unevenness: float | None) -> bool:
