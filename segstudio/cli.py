@@ -121,10 +121,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_choice(args: argparse.Namespace, choice: str, measure: Callable[[], float | None],
+                 decide: Callable[[float | None], bool], said: Callable[[float], str]) -> bool:
+    """One *auto / on / off* setting of a run: ``decide`` it from ``measure()`` of the first
+    image's paintings (measured only on ``auto``), and say ``said(measure)`` on stderr when
+    ``auto`` turns it on. A resumed run on ``auto`` gets ``False`` here: its own network and
+    config decide (see :func:`cmd_train`)."""
+    if choice == "auto" and getattr(args, "resume", None):
+        return False
+    value = measure() if choice == "auto" else None
+    on = decide(value)
+    if on and choice == "auto":
+        print(said(value), file=sys.stderr)
+    return on
+
+
 def _wide_context(args: argparse.Namespace, first: TrainingImage) -> bool:
     """Whether this run uses *wide context*: ``--wide-context`` (or the project's choice), on
-    ``auto`` by the first image's painted background (:func:`~segstudio.core.config.use_wide_context`;
-    said on stderr when it turns it on) unless the run resumes one."""
+    ``auto`` by the first image's painted background
+    (:func:`~segstudio.core.config.use_wide_context`)."""
     import numpy as np
 
     from segstudio.core.background import background_unevenness
@@ -133,48 +148,38 @@ def _wide_context(args: argparse.Namespace, first: TrainingImage) -> bool:
 
     spatial_dims = len(spatial_shape(np.shape(first.image), first.channel_axis))
     choice = wide_context_choice(getattr(args, "wide_context", None))
-    if choice == "auto" and getattr(args, "resume", None):
-        return False  # the resumed run's network decides (see cmd_train)
-    uneven = None
-    if choice == "auto" and spatial_dims == 2:
-        uneven = background_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
-                                       first.channel_axis)
-    wide = use_wide_context(choice, spatial_dims, uneven)
-    if wide and choice == "auto":
-        print(f"wide context: on (auto): the painted background varies {uneven:.2f}× as much as the classes "
-              "differ from it (--wide-context off to train without)", file=sys.stderr)
-    return wide
+    return _auto_choice(
+        args, choice,
+        lambda: background_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
+                                      first.channel_axis) if spatial_dims == 2 else None,
+        lambda uneven: use_wide_context(choice, spatial_dims, uneven),
+        lambda uneven: f"wide context: on (auto): the painted background varies {uneven:.2f}× as much as the "
+                       "classes differ from it (--wide-context off to train without)")
 
 
 def _textures(args: argparse.Namespace, first: TrainingImage, spacing: Sequence[float] | None) -> bool:
     """Whether this run adds the region statistics (*textures*): ``--textures`` (or the
     project's choice), on ``auto`` by the first image's paintings
-    (:func:`~segstudio.core.config.use_textures`; said on stderr when it turns them on) unless
-    the run resumes one."""
+    (:func:`~segstudio.core.config.use_textures`)."""
     import numpy as np
 
     from segstudio.core.config import TEXTURE_GAIN, textures_choice, use_textures
     from segstudio.core.textures import texture_gain
 
     choice = textures_choice(getattr(args, "textures", None))
-    if choice == "auto" and getattr(args, "resume", None):
-        return False  # the resumed run's network decides (see cmd_train)
-    gain = None
-    if choice == "auto":
-        gain = texture_gain(np.asarray(first.image), np.asarray(first.paintings), args.mode, first.channel_axis,
-                            spacing)
-    on = use_textures(choice, gain)
-    if on and choice == "auto":
-        print(f"textures: on (auto): your classes differ more in texture than in brightness (gain {gain:.2f} > "
-              f"{TEXTURE_GAIN}; --textures off to train without)", file=sys.stderr)
-    return on
+    return _auto_choice(
+        args, choice,
+        lambda: texture_gain(np.asarray(first.image), np.asarray(first.paintings), args.mode, first.channel_axis,
+                             spacing),
+        lambda gain: use_textures(choice, gain),
+        lambda gain: f"textures: on (auto): your classes differ more in texture than in brightness (gain "
+                     f"{gain:.2f} > {TEXTURE_GAIN}; --textures off to train without)")
 
 
 def _level_slices(args: argparse.Namespace, first: TrainingImage) -> bool:
     """Whether this run levels its volumes per slice (*level slices*): ``--level-slices`` (or
     the project's choice), on ``auto`` by the first image's paintings
-    (:func:`~segstudio.core.config.use_level_slices`; said on stderr when it turns it on);
-    a resumed run on ``auto`` keeps its own (see :func:`cmd_train`)."""
+    (:func:`~segstudio.core.config.use_level_slices`)."""
     import numpy as np
 
     from segstudio.core.background import slice_unevenness
@@ -183,17 +188,13 @@ def _level_slices(args: argparse.Namespace, first: TrainingImage) -> bool:
 
     spatial_dims = len(spatial_shape(np.shape(first.image), first.channel_axis))
     choice = level_slices_choice(getattr(args, "level_slices", None))
-    if choice == "auto" and getattr(args, "resume", None):
-        return False  # the resumed run decides (see cmd_train)
-    uneven = None
-    if choice == "auto" and spatial_dims == 3:
-        uneven = slice_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
-                                  first.channel_axis)
-    on = use_level_slices(choice, spatial_dims, uneven)
-    if on and choice == "auto":
-        print(f"level slices: on (auto): the background's level runs along z {uneven:.2f}× as much as the "
-              f"classes differ (> {SLICE_UNEVENNESS}; --level-slices off to train without)", file=sys.stderr)
-    return on
+    return _auto_choice(
+        args, choice,
+        lambda: slice_unevenness(np.asarray(first.image), np.asarray(first.paintings), args.mode,
+                                 first.channel_axis) if spatial_dims == 3 else None,
+        lambda uneven: use_level_slices(choice, spatial_dims, uneven),
+        lambda uneven: f"level slices: on (auto): the background's level runs along z {uneven:.2f}× as much as "
+                       f"the classes differ (> {SLICE_UNEVENNESS}; --level-slices off to train without)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -117,3 +117,26 @@ def disk_full_at(monkeypatch):
         return lambda: monkeypatch.setattr(os, "replace", real)
 
     return arm
+
+
+def _background_along_z(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A 10 × ``size`` × ``size`` volume whose background rises along z by 3 (the objects'
+    contrast is 1: *level slices* on *auto* turns on), painted on slice 5: a background stroke
+    along the top and an object stroke inside the square object. Returns ``(volume, paint)``."""
+    rng = np.random.default_rng(0)
+    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
+           + rng.normal(0, 0.1, (10, size, size))).astype(np.float32)
+    a, b = size // 4, size // 2
+    vol[:, a:b, a:b] += 1.0
+    paint = np.zeros(vol.shape, np.uint8)
+    paint[5, 1:3, :] = 1
+    paint[5, a + 2:b - 1, a + 2:b - 1] = 2
+    return vol, paint
+
+
+@pytest.fixture
+def background_along_z():
+    """``make(size=32) -> (volume, paint)``: a 10 × size × size volume whose background rises
+    along z more than its object stands out (*level slices* on *auto* turns on), painted on
+    slice 5 (:func:`_background_along_z`)."""
+    return _background_along_z

@@ -287,17 +287,11 @@ def test_train_warns_when_a_class_is_not_learnt_at_its_own_strokes(tmp_path, cap
     assert "warning: Not learnt yet: rare (" in err and "common" not in err.split("warning:")[-1]
 
 
-def test_level_slices_auto_goes_by_the_background_along_z_and_resumes_with_its_run(tmp_path, capsys):
+def test_level_slices_auto_goes_by_the_background_along_z_and_resumes_with_its_run(tmp_path, capsys, background_along_z):
     """A volume whose background rises along z more than the objects' contrast: on (said on
     stderr), stored with the run and applied by predict; off when told; a resumed run keeps
     its own; a 2D image told on gets a one-line error."""
-    rng = np.random.default_rng(0)
-    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
-           + rng.normal(0, 0.1, (10, 32, 32))).astype(np.float32)
-    vol[:, 8:16, 8:16] += 1.0
-    lab = np.zeros(vol.shape, np.uint8)
-    lab[5, 1:3, :] = 1
-    lab[5, 10:15, 10:15] = 2
+    vol, lab = background_along_z()
     np.save(tmp_path / "vol.npy", vol)
     np.save(tmp_path / "lab.npy", lab)
     args = ["train", "--image", str(tmp_path / "vol.npy"), "--labels", str(tmp_path / "lab.npy"),

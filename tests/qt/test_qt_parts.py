@@ -249,7 +249,7 @@ def test_a_projects_auto_choice_reads_back(key, saved, read):
     assert getattr(settings.train, key) == read
 
 
-def test_the_inferred_overlay_reads_the_levelled_volume_when_level_slices_is_on():
+def test_the_inferred_overlay_reads_the_levelled_volume_when_level_slices_is_on(background_along_z):
     """The background rule shown is the one the run learns: on the levelled volume."""
     from types import SimpleNamespace
 
@@ -257,13 +257,7 @@ def test_the_inferred_overlay_reads_the_levelled_volume_when_level_slices_is_on(
     from segstudio.core.data import image_stats
     from segstudio.core.implied import implied_labels, merged
 
-    rng = np.random.default_rng(0)
-    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
-           + rng.normal(0, 0.1, (10, 32, 32))).astype(np.float32)
-    vol[:, 8:16, 8:16] += 1.0
-    paint = np.zeros(vol.shape, np.uint8)
-    paint[5, 1:3, :] = 1
-    paint[5, 10:15, 10:15] = 2
+    vol, paint = background_along_z()
     snap = SimpleNamespace(paintings=lambda: paint)
     plain = infer(InferRequest("img", vol, None, snap, "exclusive", False, True, None))[1]
     level = infer(InferRequest("img", vol, None, snap, "exclusive", False, True, None, True))[1]

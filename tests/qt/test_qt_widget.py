@@ -224,23 +224,19 @@ def test_auto_textures_keep_the_model_there_is(open_widget, qtbot, tmp_path):
     assert again.filter_context == first.filter_context and not again.input_norm
 
 
-def _background_along_z(open_widget):
+def _painted_background_along_z(open_widget, make):
     """A volume whose background rises along z by more than the objects' contrast, painted on
     one slice."""
-    rng = np.random.default_rng(0)
-    vol = (10.0 + np.linspace(0, 3, 10, dtype=np.float32)[:, None, None]
-           + rng.normal(0, 0.1, (10, 40, 40))).astype(np.float32)
-    vol[:, 10:20, 10:20] += 1.0
+    vol, strokes = make(40)
     viewer, widget, c = open_widget(vol)
     paint = c.paint_layers[0]
-    paint.data[5, 1:3, :] = 1
-    paint.data[5, 12:18, 12:18] = 2
+    paint.data[...] = strokes
     paint.events.paint(value=[])
     return viewer, widget, c
 
 
-def test_level_slices_auto_goes_by_the_background_along_z(open_widget, qtbot, tmp_path):
-    viewer, widget, c = _background_along_z(open_widget)
+def test_level_slices_auto_goes_by_the_background_along_z(open_widget, qtbot, tmp_path, background_along_z):
+    viewer, widget, c = _painted_background_along_z(open_widget, background_along_z)
     assert widget.level_combo.currentText() == "auto" and c.settings.level_slices == "auto"
     qtbot.waitUntil(lambda: "level slices is on (auto)" in widget.weights_note.text(), timeout=10000)
     assert c.build_config().level_slices
