@@ -514,8 +514,26 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def set_constants(constants: Sequence[str]) -> None:
+    """Set module constants of segstudio, each ``package.module.NAME=VALUE`` (a Python literal),
+    in this process: for rules tuned by a constant rather than a TrainConfig field (e.g.
+    ``segstudio.core.background.TOWARDS_OBJECTS=0.2``)."""
+    import ast
+    import importlib
+
+    for item in constants:
+        target, _, value = item.partition("=")
+        module, _, name = target.strip().rpartition(".")
+        mod = importlib.import_module(module)
+        if not module.startswith("segstudio.") or not hasattr(mod, name):
+            raise SystemExit(f"--constant {item}: no constant {name} in {module}")
+        setattr(mod, name, ast.literal_eval(value.strip()))
+
+
 def _task(args: tuple) -> list[dict[str, Any]]:
-    return run_cell(*args)
+    constants, cell = args
+    set_constants(constants)
+    return run_cell(*cell)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -536,6 +554,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a TrainConfig default (e.g. --set lr=0.003)")
+    p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="set a segstudio module constant in every cell "
+                        "(e.g. --constant segstudio.core.background.TOWARDS_OBJECTS=0.2)")
     p.add_argument("--out", type=Path, default=None, help="append every row as a JSON line to this file")
     p.add_argument("--table", type=Path, default=None, help="print the table of an earlier --out file and exit")
     p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"),
@@ -560,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tasks = []
     for f, d, h, m, s in itertools.product(fams, dims, habits, args.modes, args.seeds):
         budget = {"steps": args.steps[0 if d == 2 else 1]} if args.steps else {"seconds": seconds}
-        tasks.append((f, d, h, m, s, budget, overrides, threads, args.device))
+        tasks.append((args.constant, (f, d, h, m, s, budget, overrides, threads, args.device)))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -568,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in result:
                 if overrides:
                     r["set"] = args.set
+                if args.constant:
+                    r["constant"] = args.constant
                 print(json.dumps(r), flush=True)
                 if args.out is not None:
                     with args.out.open("a") as fh:

@@ -357,3 +357,35 @@ def test_background_unevenness_tells_a_ramp_from_an_even_background() -> None:
         pytest.approx(uneven, rel=1e-5)
     assert background_unevenness(image[None], paint[None], "exclusive") is None
     assert background_unevenness(image, np.where(paint == 2, 0, paint), "exclusive") is None
+
+
+def _blurred_disk():
+    """A bright disk (radius 12) blurred into a dark background (σ 2 px, like a microscope's
+    blur), with a noisy background; strokes: background far away, one stroke inside the disk."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 12 ** 2
+    rng = np.random.default_rng(0)
+    img = (ndi.gaussian_filter(disk * 50.0, 2.0) + 10.0 + rng.normal(0, 1.0, disk.shape)).astype(np.float32)
+    paint = np.zeros(disk.shape, np.uint8)
+    paint[2:5, 2:40] = 1
+    paint[30:34, 26:38] = 2
+    return img, paint, disk
+
+
+def test_the_threshold_towards_the_objects_takes_in_their_blurred_rims(monkeypatch):
+    """With :data:`TOWARDS_OBJECTS` between the background's ``hi`` and the objects' ``lo``
+    quantile, the rule reaches into the rim where the disk blurs into the background, closer
+    than at the background's own quantile (the default), and still takes no pixel of the disk."""
+    import segstudio.core.background as background
+
+    img, paint, disk = _blurred_disk()
+    ring = ~disk & (np.hypot(*(np.mgrid[:64, :64] - 32)) <= 17)  # the 5 px just outside the disk
+    assert background.TOWARDS_OBJECTS == 0.0
+    default = infer_background(paint, img) == 1
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.2)
+    towards = infer_background(paint, img) == 1
+    assert 0 < default.sum() < towards.sum() and not (default & ~towards).any(), "it only adds pixels"
+    assert towards[ring].mean() > default[ring].mean() + 0.1, "more of the blurred rim is background"
+    assert not towards[disk].any(), "no pixel of the object"
