@@ -170,13 +170,17 @@ class Settings:
         *textures* likewise (:func:`~segstudio.core.config.use_textures`, ``auto`` by the
         paintings' ``texture_gain``), unless ``textures`` decides it; *level slices* likewise
         (:func:`~segstudio.core.config.use_level_slices`, ``auto`` by ``slice_unevenness``),
-        unless ``level_slices`` decides it.
+        unless ``level_slices`` decides it. The one that does not apply to the image's
+        dimensions (wide context on a volume, level slices on a 2-D image) is off, whatever the
+        setting says: the widget greys it out there, and the setting waits for an image it
+        applies to.
         """
         s = self.train
+        dims = len(spacing)
         if level_slices is None:
-            level_slices = use_level_slices(s.level_slices, len(spacing), slice_unevenness)
+            level_slices = use_level_slices(s.level_slices if dims == 3 else "off", dims, slice_unevenness)
         if wide_context is None:
-            wide_context = use_wide_context(s.wide_context, len(spacing), unevenness)
+            wide_context = use_wide_context(s.wide_context if dims == 2 else "off", dims, unevenness)
         if textures is None:
             textures = use_textures(s.textures, texture_gain)
         kw: dict[str, Any] = {

@@ -327,7 +327,8 @@ class SegStudioWidget(QWidget):
             "class table says so); a run keeps the choice it started with. Part of the network: "
             "after a change, the next Train starts a new model.",
         )
-        grid.addWidget(QLabel("Wide context"), 2, 0)
+        self.wide_label = QLabel("Wide context")
+        grid.addWidget(self.wide_label, 2, 0)
         grid.addWidget(self.wide_combo, 2, 1)
         grid.addWidget(self.iter_spin, 2, 3)
         grid.addWidget(self.minutes_spin, 2, 3)
@@ -355,8 +356,10 @@ class SegStudioWidget(QWidget):
             "class table says so); a run keeps the choice it started with. After a change, the next "
             "Train starts a new model.",
         )
-        grid.addWidget(QLabel("Level slices"), 4, 0)
+        self.level_label = QLabel("Level slices")
+        grid.addWidget(self.level_label, 4, 0)
         grid.addWidget(self.level_combo, 4, 1)
+        self._dims_tooltips = {w: w.toolTip() for w in (self.wide_combo, self.level_combo)}
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         tl.addLayout(grid)
@@ -749,7 +752,21 @@ class SegStudioWidget(QWidget):
                 self.channel_spin.setEnabled(not getattr(c.image_layer, "rgb", False))
         finally:
             self._updating = False
+        self._refresh_dims_settings()
         self._refresh_layer_combos()
+
+    def _refresh_dims_settings(self) -> None:
+        """Grey out the setting the open image's dimensions leave aside (*wide context* on a
+        volume, *level slices* on a 2-D image: off there, whatever they say, and kept for the
+        next image they apply to), with a tooltip that says why."""
+        dims = len(self.controller.spatial_shape) if self.controller.image_layer is not None else 0
+        running = self.controller.is_training
+        for combo, label, applies, why in (
+                (self.wide_combo, self.wide_label, dims != 3, "Not used on a volume (this image is 3-D). "),
+                (self.level_combo, self.level_label, dims != 2, "Not used on a 2-D image (only on volumes). ")):
+            combo.setEnabled(applies and not running)
+            label.setEnabled(applies)
+            combo.setToolTip(("" if applies else why) + self._dims_tooltips[combo])
 
     # ------------------------------------------------------------------ classes
     def _refresh_classes(self) -> None:
@@ -892,11 +909,11 @@ class SegStudioWidget(QWidget):
         self.pause_btn.setIcon(self.style().standardIcon(
             QStyle.StandardPixmap.SP_MediaPlay if paused else QStyle.StandardPixmap.SP_MediaPause))
         self.stop_btn.setEnabled(state in ("running", "paused"))
-        for w in (self.preset_combo, self.wide_combo, self.textures_combo, self.level_combo, self.loss_combo,
-                  self.device_combo, self.length_combo, self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
+        for w in (self.preset_combo, self.textures_combo, self.loss_combo, self.device_combo, self.length_combo, self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
                   self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
         self.method_combo.setEnabled(not running)
+        self._refresh_dims_settings()
         if not running:
             self._refresh_recover()
         if getattr(self.controller.image_layer, "rgb", False):

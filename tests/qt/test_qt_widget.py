@@ -252,12 +252,19 @@ def test_level_slices_auto_goes_by_the_background_along_z(open_widget, qtbot, tm
     assert c.choices.project_fields()["training"]["level_slices"] == "off"  # saved with the project
 
 
-def test_level_slices_on_a_2d_image_is_refused_in_one_line(open_widget):
+def test_level_slices_is_greyed_out_and_off_on_a_2d_image(open_widget):
     viewer, widget, c = open_widget(np.random.default_rng(0).random((32, 32)).astype(np.float32))
-    assert not c.build_config().level_slices  # auto: never for 2D
-    widget.level_combo.setCurrentText("on")
-    with pytest.raises(UserInputError, match="level slices is for volumes"):
-        c.build_config()
+    assert not widget.level_combo.isEnabled() and not widget.level_label.isEnabled()
+    assert widget.level_combo.toolTip().startswith("Not used on a 2-D image")
+    assert widget.wide_combo.isEnabled() and not widget.wide_combo.toolTip().startswith("Not used")
+    c.set_settings(level_slices="on")  # e.g. from a project of volumes: kept, and off here
+    assert not c.build_config().level_slices
+    assert c.choices.project_fields()["training"]["level_slices"] == "on"
+    viewer.add_image(np.random.default_rng(1).random((8, 32, 32)).astype(np.float32), name="volume")
+    c.set_image_layer(viewer.layers["volume"])  # a volume: the setting applies again
+    assert widget.level_combo.isEnabled() and not widget.wide_combo.isEnabled()
+    assert widget.wide_combo.toolTip().startswith("Not used on a volume")
+    assert c.build_config().level_slices
 
 
 def _uneven_painting(open_widget):
@@ -304,19 +311,24 @@ def test_auto_wide_context_keeps_the_model_there_is(open_widget, qtbot, tmp_path
     assert c._train_config().input_filters == DEFAULT_INPUT_FILTERS[2]
 
 
-def test_wide_context_on_a_volume_is_one_clear_message(open_widget, qtbot):
+def test_wide_context_on_a_volume_is_greyed_out_and_trains_without_it(open_widget, qtbot):
     viewer, widget, c = open_widget(np.random.default_rng(0).random((8, 32, 32), dtype=np.float32))
+    assert not widget.wide_combo.isEnabled() and widget.level_combo.isEnabled()
+    c.set_settings(wide_context="on")  # e.g. from a project of 2D images: off on this volume
+    assert c.build_config().input_filters == DEFAULT_INPUT_FILTERS[3]
     c.paint_layers[0].data[4, 2:5, 2:30] = 1
     c.paint_layers[0].data[4, 20:23, 2:30] = 2
     c.paint_layers[0].refresh()
-    widget.wide_combo.setCurrentText("on")
     errors = []
     c.error.connect(errors.append)
     qtbot.waitUntil(lambda: c.weights is not None and any(c.weights.counts), timeout=10000)
     widget.train_btn.click()
-    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
-    assert "wide context is for 2D images" in errors[-1] and "\n" not in errors[-1]
-    assert not c.is_training
+    qtbot.waitUntil(lambda: c.is_training, timeout=10000)
+    assert not widget.wide_combo.isEnabled() and not widget.level_combo.isEnabled()  # as every setting
+    widget.stop_btn.click()
+    qtbot.waitUntil(lambda: not c.is_training, timeout=30000)
+    assert not errors
+    assert not widget.wide_combo.isEnabled() and widget.level_combo.isEnabled()
 
 
 def test_switching_mode_converts_strokes(open_widget, qtbot):
