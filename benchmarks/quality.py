@@ -234,9 +234,17 @@ class Session:
         self.events.close()
 
 
+def prediction_name(row: dict[str, Any]) -> str:
+    """The file name ``--predictions`` gives a row's prediction (exclusive classes, ``.npy``)."""
+    return f"{row['family']}_{row['dims']}d_{row['habit']}_{row['mode']}_s{row['seed']}_{row['method']}_{row['phase']}.npy"
+
+
 def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: dict[str, Any],
-             overrides: dict[str, Any], threads: int, device: str = "cpu") -> list[dict[str, Any]]:
-    """Both methods on one cell; one result row per method and phase."""
+             overrides: dict[str, Any], threads: int, device: str = "cpu",
+             predictions: Path | None = None) -> list[dict[str, Any]]:
+    """Both methods on one cell; one result row per method and phase (and, with
+    ``predictions``, each row's prediction as exclusive classes in that folder, for
+    rescoring a post-processing change without training again: ``rescore_instances.py``)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -252,10 +260,13 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
     rows: list[dict[str, Any]] = []
 
     def row(method: str, phase: str, pred: np.ndarray, p: users.Painting, **extra: Any) -> None:
+        excl = as_exclusive(pred, mode, p, kind)
         rows.append({**key, "method": method, "phase": phase,
                      "painted": round(100 * float(np.mean(p.paintings > 0)), 3),
-                     **{k: round(v, 4) for k, v in score(as_exclusive(pred, mode, p, kind), p, sample).items()},
+                     **{k: round(v, 4) for k, v in score(excl, p, sample).items()},
                      **extra})
+        if predictions is not None:
+            np.save(predictions / prediction_name(rows[-1]), excl.astype(np.uint8))
 
     steps = budget.get("steps")
     seconds = budget.get("seconds")
@@ -561,7 +572,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--table", type=Path, default=None, help="print the table of an earlier --out file and exit")
     p.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE", "AFTER"),
                    help="compare segstudio's figures of two --out files cell by cell and exit")
+    p.add_argument("--predictions", type=Path, default=None, metavar="DIR",
+                   help="save every row's prediction (exclusive classes, .npy) in this folder")
     args = p.parse_args(argv)
+    if args.predictions is not None:
+        args.predictions.mkdir(parents=True, exist_ok=True)
     if args.compare is not None:
         before, after = ([json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()] for f in args.compare)
         print(compare(before, after))
@@ -581,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tasks = []
     for f, d, h, m, s in itertools.product(fams, dims, habits, args.modes, args.seeds):
         budget = {"steps": args.steps[0 if d == 2 else 1]} if args.steps else {"seconds": seconds}
-        tasks.append((args.constant, (f, d, h, m, s, budget, overrides, threads, args.device)))
+        tasks.append((args.constant, (f, d, h, m, s, budget, overrides, threads, args.device, args.predictions)))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

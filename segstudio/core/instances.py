@@ -112,6 +112,12 @@ BOUNDARY_NAMES: tuple[str, ...] = ("boundary", "border", "contour", "edge", "out
 PEAK_DISTANCE_FRACTION = 0.5
 #: Peaks of the distance transform this many pixels apart (or closer) are one seed.
 PEAK_MERGE_PIXELS = 2
+#: Distance seeds: seeds and flooding read each plane's holes in an object class as that class
+#: (a 2-D image's holes, and in a volume each slice's along the first axis:
+#: :func:`_holes_as_objects`), so that pixels missing inside an object (a bright core
+#: predicted as background) do not split it around a ring of seeds; the objects keep their
+#: predicted pixels.
+SEED_HOLES_FILLED = False
 #: Rows (first axis) per band in :func:`instances_in_bands` / :func:`label_bands`.
 DEFAULT_BAND_ROWS = 64
 #: Rows read above and below a band for its distance transforms and flooding.
@@ -274,6 +280,18 @@ def _object_mask(labels: np.ndarray, kinds: Sequence[int], boundary: int | None)
 
 def _padded_box(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(box, shape))
+
+
+def _filled_planes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: a 2-D image's, and in a volume each slice's along the
+    first axis (so band by band along that axis gives the same)."""
+    if mask.ndim == 2:
+        return ndi.binary_fill_holes(mask)
+    out = mask.copy()
+    for z in range(mask.shape[0]):
+        if mask[z].any():
+            out[z] = ndi.binary_fill_holes(mask[z])
+    return out
 
 
 def _region_distances(regions: np.ndarray, spacing: tuple[float, ...], out: np.ndarray,
@@ -525,9 +543,41 @@ def instances_from_probabilities(
                                  boundary_probability=None if boundary is None else probs[boundary - 1])
 
 
+def _holes_as_objects(labels: np.ndarray, kinds: Sequence[int], boundary: int | None) -> np.ndarray:
+    """``labels`` with each object class's holes (:func:`_filled_planes` of the class with the
+    boundary class) taken as that class where no object class or boundary is; ``labels``
+    itself when there are none."""
+    taken = _object_mask(labels, kinds, boundary)
+    bnd = labels == boundary if boundary is not None else None
+    out = labels
+    for k in kinds:
+        own = labels == k
+        holes = _filled_planes(own | bnd if bnd is not None else own) & ~taken
+        if holes.any():
+            out = out.copy() if out is labels else out
+            out[holes] = k
+            taken |= holes
+    return out
+
+
 def _objects(labels: np.ndarray, kinds: Sequence[int], options: InstanceOptions, spacing: tuple[float, ...],
              boundary_probability: np.ndarray | None) -> tuple[np.ndarray, int]:
     """Unfiltered objects (ids in raster order of their seeds, unseeded regions after) and N."""
+    if SEED_HOLES_FILLED and options.split and kinds and options.seeds == "distance":
+        filled = _holes_as_objects(labels, kinds, options.boundary_class)
+        if filled is not labels:
+            objects, n = _split_objects(filled, kinds, options, spacing, boundary_probability)
+            objects[~_object_mask(labels, kinds, options.boundary_class)] = 0
+            if len(np.unique(objects)) < n + 1:  # an object that was all hole
+                objects, _, _ = relabel_sequential(objects)
+                n = int(objects.max(initial=0))
+            return objects, n
+    return _split_objects(labels, kinds, options, spacing, boundary_probability)
+
+
+def _split_objects(labels: np.ndarray, kinds: Sequence[int], options: InstanceOptions,
+                   spacing: tuple[float, ...], boundary_probability: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """:func:`_objects` of ``labels`` as they are."""
     conn = min(options.connectivity, labels.ndim)
     mask = _object_mask(labels, kinds, options.boundary_class)
     regions = label_regions(mask, connectivity=conn)
@@ -781,17 +831,38 @@ def instances_in_bands(
             n = _label_bands(mask_rows, shape, into(objects), band_rows=band_rows, connectivity=conn,
                              scratch=scratch)
         else:
-            n = _seeded_bands(labels, probabilities, objects, kinds, options, sp, shape, band_rows, halo,
+            source = labels
+            if SEED_HOLES_FILLED and options.seeds == "distance":
+                source = _HolesFilled(labels, kinds, boundary)
+            n = _seeded_bands(source, probabilities, objects, kinds, options, sp, shape, band_rows, halo,
                               scratch, into)
             unreached = scratch.array(shape)
-            n_left = _label_bands(lambda a, b: mask_rows(a, b) & (_rows(objects, a, b) == 0), shape,
-                                  into(unreached), band_rows=band_rows, connectivity=conn, scratch=scratch)
+            n_left = _label_bands(
+                lambda a, b: _object_mask(_rows(source, a, b), kinds, boundary) & (_rows(objects, a, b) == 0),
+                shape, into(unreached), band_rows=band_rows, connectivity=conn, scratch=scratch)
             if n_left:
                 n += _adopt_unreached(objects, unreached, n_left, n, shape, band_rows, conn)
+            if source is not labels:  # the objects keep their predicted pixels
+                for a, b in _bands(shape[0], band_rows):
+                    objects[a:b] = np.where(mask_rows(a, b), _rows(objects, a, b), 0)
+                    release_pages(objects)
         classes = _finish_bands(labels, objects, out, n, kinds, lookup, options, sp, shape, band_rows)
     finally:
         scratch.close()
     return classes
+
+
+class _HolesFilled:
+    """Rows of a label image read with :func:`_holes_as_objects` applied to each block read:
+    the same as on the whole image in a volume (each slice along the first axis is filled
+    on its own); in 2-D, a hole that a band's edge cuts is not filled in that band."""
+
+    def __init__(self, labels: Any, kinds: Sequence[int], boundary: int | None) -> None:
+        self.labels, self.kinds, self.boundary = labels, kinds, boundary
+        self.shape, self.dtype = tuple(labels.shape), labels.dtype
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return _holes_as_objects(_rows(self.labels, key.start, key.stop), self.kinds, self.boundary)
 
 
 def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, kinds: Sequence[int],

@@ -1,0 +1,97 @@
+"""Instance F1 of saved predictions, as they are scored now and with changed constants.
+
+``quality.py --predictions DIR`` saves every row's prediction (exclusive classes). This script
+makes the objects of each saved prediction of an object family (nuclei, cells) twice with
+:mod:`segstudio.core.instances` as the app makes them — once with the code as it is, once with
+the ``--constant`` settings — and prints F1 at IoU 0.5 against the sample's true objects,
+prediction by prediction, then how many went up, stayed (within 0.005) or went down. A change
+to how objects are made from a prediction is measured this way on every cell without training
+again::
+
+    python benchmarks/quality.py --families nuclei cells --steps 1400 370 --predictions /tmp/preds
+    python benchmarks/rescore_instances.py /tmp/preds --constant segstudio.core.instances.SEED_HOLES_FILLED=True
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import families as fam  # noqa: E402
+import users  # noqa: E402
+
+NAME = re.compile(r"(?P<family>[a-z]+)_(?P<dims>[23])d_(?P<habit>[a-z]+)_(?P<mode>[a-z]+)_s(?P<seed>\d+)_"
+                  r"(?P<method>[a-z]+)_(?P<phase>[a-z0-9]+)\.npy$")
+
+
+def _constants(items: Sequence[str]) -> list[tuple[object, str, object]]:
+    """``(module, name, value)`` for each ``package.module.NAME=VALUE``."""
+    out = []
+    for item in items:
+        target, _, value = item.partition("=")
+        module, _, name = target.strip().rpartition(".")
+        mod = importlib.import_module(module)
+        if not module.startswith("segstudio.") or not hasattr(mod, name):
+            raise SystemExit(f"--constant {item}: no constant {name} in {module}")
+        out.append((mod, name, ast.literal_eval(value.strip())))
+    return out
+
+
+def f1(pred: np.ndarray, painting: users.Painting, sample: fam.FamilySample) -> tuple[float, int]:
+    """F1 at IoU 0.5 and the number of objects, as ``quality.score`` makes them."""
+    from segstudio.core.instances import InstanceOptions, instances_from_labels
+    from segstudio.core.metrics import instance_scores
+
+    options = InstanceOptions(object_classes=(2,), boundary_class=3 if len(painting.class_names) == 3 else None)
+    objects = instances_from_labels(pred, options, sample.spacing).labels
+    return instance_scores(objects, sample.instances).f1, int(objects.max(initial=0))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path, help="a quality.py --predictions folder")
+    p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE")
+    p.add_argument("--method", default="segstudio", help="whose predictions: segstudio, rf or all")
+    args = p.parse_args(argv)
+    changes = _constants(args.constant)
+    up = same = down = 0
+    deltas = []
+    print("| prediction | objects (true) | F1 now | F1 changed |\n|---|---|---|---|")
+    for path in sorted(args.folder.glob("*.npy")):
+        m = NAME.match(path.name)
+        if m is None or (args.method != "all" and m["method"] != args.method):
+            continue
+        family, dims, seed = m["family"], int(m["dims"]), int(m["seed"])
+        sample = fam.make(family, dims, seed)
+        if sample.kind != fam.OBJECTS:
+            continue
+        painting = users.paint(sample, m["habit"], seed)
+        pred = np.load(path)
+        before, n_before = f1(pred, painting, sample)
+        kept = [(mod, name, getattr(mod, name)) for mod, name, _ in changes]
+        try:
+            for mod, name, value in changes:
+                setattr(mod, name, value)
+            after, n_after = f1(pred, painting, sample)
+        finally:
+            for mod, name, value in kept:
+                setattr(mod, name, value)
+        d = after - before
+        deltas.append(d)
+        up, same, down = up + (d > 0.005), same + (abs(d) <= 0.005), down + (d < -0.005)
+        print(f"| {path.stem} | {n_before} → {n_after} ({int(sample.instances.max())}) | {before:.3f} | "
+              f"{'**' if d > 0.005 else ''}{after:.3f}{'**' if d > 0.005 else ''} |", flush=True)
+    mean = f", mean change {np.mean(deltas):+.3f}" if deltas else ""
+    print(f"F1: up in {up}, within 0.005 in {same}, down in {down} of {len(deltas)}{mean}")
+
+
+if __name__ == "__main__":
+    main()
