@@ -183,7 +183,8 @@ def test_exports_with_ridge_filters_and_region_scales_predict_the_runs_labels(tm
     lab[:, 0:3, :] = 1
     lab[:, 16, 5:25] = 2
     run, paths = _trained_export(tmp_path, vol, lab, None, (2.0, 0.7, 0.7), (4, 16, 16), (4, 8), iterations=10,
-                                 formats=GRAPHS, filter_texture=True, filter_context=(4.0,), input_norm=True)
+                                 formats=GRAPHS, filter_texture=True, filter_context=(4.0,), input_norm=True,
+                                 input_filters=(1.0,))  # one scale: half the graph, the same operations
     ref = Predictor.from_run(run, device="cpu").predict(vol, None, probabilities=True)
     for fmt in GRAPHS:
         got = load_predictor(paths[fmt], device="cpu").predict(vol, None, probabilities=True)
@@ -425,10 +426,13 @@ def test_loading_a_foreign_torchscript_says_it_lacks_metadata(tmp_path):
         load_exported(tmp_path / "x.pt")
 
 
-def test_a_levelled_run_exports_its_levelling(tmp_path):
+def test_a_levelled_run_exports_its_levelling(tmp_path, monkeypatch):
     """*Level slices*: segstudio's loaders level as the run does (same labels); the metadata
     states the rule and the training offsets; the bioimage.io package takes the levelled volume
     (its test input is a levelled crop, and its README says so)."""
+    import segstudio.core.export as export
+
+    monkeypatch.setattr(export, "onnx_export_available", lambda: False)  # the package without ONNX weights: faster
     rng = np.random.default_rng(4)
     vol = rng.normal(100.0, 5.0, (8, 24, 24)).astype(np.float32)
     vol += np.linspace(0, 60, 8, dtype=np.float32)[:, None, None]  # the background runs along z
