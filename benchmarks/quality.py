@@ -315,7 +315,7 @@ def run_cell(family: str, dims: int, habit: str, mode: str, seed: int, budget: d
 
 #: Row fields that are not scores.
 META = ("seed", "method", "phase", "painted", "iterations", "seconds", "set", "run", "wide_context", "textures",
-        "level_slices", "learnt")
+        "level_slices", "learnt", "constant", "rescored")
 
 
 def _mean(rows: Iterable[dict[str, Any]], k: str) -> float | None:

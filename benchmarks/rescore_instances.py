@@ -10,12 +10,17 @@ again::
 
     python benchmarks/quality.py --families nuclei cells --steps 1400 370 --predictions /tmp/preds
     python benchmarks/rescore_instances.py /tmp/preds --constant segstudio.core.instances.SEED_HOLES_FILLED=True
+
+With ``--rows ROWS.jsonl --out NEW.jsonl`` it also writes that run's rows with each object
+family's F1 as the changed code scores it (the run's other figures as they were), for
+``quality.py --table NEW.jsonl``.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import importlib
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -60,8 +65,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("folder", type=Path, help="a quality.py --predictions folder")
     p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE")
     p.add_argument("--method", default="segstudio", help="whose predictions: segstudio, rf or all")
+    p.add_argument("--rows", type=Path, default=None, help="the quality.py --out file of the same run")
+    p.add_argument("--out", type=Path, default=None, help="write --rows here with F1 rescored")
     args = p.parse_args(argv)
+    if (args.rows is None) != (args.out is None):
+        raise SystemExit("--rows and --out go together")
     changes = _constants(args.constant)
+    rescored: dict[str, float] = {}
     up = same = down = 0
     deltas = []
     print("| prediction | objects (true) | F1 now | F1 changed |\n|---|---|---|---|")
@@ -84,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             for mod, name, value in kept:
                 setattr(mod, name, value)
+        rescored[path.name] = after
         d = after - before
         deltas.append(d)
         up, same, down = up + (d > 0.005), same + (abs(d) <= 0.005), down + (d < -0.005)
@@ -91,6 +102,23 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{'**' if d > 0.005 else ''}{after:.3f}{'**' if d > 0.005 else ''} |", flush=True)
     mean = f", mean change {np.mean(deltas):+.3f}" if deltas else ""
     print(f"F1: up in {up}, within 0.005 in {same}, down in {down} of {len(deltas)}{mean}")
+    if args.rows is not None:
+        import quality
+
+        lines = []
+        for line in args.rows.read_text().splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            name = quality.prediction_name(row)
+            if "F1" in row:
+                if name not in rescored:
+                    raise SystemExit(f"no prediction {name} in {args.folder} (rescore with --method all)")
+                row["F1"] = round(rescored[name], 4)
+                row["rescored"] = args.constant
+            lines.append(json.dumps(row))
+        args.out.write_text("\n".join(lines) + "\n")
+        print(f"wrote {len(lines)} rows to {args.out}")
 
 
 if __name__ == "__main__":
