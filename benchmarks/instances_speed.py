@@ -10,7 +10,8 @@ prediction, so the objects are also scored against the true objects (F1 at IoU 0
 * ``probabilities, interior seeds``: smoothed one-hot probabilities (K, *spatial); flooding by
   the boundary probability (``instances_from_probabilities``; argmax included).
 * ``2 classes, distance seeds``: nucleus = nucleus or boundary, no boundary class: seeds from
-  the distance transform's maxima.
+  the distance transform's maxima (each plane's holes filled for them, the default), and the
+  same with the holes as they are (``SEED_HOLES_FILLED`` off), for what the filling costs.
 * ``no split``: connected regions of the 3-class object pixels.
 * ``object table``: ``object_table`` of the interior-seed objects with the image's intensity.
 * ``instance scores``: ``instance_scores`` of those objects against the true objects.
@@ -57,6 +58,18 @@ def _probabilities(truth: np.ndarray, k: int = 3) -> np.ndarray:
     return blurred / blurred.sum(axis=0, keepdims=True)
 
 
+def _holes_kept(fn: Callable[[], object]) -> object:
+    """``fn()`` with distance seeds reading holes as they are (``SEED_HOLES_FILLED`` off)."""
+    import segstudio.core.instances as instances
+
+    kept = instances.SEED_HOLES_FILLED
+    instances.SEED_HOLES_FILLED = False
+    try:
+        return fn()
+    finally:
+        instances.SEED_HOLES_FILLED = kept
+
+
 def run(shape: tuple[int, ...], spacing: tuple[float, ...] | None, repeats: int, seed: int = 0) -> None:
     nd = len(shape)
     radius = (12.0, 22.0) if nd == 2 else (10.0, 16.0)
@@ -69,6 +82,8 @@ def run(shape: tuple[int, ...], spacing: tuple[float, ...] | None, repeats: int,
         ("labels, interior seeds", lambda: instances_from_labels(s.truth, three, s.spacing)),
         ("probabilities, interior seeds", lambda: instances_from_probabilities(probs, three, s.spacing)),
         ("2 classes, distance seeds", lambda: instances_from_labels(two_labels, InstanceOptions(), s.spacing)),
+        ("2 classes, distance seeds, holes not filled", lambda: _holes_kept(
+            lambda: instances_from_labels(two_labels, InstanceOptions(), s.spacing))),
         ("no split", lambda: instances_from_labels(s.truth, InstanceOptions(boundary_class=3, split=False),
                                                    s.spacing)),
     ]
