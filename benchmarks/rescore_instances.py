@@ -9,7 +9,9 @@ to how objects are made from a prediction is measured this way on every cell wit
 again::
 
     python benchmarks/quality.py --families nuclei cells --steps 1400 370 --predictions /tmp/preds
-    python benchmarks/rescore_instances.py /tmp/preds --constant segstudio.core.instances.SEED_HOLES_FILLED=True
+    python benchmarks/rescore_instances.py /tmp/preds --constant segstudio.core.instances.SEED_HOLES_FILLED=False
+
+(an ``.npz`` of such a folder's files works too: ``benchmarks/runs`` keeps session 24's).
 
 With ``--rows ROWS.jsonl --out NEW.jsonl`` it also writes that run's rows with each object
 family's F1 as the changed code scores it (the run's other figures as they were), for
@@ -23,7 +25,7 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,14 @@ def _constants(items: Sequence[str]) -> list[tuple[object, str, object]]:
     return out
 
 
+def _predictions(source: Path) -> list[tuple[Path, Callable[[], np.ndarray]]]:
+    """``(file name, loader)`` of each saved prediction, from a folder or an ``.npz``."""
+    if source.suffix == ".npz":
+        archive = np.load(source)
+        return [(Path(f"{k}.npy"), lambda k=k: archive[k]) for k in sorted(archive.files)]
+    return [(path, lambda path=path: np.load(path)) for path in sorted(source.glob("*.npy"))]
+
+
 def f1(pred: np.ndarray, painting: users.Painting, sample: fam.FamilySample) -> tuple[float, int]:
     """F1 at IoU 0.5 and the number of objects, as ``quality.score`` makes them."""
     from segstudio.core.instances import InstanceOptions, instances_from_labels
@@ -62,7 +72,8 @@ def f1(pred: np.ndarray, painting: users.Painting, sample: fam.FamilySample) -> 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="a quality.py --predictions folder")
+    p.add_argument("folder", type=Path,
+                   help="a quality.py --predictions folder, or an .npz of its files (name without .npy: array)")
     p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE")
     p.add_argument("--method", default="segstudio", help="whose predictions: segstudio, rf or all")
     p.add_argument("--rows", type=Path, default=None, help="the quality.py --out file of the same run")
@@ -75,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     up = same = down = 0
     deltas = []
     print("| prediction | objects (true) | F1 now | F1 changed |\n|---|---|---|---|")
-    for path in sorted(args.folder.glob("*.npy")):
+    for path, load in _predictions(args.folder):
         m = NAME.match(path.name)
         if m is None or (args.method != "all" and m["method"] != args.method):
             continue
@@ -84,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if sample.kind != fam.OBJECTS:
             continue
         painting = users.paint(sample, m["habit"], seed)
-        pred = np.load(path)
+        pred = load()
         before, n_before = f1(pred, painting, sample)
         kept = [(mod, name, getattr(mod, name)) for mod, name, _ in changes]
         try:
@@ -115,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if name not in rescored:
                     raise SystemExit(f"no prediction {name} in {args.folder} (rescore with --method all)")
                 row["F1"] = round(rescored[name], 4)
-                row["rescored"] = args.constant
+                row["rescored"] = args.constant or True  # True: by the code as it is
             lines.append(json.dumps(row))
         args.out.write_text("\n".join(lines) + "\n")
         print(f"wrote {len(lines)} rows to {args.out}")
