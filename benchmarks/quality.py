@@ -525,20 +525,29 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def set_constants(constants: Sequence[str]) -> None:
-    """Set module constants of segstudio, each ``package.module.NAME=VALUE`` (a Python literal),
-    in this process: for rules tuned by a constant rather than a TrainConfig field (e.g.
-    ``segstudio.core.background.TOWARDS_OBJECTS=0.2``)."""
+def parse_constants(constants: Sequence[str]) -> list[tuple[Any, str, Any]]:
+    """``(module, name, value)`` of each ``package.module.NAME=VALUE`` (a Python literal) naming
+    a constant of segstudio; exits with a message on one that names none."""
     import ast
     import importlib
 
+    out = []
     for item in constants:
         target, _, value = item.partition("=")
         module, _, name = target.strip().rpartition(".")
         mod = importlib.import_module(module)
         if not module.startswith("segstudio.") or not hasattr(mod, name):
             raise SystemExit(f"--constant {item}: no constant {name} in {module}")
-        setattr(mod, name, ast.literal_eval(value.strip()))
+        out.append((mod, name, ast.literal_eval(value.strip())))
+    return out
+
+
+def set_constants(constants: Sequence[str]) -> None:
+    """Set module constants of segstudio, each ``package.module.NAME=VALUE`` (a Python literal),
+    in this process: for rules tuned by a constant rather than a TrainConfig field (e.g.
+    ``segstudio.core.background.TOWARDS_OBJECTS=0.2``)."""
+    for mod, name, value in parse_constants(constants):
+        setattr(mod, name, value)
 
 
 def _task(args: tuple) -> list[dict[str, Any]]:

@@ -20,8 +20,6 @@ family's F1 as the changed code scores it (the run's other figures as they were)
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
 import json
 import re
 import sys
@@ -32,23 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
+import quality  # noqa: E402
 import users  # noqa: E402
 
 NAME = re.compile(r"(?P<family>[a-z]+)_(?P<dims>[23])d_(?P<habit>[a-z]+)_(?P<mode>[a-z]+)_s(?P<seed>\d+)_"
                   r"(?P<method>[a-z]+)_(?P<phase>[a-z0-9]+)\.npy$")
-
-
-def _constants(items: Sequence[str]) -> list[tuple[object, str, object]]:
-    """``(module, name, value)`` for each ``package.module.NAME=VALUE``."""
-    out = []
-    for item in items:
-        target, _, value = item.partition("=")
-        module, _, name = target.strip().rpartition(".")
-        mod = importlib.import_module(module)
-        if not module.startswith("segstudio.") or not hasattr(mod, name):
-            raise SystemExit(f"--constant {item}: no constant {name} in {module}")
-        out.append((mod, name, ast.literal_eval(value.strip())))
-    return out
 
 
 def _predictions(source: Path) -> list[tuple[Path, Callable[[], np.ndarray]]]:
@@ -81,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if (args.rows is None) != (args.out is None):
         raise SystemExit("--rows and --out go together")
-    changes = _constants(args.constant)
+    changes = quality.parse_constants(args.constant)
     rescored: dict[str, float] = {}
     up = same = down = 0
     deltas = []
@@ -114,8 +100,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     mean = f", mean change {np.mean(deltas):+.3f}" if deltas else ""
     print(f"F1: up in {up}, within 0.005 in {same}, down in {down} of {len(deltas)}{mean}")
     if args.rows is not None:
-        import quality
-
         lines = []
         for line in args.rows.read_text().splitlines():
             if not line.strip():
