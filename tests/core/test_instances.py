@@ -161,6 +161,22 @@ def test_hole_filled_seeds_in_bands_equal_the_in_memory_result(tmp_path):
     assert memory.n == 4
 
 
+def test_bumps_along_an_elongated_object_do_not_split_it(monkeypatch):
+    import segstudio.core.instances as instances
+    from skimage.draw import ellipse
+
+    rod = np.ones((60, 100), np.uint8)
+    rod[ellipse(30, 50, 6, 40, shape=rod.shape)] = 2  # a rod: its spine is a ridge of small bumps
+    two = _two_touching_discs()
+    discs = np.where(two > 0, 2, 1).astype(np.uint8)
+    assert instances.PEAK_MIN_DYNAMIC > 0  # the default
+    assert instances_from_labels(rod, InstanceOptions()).n == 1
+    got = instances_from_labels(discs, InstanceOptions())
+    assert got.n == 2 and instance_scores(got.labels, two).f1 == 1.0  # a real neck still splits
+    monkeypatch.setattr(instances, "PEAK_MIN_DYNAMIC", 0.0)
+    assert instances_from_labels(rod, InstanceOptions()).n == 3  # every bump a seed
+
+
 def test_min_size_is_physical_and_border_objects_can_be_dropped():
     labels = np.ones((10, 20, 20), np.uint8)
     labels[2:4, 5:10, 5:10] = 2  # 50 voxels, inside
