@@ -909,8 +909,9 @@ class SegStudioWidget(QWidget):
         self.pause_btn.setIcon(self.style().standardIcon(
             QStyle.StandardPixmap.SP_MediaPlay if paused else QStyle.StandardPixmap.SP_MediaPause))
         self.stop_btn.setEnabled(state in ("running", "paused"))
-        for w in (self.preset_combo, self.textures_combo, self.loss_combo, self.device_combo, self.length_combo, self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel,
-                  self.image_combo, self.channel_spin, self.recover_btn, self.open_project_btn):
+        for w in (self.preset_combo, self.textures_combo, self.loss_combo, self.device_combo, self.length_combo,
+                  self.iter_spin, self.minutes_spin, self.mode_exclusive, self.mode_multilabel, self.image_combo,
+                  self.channel_spin, self.recover_btn, self.open_project_btn):
             w.setEnabled(not running)
         self.method_combo.setEnabled(not running)
         self._refresh_dims_settings()
