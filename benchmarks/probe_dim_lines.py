@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from skimage.feature import peak_local_max
 from skimage.measure import label as label_regions
 from skimage.segmentation import watershed
 
@@ -90,7 +91,7 @@ def _pairs(pieces: np.ndarray, smooth: np.ndarray, dist: np.ndarray, flank: int)
 
 def objects(pred: np.ndarray, image: np.ndarray, spacing: Sequence[float],
             settings: Sequence[tuple[float, float]], flood: str, reference: str = "mean",
-            max_step: float = np.inf) -> list[np.ndarray]:
+            max_step: float = np.inf, seed_from: str = "distance", seed_dynamic: float = 0.1) -> list[np.ndarray]:
     """The probe's objects of an exclusive prediction (object class 2, no boundary class) for
     each ``(t, r)`` of ``settings``; the dip is measured from the pieces' means (``reference``
     ``"mean"``) or from the image a peak distance away on either side of the line
@@ -103,11 +104,21 @@ def objects(pred: np.ndarray, image: np.ndarray, spacing: Sequence[float],
     mask = filled == 2
     dist, radii = inst._distances(filled, (2,), None, sp, 1)
     peak = inst._peak_distance(inst.InstanceOptions(), radii, sp)
-    seeds = label_regions(inst._distance_seeds(dist, filled, (2,), peak, sp), background=0)
-    pieces = watershed(-smooth, seeds, mask=mask).astype(np.int64)
-    n = int(pieces.max(initial=0))
     inside, outside = pred == 2, pred != 2
     contrast = abs(float(np.median(smooth[inside])) - float(np.median(smooth[outside]))) if outside.any() else 1.0
+    if seed_from == "image":  # maxima of the image a peak distance apart, rising h above their saddle
+        half = [max(1, int(round(peak / s))) for s in sp]
+        coords = peak_local_max(np.where(mask, smooth, smooth.min()), footprint=np.ones([2 * h + 1 for h in half], bool),
+                                labels=mask.astype(np.int32), exclude_border=False)
+        peaks = np.zeros(mask.shape, bool)
+        peaks[tuple(coords.T)] = True
+        lifted = np.where(mask, smooth - smooth[mask].min() + 1e-3, 0.0)
+        peaks = inst._significant(peaks, lifted, seed_dynamic * contrast)
+        seeds = label_regions(peaks, background=0)
+    else:
+        seeds = label_regions(inst._distance_seeds(dist, filled, (2,), peak, sp), background=0)
+    pieces = watershed(-smooth, seeds, mask=mask).astype(np.int64)
+    n = int(pieces.max(initial=0))
     mean = np.bincount(pieces.ravel(), smooth.ravel(), n + 1) / np.maximum(np.bincount(pieces.ravel(), minlength=n + 1), 1)
     top = np.asarray(ndi.maximum(dist, pieces, np.arange(n + 1)))
     i, j, line, saddle, side, step = _pairs(pieces, smooth, dist, max(1, int(round(peak / min(sp)))))
@@ -138,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--flood", nargs="+", default=["image", "distance"], choices=["image", "distance"])
     p.add_argument("--step", type=float, default=float("inf"),
                    help="merge only where the two sides differ by less than this fraction of the contrast")
+    p.add_argument("--seeds", default="distance", choices=["distance", "image"],
+                   help="seeds: the app's distance seeds, or the image's maxima (--seed-dynamic × contrast)")
+    p.add_argument("--seed-dynamic", type=float, default=0.1)
     p.add_argument("--reference", default="mean", choices=["mean", "flank"],
                    help="the dip from the pieces' means, or from the image a peak distance either side")
     args = p.parse_args(argv)
@@ -158,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   sample.instances).f1
             for flood in args.flood:
                 row = [now] + [instance_scores(o, sample.instances).f1
-                               for o in objects(pred, sample.image, sp, settings, flood, args.reference, args.step)]
+                               for o in objects(pred, sample.image, sp, settings, flood, args.reference, args.step,
+                                                                 args.seeds, args.seed_dynamic)]
                 scores.setdefault((m["family"], dims, flood), []).append(row)
             print(f"{path.stem}: F1 now {now:.3f}", file=sys.stderr, flush=True)
     print("| family | dims | flood | t | neck ≥ | mean F1 now | mean F1 merged | up | down | of |")

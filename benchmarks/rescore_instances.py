@@ -12,6 +12,8 @@ again::
     python benchmarks/rescore_instances.py /tmp/preds --constant segstudio.core.instances.SEED_HOLES_FILLED=False
 
 (an ``.npz`` of such a folder's files works too: ``benchmarks/runs`` keeps session 24's).
+``--declump intensity`` scores the changed objects split along the image's dim lines (the
+app's *at dim lines* choice).
 
 With ``--rows ROWS.jsonl --out NEW.jsonl`` it also writes that run's rows with each object
 family's F1 as the changed code scores it (the run's other figures as they were), for
@@ -45,13 +47,16 @@ def _predictions(source: Path) -> list[tuple[Path, Callable[[], np.ndarray]]]:
     return [(path, lambda path=path: np.load(path)) for path in sorted(source.glob("*.npy"))]
 
 
-def f1(pred: np.ndarray, painting: users.Painting, sample: fam.FamilySample) -> tuple[float, int]:
-    """F1 at IoU 0.5 and the number of objects, as ``quality.score`` makes them."""
+def f1(pred: np.ndarray, painting: users.Painting, sample: fam.FamilySample,
+       declump: str = "shape") -> tuple[float, int]:
+    """F1 at IoU 0.5 and the number of objects, as ``quality.score`` makes them (``declump``:
+    :attr:`segstudio.core.instances.InstanceOptions.declump`)."""
     from segstudio.core.instances import InstanceOptions, instances_from_labels
     from segstudio.core.metrics import instance_scores
 
-    options = InstanceOptions(object_classes=(2,), boundary_class=3 if len(painting.class_names) == 3 else None)
-    objects = instances_from_labels(pred, options, sample.spacing).labels
+    options = InstanceOptions(object_classes=(2,), boundary_class=3 if len(painting.class_names) == 3 else None,
+                              declump=declump)
+    objects = instances_from_labels(pred, options, sample.spacing, image=sample.image).labels
     return instance_scores(objects, sample.instances).f1, int(objects.max(initial=0))
 
 
@@ -61,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("folder", type=Path,
                    help="a quality.py --predictions folder, or an .npz of its files (name without .npy: array)")
     p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE")
+    p.add_argument("--declump", default="shape", choices=["shape", "intensity"],
+                   help="split touching objects this way in the changed scoring (the app's *at dim lines*)")
     p.add_argument("--method", default="segstudio", help="whose predictions: segstudio, rf or all")
     p.add_argument("--rows", type=Path, default=None, help="the quality.py --out file of the same run")
     p.add_argument("--out", type=Path, default=None, help="write --rows here with F1 rescored")
@@ -84,12 +91,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         pred = load()
         before, n_before = f1(pred, painting, sample)
         after, n_after = before, n_before  # no constants: the code as it is, once
-        if changes:
+        if changes or args.declump != "shape":
             kept = [(mod, name, getattr(mod, name)) for mod, name, _ in changes]
             try:
                 for mod, name, value in changes:
                     setattr(mod, name, value)
-                after, n_after = f1(pred, painting, sample)
+                after, n_after = f1(pred, painting, sample, args.declump)
             finally:
                 for mod, name, value in kept:
                     setattr(mod, name, value)

@@ -477,3 +477,92 @@ def test_instances_in_bands_a_long_thin_strip_stays_with_its_object():
     classes = instances_in_bands(labels, out, BOUNDARY, band_rows=8, halo=4)
     np.testing.assert_array_equal(out, memory.labels)
     np.testing.assert_array_equal(classes, memory.classes)
+
+
+# --------------------------------------------------------------------------- split along dim lines
+def _rods(shape=(64, 72), rows=(25.5, 38.5), radius=6.6, cols=(14, 58)) -> np.ndarray:
+    """Instance labels of horizontal rods (capsules) lying side by side, touching."""
+    yy, xx = np.indices(shape, dtype=float)
+    out = np.zeros(shape, np.int32)
+    for k, r in enumerate(rows, start=1):
+        dx = np.clip(xx, *cols) - xx
+        out[(yy - r) ** 2 + dx**2 <= radius**2] = k
+    return out
+
+
+def _rod_image(truth: np.ndarray, contact: float = 0.5) -> np.ndarray:
+    """Bright objects on a dim background, dimmer where two objects touch, blurred, noisy."""
+    touching = (truth > 0) & (ndi.maximum_filter(truth, 3) != ndi.minimum_filter(np.where(truth > 0, truth, 99), 3))
+    signal = np.where(truth > 0, np.where(touching, contact, 1.0), 0.1)
+    rng = np.random.default_rng(0)
+    return (ndi.gaussian_filter(signal, 1.0) + rng.normal(0, 0.02, truth.shape)).astype(np.float32)
+
+
+DIM_LINES = InstanceOptions(object_classes=(2,), declump="intensity")
+
+
+def test_rods_side_by_side_split_along_the_dim_line_between_them():
+    truth = _rods()
+    labels = np.where(truth > 0, 2, 1).astype(np.uint8)
+    image = _rod_image(truth)
+    by_shape = instances_from_labels(labels, InstanceOptions(object_classes=(2,)))
+    assert instance_scores(by_shape.labels, truth).f1 < 1.0  # the distance ridge runs along the contact
+    found = instances_from_labels(labels, DIM_LINES, image=image)
+    scores = instance_scores(found.labels, truth)
+    assert found.n == 2 and scores.f1 == 1.0 and scores.mean_matched_iou > 0.9
+    assert list(found.classes) == [2, 2]
+    # dark objects on a bright background, a bright line between them: the same objects
+    inverted = instances_from_labels(labels, DIM_LINES, image=-image)
+    np.testing.assert_array_equal(inverted.labels, found.labels)
+
+
+def test_a_neck_without_a_dim_line_is_one_object():
+    truth = _two_touching_discs()
+    labels = np.where(truth > 0, 2, 1).astype(np.uint8)
+    image = _rod_image(truth > 0)  # one object to the image: no line where the discs meet
+    assert instances_from_labels(labels, InstanceOptions(object_classes=(2,))).n == 2
+    found = instances_from_labels(labels, DIM_LINES, image=image)
+    assert found.n == 1 and np.array_equal(found.labels > 0, truth > 0)
+    # with a dim line they stay two
+    assert instances_from_labels(labels, DIM_LINES, image=_rod_image(truth)).n == 2
+
+
+def test_dim_lines_in_a_volume_with_anisotropic_spacing_and_channels():
+    rods = _rods((48, 56), (18.5, 31.5), 6.6, (12, 44))
+    truth = np.stack([rods * (abs(z - 4) <= 2) for z in range(9)])  # 5 slices thick
+    labels = np.where(truth > 0, 2, 1).astype(np.uint8)
+    image = np.stack([_rod_image(t) for t in truth])
+    found = instances_from_labels(labels, DIM_LINES, (2.0, 0.5, 0.5), image=image)
+    assert instance_scores(found.labels, truth).f1 == 1.0
+    two_channels = np.stack([image, image], axis=-1)
+    again = instances_from_labels(labels, DIM_LINES, (2.0, 0.5, 0.5), image=two_channels, channel_axis=-1)
+    np.testing.assert_array_equal(again.labels, found.labels)
+
+
+def test_dim_lines_read_the_image_only_where_distance_seeds_split():
+    truth = _rods()
+    labels = np.where(truth > 0, 2, 1).astype(np.uint8)
+    image = _rod_image(truth)
+    nan_outside = np.where(truth > 0, image, np.nan).astype(np.float32)
+    assert instances_from_labels(labels, DIM_LINES, image=nan_outside).n == 2  # not-a-number pixels
+    unsplit = InstanceOptions(object_classes=(2,), declump="intensity", split=False)
+    assert not unsplit.reads_image and DIM_LINES.reads_image
+    assert instances_from_labels(labels, unsplit).n == 1  # no image needed
+    with_boundary = InstanceOptions(boundary_class=3, declump="intensity")
+    assert not with_boundary.reads_image  # interior seeds split at the predicted boundary
+    t3 = instances_to_truth(truth, 2)
+    np.testing.assert_array_equal(instances_from_labels(t3, with_boundary).labels,
+                                  instances_from_labels(t3, BOUNDARY).labels)
+
+
+def test_dim_lines_say_what_is_missing():
+    labels = np.where(_rods() > 0, 2, 1).astype(np.uint8)
+    with pytest.raises(UserInputError, match="needs the image"):
+        instances_from_labels(labels, DIM_LINES)
+    with pytest.raises(UserInputError, match="shape"):
+        instances_from_labels(labels, DIM_LINES, image=np.zeros((10, 10), np.float32))
+    with pytest.raises(UserInputError, match="declump"):
+        InstanceOptions(declump="texture")
+    out = np.zeros(labels.shape, np.uint32)
+    with pytest.raises(UserInputError, match="in memory"):
+        instances_in_bands(labels, out, DIM_LINES)
