@@ -1,11 +1,15 @@
-"""Probe: split touching objects where the *image* dips between them (not kept; RESULTS.md).
+"""Probe: split touching objects where the *image* dips between them (RESULTS.md, *Splitting
+touching objects along the image's dim lines*: the merging recipe not kept; ``--seeds image``
+with ``--depth -1`` is what ships as ``InstanceOptions.declump="intensity"``).
 
 Distance seeds cannot split rods lying side by side (their union's distance ridge runs along
 the contact) and leave several seeds along one rod's spine. Classical declumping
 (CellProfiler's *intensity* method) reads the image instead. This probe measures one such
 recipe on session 24's saved predictions, without training again:
 
-1. seeds as the app makes them (:mod:`segstudio.core.instances`, distance seeds);
+1. seeds as the app makes them (:mod:`segstudio.core.instances`, distance seeds), or
+   (``--seeds image``) the maxima of the smoothed image a peak distance apart, each rising
+   ``--seed-dynamic`` × the contrast above its saddle;
 2. flood the object pixels from those seeds by the smoothed image (brightest first), so the
    pieces meet along the image's valleys;
 3. for each pair of touching pieces, the *depth* of the line between them: the dimmer

@@ -593,7 +593,8 @@ def _objects_options(args: argparse.Namespace, names: Sequence[str]):
     if not (math.isfinite(args.min_size) and args.min_size >= 0):
         raise UserInputError(f"--min-size must be a number >= 0 (an area or volume in the image's physical "
                              f"units), got {args.min_size:g}")
-    overrides: dict = {"min_size": args.min_size, "split": not args.no_split, "drop_border": args.drop_border}
+    overrides: dict = {"min_size": args.min_size, "split": not args.no_split, "drop_border": args.drop_border,
+                       "declump": "intensity" if args.split_at_dim_lines else "shape"}
     if args.object_classes:
         overrides["object_classes"] = tuple(_class_value(c, names, "--object-classes") for c in args.object_classes)
     if args.boundary_class is not None:
@@ -622,7 +623,8 @@ class _ObjectsOutput:
         if not args.instances and not args.objects_csv:
             given = [o for o, v in (("--min-size", args.min_size), ("--object-classes", args.object_classes),
                                     ("--boundary-class", args.boundary_class), ("--no-split", args.no_split),
-                                    ("--drop-border", args.drop_border)) if v]
+                                    ("--drop-border", args.drop_border),
+                                    ("--split-at-dim-lines", args.split_at_dim_lines)) if v]
             if given:
                 raise UserInputError(f"{given[0]} needs --instances FILE or --objects-csv CSV")
             return None
@@ -638,6 +640,8 @@ class _ObjectsOutput:
                 raise UserInputError(f"--instances {e}") from None
         if args.objects_csv and Path(args.objects_csv).is_dir():
             raise UserInputError(f"--objects-csv '{args.objects_csv}' is a folder; give a .csv file")
+        if args.split_at_dim_lines and args.no_split:
+            raise UserInputError("--split-at-dim-lines and --no-split contradict each other: choose one")
         return cls(args, config, several)
 
     @property
@@ -664,7 +668,8 @@ class _ObjectsOutput:
         spacing = _spacing_for(meta, labels.ndim)
         b = self.options.boundary_class
         prob = probabilities[b - 1] if probabilities is not None and b is not None else None
-        objects = instances_from_labels(labels, self.options, spacing, boundary_probability=prob)
+        objects = instances_from_labels(labels, self.options, spacing, boundary_probability=prob, image=image,
+                                        channel_axis=ch)
         target = self._path(path)
         if target is not None:
             write_image(target, objects.labels, like=meta)
@@ -686,8 +691,12 @@ class _ObjectsOutput:
         probs = read_image(written.probabilities, lazy=True)[0] if written.probabilities else None
         target = self._path(path)
         spacing = _spacing_for(meta, labels.ndim)
-        if target is None or split_ext(target)[1].lower() not in (*OUTPUT_FORMATS, ".ome.tif", ".ome.tiff"):
-            if target is not None:
+        in_memory = target is None or split_ext(target)[1].lower() not in (*OUTPUT_FORMATS, ".ome.tif", ".ome.tiff")
+        if in_memory or self.options.reads_image:
+            if target is not None and self.options.reads_image:
+                print(f"warning: objects split at dim lines are made in memory, not band by band ('{target}')",
+                      file=sys.stderr)
+            elif target is not None:
                 print(f"warning: '{target}' cannot be written band by band; the objects are made in memory "
                       "(write .zarr or .tif to avoid that)", file=sys.stderr)
             probs_arr = None if probs is None else np.asarray(probs)
@@ -812,6 +821,10 @@ def _add_instance_options(pr: argparse.ArgumentParser) -> None:
                    help="the class between touching objects (default: the class named boundary, border, ...; "
                         "'none': split by the distance transform)")
     g.add_argument("--no-split", action="store_true", help="keep touching objects as one (connected regions)")
+    g.add_argument("--split-at-dim-lines", action="store_true",
+                   help="without a boundary class, split touching objects along the image's dim lines (seeds at its "
+                        "maxima) instead of by shape: for cells whose contacts are dimmer than their inside, such "
+                        "as rods side by side; not for textured nuclei")
     g.add_argument("--drop-border", action="store_true", help="drop objects that touch the image border")
 
 

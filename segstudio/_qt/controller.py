@@ -1042,7 +1042,8 @@ class SegController(QObject):
         except UserInputError:
             options = None  # reported only if the truth holds objects
         self.results.compute_metrics(prediction, np.asarray(truth_layer.data), self.class_names(), self.spacing,
-                                     truth_holds_objects(truth_layer), options)
+                                     truth_holds_objects(truth_layer), options, self.image.array(),
+                                     self.image.channel_axis)
 
     def save_prediction(self, dest: str | Path) -> None:
         """Write the whole-image prediction to ``dest`` (format from the extension; the image's

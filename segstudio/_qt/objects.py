@@ -71,6 +71,9 @@ class ObjectChoices:
         Split touching objects (seeded watershed); ``False``: connected regions.
     drop_border
         Drop objects that touch the image border.
+    at_dim_lines
+        Without a boundary class, split touching objects along the image's dim lines
+        (``InstanceOptions.declump="intensity"``) instead of by shape.
     follow
         Make the objects of every new prediction; ``None``: on for images up to
         :data:`FOLLOW_MAX_VOXELS`.
@@ -80,6 +83,7 @@ class ObjectChoices:
     min_size: float = 0.0
     split: bool = True
     drop_border: bool = False
+    at_dim_lines: bool = False
     follow: bool | None = None
 
 
@@ -108,7 +112,8 @@ def instance_options(choices: ObjectChoices, class_names: Sequence[str]) -> Inst
         object_classes=kinds,
         background_class=0 if named.background_class in kinds else named.background_class,
         boundary_class=None if named.boundary_class in kinds else named.boundary_class,
-        split=choices.split, min_size=float(choices.min_size), drop_border=choices.drop_border)
+        split=choices.split, min_size=float(choices.min_size), drop_border=choices.drop_border,
+        declump="intensity" if choices.at_dim_lines else "shape")
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +160,8 @@ class SaveTargets:
 # --------------------------------------------------------------------------- worker bodies
 def make_objects(request: ObjectsRequest) -> ObjectsResult:
     """Worker body: the objects of ``request`` and their table."""
-    found = instances_from_labels(request.labels, request.options, request.spacing)
+    found = instances_from_labels(request.labels, request.options, request.spacing, image=request.image,
+                                  channel_axis=request.channel_axis)
     table = object_table(found.labels, request.image, channel_axis=request.channel_axis, spacing=request.spacing,
                          classes=found.classes, class_names=request.class_names)
     return ObjectsResult(request.stamp, request.image_name, request.spacing, request.options, found, table)

@@ -235,7 +235,14 @@ class ObjectsSection(QCollapsible):
         self.border_check = QCheckBox("drop at border")
         self.border_check.setChecked(self.objects.choices.drop_border)
         self.border_check.setToolTip("Drop objects that touch the image border")
+        self.dim_lines_check = QCheckBox("at dim lines")
+        self.dim_lines_check.setChecked(self.objects.choices.at_dim_lines)
+        self.dim_lines_check.setToolTip(
+            "Split touching objects along the image's dim lines (seeds at its brightest spots) instead of by "
+            "shape: for cells whose contacts are dimmer than their inside, such as rods side by side. Not for "
+            "textured objects such as nuclei. Used when no boundary class is predicted")
         row.addWidget(self.split_check)
+        row.addWidget(self.dim_lines_check)
         row.addWidget(self.border_check)
         row.addStretch(1)
         col.addLayout(row)
@@ -280,6 +287,7 @@ class ObjectsSection(QCollapsible):
         self.min_size_spin.valueChanged.connect(lambda v: self._set(min_size=float(v)))
         self.split_check.toggled.connect(lambda v: self._set(split=bool(v)))
         self.border_check.toggled.connect(lambda v: self._set(drop_border=bool(v)))
+        self.dim_lines_check.toggled.connect(lambda v: self._set(at_dim_lines=bool(v)))
         self.class_list.itemChanged.connect(self._on_class_ticked)
         self.find_btn.clicked.connect(c.find_objects)
         self.save_objects_btn.clicked.connect(self._on_save_objects)
@@ -329,6 +337,8 @@ class ObjectsSection(QCollapsible):
             self.follow_check.setChecked(self.objects.follows)
             self.min_size_spin.setValue(choices.min_size)
             self.split_check.setChecked(choices.split)
+            self.dim_lines_check.setChecked(choices.at_dim_lines)
+            self.dim_lines_check.setEnabled(choices.split)
             self.border_check.setChecked(choices.drop_border)
         finally:
             self._updating = False

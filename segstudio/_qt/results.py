@@ -84,12 +84,14 @@ def predict_files(config: TrainConfig, state: Any, files: Sequence[Path], out_di
 
 def metrics_of(prediction: Prediction, truth: np.ndarray, names: Sequence[str], spacing: tuple[float, ...] | None,
                objects: bool | None = None, options: InstanceOptions | None = None,
+               image: np.ndarray | None = None, channel_axis: int | None = None,
                ) -> tuple[list[MetricsRow], InstanceScores | None]:
     """Worker body: the metrics of a prediction against a ground truth.
 
     A truth of classes (``objects`` False, or ``None`` and no value above the number of
     classes) gives Dice and HD95 per class. A truth of objects gives the object scores of the
-    prediction's objects (made with ``options``) and the Dice and HD95 of their foreground.
+    prediction's objects (made with ``options``, from ``image`` when they split along its dim
+    lines) and the Dice and HD95 of their foreground.
 
     Raises
     ------
@@ -110,7 +112,7 @@ def metrics_of(prediction: Prediction, truth: np.ndarray, names: Sequence[str], 
         raise UserInputError(f"ground truth has shape {truth.shape}, the prediction {labels.shape}")
     if truth.dtype.kind not in "iub" or (truth.size and truth.min() < 0):
         raise UserInputError("an object ground truth must hold ids >= 0 (0 = background)")
-    found = instances_from_labels(labels, options, spacing).labels
+    found = instances_from_labels(labels, options, spacing, image=image, channel_axis=channel_axis).labels
     mine, true = found > 0, truth > 0
     row = MetricsRow(OBJECTS_ROW, dice_binary(mine, true), hd95(mine, true, spacing))
     return [row], instance_scores(found, truth)
@@ -244,11 +246,12 @@ class Results(QObject):
 
     def compute_metrics(self, prediction: Prediction, truth: np.ndarray, names: Sequence[str],
                         spacing: tuple[float, ...] | None, objects: bool | None = None,
-                        options: InstanceOptions | None = None) -> None:
-        """:func:`metrics_of` in a worker (``objects``, ``options``: see there)."""
+                        options: InstanceOptions | None = None, image: np.ndarray | None = None,
+                        channel_axis: int | None = None) -> None:
+        """:func:`metrics_of` in a worker (``objects``, ``options``, ``image``: see there)."""
         self.notify.info("computing metrics…")
         self.workers.start("metrics", metrics_of, prediction, truth, list(names), spacing, objects, options,
-                           returned=self._on_metrics, errored=self.notify.worker_failed)
+                           image, channel_axis, returned=self._on_metrics, errored=self.notify.worker_failed)
 
     def _on_metrics(self, out: tuple[list[MetricsRow], InstanceScores | None]) -> None:
         rows, scores = out

@@ -101,6 +101,25 @@ def test_min_size_and_the_splitting_options(d, tmp_path):
     np.testing.assert_array_equal(distance, want.labels)
     inside = objects("--drop-border")
     assert inside.max() <= default.max() and not np.any(inside[[0, -1]]) and not np.any(inside[:, [0, -1]])
+    dim = objects("--boundary-class", "none", "--split-at-dim-lines")
+    image = read_image(d / "img.tif")[0]
+    want = instances_from_labels(labels, options_for_classes(NAMES, boundary_class=None, declump="intensity"),
+                                 image=image)
+    np.testing.assert_array_equal(dim, want.labels)
+    assert want.n >= 1 and not np.array_equal(want.labels, distance)
+
+
+def test_split_at_dim_lines_out_of_core_is_made_in_memory(d, tmp_path, capsys):
+    common = ["predict", "--model", str(d / "run"), "--image", str(d / "img.npy"), "--boundary-class", "none",
+              "--split-at-dim-lines"]
+    assert main([*common, "--out", str(tmp_path / "mem.npy"), "--instances", str(tmp_path / "mem_objects.tif")]) == 0
+    assert main([*common, "--out", str(tmp_path / "big.zarr"), "--out-of-core", "always",
+                 "--instances", str(tmp_path / "big_objects.zarr")]) == 0
+    assert "made in memory, not band by band" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(read_labels(tmp_path / "big_objects.zarr")[0]),
+                                  read_labels(tmp_path / "mem_objects.tif")[0])
+    assert main([*common, "--no-split", "--out", str(tmp_path / "x.npy"), "--instances", str(tmp_path / "x.tif")]) == 2
+    assert "contradict" in capsys.readouterr().err
 
 
 def test_several_images_one_table(d, tmp_path):

@@ -137,6 +137,16 @@ def test_the_choices_in_the_section_remake_the_objects(session2d, qtbot):
         NAMES, object_classes=(2, 3), boundary_class=None, split=False, drop_border=True))
     np.testing.assert_array_equal(c.objects.layer.data, want.labels)
     assert c.objects.options(NAMES).boundary_class is None
+    # split along the image's dim lines (no boundary class now: it is an object class)
+    assert not section.dim_lines_check.isEnabled()  # only when splitting
+    section.split_check.setChecked(True)
+    assert section.dim_lines_check.isEnabled() and not section.dim_lines_check.isChecked()
+    section.dim_lines_check.setChecked(True)
+    _settle(qtbot, c)
+    want = instances_from_labels(sample.truth, options_for_classes(
+        NAMES, object_classes=(2, 3), boundary_class=None, drop_border=True, declump="intensity"), image=sample.image)
+    np.testing.assert_array_equal(c.objects.layer.data, want.labels)
+    assert want.n > 1 and c.objects.options(NAMES).declump == "intensity"
     # no class ticked: one clear line, the objects are cleared
     for i in (1, 2):
         section.class_list.item(i).setCheckState(Qt.CheckState.Unchecked)
@@ -285,6 +295,14 @@ def test_object_scores_beside_dice_against_a_truth_of_objects(session2d, qtbot):
     qtbot.waitUntil(lambda: c.last_object_scores is None and not c.busy, timeout=WAIT_MS)
     assert [r.name for r in c.last_metrics] == list(NAMES)
     assert widget.object_scores_label.isHidden()
+    # objects split at dim lines are scored as the Objects section makes them: from the image
+    c.objects.set_choices(object_classes=(2, 3), at_dim_lines=True)
+    c.compute_metrics(true_objects)
+    qtbot.waitUntil(lambda: c.last_object_scores is not None and not c.busy, timeout=WAIT_MS)
+    assert c.last_error is None, c.last_error
+    dim = instances_from_labels(sample.truth, options_for_classes(
+        NAMES, object_classes=(2, 3), boundary_class=None, declump="intensity"), image=sample.image)
+    assert c.last_object_scores == instance_scores(dim.labels, sample.instances)
 
 
 def test_multilabel_mode_has_no_objects_and_says_why(session2d, qtbot):
