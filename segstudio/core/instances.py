@@ -26,20 +26,22 @@ Seeds (``markers``)
     object class (in a volume, each slice's holes) count as that class (a nucleus whose bright
     core was predicted as background is not split around it); the objects keep their
     predicted pixels (:data:`SEED_HOLES_FILLED`).
-Along dim lines (``declump="intensity"``, a choice for cells whose contacts are dimmer than their inside)
-    Instead of distance seeds: the maxima of the image (channels averaged, smoothed by
-    :data:`DIM_LINE_SMOOTHING` pixels, turned so that the objects are the bright side) within
-    the same peak distance, each rising :data:`DIM_LINE_MIN_DYNAMIC` of the object/background
-    contrast above its saddle, flooded by the image: rods side by side, whose union's distance
-    ridge runs along their contact, split along the line between them. In memory only.
+Along dim lines (``declump="intensity"``, a choice)
+    For cells whose contacts are dimmer than their inside, instead of distance seeds: the
+    maxima of the image (channels averaged, smoothed by :data:`DIM_LINE_SMOOTHING` pixels,
+    turned so that the objects are the bright side) within the same peak distance, each
+    rising :data:`DIM_LINE_MIN_DYNAMIC` of the object/background contrast above its saddle,
+    flooded by the image: rods side by side, whose union's distance ridge runs along their
+    contact, split along the line between them. In memory only.
 Flooding
     :func:`skimage.segmentation.watershed` from the seeds over the object pixels: by the
     boundary probability when probabilities are given, else by the distance to the nearest
     seed of the region (interior seeds), or by the negative distance transform (distance
-    seeds), or by the negative image (along dim lines). It runs region by region (connected regions of object pixels) in each region's
-    bounding box, and a region with one seed is that seed's object without flooding: the
-    same result as one watershed of the whole image, at a fraction of the cost. A region with
-    no seed (e.g. a small object predicted as boundary only) is an object of its own.
+    seeds), or by the negative image (along dim lines). It runs region by region (connected
+    regions of object pixels) in each region's bounding box, and a region with one seed is
+    that seed's object without flooding: the same result as one watershed of the whole image,
+    at a fraction of the cost. A region with no seed (e.g. a small object predicted as
+    boundary only) is an object of its own.
 Clean-up
     Objects smaller than ``min_size`` (area or volume in physical units) are removed
     (:func:`skimage.morphology.remove_small_objects`), objects touching the image border
