@@ -33,6 +33,7 @@ from superqt import QCollapsible
 from segstudio._qt.objects import FOLLOW_MAX_VOXELS, ObjectsResult, table_of
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.batch import output_path
+from segstudio.core.errors import UserInputError
 
 #: Height of the object table (px).
 TABLE_HEIGHT = 200
@@ -182,6 +183,12 @@ def objects_file_name(source: str | None, name: str) -> str:
     return f"{name}_objects{DEFAULT_SUFFIX}"
 
 
+#: Tooltip of *at dim lines* (a line on why it is greyed out follows when it is).
+DIM_LINES_TIP = ("Split touching objects along the image's dim lines (seeds at its brightest spots) instead of by "
+                 "shape: for cells whose contacts are dimmer than their inside, such as rods side by side. Not for "
+                 "textured objects such as nuclei. Used when there is no boundary class")
+
+
 class ObjectsSection(QCollapsible):
     """The dock's *Objects* section (collapsed at first; the title counts the objects)."""
 
@@ -237,10 +244,7 @@ class ObjectsSection(QCollapsible):
         self.border_check.setToolTip("Drop objects that touch the image border")
         self.dim_lines_check = QCheckBox("at dim lines")
         self.dim_lines_check.setChecked(self.objects.choices.at_dim_lines)
-        self.dim_lines_check.setToolTip(
-            "Split touching objects along the image's dim lines (seeds at its brightest spots) instead of by "
-            "shape: for cells whose contacts are dimmer than their inside, such as rods side by side. Not for "
-            "textured objects such as nuclei. Used when no boundary class is predicted")
+        self.dim_lines_check.setToolTip(DIM_LINES_TIP)
         row.addWidget(self.split_check)
         row.addWidget(self.dim_lines_check)
         row.addWidget(self.border_check)
@@ -338,10 +342,23 @@ class ObjectsSection(QCollapsible):
             self.min_size_spin.setValue(choices.min_size)
             self.split_check.setChecked(choices.split)
             self.dim_lines_check.setChecked(choices.at_dim_lines)
-            self.dim_lines_check.setEnabled(choices.split)
             self.border_check.setChecked(choices.drop_border)
         finally:
             self._updating = False
+        self._show_dim_lines_use()
+
+    def _show_dim_lines_use(self) -> None:
+        """*at dim lines* is enabled where it would split: splitting on, and no boundary class
+        among the classes (a boundary class splits touching objects itself)."""
+        try:
+            boundary = self.objects.options(self.controller.class_names()).boundary_class
+        except UserInputError:  # no class is an object: nothing is split
+            boundary = None
+        split = self.objects.choices.split
+        self.dim_lines_check.setEnabled(split and boundary is None)
+        why = ("" if split and boundary is None else
+               f"\n\nNot used now: {'touching objects are not split' if not split else 'the boundary class splits them'}")
+        self.dim_lines_check.setToolTip(DIM_LINES_TIP + why)
 
     def _on_image_changed(self) -> None:
         c = self.controller
@@ -365,6 +382,7 @@ class ObjectsSection(QCollapsible):
             self.class_list.fit_height()
         finally:
             self._updating = False
+        self._show_dim_lines_use()
 
     def _on_mode_changed(self, mode: str) -> None:
         exclusive = mode == EXCLUSIVE

@@ -118,6 +118,8 @@ def test_the_choices_in_the_section_remake_the_objects(session2d, qtbot):
     viewer, widget, c, sample = session2d
     _preview(qtbot, c)
     section = widget.objects_section
+    # a boundary class splits touching objects: 'at dim lines' is greyed out and says why
+    assert not section.dim_lines_check.isEnabled() and "boundary class splits" in section.dim_lines_check.toolTip()
     sizes = c.objects.shown.table["area"]
     threshold = float(np.median(sizes))
     section.min_size_spin.setValue(threshold)
@@ -138,9 +140,10 @@ def test_the_choices_in_the_section_remake_the_objects(session2d, qtbot):
     np.testing.assert_array_equal(c.objects.layer.data, want.labels)
     assert c.objects.options(NAMES).boundary_class is None
     # split along the image's dim lines (no boundary class now: it is an object class)
-    assert not section.dim_lines_check.isEnabled()  # only when splitting
+    assert not section.dim_lines_check.isEnabled() and "not split" in section.dim_lines_check.toolTip()
     section.split_check.setChecked(True)
     assert section.dim_lines_check.isEnabled() and not section.dim_lines_check.isChecked()
+    assert "Not used" not in section.dim_lines_check.toolTip()
     section.dim_lines_check.setChecked(True)
     _settle(qtbot, c)
     want = instances_from_labels(sample.truth, options_for_classes(
