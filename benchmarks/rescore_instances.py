@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rescored: dict[str, float] = {}
     up = same = down = 0
     deltas = []
+    groups: dict[tuple[str, str, int, bool], list[tuple[float, float]]] = {}
     print("| prediction | objects (true) | F1 now | F1 changed |\n|---|---|---|---|")
     for path, load in _predictions(args.folder):
         m = NAME.match(path.name)
@@ -101,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for mod, name, value in kept:
                     setattr(mod, name, value)
         rescored[path.name] = after
+        boundary = len(painting.class_names) == 3
+        groups.setdefault((m["method"], family, dims, boundary), []).append((before, after))
         d = after - before
         deltas.append(d)
         up, same, down = up + (d > 0.005), same + (abs(d) <= 0.005), down + (d < -0.005)
@@ -108,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{'**' if d > 0.005 else ''}{after:.3f}{'**' if d > 0.005 else ''} |", flush=True)
     mean = f", mean change {np.mean(deltas):+.3f}" if deltas else ""
     print(f"F1: up in {up}, within 0.005 in {same}, down in {down} of {len(deltas)}{mean}")
+    print("\n| method | family | dims | boundary class painted | predictions | mean F1 now | mean F1 changed |"
+          "\n|---|---|---|---|---|---|---|")
+    for (method, family, dims, boundary), pairs in sorted(groups.items()):
+        a = np.asarray(pairs)
+        print(f"| {method} | {family} | {dims}D | {'yes' if boundary else 'no'} | {len(a)} | {a[:, 0].mean():.3f} | "
+              f"{a[:, 1].mean():.3f} |")
     if args.rows is not None:
         lines = []
         for line in args.rows.read_text().splitlines():
