@@ -1,6 +1,7 @@
 """Probe: split touching objects where the *image* dips between them (RESULTS.md, *Splitting
 touching objects along the image's dim lines*: the merging recipe not kept; ``--seeds image``
-with ``--depth -1`` is what ships as ``InstanceOptions.declump="intensity"``).
+with ``--depth -1`` is, up to details, what ships as ``InstanceOptions.declump="intensity"``:
+measure that with ``rescore_instances.py --declump intensity``).
 
 Distance seeds cannot split rods lying side by side (their union's distance ridge runs along
 the contact) and leave several seeds along one rod's spine. Classical declumping
