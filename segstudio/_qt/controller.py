@@ -1187,8 +1187,8 @@ class SegController(QObject):
         if self.layers.complete and (prediction := self.layers.prediction()) is not None:
             predictions[snapshot.image] = prediction
         versions = {snapshot.image: snapshot.version, **{n: p.version for n, p in stored.items()}}
-        return self.projects.job(folder, self.choices.project_fields(), images, paintings, predictions, run_dir,
-                                 copies, versions)
+        fields = {**self.choices.project_fields(), "objects": self.objects.project_fields()}
+        return self.projects.job(folder, fields, images, paintings, predictions, run_dir, copies, versions)
 
     def _paint_key(self) -> Any:
         """What the paintings of every image are now (compared with the last save)."""
@@ -1267,6 +1267,7 @@ class SegController(QObject):
         # Session state first, so the layers are made for the project's mode and classes.
         self.layers.remove_predictions()
         self.choices.load_project(project)
+        self.objects.load_choices(project.objects)
         self.training.forget()
         self.preview.set_model(None)
         self.projects.folder = opened.folder

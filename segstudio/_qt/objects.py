@@ -19,8 +19,9 @@ of several images is their tables with an ``image`` column
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,50 @@ class ObjectChoices:
     drop_border: bool = False
     at_dim_lines: bool = False
     follow: bool | None = None
+
+
+def choices_to_json(choices: ObjectChoices) -> dict[str, Any]:
+    """``choices`` as plain JSON values (a project's ``objects``)."""
+    d = asdict(choices)
+    if d["object_classes"] is not None:
+        d["object_classes"] = list(d["object_classes"])
+    return d
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
+def _size(value: Any) -> float:
+    size = float(value)
+    if not (math.isfinite(size) and size >= 0):
+        raise ValueError(f"{size} is not a size")
+    return size
+
+
+_READ_CHOICE = {
+    "object_classes": lambda v: None if v is None else tuple(int(c) for c in v),
+    "min_size": _size,
+    "split": _flag,
+    "drop_border": _flag,
+    "at_dim_lines": _flag,
+    "follow": lambda v: None if v is None else _flag(v),
+}
+
+
+def choices_from_json(saved: Mapping[str, Any]) -> ObjectChoices:
+    """Choices from a project's ``objects`` (:func:`choices_to_json`): a field that is missing,
+    unknown or cannot be read (a hand-edited file) takes its default, and the project opens."""
+    changes = {}
+    for key, read in _READ_CHOICE.items():
+        if key in saved:
+            try:
+                changes[key] = read(saved[key])
+            except (TypeError, ValueError):
+                continue
+    return replace(ObjectChoices(), **changes)
 
 
 def object_classes(choices: ObjectChoices, class_names: Sequence[str]) -> tuple[int, ...]:
@@ -247,6 +292,17 @@ class Objects(QObject):
         if new != self.choices:
             self.choices = new
             self.choices_changed.emit()
+
+    def load_choices(self, saved: Mapping[str, Any]) -> None:
+        """Take the choices a project saved (:func:`choices_from_json`; ``{}``: the defaults)."""
+        new = choices_from_json(saved)
+        if new != self.choices:
+            self.choices = new
+            self.choices_changed.emit()
+
+    def project_fields(self) -> dict[str, Any]:
+        """The choices as a project saves them (:func:`choices_to_json`)."""
+        return choices_to_json(self.choices)
 
     def object_classes(self, class_names: Sequence[str]) -> tuple[int, ...]:
         """The class values that are objects now (see :func:`object_classes`)."""

@@ -232,6 +232,9 @@ class Project:
         Class-weight method (see :mod:`segstudio.core.weights`).
     training
         Training settings as plain JSON values (the app's model preset, loss, length, ...).
+    objects
+        How the app makes objects (its Objects section's choices: object classes, minimum
+        size, splitting, ...) as plain JSON values; ``{}``: the defaults.
     last_run
         The run the app showed last, relative to the project folder (``runs/...``).
     saved_at
@@ -245,6 +248,7 @@ class Project:
     images: tuple[ProjectImage, ...] = ()
     weight_method: str = "balanced"
     training: Mapping[str, Any] = field(default_factory=dict)
+    objects: Mapping[str, Any] = field(default_factory=dict)
     last_run: str | None = None
     saved_at: float = 0.0
     version: int = PROJECT_VERSION
@@ -263,6 +267,7 @@ class Project:
         """JSON-ready dict (``project.json``)."""
         d = asdict(self)
         d["training"] = dict(self.training)
+        d["objects"] = dict(self.objects)
         return {"format": FORMAT_NAME, **d}
 
 
@@ -511,9 +516,12 @@ def _from_dict(data: Mapping[str, Any], folder: Path) -> Project:
         training = d.get("training") or {}
         if not isinstance(training, Mapping):
             raise TypeError("training is not an object")
+        objects = d.get("objects") or {}
+        if not isinstance(objects, Mapping):
+            raise TypeError("objects is not an object")
         return Project(
             mode=str(d.get("mode", EXCLUSIVE)), classes=classes, images=images,
-            weight_method=str(d.get("weight_method", "balanced")), training=dict(training),
+            weight_method=str(d.get("weight_method", "balanced")), training=dict(training), objects=dict(objects),
             last_run=d.get("last_run"), saved_at=float(d.get("saved_at", 0.0)), version=int(d["version"]),
         )
     except UserInputError as e:

@@ -133,6 +133,7 @@ def test_version_0_is_migrated(tmp_path):
     ('{"version": 1, "classes": [{"color": "#fff"}]}', "not valid"),
     ('{"version": 1, "mode": "fuzzy"}', "unknown mode"),
     ('{"version": "one"}', "not a number"),
+    ('{"version": 2, "objects": [1]}', "objects is not an object"),
 ])
 def test_broken_project_json(tmp_path, content, match):
     (tmp_path / "project.json").write_text(content)
@@ -304,3 +305,15 @@ def test_a_version_2_project_without_the_new_fields_still_opens(proj):
     back = P.load_project(folder)
     assert back.image("cells").shape == () and back.image("cells").state == "unpainted"
     np.testing.assert_array_equal(P.read_paintings(folder, back, "cells"), paint)
+
+
+def test_the_object_choices_are_saved_and_a_project_without_them_opens(proj):
+    folder, project, paint, _ = proj
+    choices = {"min_size": 12.5, "at_dim_lines": True, "object_classes": [2]}
+    saved = P.save_project(folder, replace(project, objects=choices), {"cells": paint})
+    assert P.load_project(folder).objects == choices == saved.objects
+    doc = json.loads((folder / "project.json").read_text())
+    assert doc["objects"] == choices
+    doc.pop("objects")  # written before the app saved its object choices
+    (folder / "project.json").write_text(json.dumps(doc))
+    assert P.load_project(folder).objects == {}

@@ -87,6 +87,8 @@ def test_save_then_open_restores_everything_and_training_resumes(app, qtbot, tmp
     c.predict_image()
     idle(qtbot, c)
     c.set_pinned_weight(2, 1.5)
+    c.objects.set_choices(min_size=7.5, at_dim_lines=True, drop_border=True)
+    chosen = c.objects.choices
     folder = tmp_path / "proj"
     c.save_project(folder)
     idle(qtbot, c)
@@ -102,6 +104,8 @@ def test_save_then_open_restores_everything_and_training_resumes(app, qtbot, tmp
     c2.config_overrides = {}
     assert c2.open_project(folder), c2.last_error
     assert [k.name for k in c2.classes] == ["background", "foreground", "edge"] and c2.classes[2].pinned == 1.5
+    assert c2.objects.choices == chosen and widget2.objects_section.dim_lines_check.isChecked()
+    assert widget2.objects_section.min_size_spin.value() == 7.5
     np.testing.assert_array_equal(c2.paint_layers[0].data, painted)
     np.testing.assert_array_equal(c2.prediction_layers[0].data, predicted)
     assert c2.config is not None and c2.iteration == 4 and len(c2.loss_values) == 4

@@ -6,6 +6,7 @@ and the dock's Objects section; every expected value comes from segstudio.core."
 from __future__ import annotations
 
 import csv
+import json
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ from qtpy.QtCore import Qt
 from segstudio._napari._reader import layer_data_from_file
 from segstudio._qt import objects as objects_module
 from segstudio._qt import preview as preview_module
+from segstudio._qt.objects import ObjectChoices, choices_from_json, choices_to_json
 from segstudio._qt.widget import SegStudioWidget
 from segstudio.core.instances import instances_from_labels, object_table, options_for_classes
 from segstudio.core.io import read_image, write_image
@@ -349,3 +351,11 @@ def test_objects_follow_training(make_napari_viewer, cells2d, paintings_of, tiny
     prediction = np.asarray(c.prediction_layers[0].data)
     np.testing.assert_array_equal(c.objects.layer.data, _expected(prediction).labels)
     assert c.objects.shown.stamp == c.layers.stamp
+
+
+def test_object_choices_read_from_a_project_keep_what_can_be_read():
+    chosen = ObjectChoices(object_classes=(2, 3), min_size=4.0, split=False, at_dim_lines=True, follow=True)
+    assert choices_from_json(json.loads(json.dumps(choices_to_json(chosen)))) == chosen
+    assert choices_from_json({}) == ObjectChoices()
+    edited = {"min_size": -1, "split": "yes", "object_classes": ["two"], "at_dim_lines": True, "colour": "red"}
+    assert choices_from_json(edited) == ObjectChoices(at_dim_lines=True)  # the rest: defaults
