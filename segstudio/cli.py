@@ -646,8 +646,9 @@ class _ObjectsOutput:
 
     @property
     def wants_probabilities(self) -> bool:
-        """Interior seeds flood by the boundary probability."""
-        return self.options.boundary_class is not None and self.options.seeds == "interior"
+        """Interior seeds flood by the boundary probability (at dim lines: by the image)."""
+        return (self.options.boundary_class is not None and self.options.seeds == "interior"
+                and not self.options.reads_image)
 
     def _path(self, image_path: str) -> Path | None:
         from segstudio.core.batch import output_path
@@ -822,9 +823,9 @@ def _add_instance_options(pr: argparse.ArgumentParser) -> None:
                         "'none': split by the distance transform)")
     g.add_argument("--no-split", action="store_true", help="keep touching objects as one (connected regions)")
     g.add_argument("--split-at-dim-lines", action="store_true",
-                   help="without a boundary class, split touching objects along the image's dim lines (seeds at its "
-                        "maxima) instead of by shape: for cells whose contacts are dimmer than their inside, such "
-                        "as rods side by side; not for textured nuclei")
+                   help="split touching objects along the image's dim lines (seeds at its maxima) instead of by "
+                        "shape or the boundary class (which then belongs to the objects): for cells whose contacts "
+                        "are dimmer than their inside, such as rods side by side; not for textured nuclei")
     g.add_argument("--drop-border", action="store_true", help="drop objects that touch the image border")
 
 

@@ -73,8 +73,8 @@ class ObjectChoices:
     drop_border
         Drop objects that touch the image border.
     at_dim_lines
-        Without a boundary class, split touching objects along the image's dim lines
-        (``InstanceOptions.declump="intensity"``) instead of by shape.
+        Split touching objects along the image's dim lines (``InstanceOptions.declump =
+        "intensity"``) instead of by shape or a boundary class.
     follow
         Make the objects of every new prediction; ``None``: on for images up to
         :data:`FOLLOW_MAX_VOXELS`.

@@ -183,10 +183,10 @@ def objects_file_name(source: str | None, name: str) -> str:
     return f"{name}_objects{DEFAULT_SUFFIX}"
 
 
-#: Tooltip of *at dim lines* (a line on why it is greyed out follows when it is).
+#: Tooltip of *at dim lines* (a line on what it does now follows).
 DIM_LINES_TIP = ("Split touching objects along the image's dim lines (seeds at its brightest spots) instead of by "
-                 "shape: for cells whose contacts are dimmer than their inside, such as rods side by side. Not for "
-                 "textured objects such as nuclei. Used when there is no boundary class")
+                 "shape or a boundary class: for cells whose contacts are dimmer than their inside, such as rods "
+                 "side by side. Not for textured objects such as nuclei")
 
 
 class ObjectsSection(QCollapsible):
@@ -348,16 +348,21 @@ class ObjectsSection(QCollapsible):
         self._show_dim_lines_use()
 
     def _show_dim_lines_use(self) -> None:
-        """*at dim lines* is enabled where it would split: splitting on, and no boundary class
-        among the classes (a boundary class splits touching objects itself)."""
+        """*at dim lines* is enabled while touching objects are split; its tooltip says what it
+        replaces (the boundary class, when there is one)."""
         try:
             boundary = self.objects.options(self.controller.class_names()).boundary_class
         except UserInputError:  # no class is an object: nothing is split
             boundary = None
         split = self.objects.choices.split
-        self.dim_lines_check.setEnabled(split and boundary is None)
-        why = ("" if split and boundary is None else
-               f"\n\nNot used now: {'touching objects are not split' if not split else 'the boundary class splits them'}")
+        self.dim_lines_check.setEnabled(split)
+        if not split:
+            why = "\n\nNot used now: touching objects are not split"
+        elif boundary is not None:
+            why = ("\n\nTicked, it splits instead of the predicted boundary class (which then belongs to the "
+                   "objects it surrounds)")
+        else:
+            why = ""
         self.dim_lines_check.setToolTip(DIM_LINES_TIP + why)
 
     def _on_image_changed(self) -> None:

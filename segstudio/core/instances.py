@@ -27,7 +27,8 @@ Seeds (``markers``)
     core was predicted as background is not split around it); the objects keep their
     predicted pixels (:data:`SEED_HOLES_FILLED`).
 Along dim lines (``declump="intensity"``, a choice)
-    For cells whose contacts are dimmer than their inside, instead of distance seeds: the
+    For cells whose contacts are dimmer than their inside, instead of either kind of seeds
+    (a boundary class, when there is one, is then part of the objects it surrounds): the
     maxima of the image (channels averaged, smoothed by :data:`DIM_LINE_SMOOTHING` pixels,
     turned so that the objects are the bright side) within the same peak distance, each
     rising :data:`DIM_LINE_MIN_DYNAMIC` of the object/background contrast above its saddle,
@@ -143,9 +144,9 @@ PEAK_MIN_DYNAMIC = 0.1
 #: 1 (e.g. 2-D corrections, first prediction, 0.48 -> 0.91), on the touching rods of *cells*
 #: +0.005 and -0.007.
 SEED_HOLES_FILLED = True
-#: How touching objects are split without a boundary class (``InstanceOptions.declump``):
-#: ``"shape"``: distance seeds, flooded by the distance transform; ``"intensity"``: seeds at the
-#: image's maxima, flooded by the image (:func:`_image_seeds`).
+#: How touching objects are split (``InstanceOptions.declump``): ``"shape"``: the seeds of
+#: ``markers`` (interior or distance seeds); ``"intensity"``: seeds at the image's maxima,
+#: flooded by the image (:func:`_image_seeds`), with or without a boundary class.
 DECLUMP: tuple[str, ...] = ("shape", "intensity")
 #: ``declump="intensity"``: the image is smoothed by a Gaussian of this many pixels along the
 #: finest axis (the same physical width on every axis) first.
@@ -196,11 +197,12 @@ class InstanceOptions:
     connectivity
         Neighbourhood of labelling and flooding: 1 = faces only, up to the rank = corners too.
     declump
-        How touching objects are split without a boundary class (:data:`DECLUMP`):
-        ``"shape"``, at the narrowings of the distance transform; ``"intensity"``, along the
-        image's dim lines (seeds at its maxima, flooding by it; the image must be given): for
-        cells whose contact is dimmer than their inside (rods side by side), not for textured
-        objects such as nuclei.
+        How touching objects are split (:data:`DECLUMP`): ``"shape"``, by the seeds of
+        ``markers`` (a boundary class's interiors, or the narrowings of the distance
+        transform); ``"intensity"``, along the image's dim lines whatever ``markers`` says
+        (seeds at its maxima, flooding by it over the object and boundary pixels; the image
+        must be given): for cells whose contact is dimmer than their inside (rods side by
+        side), not for textured objects such as nuclei.
     """
 
     object_classes: tuple[int, ...] = ()
@@ -234,7 +236,7 @@ class InstanceOptions:
     @property
     def reads_image(self) -> bool:
         """Whether making objects needs the image (touching objects split along its dim lines)."""
-        return self.split and self.declump == "intensity" and self.seeds == "distance"
+        return self.split and self.declump == "intensity"
 
     @property
     def seeds(self) -> str:
@@ -690,7 +692,7 @@ def _objects(labels: np.ndarray, kinds: Sequence[int], options: InstanceOptions,
              intensity: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Unfiltered objects (ids in raster order of their seeds, unseeded regions after) and N;
     ``intensity`` (:func:`_intensity`): split along the image's dim lines."""
-    if SEED_HOLES_FILLED and options.split and kinds and options.seeds == "distance":
+    if SEED_HOLES_FILLED and options.split and kinds and (options.seeds == "distance" or intensity is not None):
         filled = _holes_as_objects(labels, kinds, options.boundary_class)
         if filled is not labels:
             objects, n = _split_objects(filled, kinds, options, spacing, boundary_probability, intensity)
@@ -711,7 +713,7 @@ def _split_objects(labels: np.ndarray, kinds: Sequence[int], options: InstanceOp
     regions = label_regions(mask, connectivity=conn)
     if not options.split or not kinds:
         return regions, int(regions.max(initial=0))
-    if intensity is not None and options.seeds == "distance":
+    if intensity is not None:
         seeds, landscape = _image_seeds(labels, kinds, options, spacing, intensity, mask)
     else:
         seeds, landscape = _seeds(labels, kinds, options, spacing)

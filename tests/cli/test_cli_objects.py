@@ -107,6 +107,11 @@ def test_min_size_and_the_splitting_options(d, tmp_path):
                                  image=image)
     np.testing.assert_array_equal(dim, want.labels)
     assert want.n >= 1 and not np.array_equal(want.labels, distance)
+    # with the boundary class: the dim lines split instead of it, the boundary belongs to the objects
+    instead = objects("--split-at-dim-lines")
+    want = instances_from_labels(labels, options_for_classes(NAMES, declump="intensity"), image=image)
+    np.testing.assert_array_equal(instead, want.labels)
+    np.testing.assert_array_equal(instead > 0, labels >= 2)
 
 
 def test_split_at_dim_lines_out_of_core_is_made_in_memory(d, tmp_path, capsys):

@@ -120,8 +120,15 @@ def test_the_choices_in_the_section_remake_the_objects(session2d, qtbot):
     viewer, widget, c, sample = session2d
     _preview(qtbot, c)
     section = widget.objects_section
-    # a boundary class splits touching objects: 'at dim lines' is greyed out and says why
-    assert not section.dim_lines_check.isEnabled() and "boundary class splits" in section.dim_lines_check.toolTip()
+    # with a boundary class, 'at dim lines' splits instead of it (and says so)
+    assert section.dim_lines_check.isEnabled()
+    assert "instead of the predicted boundary" in section.dim_lines_check.toolTip()
+    section.dim_lines_check.setChecked(True)
+    _settle(qtbot, c)
+    want = instances_from_labels(sample.truth, options_for_classes(NAMES, declump="intensity"), image=sample.image)
+    np.testing.assert_array_equal(c.objects.layer.data, want.labels)
+    section.dim_lines_check.setChecked(False)
+    _settle(qtbot, c)
     sizes = c.objects.shown.table["area"]
     threshold = float(np.median(sizes))
     section.min_size_spin.setValue(threshold)
