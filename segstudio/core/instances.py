@@ -651,11 +651,14 @@ def instances_from_probabilities(
     probabilities: np.ndarray,
     options: InstanceOptions | None = None,
     spacing: Sequence[float] | None = None,
+    *,
+    image: np.ndarray | None = None,
+    channel_axis: int | None = None,
 ) -> Instances:
     """Objects from an exclusive prediction's probabilities ``(K, *spatial)`` (softmax).
 
     The labels are ``argmax + 1``; the probability of ``options.boundary_class`` is the
-    flooding landscape. See :func:`instances_from_labels`.
+    flooding landscape (at dim lines: the ``image``). See :func:`instances_from_labels`.
     """
     options = options or InstanceOptions()
     probs = np.asarray(probabilities)
@@ -667,7 +670,8 @@ def instances_from_probabilities(
     if boundary is not None and not 1 <= boundary <= k:
         raise UserInputError(f"boundary class {boundary} is not one of the {k} classes")
     return instances_from_labels(labels, options, spacing,
-                                 boundary_probability=None if boundary is None else probs[boundary - 1])
+                                 boundary_probability=None if boundary is None else probs[boundary - 1],
+                                 image=image, channel_axis=channel_axis)
 
 
 def _holes_as_objects(labels: np.ndarray, kinds: Sequence[int], boundary: int | None) -> np.ndarray:

@@ -558,6 +558,9 @@ def test_dim_lines_read_the_image_whenever_objects_are_split():
     found = instances_from_labels(bare, with_boundary, image=image)
     assert instance_scores(found.labels, truth).f1 == 1.0
     np.testing.assert_array_equal(instances_from_labels(t3, with_boundary, image=image).labels > 0, truth > 0)
+    probs = np.stack([bare == k for k in (1, 2, 3)]).astype(np.float32)
+    np.testing.assert_array_equal(instances_from_probabilities(probs, with_boundary, image=image).labels,
+                                  found.labels)
 
 
 def test_dim_lines_say_what_is_missing():
