@@ -289,13 +289,14 @@ class Objects(QObject):
         new = replace(self.choices, **changes)
         if not (np.isfinite(new.min_size) and new.min_size >= 0):
             raise UserInputError(f"the minimum object size must be a number >= 0, got {new.min_size}")
-        if new != self.choices:
-            self.choices = new
-            self.choices_changed.emit()
+        self._take(new)
 
     def load_choices(self, saved: Mapping[str, Any]) -> None:
         """Take the choices a project saved (:func:`choices_from_json`; ``{}``: the defaults)."""
-        new = choices_from_json(saved)
+        self._take(choices_from_json(saved))
+
+    def _take(self, new: ObjectChoices) -> None:
+        """``new`` as the choices; ``choices_changed`` when they differ."""
         if new != self.choices:
             self.choices = new
             self.choices_changed.emit()
