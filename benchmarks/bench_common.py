@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import platform
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,20 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+@contextlib.contextmanager
+def constants_set(changes: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Each ``(module, name, value)`` of ``changes`` in force for the block, the constants as
+    they were after it (also when it raises)."""
+    kept = [(mod, name, getattr(mod, name)) for mod, name, _ in changes]
+    try:
+        for mod, name, value in changes:
+            setattr(mod, name, value)
+        yield
+    finally:
+        for mod, name, value in kept:
+            setattr(mod, name, value)
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import best_time, machine  # noqa: E402
+from bench_common import best_time, constants_set, machine  # noqa: E402
 
 from segstudio.core.instances import (  # noqa: E402
     InstanceOptions,
@@ -65,12 +65,8 @@ def _holes_kept(fn: Callable[[], object]) -> object:
     """``fn()`` with distance seeds reading holes as they are (``SEED_HOLES_FILLED`` off)."""
     import segstudio.core.instances as instances
 
-    kept = instances.SEED_HOLES_FILLED
-    instances.SEED_HOLES_FILLED = False
-    try:
+    with constants_set([(instances, "SEED_HOLES_FILLED", False)]):
         return fn()
-    finally:
-        instances.SEED_HOLES_FILLED = kept
 
 
 def run(shape: tuple[int, ...], spacing: tuple[float, ...] | None, repeats: int, seed: int = 0) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
+from bench_common import constants_set  # noqa: E402
 import quality  # noqa: E402
 import users  # noqa: E402
 
@@ -93,14 +94,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         before, n_before = f1(pred, painting, sample)
         after, n_after = before, n_before  # no constants: the code as it is, once
         if changes or args.declump != "shape":
-            kept = [(mod, name, getattr(mod, name)) for mod, name, _ in changes]
-            try:
-                for mod, name, value in changes:
-                    setattr(mod, name, value)
+            with constants_set(changes):
                 after, n_after = f1(pred, painting, sample, args.declump)
-            finally:
-                for mod, name, value in kept:
-                    setattr(mod, name, value)
         rescored[path.name] = after
         boundary = len(painting.class_names) == 3
         groups.setdefault((m["method"], family, dims, boundary), []).append((before, after))
