@@ -12,10 +12,12 @@
 # the others still run; the exit code is the number of failed steps:
 #   1. the CUDA-marked tests (AMP training 2D/3D, with and without textures; GPU prediction
 #      against the CPU)
-#   2. training throughput with AMP, trainer vs a bare PyTorch loop (2D and 3D)
-#   3. the quality matrix's quick cells (casual strokes; tissue through textures on auto),
-#      trained on the GPU for the same number of steps
+#   2. the quality matrix's quick cells (casual strokes; tissue through textures on auto),
+#      trained on the GPU for the same number of steps, several cells at a time
+#   3. training throughput with AMP, trainer vs a bare PyTorch loop (2D and 3D)
 #   4. predict speed: whole image vs one forward pass (2D 2048^2, 3D 64x256x256)
+#   5. the headless path end to end: segstudio train --device, predict, metrics, export
+#      (TorchScript, ONNX) as separate processes, 2D and 3D (benchmarks/cli_check.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-gpu_check_out}
@@ -24,10 +26,12 @@ PY=${PYTHON:-python3}
 DEVICE=${SEGSTUDIO_GPU_CHECK_DEVICE:-cuda}
 # the matrix's 60 s budgets in steps (2D, 3D); a CPU check of the script itself uses a few
 if [ "$DEVICE" = cuda ]; then STEPS=${SEGSTUDIO_GPU_CHECK_STEPS:-1400 370}; else STEPS=${SEGSTUDIO_GPU_CHECK_STEPS:-30 6}; fi
+# the quick cells run this many at a time (sharing the one GPU; the forest runs on the CPU)
+if [ "$DEVICE" = cuda ]; then JOBS=${SEGSTUDIO_GPU_CHECK_JOBS:-8}; else JOBS=${SEGSTUDIO_GPU_CHECK_JOBS:-1}; fi
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G ".whl/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/segstudio-site .whl/*.whl \
+    $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/segstudio-site .whl/*.whl \
         && export PYTHONPATH="/tmp/segstudio-site:$PYTHONPATH"
 fi
 failed=0
@@ -45,22 +49,28 @@ step() {  # step NAME LIMIT_S COMMAND...
 }
 
 $PY - <<'EOF' | tee "$OUT/machine.log"
-import datetime, platform, torch
-gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
-print(f"{datetime.date.today()} {platform.node()} torch {torch.__version__} {gpu}")
+import datetime, os, platform, torch
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    gpu = f"{p.name} ({p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda})"
+else:
+    gpu = "no CUDA GPU"
+print(f"{datetime.date.today()} {platform.node()} python {platform.python_version()} torch {torch.__version__} "
+      f"{gpu}; {os.cpu_count()} CPU cores")
 EOF
 if [ "$DEVICE" = cuda ]; then
-    step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -m cuda tests/core
-    step throughput 90 $PY benchmarks/throughput.py --quick
-else
-    step throughput 240 $PY benchmarks/throughput.py --quick
+    step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests/core/test_cuda.py
 fi
 step quality-quick 300 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels tissue \
-    --dims 2 3 --habits casual --modes exclusive multilabel --steps $STEPS --out "$OUT/quality.jsonl"
+    --dims 2 3 --habits casual --modes exclusive multilabel --steps $STEPS --jobs "$JOBS" --out "$OUT/quality.jsonl"
 if [ "$DEVICE" = cuda ]; then
+    step throughput 90 $PY benchmarks/throughput.py --quick
     step predict-speed 120 $PY benchmarks/inference_vs_monai.py --device cuda
+    step cli 150 $PY benchmarks/cli_check.py --device cuda --iterations 400
 else
+    step throughput 240 $PY benchmarks/throughput.py --quick
     step predict-speed 240 $PY benchmarks/inference_vs_monai.py --device cpu --quick
+    step cli 240 $PY benchmarks/cli_check.py --device cpu --iterations 20 --floor 0
 fi
 echo "gpu check: $failed failed step(s); logs in $OUT/"
 exit $failed
