@@ -11,7 +11,7 @@
 # Steps, each with its own time limit, each printing its lines; a failing step is reported and
 # the others still run; the exit code is the number of failed steps:
 #   1. the CUDA-marked tests (AMP training 2D/3D, with and without textures; GPU prediction
-#      against the CPU)
+#      against the CPU), and the TIFF reader against the machine's own tifffile
 #   2. the quality matrix's quick cells (casual strokes; tissue through textures on auto),
 #      trained on the GPU for the same number of steps, several cells at a time
 #   3. training throughput with AMP, trainer vs a bare PyTorch loop (2D and 3D)
@@ -59,7 +59,7 @@ print(f"{datetime.date.today()} {platform.node()} python {platform.python_versio
       f"{gpu}; {os.cpu_count()} CPU cores")
 EOF
 if [ "$DEVICE" = cuda ]; then
-    step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests/core/test_cuda.py
+    step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -rs tests/core/test_cuda.py tests/core/test_tiff_versions.py
 fi
 step quality-quick 300 $PY benchmarks/quality.py --device "$DEVICE" --families nuclei cells vessels tissue \
     --dims 2 3 --habits casual --modes exclusive multilabel --steps $STEPS --jobs "$JOBS" --out "$OUT/quality.jsonl"

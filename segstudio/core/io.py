@@ -441,7 +441,8 @@ def _tiff_spacing(tf: Any, axes: str) -> tuple[float, ...] | None:
 
 def _check_tiff_complete(path: str | os.PathLike, tf: Any, series: Any) -> None:
     """Raise if the file is shorter than its own metadata says (cut-off download/copy)."""
-    n_series = int(np.prod(series.get_shape(True), dtype=np.int64))
+    series_axes, series_shape = _squeezed_axes_shape(series)
+    n_series = int(np.prod(series_shape, dtype=np.int64))
     expected: int | None = None
     if tf.is_shaped and tf.shaped_metadata and len(tf.series) == 1:
         declared = (tf.shaped_metadata[0] or {}).get("shape")
@@ -450,9 +451,9 @@ def _check_tiff_complete(path: str | os.PathLike, tf: Any, series: Any) -> None:
     elif tf.is_imagej and tf.imagej_metadata:
         images = tf.imagej_metadata.get("images")
         if images:
-            page_size = int(np.prod(series.get_shape(True)[-2:], dtype=np.int64))
-            if series.get_axes(True).endswith("S"):
-                page_size = int(np.prod(series.get_shape(True)[-3:], dtype=np.int64))
+            page_size = int(np.prod(series_shape[-2:], dtype=np.int64))
+            if series_axes.endswith("S"):
+                page_size = int(np.prod(series_shape[-3:], dtype=np.int64))
             expected = int(images) * page_size
     if expected is not None and expected > n_series:
         raise _read_error(
@@ -476,6 +477,24 @@ def _check_tiff_complete(path: str | os.PathLike, tf: Any, series: Any) -> None:
         )
 
 
+def _squeezed_axes_shape(series: Any) -> tuple[str, tuple[int, ...]]:
+    """A tifffile series' axes and shape without its length-1 dimensions (Y and X always kept).
+
+    tifffile up to 2026.3 gives them as ``get_axes(True)``/``get_shape(True)``; later releases
+    dropped those methods, and their ``axes``/``shape`` keep a shaped file's length-1 dimensions
+    (a ``(1, 64, 64)`` array written by ``imwrite`` reads as ``QYX``), so they are squeezed here.
+    """
+    if hasattr(series, "get_axes") and hasattr(series, "get_shape"):
+        return str(series.get_axes(True)), tuple(int(n) for n in series.get_shape(True))
+    return _without_length_one(str(series.axes), tuple(int(n) for n in series.shape))
+
+
+def _without_length_one(axes: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """``axes`` and ``shape`` without their length-1 dimensions, Y and X kept."""
+    keep = [i for i, (a, n) in enumerate(zip(axes, shape)) if n != 1 or a in "YX"]
+    return "".join(axes[i] for i in keep), tuple(shape[i] for i in keep)
+
+
 def _read_tiff(path: str | os.PathLike, lazy: bool) -> tuple[Any, ImageMeta]:
     import tifffile
 
@@ -495,8 +514,7 @@ def _read_tiff(path: str | os.PathLike, lazy: bool) -> tuple[Any, ImageMeta]:
                 tf.close()
                 tf = tifffile.TiffFile(path, is_shaped=False)
             series = tf.series[0]
-            raw_axes = series.get_axes(True)
-            shape = series.get_shape(True)
+            raw_axes, shape = _squeezed_axes_shape(series)
         except Exception as e:
             raise _read_error(path, "not a valid TIFF file (corrupt structure)") from e
         _check_tiff_complete(path, tf, series)

@@ -564,12 +564,19 @@ class Trainer:
         self._ema_steps += 1
         n = self._ema_steps
         d = min(self.config.ema_decay, (1.0 + n) / (self.config.ema_warmup + n))
-        for k, v in self.model.state_dict().items():
+        averaged: list[torch.Tensor] = []
+        current: list[torch.Tensor] = []
+        counters: list[torch.Tensor] = []
+        counted: list[torch.Tensor] = []
+        for k, v in self.model.state_dict().items():  # detached views of the live tensors
             e = self.ema[k]
-            if e.dtype.is_floating_point:
-                e.lerp_(v.detach(), 1.0 - d)
-            else:
-                e.copy_(v)
+            (averaged if e.dtype.is_floating_point else counters).append(e)
+            (current if e.dtype.is_floating_point else counted).append(v)
+        # one fused kernel per list on CUDA instead of one per tensor (the same arithmetic)
+        if averaged:
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        if counters:
+            torch._foreach_copy_(counters, counted)
 
     def preview_state(self) -> StateDict:
         """A detached CPU copy of :meth:`averaged_state`, for live predictions."""

@@ -266,6 +266,10 @@ def test_averaged_weights_follow_the_documented_recursion(monkeypatch, warmup):
             torch.testing.assert_close(averaged[k].double(), ref, rtol=1e-5, atol=1e-6)
     # the average is not the current weights (it would pass for ema off)
     assert not torch.allclose(averaged[name], trainer.model.state_dict()[name])
+    # counters (BatchNorm's num_batches_tracked) are the model's, not averaged
+    counters = {k: v for k, v in trainer.model.state_dict().items() if not v.dtype.is_floating_point}
+    assert counters and all(int(v) == 6 for v in counters.values())
+    assert all(torch.equal(averaged[k], v) for k, v in counters.items())
 
 
 def test_ema_warmup_must_leave_the_average_moving():
