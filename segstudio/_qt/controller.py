@@ -57,7 +57,7 @@ from segstudio._qt.preview import Preview, PreviewRequest, cheaper_region, visib
 from segstudio._qt.projects import Projects
 from segstudio._qt.results import MetricsRow, Results, truth_holds_objects
 from segstudio._qt.settings import Settings, TrainSettings
-from segstudio._qt.training import Paintings, Training, torch_warm_up
+from segstudio._qt.training import Paintings, Training, keep_triton_out, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
 from segstudio.core.config import AUTO_CHOICES, TrainConfig, use_level_slices, wide_context_filters
@@ -120,6 +120,7 @@ class SegController(QObject):
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         tune_allocator()  # as a napari plugin: before the trainer's thread first allocates
+        keep_triton_out()  # before anything here imports torch._dynamo (see there)
         torch_warm_up.start()
         self.viewer = viewer
         self.notify = Notifier(self)

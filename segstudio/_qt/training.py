@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -258,6 +259,31 @@ def cpu_turns(turns: ComputeTurns | None, device: str) -> ComputeTurns | None:
         return turns if resolve_device(device).type == "cpu" else None
     except UserInputError:
         return None  # the trainer reports an absent device itself
+
+
+#: Set to 1 to let this (GUI) process import triton after all (see :func:`keep_triton_out`).
+ALLOW_TRITON_ENV = "SEGSTUDIO_ALLOW_TRITON"
+
+
+def keep_triton_out() -> bool:
+    """Make ``import triton`` fail in this GUI process, unless it was imported already.
+
+    ``torch._dynamo`` (which the optimizer's constructor, ``torch.export`` and the warm-up
+    below import) imports triton wherever it is installed: with every CUDA build of PyTorch on
+    Linux. Loaded after an OpenGL driver that links LLVM (Mesa's software renderer llvmpipe:
+    virtual machines, remote desktops, Xvfb; Mesa's radeonsi: AMD graphics), triton's own LLVM
+    crashes the process with a segmentation fault (found with torch 2.13+cu130 on Python 3.12,
+    ``segstudio open`` under Xvfb: every time). This process never compiles GPU kernels
+    (training in a thread or a child process uses eager PyTorch; the child, a fresh process
+    without OpenGL, keeps triton), so it does without. As a napari plugin this also hides
+    triton from code that runs in napari's process after the widget opened;
+    ``SEGSTUDIO_ALLOW_TRITON=1`` leaves it importable. Returns whether it is kept out now.
+    """
+    if os.environ.get(ALLOW_TRITON_ENV, "") == "1":
+        return False
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # ``import triton`` -> ImportError
+    return sys.modules["triton"] is None
 
 
 class TorchWarmUp:
