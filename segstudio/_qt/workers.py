@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Generator
@@ -290,10 +291,20 @@ class WorkerSet:
 def run_in_background(name: str, func: Callable[[], None], *, daemon: bool = False) -> threading.Thread:
     """Run ``func`` in a plain thread that :func:`wait_for_background_work` waits for (a
     non-daemon one also keeps the process alive until it is done: a checkpoint or an autosave
-    being written when the window closed)."""
+    being written when the window closed).
+
+    While the interpreter shuts down (a widget destroyed then: Python 3.12+ starts no new
+    threads) ``func`` runs here instead, so that what it finishes (a checkpoint, an autosave)
+    is still finished; the thread returned is then never started."""
     thread = threading.Thread(target=func, name=name, daemon=daemon)
     _background.append(thread)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:
+        _background.remove(thread)
+        if not sys.is_finalizing():
+            raise
+        func()
     return thread
 
 
