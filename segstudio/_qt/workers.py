@@ -293,18 +293,18 @@ def run_in_background(name: str, func: Callable[[], None], *, daemon: bool = Fal
     non-daemon one also keeps the process alive until it is done: a checkpoint or an autosave
     being written when the window closed).
 
-    While the interpreter shuts down (a widget destroyed then: Python 3.12+ starts no new
-    threads) ``func`` runs here instead, so that what it finishes (a checkpoint, an autosave)
-    is still finished; the thread returned is then never started."""
+    Once the interpreter shuts down (a widget destroyed after the main thread ended), Python
+    3.12+ starts no thread: ``func`` is then dropped, as earlier Pythons dropped the thread
+    they started (nothing joins it any more), and the thread returned is never started.
+    Running it here instead could wait minutes for a trainer whose thread no longer runs."""
     thread = threading.Thread(target=func, name=name, daemon=daemon)
     _background.append(thread)
     try:
         thread.start()
-    except RuntimeError:
+    except RuntimeError as e:
         _background.remove(thread)
-        if not sys.is_finalizing():
+        if not (sys.is_finalizing() or "interpreter shutdown" in str(e)):
             raise
-        func()
     return thread
 
 
