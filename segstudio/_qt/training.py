@@ -270,10 +270,10 @@ def keep_triton_out() -> bool:
 
     ``torch._dynamo`` (which the optimizer's constructor, ``torch.export`` and the warm-up
     below import) imports triton wherever it is installed: with every CUDA build of PyTorch on
-    Linux. Loaded after an OpenGL driver that links LLVM (Mesa's software renderer llvmpipe:
-    virtual machines, remote desktops, Xvfb; Mesa's radeonsi: AMD graphics), triton's own LLVM
-    crashes the process with a segmentation fault (found with torch 2.13+cu130 on Python 3.12,
-    ``segstudio open`` under Xvfb: every time). This process never compiles GPU kernels
+    Linux. Loaded after an OpenGL driver that links LLVM, triton's own LLVM crashed the process
+    with a segmentation fault: Mesa's software renderer llvmpipe (virtual machines, remote
+    desktops, Xvfb), torch 2.13+cu130 on Python 3.12, ``segstudio open``, every time; Mesa's
+    radeonsi (AMD graphics) links LLVM too. This process never compiles GPU kernels
     (training in a thread or a child process uses eager PyTorch; the child, a fresh process
     without OpenGL, keeps triton), so it does without. As a napari plugin this also hides
     triton from code that runs in napari's process after the widget opened;
