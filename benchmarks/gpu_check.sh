@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The prepared GPU check: run it whenever a CUDA machine is at hand; README's GPU rows come from
-# its output (dated). Needs python3 with torch (CUDA), numpy, scipy, scikit-image, scikit-learn
-# and pytest; nothing is downloaded. Pure-Python wheels a machine lacks can be put in .whl/ first
-# (they are installed with --no-index into a temporary folder).
+# its output (dated). Needs python3 with torch (CUDA), numpy, scipy, scikit-image, scikit-learn,
+# tifffile, pytest, and onnx + onnxscript for the CLI step's ONNX export; nothing is downloaded.
+# Pure-Python wheels a machine lacks can be put in .whl/ first (they are installed with
+# --no-index into a temporary folder; on the H200 machine of 2026-12-04: nibabel).
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]        # about 5 minutes on one GPU
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        # 281 s on one H200 (2026-12-04)
 #   SEGSTUDIO_GPU_CHECK_DEVICE=cpu bash benchmarks/gpu_check.sh   # the same steps on the CPU
 #                                                                 # (checks the script itself)
 #
