@@ -439,9 +439,10 @@ def _tiff_spacing(tf: Any, axes: str) -> tuple[float, ...] | None:
     return _spacing_for_axes(axes, known)
 
 
-def _check_tiff_complete(path: str | os.PathLike, tf: Any, series: Any) -> None:
-    """Raise if the file is shorter than its own metadata says (cut-off download/copy)."""
-    series_axes, series_shape = _squeezed_axes_shape(series)
+def _check_tiff_complete(path: str | os.PathLike, tf: Any, series: Any, series_axes: str,
+                         series_shape: tuple[int, ...]) -> None:
+    """Raise if the file is shorter than its own metadata says (cut-off download/copy);
+    ``series_axes``/``series_shape``: the series' squeezed ones (:func:`_squeezed_axes_shape`)."""
     n_series = int(np.prod(series_shape, dtype=np.int64))
     expected: int | None = None
     if tf.is_shaped and tf.shaped_metadata and len(tf.series) == 1:
@@ -517,7 +518,7 @@ def _read_tiff(path: str | os.PathLike, lazy: bool) -> tuple[Any, ImageMeta]:
             raw_axes, shape = _squeezed_axes_shape(series)
         except Exception as e:
             raise _read_error(path, "not a valid TIFF file (corrupt structure)") from e
-        _check_tiff_complete(path, tf, series)
+        _check_tiff_complete(path, tf, series, raw_axes, shape)
         axes = _normalise_tiff_axes(raw_axes)
         spacing = _tiff_spacing(tf, axes)
         data: Any
