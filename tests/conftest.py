@@ -140,3 +140,20 @@ def background_along_z():
     along z more than its object stands out (*level slices* on *auto* turns on), painted on
     slice 5 (:func:`_background_along_z`)."""
     return _background_along_z
+
+
+@pytest.fixture
+def blurred_disk() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image, paint, disk)``: a bright disk (radius 12) blurred into a dark background (σ 2 px,
+    like a microscope's blur), with a noisy background; strokes: background far away, one
+    stroke inside the disk."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 12 ** 2
+    rng = np.random.default_rng(0)
+    img = (ndi.gaussian_filter(disk * 50.0, 2.0) + 10.0 + rng.normal(0, 1.0, disk.shape)).astype(np.float32)
+    paint = np.zeros(disk.shape, np.uint8)
+    paint[2:5, 2:40] = 1
+    paint[30:34, 26:38] = 2
+    return img, paint, disk

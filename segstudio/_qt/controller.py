@@ -60,7 +60,7 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, keep_triton_out, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import AUTO_CHOICES, TrainConfig, use_level_slices, wide_context_filters
+from segstudio.core.config import AUTO_CHOICES, TrainConfig, use_level_slices, use_textures, wide_context_filters
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -875,7 +875,7 @@ class SegController(QObject):
             if key in changes:
                 changes[key] = read(changes[key])
         self.choices.train = replace(self.choices.train, **changes)
-        if {"infer_outlines", "infer_background", "level_slices"} & set(changes):
+        if {"infer_outlines", "infer_background", "level_slices", "textures"} & set(changes):
             self._refresh_inferred()
         if set(AUTO_CHOICES) & set(changes):
             self._offer_paintings()  # the class table's notes follow the choices
@@ -900,7 +900,8 @@ class SegController(QObject):
         self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
                                            self.mode, s.infer_outlines, s.infer_background,
                                            self.choices.overrides.get("outline_halo", TrainConfig.outline_halo),
-                                           level and len(self.image.spatial_shape) == 3),
+                                           level and len(self.image.spatial_shape) == 3,
+                                           use_textures(s.textures, self.training.texture_gain)),
                               colors, names)
 
     def loss_name(self) -> str:

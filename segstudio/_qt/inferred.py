@@ -44,6 +44,9 @@ class InferRequest:
     halo: tuple[int, int] | None
     #: *Level slices* is on for the next run: the background rule reads the levelled volume.
     level_slices: bool = False
+    #: *Textures* is on for the next run: the background rule's threshold stays nearer the
+    #: painted background (:func:`segstudio.core.background.towards_objects`).
+    textures: bool = False
 
 
 def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
@@ -53,7 +56,8 @@ def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
         offsets = image_stats(request.image, request.channel_axis, level_slices=True).offsets
     labels = implied_labels(request.paintings.paintings(), request.image, request.mode,
                             channel_axis=request.channel_axis, outlines=request.outlines,
-                            background=request.background, halo=request.halo, offsets=offsets)
+                            background=request.background, halo=request.halo, offsets=offsets,
+                            textures=request.textures)
     return request.image_key, merged(labels)
 
 

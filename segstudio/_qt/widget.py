@@ -253,7 +253,8 @@ class SegStudioWidget(QWidget):
         self.background_check = _checkbox(
             "background look-alikes", self.controller.settings.infer_background,
             "Where your background strokes and your other strokes differ clearly in brightness, "
-            "unpainted patches as dark (or bright) as your background strokes are also learnt as "
+            "unpainted patches as dark (or bright) as your background strokes, up to a fifth of the "
+            "way towards your objects' brightness (not with textures on), are also learnt as "
             "background, next to objects too, where they join one of your background strokes or form "
             "a large region: no halo of object class around objects, and no dark grains inside a "
             "textured object. Corrections (background painted over a bright look-alike, objects "

@@ -26,12 +26,16 @@ the user's paintings. The rule, per image:
   background more uneven than the object contrast can pass it, and then part of what is
   inferred is wrong: on the matrix's *dim* images (a ramp stronger than the objects' contrast)
   about 5 % of the inferred pixels were object.
-* The threshold ``t`` is the ``hi`` quantile of ``B`` where that lies short of the ``lo``
-  quantile of ``F`` (the tails separate), or :data:`TOWARDS_OBJECTS` of the way from there
-  towards the ``lo`` quantile of ``F``. At the background's own quantile the rule leaves
-  much of the background unlabelled, the rims where objects blur into it among them (the
-  quality matrix's 3-D nuclei with casual strokes, seed 0: 128 380 of 270 177 unpainted
-  background voxels left, 12 046 at 0.2; object voxels wrongly taken 5 and 53). Where the
+* Where the tails separate (the ``hi`` quantile of ``B`` lies short of the ``lo`` quantile of
+  ``F``), the threshold ``t`` lies :data:`TOWARDS_OBJECTS` (0.2) of the way from the first
+  towards the second; with *textures* on, at the background's quantile
+  (:data:`TOWARDS_OBJECTS_TEXTURES`, 0: a texture's darker grains would join the background).
+  At the background's own quantile the rule leaves much of the background unlabelled, the
+  rims where objects blur into it among them (the quality matrix's 3-D nuclei with casual
+  strokes, seed 0: 128 380 of 270 177 unpainted background voxels left, 12 046 at 0.2; object
+  voxels wrongly taken 5 and 53), and the network learnt those rims as object: the halo
+  (benchmarks/RESULTS.md, *The background threshold towards the objects, kept where textures
+  are off*). Where the
   tails overlap, ``t`` falls back to the upper quartile of ``B``, and never beyond the ``lo``
   quantile of ``F``. The rule used to be
   off whenever the tails overlapped; a correction round adds object strokes into the dim parts
@@ -83,9 +87,9 @@ from segstudio.core.annotations import ABSENT, EXCLUSIVE, PRESENT, UNPAINTED
 from segstudio.core.data import LEVEL_QUANTILE, slice_offsets
 
 __all__ = [
-    "DEFAULT_QUANTILES", "TOWARDS_OBJECTS", "UNEVEN_BACKGROUND", "background_unevenness", "infer_background",
-    "infer_background_multilabel", "object_like_strokes", "patches_only", "reachable", "slice_unevenness",
-    "smoothed_intensity",
+    "DEFAULT_QUANTILES", "TOWARDS_OBJECTS", "TOWARDS_OBJECTS_TEXTURES", "UNEVEN_BACKGROUND",
+    "background_unevenness", "infer_background", "infer_background_multilabel", "object_like_strokes",
+    "patches_only", "reachable", "slice_unevenness", "smoothed_intensity", "towards_objects",
 ]
 
 #: ``(lo, hi)``: the background threshold is the ``hi`` quantile of the painted background where
@@ -95,10 +99,17 @@ DEFAULT_QUANTILES: tuple[float, float] = (0.05, 0.9)
 #: background's ``hi`` quantile towards the objects' ``lo`` quantile (0: at the background's
 #: quantile). Measured at 0.2 and 0.5 on the quality matrix (benchmarks/RESULTS.md, *The
 #: background threshold towards the objects*): 0.2 takes in the rims where objects blur into
-#: the background and lifts the casual painter's precision on blobs and vessels, but costs
-#: textured tissue (their darker grains join the background) and, through holes in the
-#: brightest object cores, splits 3-D nuclei into too many objects; not the default yet.
-TOWARDS_OBJECTS = 0.0
+#: the background and lifts the casual painter's precision on blobs, rods and vessels, but
+#: costs textured tissue (their darker grains join the background), which keeps 0
+#: (:data:`TOWARDS_OBJECTS_TEXTURES`); the holes it left in the brightest 3-D nuclei no longer
+#: split them (:mod:`segstudio.core.instances` seeds from hole-filled planes). 0.2 since
+#: session 27 (benchmarks/RESULTS.md, *The background threshold towards the objects, kept
+#: where textures are off*).
+TOWARDS_OBJECTS = 0.2
+#: :data:`TOWARDS_OBJECTS` where *textures* is on (the classes differ more in texture than in
+#: brightness, so a threshold on brightness is the least to be trusted: a texture's darker
+#: grains next to the background would join it).
+TOWARDS_OBJECTS_TEXTURES = 0.0
 #: Fewest painted pixels per side for the statistics to mean anything.
 MIN_PIXELS = 20
 SIGMA = 1.0
@@ -182,7 +193,14 @@ def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level
     return flagged[strokes]
 
 
-def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float]) -> np.ndarray | None:
+def towards_objects(textures: bool = False) -> float:
+    """The share of the way the threshold lies towards the objects: :data:`TOWARDS_OBJECTS`, or
+    :data:`TOWARDS_OBJECTS_TEXTURES` where *textures* is on (read when called)."""
+    return TOWARDS_OBJECTS_TEXTURES if textures else TOWARDS_OBJECTS
+
+
+def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
+          towards: float) -> np.ndarray | None:
     """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
@@ -206,7 +224,7 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
     if t >= level:  # the tails overlap
         t = min(np.quantile(bg, 1.0 - BULK), level)
     else:
-        t += TOWARDS_OBJECTS * (level - t)
+        t += towards * (level - t)
     like = g <= t
     return (paint == UNPAINTED) & reachable(patches_only(like), bg_paint, MIN_REGION)
 
@@ -219,6 +237,7 @@ def infer_background(
     background: int = 1,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
     smoothed: np.ndarray | None = None,
+    textures: bool = False,
 ) -> np.ndarray:
     """Unpainted pixels that look like the painted background (see the module notes).
 
@@ -236,6 +255,9 @@ def infer_background(
         ``(lo, hi)``: see :data:`DEFAULT_QUANTILES`.
     smoothed
         :func:`smoothed_intensity` of ``image``, when the caller has it already.
+    textures
+        *Textures* is on for this image: the threshold stays nearer the background
+        (:func:`towards_objects`).
 
     Returns
     -------
@@ -247,7 +269,7 @@ def infer_background(
     if g.shape != paint.shape:
         raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
     out = np.zeros_like(paint)
-    mask = _rule(paint, g, background, quantiles)
+    mask = _rule(paint, g, background, quantiles, towards_objects(textures))
     if mask is not None:
         out[mask] = background
     return out
@@ -260,6 +282,7 @@ def infer_background_multilabel(
     channel_axis: int | None = None,
     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
     smoothed: np.ndarray | None = None,
+    textures: bool = False,
 ) -> np.ndarray:
     """:func:`infer_background` for ``(C, *spatial)`` multi-label paintings, with *absent* as the
     background: one channel as an exclusive painting; several across channels (strokes *absent*
@@ -270,14 +293,14 @@ def infer_background_multilabel(
     g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
     out = np.zeros_like(paint)
     if paint.shape[0] == 1:  # absent is the background: as exclusive mode
-        mask = _rule(paint[0], g, ABSENT, quantiles)
+        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures))
         if mask is not None:
             out[0][mask] = ABSENT
     else:
         nothing = np.all(paint == ABSENT, axis=0)
         something = np.any(paint == PRESENT, axis=0)
         view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)
-        mask = _rule(view, g, 1, quantiles)
+        mask = _rule(view, g, 1, quantiles, towards_objects(textures))
         if mask is not None:
             for c in range(paint.shape[0]):
                 out[c][mask & (paint[c] == UNPAINTED)] = ABSENT

@@ -47,6 +47,7 @@ def implied_labels(
     halo: tuple[int, int] | None = DEFAULT_HALO,
     smoothed: np.ndarray | None = None,
     offsets: Sequence[Sequence[float]] = (),
+    textures: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """What each rule that is on infers for the unpainted pixels.
 
@@ -70,6 +71,10 @@ def implied_labels(
         A volume's per-slice offsets (*level slices*,
         :attr:`segstudio.core.data.Normalization.offsets`): the background rule reads the
         levelled image, as the network does (ignored with ``smoothed``).
+    textures
+        *Textures* is on for this image (``TrainConfig.filter_texture``): the background rule's
+        threshold stays nearer the painted background
+        (:func:`~segstudio.core.background.towards_objects`).
 
     Returns
     -------
@@ -91,8 +96,8 @@ def implied_labels(
     if background:
         if smoothed is None:
             smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets)
-        labels = (infer_background(paint, image, channel_axis=channel_axis, smoothed=smoothed) if exclusive
-                  else infer_background_multilabel(paint, image, channel_axis=channel_axis, smoothed=smoothed))
+        infer_bg = infer_background if exclusive else infer_background_multilabel
+        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures)
         labels[taken] = UNPAINTED
         out["background"] = labels if labels.any() else None
     return out

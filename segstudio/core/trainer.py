@@ -474,7 +474,7 @@ class Trainer:
         return implied_labels(
             item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
             outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
-            smoothed=work.smoothed(ndim, cfg) if cfg.infer_background else None,
+            smoothed=work.smoothed(ndim, cfg) if cfg.infer_background else None, textures=cfg.filter_texture,
         )
 
     def maybe_swap(self) -> WeightsUpdated | None:

@@ -110,7 +110,11 @@ def test_multilabel_classes_that_only_differ_from_the_background_together():
         alone = infer_background_multilabel(ml[:1], img)[0] == 2
         with mock.patch.object(background, "BULK", 0.1):  # a test on the tails: off
             assert not infer_background_multilabel(ml[:1], img).any()
-    assert (alone == excl).mean() > 0.99 and not alone[10:22, 10:22].any() and not alone[40:52, 36:50].any()
+    # counted in, the stroke makes the tails overlap: the threshold is the background's upper
+    # quartile, not moved towards the objects, so compare with exclusive mode's at the quantile
+    with mock.patch.object(background, "TOWARDS_OBJECTS", 0.0):
+        at_quantile = infer_background(paint, img) == 1
+    assert (alone == at_quantile).mean() > 0.99 and not alone[10:22, 10:22].any() and not alone[40:52, 36:50].any()
 
 
 def test_dark_grains_inside_a_textured_object_are_not_background():
@@ -359,33 +363,44 @@ def test_background_unevenness_tells_a_ramp_from_an_even_background() -> None:
     assert background_unevenness(image, np.where(paint == 2, 0, paint), "exclusive") is None
 
 
-def _blurred_disk():
-    """A bright disk (radius 12) blurred into a dark background (σ 2 px, like a microscope's
-    blur), with a noisy background; strokes: background far away, one stroke inside the disk."""
-    from scipy import ndimage as ndi
+def test_the_threshold_towards_the_objects_takes_in_their_blurred_rims(monkeypatch, blurred_disk):
+    """With :data:`TOWARDS_OBJECTS` (0.2, the default) between the background's ``hi`` and the
+    objects' ``lo`` quantile, the rule reaches into the rim where the disk blurs into the
+    background, closer than at the background's own quantile (0), and still takes no pixel of
+    the disk."""
+    from segstudio.core import background
 
-    yy, xx = np.mgrid[:64, :64]
-    disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 12 ** 2
-    rng = np.random.default_rng(0)
-    img = (ndi.gaussian_filter(disk * 50.0, 2.0) + 10.0 + rng.normal(0, 1.0, disk.shape)).astype(np.float32)
-    paint = np.zeros(disk.shape, np.uint8)
-    paint[2:5, 2:40] = 1
-    paint[30:34, 26:38] = 2
-    return img, paint, disk
-
-
-def test_the_threshold_towards_the_objects_takes_in_their_blurred_rims(monkeypatch):
-    """With :data:`TOWARDS_OBJECTS` between the background's ``hi`` and the objects' ``lo``
-    quantile, the rule reaches into the rim where the disk blurs into the background, closer
-    than at the background's own quantile (the default), and still takes no pixel of the disk."""
-    import segstudio.core.background as background
-
-    img, paint, disk = _blurred_disk()
+    img, paint, disk = blurred_disk
     ring = ~disk & (np.hypot(*(np.mgrid[:64, :64] - 32)) <= 17)  # the 5 px just outside the disk
-    assert background.TOWARDS_OBJECTS == 0.0
-    default = infer_background(paint, img) == 1
-    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.2)
+    assert background.TOWARDS_OBJECTS == 0.2 and background.TOWARDS_OBJECTS_TEXTURES == 0.0
     towards = infer_background(paint, img) == 1
-    assert 0 < default.sum() < towards.sum() and not (default & ~towards).any(), "it only adds pixels"
-    assert towards[ring].mean() > default[ring].mean() + 0.1, "more of the blurred rim is background"
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.0)
+    at_background = infer_background(paint, img) == 1
+    assert 0 < at_background.sum() < towards.sum() and not (at_background & ~towards).any(), "it only adds pixels"
+    assert towards[ring].mean() > at_background[ring].mean() + 0.1, "more of the blurred rim is background"
     assert not towards[disk].any(), "no pixel of the object"
+
+
+def test_with_textures_the_threshold_stays_at_the_background(monkeypatch, blurred_disk):
+    """*Textures* on: the threshold does not move towards the objects (a texture's darker grains
+    would join the background), in both modes and through :func:`implied_labels`, whatever
+    :data:`TOWARDS_OBJECTS` says; off: it follows :data:`TOWARDS_OBJECTS`."""
+    from segstudio.core import background
+    from segstudio.core.implied import implied_labels
+
+    img, paint, _ = blurred_disk
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.0)
+    at_background = infer_background(paint, img) == 1
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.2)
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS_TEXTURES", 0.0)
+    towards = infer_background(paint, img) == 1
+    assert towards.sum() > at_background.sum()
+    np.testing.assert_array_equal(infer_background(paint, img, textures=True) == 1, at_background)
+    assert background.towards_objects(False) == 0.2 and background.towards_objects(True) == 0.0
+
+    ml = np.stack([np.where(paint == 2, 1, np.where(paint == 1, 2, 0))]).astype(np.uint8)
+    np.testing.assert_array_equal(infer_background_multilabel(ml, img)[0] == 2, towards)
+    np.testing.assert_array_equal(infer_background_multilabel(ml, img, textures=True)[0] == 2, at_background)
+    for textures, expected in ((False, towards), (True, at_background)):
+        got = implied_labels(paint, img, "exclusive", outlines=False, background=True, textures=textures)
+        np.testing.assert_array_equal(got["background"] == 1, expected)

@@ -358,6 +358,28 @@ def test_each_implied_rule_is_its_own_loss_term():
     assert len(trainer.inferred_loss_fns) == 2 and trainer.step() > 0
 
 
+@pytest.mark.parametrize("textures", [False, True])
+def test_the_background_rule_learnt_follows_the_runs_textures(monkeypatch, blurred_disk, textures):
+    """What the trainer learns of the background rule is :func:`implied_labels` with the run's
+    *textures* (``filter_texture``): the threshold stays at the background with textures on."""
+    from segstudio.core import background
+    from segstudio.core.implied import implied_labels
+
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.2)
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS_TEXTURES", 0.0)
+    img, lab, _ = blurred_disk
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=1, infer_outlines=False, infer_background=True,
+                       filter_texture=textures, **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(img, lab))
+    (learnt,) = trainer.prepared[0].inferred
+    expected = {t: implied_labels(lab, img, "exclusive", outlines=False, background=True, textures=t)["background"]
+                for t in (False, True)}
+    assert (expected[False] == 1).sum() > (expected[True] == 1).sum()
+    np.testing.assert_array_equal(learnt == 1, expected[textures] == 1)
+
+
 def test_region_channels_come_from_the_whole_image_once():
     """With region scales the trainer computes the image's region channels once (kept across
     paint changes) and its patches carry them; without, patches are the image alone."""

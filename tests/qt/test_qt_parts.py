@@ -265,3 +265,24 @@ def test_the_inferred_overlay_reads_the_levelled_volume_when_level_slices_is_on(
     expected = merged(implied_labels(paint, vol, "exclusive", outlines=False, background=True, offsets=offsets))
     np.testing.assert_array_equal(level, expected)
     assert (level == 1).sum() > (plain == 1).sum()  # the bright last slices' background is background too
+
+
+def test_the_inferred_overlay_follows_textures(monkeypatch, blurred_disk):
+    """The background rule shown is the one the run learns: with *textures* on, its threshold
+    stays at the painted background (:func:`segstudio.core.background.towards_objects`)."""
+    from types import SimpleNamespace
+
+    from segstudio._qt.inferred import InferRequest, infer
+    from segstudio.core import background
+    from segstudio.core.implied import implied_labels, merged
+
+    img, paint, _ = blurred_disk
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS", 0.2)
+    monkeypatch.setattr(background, "TOWARDS_OBJECTS_TEXTURES", 0.0)
+    snap = SimpleNamespace(paintings=lambda: paint)
+    shown = {t: infer(InferRequest("img", img, None, snap, "exclusive", False, True, None, False, t))[1]
+             for t in (False, True)}
+    for t, labels in shown.items():
+        np.testing.assert_array_equal(labels, merged(implied_labels(paint, img, "exclusive", outlines=False,
+                                                                    background=True, textures=t)))
+    assert (shown[False] == 1).sum() > (shown[True] == 1).sum()
