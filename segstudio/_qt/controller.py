@@ -140,6 +140,7 @@ class SegController(QObject):
         #: The class weights the class table shows (the trainer's while it trains).
         self.weights: ClassWeights | None = None
         self._offered: tuple[Any, ...] | None = None
+        self._inferred_decided: tuple[bool, bool] | None = None  # (level slices, textures) shown
         self._closed = False
         self._batch_removed: list[Any] | None = None  # layers removed in an open batch
         self._saving: Any = None  # the save job running
@@ -808,6 +809,10 @@ class SegController(QObject):
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
         self.weights_changed.emit(weights)
+        # the weighed paintings may turn *textures* or *level slices* on auto: the overlay follows
+        if self.inferred.shown and self.image.layer is not None \
+                and self._inferred_choices() != self._inferred_decided:
+            self._refresh_inferred()
 
     def _on_model_updated(self, state: Any) -> None:
         self.preview.weights = state
@@ -887,6 +892,14 @@ class SegController(QObject):
         self.inferred.show(on)
         self._refresh_inferred()
 
+    def _inferred_choices(self) -> tuple[bool, bool]:
+        """*Level slices* and *textures* as the next run decides them (``auto`` by the newest
+        weighed paintings): what the background rule shown depends on."""
+        s = self.choices.train
+        dims = len(self.image.spatial_shape)
+        level = use_level_slices(s.level_slices, dims, self.training.slice_unevenness) and dims == 3
+        return level, use_textures(s.textures, self.training.texture_gain)
+
     def _refresh_inferred(self, snapshot: Any = None) -> None:
         if not self.inferred.shown or self._closed or self.image.layer is None:
             return
@@ -896,12 +909,11 @@ class SegController(QObject):
             return
         s = self.choices.train
         colors, names = overlay_styles(self.mode, self.choices.classes)
-        level = use_level_slices(s.level_slices, len(self.image.spatial_shape), self.training.slice_unevenness)
+        self._inferred_decided = level, textures = self._inferred_choices()
         self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
                                            self.mode, s.infer_outlines, s.infer_background,
                                            self.choices.overrides.get("outline_halo", TrainConfig.outline_halo),
-                                           level and len(self.image.spatial_shape) == 3,
-                                           use_textures(s.textures, self.training.texture_gain)),
+                                           level, textures),
                               colors, names)
 
     def loss_name(self) -> str:

@@ -420,3 +420,34 @@ def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     widget.redraw_progress()
     assert widget.learnt_note.isHidden()
     assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() != WARN_COLOR
+
+
+def test_show_inferred_follows_textures(open_widget, qtbot, blurred_disk):
+    """With *textures* on, the background rule shown keeps its threshold at the painted
+    background (as the run learns it, :func:`segstudio.core.background.towards_objects`); on
+    *auto* the overlay follows what the weighed paintings decide."""
+    from segstudio.core.implied import implied_labels, merged
+
+    img, strokes, _ = blurred_disk
+    viewer, widget, c = open_widget(img)
+    paint = c.paint_layers[0]
+    paint.data[...] = strokes
+    paint.refresh()
+    expected = {t: merged(implied_labels(strokes, img, "exclusive", outlines=True, background=True, textures=t))
+                for t in (False, True)}
+    assert (expected[False] == 1).sum() > (expected[True] == 1).sum()
+
+    def shown(t):
+        return "inferred" in viewer.layers and np.array_equal(viewer.layers["inferred"].data, expected[t])
+
+    widget.inferred_check.setChecked(True)
+    qtbot.waitUntil(lambda: shown(False), timeout=30000)  # auto: these strokes differ in brightness
+    widget.textures_combo.setCurrentText("on")
+    qtbot.waitUntil(lambda: shown(True), timeout=30000)
+    widget.textures_combo.setCurrentText("off")
+    qtbot.waitUntil(lambda: shown(False), timeout=30000)
+    widget.textures_combo.setCurrentText("auto")  # weighs the paintings again
+    qtbot.waitUntil(lambda: shown(False) and not c.training.workers.busy("paintings"), timeout=30000)
+    c.training.texture_gain = 100.0  # as if the weighed paintings said textures
+    c._on_weights(c.weights)
+    qtbot.waitUntil(lambda: shown(True), timeout=30000)
