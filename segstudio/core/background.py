@@ -60,6 +60,13 @@ the user's paintings. The rule, per image:
   texture's unreached clusters were at most 94 px, the background cut off inside vessel loops
   mostly hundreds to thousands; benchmarks/RESULTS.md, *Background cut off from the strokes*).
   Every step only removes pixels from the thresholded mask, never adds any.
+* Next to what is inferred, the rim (:func:`rim`, :data:`RIM_SHARE`): one threshold for the
+  whole image stops short of the blurred rims of objects brighter than the painted ones, and
+  the network, told nothing there, puts the edge halfway across the rim in space, a halo. The
+  unpainted pixels beside the inferred background that are darker than :data:`RIM_SHARE` of
+  the way from the local background (its mean nearby) up to the local peak (the brightest
+  pixel within 3 px, and one slice either side), where that peak is object-like, are taken
+  too. Off with *textures* (a texture's dark grains lie next to its bright ones).
 
 It works the same for multi-label paintings (:func:`infer_background_multilabel`), with
 *absent* as the background. A painting of one class is read like an exclusive one (*absent*
@@ -110,6 +117,20 @@ TOWARDS_OBJECTS = 0.2
 #: brightness, so a threshold on brightness is the least to be trusted: a texture's darker
 #: grains next to the background would join it).
 TOWARDS_OBJECTS_TEXTURES = 0.0
+#: The rim rule (:func:`rim`): next to the inferred background, unpainted pixels darker than
+#: this share of the way from the local background up to the local peak are background too
+#: (0: off). Read against the truth without training (benchmarks/runs/rim_rule_probe_*): 0.15
+#: takes almost no object pixel (at most 55 of the 1 516 it adds on a *dim* volume, none on
+#: most paintings), 0.25 a few per cent, 0.5 (halfway) up to half of what it adds on the
+#: touching rods. Trained on the quality matrix at 0.25, the rods' edges shrank (cells 3-D
+#: −0.05); at 0.15 (since session 28) the objects' precision rose where there was a halo and
+#: the foreground Dice with it (benchmarks/RESULTS.md, *The rim rule*).
+RIM_SHARE = 0.15
+#: The rim rule's windows (pixels in each 2D plane): the local background is the mean of the
+#: inferred background in a ``RIM_WINDOW`` square, the local peak the maximum in a
+#: ``RIM_PEAK`` square (and one slice either side in a volume).
+RIM_WINDOW = 11
+RIM_PEAK = 7
 #: Fewest painted pixels per side for the statistics to mean anything.
 MIN_PIXELS = 20
 SIGMA = 1.0
@@ -180,6 +201,32 @@ def reachable(mask: np.ndarray, seeds: np.ndarray, min_size: int = 0) -> np.ndar
     return mask & keep[labels]
 
 
+def rim(g: np.ndarray, inferred: np.ndarray, unpainted: np.ndarray, level: float,
+        share: float) -> np.ndarray:
+    """The rim between the inferred background and the objects, "halfway in brightness".
+
+    ``g``: the smoothed image with the objects on the bright side; ``inferred``: the background
+    rule's pixels. Returns the ``unpainted`` pixels, not in ``inferred``, whose ``g`` lies less
+    than ``share`` of the way from the local background (the mean of ``g`` over ``inferred`` in
+    a :data:`RIM_WINDOW` square of the plane) up to the local peak (the maximum of ``g`` in a
+    :data:`RIM_PEAK` square, one slice either side in a volume), where that peak is
+    object-like (at least ``level``, the object strokes' low quantile) and the pixel is not
+    (below it), joined to ``inferred`` by such pixels (face neighbours). The threshold alone
+    stops short of the objects' blurred rims; the network, told nothing there, puts the edge
+    halfway across them in space, a halo around every object. The local levels follow a
+    background that varies across the image, where one threshold cannot.
+    """
+    spatial = (1,) * (g.ndim - 2)
+    weight = ndi.uniform_filter(inferred.astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
+    total = ndi.uniform_filter(np.where(inferred, g, 0).astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
+    near = weight > 0.02
+    local = total / np.maximum(weight, 1e-6)
+    peak = ndi.maximum_filter(g, (3,) * (g.ndim - 2) + (RIM_PEAK, RIM_PEAK))
+    candidates = (unpainted & ~inferred & near & (peak >= level) & (g < level)
+                  & (g <= local + share * (peak - local)))
+    return reachable(candidates, inferred)
+
+
 def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level: float, dark: bool) -> np.ndarray:
     """Boolean mask of the background strokes (face-connected parts of the ``background`` paint)
     whose median intensity lies at or beyond ``level`` towards the object side: background
@@ -199,8 +246,14 @@ def towards_objects(textures: bool = False) -> float:
     return TOWARDS_OBJECTS_TEXTURES if textures else TOWARDS_OBJECTS
 
 
+def rim_share(textures: bool = False) -> float:
+    """The :func:`rim` rule's share: :data:`RIM_SHARE`, or 0 (off) where *textures* is on (a
+    texture's darker grains lie next to its brighter ones; read when called)."""
+    return 0.0 if textures else RIM_SHARE
+
+
 def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-          towards: float) -> np.ndarray | None:
+          towards: float, share: float = 0.0) -> np.ndarray | None:
     """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
@@ -226,7 +279,11 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
     else:
         t += towards * (level - t)
     like = g <= t
-    return (paint == UNPAINTED) & reachable(patches_only(like), bg_paint, MIN_REGION)
+    unpainted = paint == UNPAINTED
+    inferred = unpainted & reachable(patches_only(like), bg_paint, MIN_REGION)
+    if share > 0 and inferred.any():
+        inferred |= rim(g, inferred, unpainted, level, share)
+    return inferred
 
 
 def infer_background(
@@ -269,7 +326,7 @@ def infer_background(
     if g.shape != paint.shape:
         raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
     out = np.zeros_like(paint)
-    mask = _rule(paint, g, background, quantiles, towards_objects(textures))
+    mask = _rule(paint, g, background, quantiles, towards_objects(textures), rim_share(textures))
     if mask is not None:
         out[mask] = background
     return out
@@ -293,14 +350,14 @@ def infer_background_multilabel(
     g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
     out = np.zeros_like(paint)
     if paint.shape[0] == 1:  # absent is the background: as exclusive mode
-        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures))
+        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures), rim_share(textures))
         if mask is not None:
             out[0][mask] = ABSENT
     else:
         nothing = np.all(paint == ABSENT, axis=0)
         something = np.any(paint == PRESENT, axis=0)
         view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)
-        mask = _rule(view, g, 1, quantiles, towards_objects(textures))
+        mask = _rule(view, g, 1, quantiles, towards_objects(textures), rim_share(textures))
         if mask is not None:
             for c in range(paint.shape[0]):
                 out[c][mask & (paint[c] == UNPAINTED)] = ABSENT

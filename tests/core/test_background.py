@@ -404,3 +404,82 @@ def test_with_textures_the_threshold_stays_at_the_background(monkeypatch, blurre
     for textures, expected in ((False, towards), (True, at_background)):
         got = implied_labels(paint, img, "exclusive", outlines=False, background=True, textures=textures)
         np.testing.assert_array_equal(got["background"] == 1, expected)
+
+
+@pytest.fixture
+def dim_and_bright_disks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(image, paint, objects, r_bright)``: a dim disk (contrast 30, painted inside) and an
+    unpainted disk four times brighter, blurred (σ 2 px) into a noisy background."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:64, :96]
+    dim = np.hypot(yy - 32, xx - 24) <= 10
+    r_bright = np.hypot(yy - 32, xx - 68)
+    bright = r_bright <= 12
+    rng = np.random.default_rng(0)
+    img = ndi.gaussian_filter(dim * 30.0 + bright * 120.0, 2.0) + 10.0 + rng.normal(0, 1.0, dim.shape)
+    paint = np.zeros(dim.shape, np.uint8)
+    paint[2:5, 2:90] = 1
+    paint[30:34, 18:30] = 2
+    return img.astype(np.float32), paint, dim | bright, r_bright
+
+
+def test_the_rim_rule_takes_the_blurred_rim_of_objects_brighter_than_the_painted_ones(
+        monkeypatch, dim_and_bright_disks):
+    """The threshold is set by the painted (dim) object; around the brighter one it stops short
+    of a rim that is still darker than a sixth of that object's contrast. :data:`RIM_SHARE`
+    (0.15, the default) takes that rim (2–4 px outside the bright disk), nothing of either
+    disk, the same on a bright background (the image negated), and nothing at 0; a larger
+    share reaches closer to the disk."""
+    from segstudio.core import background
+
+    img, paint, objects, r = dim_and_bright_disks
+    assert background.RIM_SHARE == 0.15
+    with_rim = infer_background(paint, img) == 1
+    monkeypatch.setattr(background, "RIM_SHARE", 0.0)
+    threshold_only = infer_background(paint, img) == 1
+    assert not (threshold_only & ~with_rim).any(), "it only adds pixels"
+    rim = (r > 15) & (r <= 16)
+    assert threshold_only[rim].mean() < 0.7 and with_rim[rim].all()
+    added = with_rim & ~threshold_only
+    assert added.any() and r[added].min() > 14 and r[added].max() < 17
+    assert not with_rim[objects].any(), "no pixel of either object"
+    monkeypatch.setattr(background, "RIM_SHARE", 0.15)
+    np.testing.assert_array_equal(infer_background(paint, -img) == 1, with_rim)
+    monkeypatch.setattr(background, "RIM_SHARE", 0.25)
+    closer = infer_background(paint, img) == 1
+    assert closer[(r > 14) & (r <= 15)].all() and not closer[objects].any()
+
+
+def test_the_rim_rule_is_off_with_textures_and_the_same_in_multilabel_mode(monkeypatch, dim_and_bright_disks):
+    """*Textures* on: no rim (a texture's dark grains lie next to its bright ones). Multi-label
+    paintings of the same content get the same rim as exclusive ones."""
+    from segstudio.core import background
+
+    img, paint, _, _ = dim_and_bright_disks
+    monkeypatch.setattr(background, "RIM_SHARE", 0.0)
+    threshold_only = infer_background(paint, img, textures=True) == 1
+    monkeypatch.setattr(background, "RIM_SHARE", 0.25)
+    assert background.rim_share(True) == 0.0 and background.rim_share(False) == 0.25
+    np.testing.assert_array_equal(infer_background(paint, img, textures=True) == 1, threshold_only)
+    ml = np.stack([np.where(paint == 2, 1, np.where(paint == 1, 2, 0))]).astype(np.uint8)
+    np.testing.assert_array_equal(infer_background_multilabel(ml, img)[0] == 2, infer_background(paint, img) == 1)
+
+
+def test_rim_reaches_one_slice_either_side_and_needs_an_object_like_peak():
+    """In a volume the local peak is read one slice either side: the slices above and below an
+    object, dimmer than a quarter of its contrast, are rim; two slices away, where the brightest
+    thing within a slice is not object-like, they are not; the object itself never is."""
+    from segstudio.core.background import rim
+
+    g = np.zeros((5, 20, 20), np.float32)
+    g[2, 6:14, 6:14] = 100.0  # the object
+    g[[1, 3], 6:14, 6:14] = 20.0  # its axial blur
+    g[[0, 4], 6:14, 6:14] = 5.0
+    inferred = np.ones(g.shape, bool)
+    inferred[:, 6:14, 6:14] = False
+    out = rim(g, inferred, np.ones(g.shape, bool), level=80.0, share=0.25)
+    assert out[[1, 3], 6:14, 6:14].all()
+    assert not out[[0, 2, 4]].any()
+    assert not (out & inferred).any()
+    assert not rim(g, inferred, np.ones(g.shape, bool), level=80.0, share=0.1).any(), "20 > 0.1 of the way"
