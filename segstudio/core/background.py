@@ -120,8 +120,8 @@ TOWARDS_OBJECTS_TEXTURES = 0.0
 #: The rim rule (:func:`rim`): next to the inferred background, unpainted pixels darker than
 #: this share of the way from the local background up to the local peak are background too
 #: (0: off). Read against the truth without training (benchmarks/runs/rim_rule_probe_*): 0.15
-#: takes almost no object pixel (at most 55 of the 1 516 it adds on a *dim* volume, none on
-#: most paintings), 0.25 a few per cent, 0.5 (halfway) up to half of what it adds on the
+#: takes few object pixels (at most 55, of the 1 516 it adds on a *dim* volume; 14 of 220 on
+#: 2-D vessels; none on most paintings), 0.25 a few per cent, 0.5 (halfway) up to half of what it adds on the
 #: touching rods. Trained on the quality matrix at 0.25, the rods' edges shrank (cells 3-D
 #: −0.05); at 0.15 (since session 28) the objects' precision rose where there was a halo and
 #: the foreground Dice with it (benchmarks/RESULTS.md, *The rim rule*).
@@ -203,7 +203,7 @@ def reachable(mask: np.ndarray, seeds: np.ndarray, min_size: int = 0) -> np.ndar
 
 def rim(g: np.ndarray, inferred: np.ndarray, unpainted: np.ndarray, level: float,
         share: float) -> np.ndarray:
-    """The rim between the inferred background and the objects, "halfway in brightness".
+    """The rim between the inferred background and the objects, by brightness.
 
     ``g``: the smoothed image with the objects on the bright side; ``inferred``: the background
     rule's pixels. Returns the ``unpainted`` pixels, not in ``inferred``, whose ``g`` lies less
