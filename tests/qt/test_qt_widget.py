@@ -398,6 +398,34 @@ def test_show_inferred_overlays_what_the_trainer_learns(open_widget, qtbot):
     assert "inferred" not in viewer.layers
 
 
+def test_show_inferred_keeps_the_paint_layer_selected_and_on_top(open_widget, qtbot):
+    """Turning the overlay on leaves the paint layer selected (napari selects what it adds, and
+    the next stroke would land in a layer that cannot be painted) and puts the overlay under
+    the strokes, in both modes."""
+    img = np.full((40, 40), 10.0, np.float32)
+    img[12:28, 12:28] = 200.0
+    viewer, widget, c = open_widget(img)
+    paint = c.paint_layers[0]
+    paint.data[2:5, 2:38] = 1
+    paint.data[18:21, 16:24] = 2
+    paint.refresh()
+    assert viewer.layers.selection.active is paint
+    widget.inferred_check.setChecked(True)
+    qtbot.waitUntil(lambda: "inferred" in viewer.layers and viewer.layers["inferred"].data.any(), timeout=30000)
+    assert viewer.layers.selection.active is paint
+    assert viewer.layers.index(viewer.layers["inferred"]) < viewer.layers.index(paint)
+    widget.inferred_check.setChecked(False)
+    c.set_mode("multilabel")
+    paint = c.paint_layers[0]
+    viewer.layers.selection.active = paint
+    widget.inferred_check.setChecked(True)
+    names = [f"inferred: {spec.name}" for spec in c.classes]
+    qtbot.waitUntil(lambda: all(n in viewer.layers for n in names), timeout=30000)
+    assert viewer.layers.selection.active is paint
+    assert max(viewer.layers.index(viewer.layers[n]) for n in names) < min(
+        viewer.layers.index(lyr) for lyr in c.paint_layers)
+
+
 def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     """The class table shows each class's learnt share from the trainer's progress; a class
     under half after the first steps is coloured and named in a note under the table."""
