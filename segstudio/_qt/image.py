@@ -26,6 +26,18 @@ def layer_meta(layer: Any) -> dict[str, Any]:
     return dict((layer.metadata or {}).get(META_KEY) or {})
 
 
+def under_strokes(layers: Any, added: Sequence[Any], active: Any) -> None:
+    """Move the ``added`` overlay layers under the lowest paint layer, so that the strokes stay
+    on top, and give the selection back to ``active`` (napari selects what it adds, and the
+    next brush stroke would land in the overlay)."""
+    for layer in added:
+        paint = [i for i, lyr in enumerate(layers) if layer_meta(lyr).get("role") == "paintings"]
+        if paint:
+            layers.move(layers.index(layer), min(paint))
+    if active is not None and active in layers:
+        layers.selection.active = active
+
+
 def channel_axis_of(layer: Any) -> int | None:
     """The channel axis of an Image layer's data: after the layer's dims for RGB(A), else
     the one segstudio's reader recorded, else ``None`` (one channel)."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject
 
-from segstudio._qt.image import ChosenImage, layer_meta
+from segstudio._qt.image import ChosenImage, under_strokes
 from segstudio._qt.layers import ABSENT_COLOR, label_colormap
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
@@ -121,19 +121,13 @@ class Inferred(QObject):
             self.clear()
             geometry = self.image.geometry()
             layers = self.viewer.layers
-            active = layers.selection.active  # napari selects what it adds: the brush would land here
+            active = layers.selection.active
             self.layers = [
                 self.viewer.add_labels(np.zeros(shape, plane.dtype), name=name, opacity=OVERLAY_OPACITY,
                                        metadata=self.image.metadata(ROLE), **geometry)
                 for plane, name in zip(planes, self._names)
             ]
-            # under the strokes, so that they stay visible; the selection stays where it was
-            for layer in self.layers:
-                paint = [i for i, lyr in enumerate(layers) if layer_meta(lyr).get("role") == "paintings"]
-                if paint:
-                    layers.move(layers.index(layer), min(paint))
-            if active is not None and active in layers:
-                layers.selection.active = active
+            under_strokes(layers, self.layers, active)
         for layer, plane, colors in zip(self.layers, planes, self._colors):
             layer.colormap = label_colormap(colors)
             layer.data = plane

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from segstudio._qt.image import ChosenImage, Stamp, layer_meta, write_labels
+from segstudio._qt.image import ChosenImage, Stamp, layer_meta, under_strokes, write_labels
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.errors import UserInputError
@@ -429,12 +429,7 @@ class Objects(QObject):
         layer = self.viewer.add_labels(np.zeros(shape, np.uint8), name=OBJECTS_LAYER, opacity=OBJECTS_OPACITY,
                                        metadata=self.image.metadata(OBJECTS_ROLE), **self.image.geometry())
         layer.contour = OBJECTS_CONTOUR
-        # Below the paint layers, so the strokes stay on top; the selection stays where it was.
-        paint = [i for i, lyr in enumerate(layers) if layer_meta(lyr).get("role") == "paintings"]
-        if paint:
-            layers.move(layers.index(layer), min(paint))
-        if active is not None and active in layers:
-            layers.selection.active = active
+        under_strokes(layers, [layer], active)
         self.layer = layer
         return layer
 
