@@ -177,6 +177,64 @@ def test_bumps_along_an_elongated_object_do_not_split_it(monkeypatch):
     assert instances_from_labels(rod, InstanceOptions()).n == 3  # every bump a seed
 
 
+def _with_sliver_layer(truth: np.ndarray) -> np.ndarray:
+    """``truth`` (1 background, 2 interior, 3 boundary) with a broken one-pixel layer of
+    interior between the boundary and the background, every other pixel of it, as an argmax
+    leaves where the boundary class fades into the background."""
+    out = truth.copy()
+    face = ndi.generate_binary_structure(truth.ndim, 1)
+    if truth.ndim == 3:
+        face[0] = face[2] = False  # in each plane
+    layer = ndi.binary_dilation(truth == 3, face) & (truth == 1)
+    checker = (np.indices(truth.shape).sum(axis=0) % 2) == 0
+    out[layer & checker] = 2
+    return out
+
+
+def test_slivers_of_interior_outside_the_boundary_do_not_seed(monkeypatch):
+    import segstudio.core.instances as instances
+
+    inst = _two_touching_discs()
+    labels = _with_sliver_layer(instances_to_truth(inst))
+    assert label(labels == 2).max() > 20  # dozens of slivers besides the two interiors
+    got = instances_from_labels(labels, BOUNDARY)
+    assert got.n == 2 and got.classes.tolist() == [2, 2]
+    assert instance_scores(got.labels, inst).f1 == 1.0
+    assert np.array_equal(got.labels > 0, labels >= 2)  # the slivers' pixels stay in the objects
+    monkeypatch.setattr(instances, "SLIVER_DEPTH", 0)  # every region seeds: the rims fall apart
+    assert instances_from_labels(labels, BOUNDARY).n > 20
+
+
+def test_a_thin_interior_seeds_when_the_boundary_encloses_it_or_it_is_deep_enough():
+    inst = _two_touching_discs()
+    truth = instances_to_truth(inst)
+    thin = truth.copy()
+    thin[(thin == 2) & (np.abs(np.indices(thin.shape)[0] - 20) > 1)] = 3  # 3-px strips, enclosed
+    assert instances_from_labels(thin, BOUNDARY).n == 2
+    gap = truth.copy()
+    gap[18:23, :] = np.where(truth[18:23, :] == 3, 1, truth[18:23, :])  # the ring opened: interiors touch the background
+    got = instances_from_labels(gap, BOUNDARY)
+    assert got.n == 2 and instance_scores(got.labels, inst).f1 == 1.0
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_sliver_seeds_in_bands_equal_the_in_memory_result(dims, tmp_path):
+    if dims == 2:
+        two = _two_touching_discs()
+        inst = np.concatenate([two, np.zeros((5, 60), np.int32), np.where(two > 0, two + 2, 0)])
+        spacing = None
+    else:
+        inst = _balls((14, 40, 44), [(6, 14, 12), (6, 14, 32), (7, 30, 22)], 7.0, (2.0, 0.5, 0.5))
+        spacing = (2.0, 0.5, 0.5)
+    labels = _with_sliver_layer(instances_to_truth(inst, spacing=spacing))
+    memory = instances_from_labels(labels, BOUNDARY, spacing)
+    assert memory.n == inst.max()
+    out = np.zeros(labels.shape, np.uint32)
+    classes = instances_in_bands(labels, out, BOUNDARY, spacing, band_rows=4, halo=12, scratch_dir=tmp_path)
+    np.testing.assert_array_equal(out, memory.labels)
+    np.testing.assert_array_equal(classes, memory.classes)
+
+
 def test_min_size_is_physical_and_border_objects_can_be_dropped():
     labels = np.ones((10, 20, 20), np.uint8)
     labels[2:4, 5:10, 5:10] = 2  # 50 voxels, inside
