@@ -218,7 +218,8 @@ def rim(g: np.ndarray, inferred: np.ndarray, unpainted: np.ndarray, level: float
     """
     spatial = (1,) * (g.ndim - 2)
     weight = ndi.uniform_filter(inferred.astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
-    total = ndi.uniform_filter(np.where(inferred, g, 0).astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
+    total = ndi.uniform_filter(np.where(inferred, g, 0).astype(np.float32, copy=False),
+                             spatial + (RIM_WINDOW, RIM_WINDOW))
     near = weight > 0.02
     local = total / np.maximum(weight, 1e-6)
     peak = ndi.maximum_filter(g, (3,) * (g.ndim - 2) + (RIM_PEAK, RIM_PEAK))

@@ -791,12 +791,14 @@ def _image_seeds(labels: np.ndarray, kinds: Sequence[int], options: InstanceOpti
     return seeds, np.negative(height, out=height)
 
 
+def _slivers_possible(options: InstanceOptions) -> bool:
+    """Whether interior seeds can be slivers (:data:`SLIVER_DEPTH`): a boundary class, the rule on."""
+    return SLIVER_DEPTH > 0 and options.boundary_class is not None
+
+
 def _sliver_marks(kind: np.ndarray, labels: np.ndarray, options: InstanceOptions) -> list[np.ndarray]:
     """For :data:`SLIVER_DEPTH`: the object-class pixels (``kind > 0``) more than that deep in
-    their plane, those with a background face neighbour and those with a boundary one; ``[]``
-    when no region can be a sliver (no boundary class, or the rule off)."""
-    if SLIVER_DEPTH <= 0 or options.boundary_class is None:
-        return []
+    their plane, those with a background face neighbour and those with a boundary one."""
     inside = kind > 0
     plane = ndi.generate_binary_structure(2, 1).reshape((1,) * (kind.ndim - 2) + (3, 3))
     face = ndi.generate_binary_structure(kind.ndim, 1)
@@ -805,15 +807,18 @@ def _sliver_marks(kind: np.ndarray, labels: np.ndarray, options: InstanceOptions
                      for c in (options.background_class, options.boundary_class)]
 
 
-def _slivers(seeds: np.ndarray, marks: list[np.ndarray], n: int) -> np.ndarray:
-    """``(n + 1,)`` bool: which of the seed ids ``1..n`` of ``seeds`` are slivers, given
-    :func:`_sliver_marks` of the same pixels: they touch the background and the boundary class
-    and have no deep pixel."""
-    out = np.zeros(n + 1, bool)
-    if marks:
-        deep, background, boundary = (np.bincount(seeds[m].ravel(), minlength=n + 1) > 0 for m in marks)
-        out = background & boundary & ~deep
-        out[0] = False
+def _marked(ids: np.ndarray, marks: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Per mark of :func:`_sliver_marks`, ``(n + 1,)`` bool: which region ids ``0..n`` of
+    ``ids`` (the same pixels) have a marked pixel."""
+    return [np.bincount(ids[m].ravel(), minlength=n + 1) > 0 for m in marks]
+
+
+def _slivers(marked: list[np.ndarray]) -> np.ndarray:
+    """Which region ids are slivers, from :func:`_marked`: they touch the background and the
+    boundary class and have no deep pixel (never id 0)."""
+    deep, background, boundary = marked
+    out = background & boundary & ~deep
+    out[0] = False
     return out
 
 
@@ -824,10 +829,11 @@ def _seeds(labels: np.ndarray, kinds: Sequence[int], options: InstanceOptions,
     if options.seeds == "interior":
         kind = _kind_map(labels, kinds)
         seeds = label_regions(kind, background=0, connectivity=conn)
-        slivers = _slivers(seeds, _sliver_marks(kind, labels, options), int(seeds.max(initial=0)))
-        if slivers.any():
-            kind[slivers[seeds]] = 0
-            seeds = label_regions(kind, background=0, connectivity=conn)
+        if _slivers_possible(options):
+            slivers = _slivers(_marked(seeds, _sliver_marks(kind, labels, options), int(seeds.max(initial=0))))
+            if slivers.any():
+                kind[slivers[seeds]] = 0
+                seeds = label_regions(kind, background=0, connectivity=conn)
         return seeds, None
     dist, radii = _distances(labels, kinds, options.boundary_class, spacing, conn)
     peak = _peak_distance(options, radii, spacing)
@@ -1114,6 +1120,7 @@ def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, ki
     conn = min(options.connectivity, len(shape))
     boundary = options.boundary_class
     distance = options.seeds == "distance"
+    regions = None
     if distance:
         peak = options.peak_distance or _peak_distance_bands(labels, kinds, options, sp, conn, shape, band_rows,
                                                              halo, scratch, into)
@@ -1127,16 +1134,19 @@ def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, ki
         def seed_rows(a: int, b: int) -> np.ndarray:
             return _rows(seed_store, a, b)
     else:
-        slivers = _sliver_seeds_bands(labels, kinds, options, shape, band_rows, halo, scratch, into)
+        regions = _sliver_seeds_bands(labels, kinds, options, shape, band_rows, halo, scratch, into)
 
         def seed_rows(a: int, b: int) -> np.ndarray:
             kind = _kind_map(_rows(labels, a, b), kinds)
-            if slivers is not None:
-                store, drop = slivers
+            if regions is not None:
+                store, _, drop = regions
                 kind[drop[_rows(store, a, b)]] = 0
             return kind
-    seeds = scratch.array(shape)
-    n = _label_bands(seed_rows, shape, into(seeds), band_rows=band_rows, connectivity=conn, scratch=scratch)
+    if regions is not None and not regions[2].any():  # no sliver: the regions are the seeds
+        seeds, n = regions[0], regions[1]
+    else:
+        seeds = scratch.array(shape)
+        n = _label_bands(seed_rows, shape, into(seeds), band_rows=band_rows, connectivity=conn, scratch=scratch)
     for band in _halo_bands(shape[0], band_rows, halo):
         block = _rows(labels, band.lo, band.hi)
         seed_block = _rows(seeds, band.lo, band.hi).astype(np.int64)
@@ -1156,25 +1166,24 @@ def _seeded_bands(labels: Any, probabilities: Any | None, objects: np.memmap, ki
 
 def _sliver_seeds_bands(labels: Any, kinds: Sequence[int], options: InstanceOptions, shape: tuple[int, ...],
                         band_rows: int, halo: int, scratch: _Scratch,
-                        into: Callable[[np.memmap], Callable[..., None]]) -> tuple[np.memmap, np.ndarray] | None:
-    """The object classes' regions labelled across bands and which of them are slivers
-    (:data:`SLIVER_DEPTH`, as :func:`_seeds` finds them in memory), or ``None`` when none is."""
-    if SLIVER_DEPTH <= 0 or options.boundary_class is None:
+                        into: Callable[[np.memmap], Callable[..., None]]
+                        ) -> tuple[np.memmap, int, np.ndarray] | None:
+    """The object classes' regions labelled across bands, their number and which of them are
+    slivers (:data:`SLIVER_DEPTH`, as :func:`_seeds` finds them in memory); ``None`` when no
+    region can be one."""
+    if not _slivers_possible(options):
         return None
     conn = min(options.connectivity, len(shape))
     store = scratch.array(shape)
     n = _label_bands(lambda a, b: _kind_map(_rows(labels, a, b), kinds), shape, into(store),
                      band_rows=band_rows, connectivity=conn, scratch=scratch)
-    deep, background, boundary = (np.zeros(n + 1, bool) for _ in range(3))
+    seen = [np.zeros(n + 1, bool) for _ in range(3)]
     for band in _halo_bands(shape[0], band_rows, halo):
         block = _rows(labels, band.lo, band.hi)
         ids = _rows(store, band.lo, band.hi)[band.core]
-        marks = _sliver_marks(_kind_map(block, kinds), block, options)
-        for seen, mark in zip((deep, background, boundary), marks):
-            seen[ids[mark[band.core]]] = True
-    drop = background & boundary & ~deep
-    drop[0] = False
-    return (store, drop) if drop.any() else None
+        marks = [m[band.core] for m in _sliver_marks(_kind_map(block, kinds), block, options)]
+        seen = [a | b for a, b in zip(seen, _marked(ids, marks, n))]
+    return store, n, _slivers(seen)
 
 
 def _adopt_unreached(objects: np.memmap, unreached: np.memmap, n_left: int, n: int, shape: tuple[int, ...],
