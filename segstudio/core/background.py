@@ -12,6 +12,11 @@ the user's paintings. The rule, per image:
 
 * ``g``: the image smoothed in each 2D plane (σ = 1 px; channels averaged), so that single noisy
   pixels inside objects do not pass.
+* The side: the objects are taken to be brighter than the background (else the rule runs on
+  ``-g``) where the image less its wide blur (:func:`local_contrast`, :data:`SIDE_SIGMA`) is
+  higher under the object paint than under the background paint (medians;
+  :func:`bright_background`). The paints' own medians said the wrong side where the background
+  runs brighter than the dim objects and a correction round laid object strokes into them.
 * ``B``, ``F``: ``g`` under the background paint and under the paint of every other class.
   Background strokes whose median lies beyond the ``lo`` quantile of ``F`` (a background stroke
   painted over something bright, on the dark-background side) are left out of ``B``: they say
@@ -95,7 +100,7 @@ from segstudio.core.data import LEVEL_QUANTILE, slice_offsets
 
 __all__ = [
     "DEFAULT_QUANTILES", "TOWARDS_OBJECTS", "TOWARDS_OBJECTS_TEXTURES", "UNEVEN_BACKGROUND",
-    "background_unevenness", "infer_background", "infer_background_multilabel", "object_like_strokes",
+    "background_unevenness", "bright_background", "infer_background", "local_contrast", "infer_background_multilabel", "object_like_strokes",
     "patches_only", "reachable", "slice_unevenness", "smoothed_intensity", "towards_objects",
 ]
 
@@ -147,6 +152,14 @@ BULK = 0.25
 #: Leave background strokes that look like an object (their median beyond the ``lo`` quantile
 #: of the object strokes) out of the background statistics.
 LEAVE_OUT_OBJECT_LIKE_STROKES = True
+#: The blur (px, in each 2D plane) that :func:`bright_background` takes the image's local
+#: contrast against: wider than the objects, narrower than a background's run. On the quality
+#: matrix's 212 paintings (first paintings of seeds 0–2, correction rounds re-made from saved
+#: predictions; every image has a dark background) 16 and 32 told the side right on all, 8
+#: missed 4, 4 missed 17, the paints' medians 5 (all correction rounds on the *dim* family);
+#: the smallest margin at 32 was 0.024 of the image's 1–99 % range, at 16 0.008 (textured
+#: tissue, whose regions are large); benchmarks/runs/background_side_2026-12-05_s30.py.
+SIDE_SIGMA = 32.0
 #: Above this :func:`background_unevenness`, the painted background varies more in brightness
 #: than the painted classes differ from it: on a 2D image, *wide context* is worth a try
 #: (benchmarks/RESULTS.md, *A wider filter for uneven backgrounds*).
@@ -241,6 +254,49 @@ def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level
     return flagged[strokes]
 
 
+def local_contrast(g: np.ndarray, at: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """``g`` less its Gaussian blur of ``sigma`` px (default :data:`SIDE_SIGMA`, read when
+    called) in each 2D plane, at the pixels of mask ``at`` (in ``np.nonzero`` order).
+
+    The blur is taken on block means (blocks of ``sigma // 4`` px square), which is cheap on a
+    volume and, at this scale, as good: read at a pixel's block, it is off by at most half a
+    block, an eighth of ``sigma``. The border is extended (``nearest``).
+    """
+    sigma = SIDE_SIGMA if sigma is None else float(sigma)
+    f = max(1, int(sigma // 4))
+    h, w = g.shape[-2:]
+    ph, pw = -h % f, -w % f
+    lead = ((0, 0),) * (g.ndim - 2)
+    padded = np.pad(g, lead + ((0, ph), (0, pw)), mode="edge") if ph or pw else g
+    small = padded.reshape(padded.shape[:-2] + ((h + ph) // f, f, (w + pw) // f, f)).mean(axis=(-3, -1))
+    small = ndi.gaussian_filter(small, (0.0,) * (g.ndim - 2) + (sigma / f, sigma / f), mode="nearest")
+    idx = np.nonzero(at)
+    return g[idx] - small[idx[:-2] + (idx[-2] // f, idx[-1] // f)]
+
+
+def bright_background(paint: np.ndarray, g: np.ndarray, background: int) -> bool:
+    """Whether the painted background lies on the bright side of the painted objects.
+
+    Decided by the local contrast (:func:`local_contrast`: the image less its blur of
+    :data:`SIDE_SIGMA` px): the median under the object paint against the median under the
+    background paint; on a tie, by the medians of the image itself. The image's own medians
+    (the rule before session 30) flip on a background more uneven than the objects' contrast:
+    a correction round's object strokes, laid into the dim objects a network missed, put the
+    objects' median below that of background strokes laid on the bright parts of the
+    background, the rule read the image as a bright background and inferred nothing, and the
+    prediction after the round lost its precision (benchmarks/RESULTS.md, *Which side the
+    background is on*). An object is brighter (or darker) than what lies around it, however the
+    background runs.
+    """
+    bg_paint = paint == background
+    obj_paint = (paint != UNPAINTED) & ~bg_paint
+    d_bg = np.median(local_contrast(g, bg_paint))
+    d_obj = np.median(local_contrast(g, obj_paint))
+    if d_bg != d_obj:
+        return bool(d_bg > d_obj)
+    return bool(np.median(g[bg_paint]) > np.median(g[obj_paint]))
+
+
 def towards_objects(textures: bool = False) -> float:
     """The share of the way the threshold lies towards the objects: :data:`TOWARDS_OBJECTS`, or
     :data:`TOWARDS_OBJECTS_TEXTURES` where *textures* is on (read when called)."""
@@ -262,7 +318,7 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
         return None
     lo, hi = quantiles
     # on a bright background, work on -g: the objects are then above the background either way
-    if np.median(g[bg_paint]) > np.median(g[obj_paint]):
+    if bright_background(paint, g, background):
         g = -g
     other = g[obj_paint]
     level = np.quantile(other, lo)

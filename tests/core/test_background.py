@@ -483,3 +483,75 @@ def test_rim_reaches_one_slice_either_side_and_needs_an_object_like_peak():
     assert not out[[0, 2, 4]].any()
     assert not (out & inferred).any()
     assert not rim(g, inferred, np.ones(g.shape, bool), level=80.0, share=0.1).any(), "20 > 0.1 of the way"
+
+
+def _ramp_scene(bright: bool = False):
+    """Bright spots on a background that runs from dark (left) to brighter than the spots on
+    the left (right): most background strokes lie on the bright right, the object strokes in
+    two spots on the left, so the object paint's median is below the background paint's."""
+    y, x = np.mgrid[0:96, 0:192].astype(np.float32)
+    img = 10.0 + 60.0 * x / 191.0
+    for cy, cx in ((30, 30), (66, 40), (30, 100), (66, 160)):
+        img += 30.0 * (((y - cy) ** 2 + (x - cx) ** 2) <= 36)
+    img += np.random.default_rng(0).normal(0.0, 1.0, img.shape).astype(np.float32)
+    if bright:
+        img = 200.0 - img
+    paint = np.zeros(img.shape, np.uint8)
+    paint[5:7, 2:14] = 1  # a short stroke on the dark left
+    paint[84:87, 120:186] = 1  # a long one on the bright right
+    paint[29:32, 27:34] = 2
+    paint[65:68, 37:44] = 2
+    return img, paint
+
+
+@pytest.mark.parametrize("bright", [False, True])
+def test_the_background_side_follows_the_local_contrast_not_the_medians(bright):
+    """On a background that runs brighter than the objects, the paint's medians say the wrong
+    side (a correction round into dim objects did this on the quality matrix's *dim* images and
+    switched the rule off); the objects still stand out from what lies around them."""
+    from segstudio.core.background import bright_background, smoothed_intensity
+
+    img, paint = _ramp_scene(bright)
+    g = smoothed_intensity(img, None, 2)
+    by_medians = np.median(g[paint == 1]) > np.median(g[paint == 2])
+    assert by_medians != bright, "the scene is one where the medians say the wrong side"
+    assert bright_background(paint, g, 1) == bright
+    out = infer_background(paint, img)
+    assert out[paint == 0].any(), "the rule stays on"
+    spots = np.zeros(img.shape, bool)
+    yy, xx = np.mgrid[0:96, 0:192]
+    for cy, cx in ((30, 30), (66, 40), (30, 100), (66, 160)):
+        spots |= ((yy - cy) ** 2 + (xx - cx) ** 2) <= 36
+    assert not out[spots].any(), "no spot is inferred background"
+
+
+def test_the_background_side_of_a_flat_image_is_dark():
+    """No local contrast and equal medians: the tie reads as a dark background, without error."""
+    from segstudio.core.background import bright_background
+
+    paint = np.zeros((16, 16), np.uint8)
+    paint[0, :] = 1
+    paint[15, :] = 2
+    assert bright_background(paint, np.full(paint.shape, 3.0, np.float32), 1) is False
+
+
+def test_local_contrast_matches_scipy_in_each_plane():
+    from scipy import ndimage as ndi
+
+    from segstudio.core.background import local_contrast
+
+    rng = np.random.default_rng(1)
+    field = ndi.gaussian_filter(rng.normal(0.0, 1.0, (3, 150, 130)), (0, 6, 6)).astype(np.float32)
+    field *= 10.0 / field.std()
+    field += np.linspace(0.0, 40.0, 130, dtype=np.float32)  # a ramp across x
+    at = np.zeros(field.shape, bool)
+    at[:, ::7, ::5] = True
+    for sigma in (8.0, 32.0):
+        exact = (field - ndi.gaussian_filter(field, (0, sigma, sigma), mode="nearest"))[at]
+        got = local_contrast(field, at, sigma)
+        assert got.shape == exact.shape
+        assert np.abs(got - exact).max() < 0.15 * np.ptp(exact), sigma
+        assert np.corrcoef(got, exact)[0, 1] > 0.98, sigma
+    # planes are read apart: a volume's answer is its planes' answers
+    per_plane = np.concatenate([local_contrast(field[z], at[z]) for z in range(3)])
+    np.testing.assert_allclose(local_contrast(field, at), per_plane, rtol=1e-5, atol=1e-4)
