@@ -142,6 +142,36 @@ def background_along_z():
     return _background_along_z
 
 
+def _spots_on_a_ramp(bright: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bright spots on a background that runs from dark (left) to brighter than the spots on
+    the left (right): most background strokes lie on the bright right, the object strokes in
+    two spots on the left, so the object paint's median is below the background paint's.
+    ``bright``: the image mirrored (dark spots on a bright background). Returns ``(image,
+    paint, spots)``."""
+    y, x = np.mgrid[0:96, 0:192].astype(np.float32)
+    img = 10.0 + 60.0 * x / 191.0
+    spots = np.zeros(img.shape, bool)
+    for cy, cx in ((30, 30), (66, 40), (30, 100), (66, 160)):
+        spots |= ((y - cy) ** 2 + (x - cx) ** 2) <= 36
+    img += 30.0 * spots
+    img += np.random.default_rng(0).normal(0.0, 1.0, img.shape).astype(np.float32)
+    if bright:
+        img = 200.0 - img
+    paint = np.zeros(img.shape, np.uint8)
+    paint[5:7, 2:14] = 1  # a short stroke on the dark left
+    paint[84:87, 120:186] = 1  # a long one on the bright right
+    paint[29:32, 27:34] = 2
+    paint[65:68, 37:44] = 2
+    return img.astype(np.float32), paint, spots
+
+
+@pytest.fixture
+def spots_on_a_ramp():
+    """``make(bright=False) -> (image, paint, spots)``: spots on a background that runs brighter
+    than the spots elsewhere, most background strokes on its bright end (:func:`_spots_on_a_ramp`)."""
+    return _spots_on_a_ramp
+
+
 @pytest.fixture
 def blurred_disk() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(image, paint, disk)``: a bright disk (radius 12) blurred into a dark background (σ 2 px,

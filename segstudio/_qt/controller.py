@@ -60,7 +60,14 @@ from segstudio._qt.settings import Settings, TrainSettings
 from segstudio._qt.training import Paintings, Training, keep_triton_out, torch_warm_up
 from segstudio._qt.workers import WorkerSet, run_in_background
 from segstudio.core.allocator import tune_allocator
-from segstudio.core.config import AUTO_CHOICES, TrainConfig, use_level_slices, use_textures, wide_context_filters
+from segstudio.core.config import (
+    AUTO_CHOICES,
+    TrainConfig,
+    use_level_slices,
+    use_textures,
+    use_wide_context,
+    wide_context_filters,
+)
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
 from segstudio.core.metrics import InstanceScores
@@ -140,7 +147,7 @@ class SegController(QObject):
         #: The class weights the class table shows (the trainer's while it trains).
         self.weights: ClassWeights | None = None
         self._offered: tuple[Any, ...] | None = None
-        self._inferred_decided: tuple[bool, bool] | None = None  # (level slices, textures) shown
+        self._inferred_decided: tuple[bool, bool, bool] | None = None  # (level slices, textures, wide context) shown
         self._closed = False
         self._batch_removed: list[Any] | None = None  # layers removed in an open batch
         self._saving: Any = None  # the save job running
@@ -809,7 +816,7 @@ class SegController(QObject):
     def _on_weights(self, weights: ClassWeights) -> None:
         self.weights = weights
         self.weights_changed.emit(weights)
-        # the weighed paintings may turn *textures* or *level slices* on auto: the overlay follows
+        # the weighed paintings may turn *textures*, *level slices* or *wide context* on auto: the overlay follows
         if self.inferred.shown and self.image.layer is not None \
                 and self._inferred_choices() != self._inferred_decided:
             self._refresh_inferred()
@@ -880,7 +887,7 @@ class SegController(QObject):
             if key in changes:
                 changes[key] = read(changes[key])
         self.choices.train = replace(self.choices.train, **changes)
-        if {"infer_outlines", "infer_background", "level_slices", "textures"} & set(changes):
+        if {"infer_outlines", "infer_background", "level_slices", "textures", "wide_context"} & set(changes):
             self._refresh_inferred()
         if set(AUTO_CHOICES) & set(changes):
             self._offer_paintings()  # the class table's notes follow the choices
@@ -892,13 +899,14 @@ class SegController(QObject):
         self.inferred.show(on)
         self._refresh_inferred()
 
-    def _inferred_choices(self) -> tuple[bool, bool]:
-        """*Level slices* and *textures* as the next run decides them (``auto`` by the newest
-        weighed paintings): what the background rule shown depends on."""
+    def _inferred_choices(self) -> tuple[bool, bool, bool]:
+        """*Level slices*, *textures* and *wide context* as the next run decides them (``auto``
+        by the newest weighed paintings): what the background rule shown depends on."""
         s = self.choices.train
         dims = len(self.image.spatial_shape)
         level = use_level_slices(s.level_slices, dims, self.training.slice_unevenness) and dims == 3
-        return level, use_textures(s.textures, self.training.texture_gain)
+        wide = dims == 2 and use_wide_context(s.wide_context, dims, self.training.unevenness)
+        return level, use_textures(s.textures, self.training.texture_gain), wide
 
     def _refresh_inferred(self, snapshot: Any = None) -> None:
         if not self.inferred.shown or self._closed or self.image.layer is None:
@@ -909,11 +917,11 @@ class SegController(QObject):
             return
         s = self.choices.train
         colors, names = overlay_styles(self.mode, self.choices.classes)
-        self._inferred_decided = level, textures = self._inferred_choices()
+        self._inferred_decided = level, textures, wide = self._inferred_choices()
         self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
                                            self.mode, s.infer_outlines, s.infer_background,
                                            self.choices.overrides.get("outline_halo", TrainConfig.outline_halo),
-                                           level, textures),
+                                           level, textures, wide),
                               colors, names)
 
     def loss_name(self) -> str:

@@ -47,6 +47,10 @@ class InferRequest:
     #: *Textures* is on for the next run: the background rule's threshold stays nearer the
     #: painted background (:func:`segstudio.core.background.towards_objects`).
     textures: bool = False
+    #: *Wide context* is on for the next run (a 2D image with an uneven background): the
+    #: background rule reads the image against its local background
+    #: (:data:`segstudio.core.background.UNEVEN_SIGMA`).
+    uneven: bool = False
 
 
 def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
@@ -57,7 +61,7 @@ def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
     labels = implied_labels(request.paintings.paintings(), request.image, request.mode,
                             channel_axis=request.channel_axis, outlines=request.outlines,
                             background=request.background, halo=request.halo, offsets=offsets,
-                            textures=request.textures)
+                            textures=request.textures, uneven=request.uneven)
     return request.image_key, merged(labels)
 
 

@@ -7,7 +7,7 @@ rebuild the model and its input normalisation.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,13 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
     if spatial_dims != 2:
         raise UserInputError("wide context is for 2D images (on volumes it measured worse): turn it off")
     return (*DEFAULT_INPUT_FILTERS[2], WIDE_CONTEXT_SIGMA)
+
+
+def has_wide_context(input_filters: Sequence[float], spatial_dims: int) -> bool:
+    """Whether a run's input filters are *wide context*'s (:func:`wide_context_filters`): a 2D
+    image whose background is uneven, which the background rule then reads against its local
+    background (:data:`segstudio.core.background.UNEVEN_SIGMA`)."""
+    return spatial_dims == 2 and tuple(float(s) for s in input_filters) == wide_context_filters(2)
 
 
 #: The region scale of *textures* (pixels along the finest axis): the input filters' local

@@ -48,6 +48,7 @@ def implied_labels(
     smoothed: np.ndarray | None = None,
     offsets: Sequence[Sequence[float]] = (),
     textures: bool = False,
+    uneven: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """What each rule that is on infers for the unpainted pixels.
 
@@ -75,6 +76,10 @@ def implied_labels(
         *Textures* is on for this image (``TrainConfig.filter_texture``): the background rule's
         threshold stays nearer the painted background
         (:func:`~segstudio.core.background.towards_objects`).
+    uneven
+        *Wide context* is on for this 2D image (``TrainConfig.input_filters``; its background
+        is uneven): the background rule reads the image against its local background
+        (:data:`~segstudio.core.background.UNEVEN_SIGMA`).
 
     Returns
     -------
@@ -97,7 +102,8 @@ def implied_labels(
         if smoothed is None:
             smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets)
         infer_bg = infer_background if exclusive else infer_background_multilabel
-        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures)
+        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures,
+                          uneven=uneven)
         labels[taken] = UNPAINTED
         out["background"] = labels if labels.any() else None
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from segstudio.core.background import infer_background, infer_background_multilabel
 
@@ -485,44 +486,41 @@ def test_rim_reaches_one_slice_either_side_and_needs_an_object_like_peak():
     assert not rim(g, inferred, np.ones(g.shape, bool), level=80.0, share=0.1).any(), "20 > 0.1 of the way"
 
 
-def _ramp_scene(bright: bool = False):
-    """Bright spots on a background that runs from dark (left) to brighter than the spots on
-    the left (right): most background strokes lie on the bright right, the object strokes in
-    two spots on the left, so the object paint's median is below the background paint's."""
-    y, x = np.mgrid[0:96, 0:192].astype(np.float32)
-    img = 10.0 + 60.0 * x / 191.0
-    for cy, cx in ((30, 30), (66, 40), (30, 100), (66, 160)):
-        img += 30.0 * (((y - cy) ** 2 + (x - cx) ** 2) <= 36)
-    img += np.random.default_rng(0).normal(0.0, 1.0, img.shape).astype(np.float32)
-    if bright:
-        img = 200.0 - img
-    paint = np.zeros(img.shape, np.uint8)
-    paint[5:7, 2:14] = 1  # a short stroke on the dark left
-    paint[84:87, 120:186] = 1  # a long one on the bright right
-    paint[29:32, 27:34] = 2
-    paint[65:68, 37:44] = 2
-    return img, paint
-
-
 @pytest.mark.parametrize("bright", [False, True])
-def test_the_background_side_follows_the_local_contrast_not_the_medians(bright):
+def test_the_background_side_follows_the_local_contrast_not_the_medians(spots_on_a_ramp, bright):
     """On a background that runs brighter than the objects, the paint's medians say the wrong
     side (a correction round into dim objects did this on the quality matrix's *dim* images and
     switched the rule off); the objects still stand out from what lies around them."""
     from segstudio.core.background import bright_background, smoothed_intensity
 
-    img, paint = _ramp_scene(bright)
+    img, paint, spots = spots_on_a_ramp(bright)
     g = smoothed_intensity(img, None, 2)
     by_medians = np.median(g[paint == 1]) > np.median(g[paint == 2])
     assert by_medians != bright, "the scene is one where the medians say the wrong side"
     assert bright_background(paint, g, 1) == bright
     out = infer_background(paint, img)
     assert out[paint == 0].any(), "the rule stays on"
-    spots = np.zeros(img.shape, bool)
-    yy, xx = np.mgrid[0:96, 0:192]
-    for cy, cx in ((30, 30), (66, 40), (30, 100), (66, 160)):
-        spots |= ((yy - cy) ** 2 + (xx - cx) ** 2) <= 36
     assert not out[spots].any(), "no spot is inferred background"
+
+
+@pytest.mark.parametrize("bright", [False, True])
+def test_on_an_uneven_background_the_rule_reads_the_local_background(spots_on_a_ramp, bright):
+    """With *uneven* (wide context on), the background as bright as the spots on the dark end
+    is background too; one threshold for the image stops at the dark end."""
+    img, paint, spots = spots_on_a_ramp(bright)
+    ring = ndi.binary_dilation(spots, iterations=4)
+    bright_end = np.zeros(img.shape, bool)
+    bright_end[:, 120:] = True
+    bright_end &= ~ring & (paint == 0)
+    one = infer_background(paint, img) == 1
+    local = infer_background(paint, img, uneven=True) == 1
+    assert one[bright_end].mean() < 0.05, "one threshold leaves the bright end"
+    assert local[bright_end].mean() > 0.8, "against the local background it is background"
+    assert local[~ring & (paint == 0)].mean() > 0.8
+    assert not local[spots].any(), "no spot is inferred background"
+    ml = np.zeros((1, *paint.shape), np.uint8)
+    ml[0][paint == 1], ml[0][paint == 2] = 2, 1
+    np.testing.assert_array_equal(infer_background_multilabel(ml, img, uneven=True)[0] == 2, local)
 
 
 def test_the_background_side_of_a_flat_image_is_dark():

@@ -380,6 +380,25 @@ def test_the_background_rule_learnt_follows_the_runs_textures(monkeypatch, blurr
     np.testing.assert_array_equal(learnt == 1, expected[textures] == 1)
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_background_rule_learnt_follows_the_runs_wide_context(spots_on_a_ramp, wide):
+    """With *wide context* (an uneven background) the trainer learns the background rule read
+    against the local background (:func:`implied_labels` with ``uneven``)."""
+    from segstudio.core.implied import implied_labels
+
+    img, lab, _ = spots_on_a_ramp()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=1, infer_outlines=False, infer_background=True,
+                       wide_context=wide, **TINY)
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(img, lab))
+    (learnt,) = trainer.prepared[0].inferred
+    expected = {u: implied_labels(lab, img, "exclusive", outlines=False, background=True, uneven=u)["background"]
+                for u in (False, True)}
+    assert (expected[True] == 1).sum() > (expected[False] == 1).sum()
+    np.testing.assert_array_equal(learnt == 1, expected[wide] == 1)
+
+
 def test_region_channels_come_from_the_whole_image_once():
     """With region scales the trainer computes the image's region channels once (kept across
     paint changes) and its patches carry them; without, patches are the image alone."""

@@ -286,3 +286,22 @@ def test_the_inferred_overlay_follows_textures(monkeypatch, blurred_disk):
         np.testing.assert_array_equal(labels, merged(implied_labels(paint, img, "exclusive", outlines=False,
                                                                     background=True, textures=t)))
     assert (shown[False] == 1).sum() > (shown[True] == 1).sum()
+
+
+def test_the_inferred_overlay_follows_wide_context(spots_on_a_ramp):
+    """The background rule shown is the one the run learns: with *wide context* on (an uneven
+    2D background) it reads the image against its local background."""
+    from types import SimpleNamespace
+
+    from segstudio._qt.inferred import InferRequest, infer
+    from segstudio.core.implied import implied_labels, merged
+
+    img, paint, _ = spots_on_a_ramp()
+    snap = SimpleNamespace(paintings=lambda: paint)
+    shown = {u: infer(InferRequest("img", img, None, snap, "exclusive", False, True, None, False, False, u))[1]
+             for u in (False, True)}
+    for u, labels in shown.items():
+        np.testing.assert_array_equal(labels, merged(implied_labels(paint, img, "exclusive", outlines=False,
+                                                                    background=True, uneven=u)))
+    assert (shown[True] == 1).sum() > (shown[False] == 1).sum()
+
