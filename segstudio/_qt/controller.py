@@ -147,7 +147,7 @@ class SegController(QObject):
         #: The class weights the class table shows (the trainer's while it trains).
         self.weights: ClassWeights | None = None
         self._offered: tuple[Any, ...] | None = None
-        self._inferred_decided: tuple[bool, bool, bool] | None = None  # (level slices, textures, wide context) shown
+        self._inferred_decided: tuple[bool, bool, bool] | None = None  # (level slices, textures, uneven) shown
         self._closed = False
         self._batch_removed: list[Any] | None = None  # layers removed in an open batch
         self._saving: Any = None  # the save job running
@@ -900,13 +900,14 @@ class SegController(QObject):
         self._refresh_inferred()
 
     def _inferred_choices(self) -> tuple[bool, bool, bool]:
-        """*Level slices*, *textures* and *wide context* as the next run decides them (``auto``
-        by the newest weighed paintings): what the background rule shown depends on."""
+        """*Level slices*, *textures* and whether the background is taken for uneven (*wide
+        context* on a 2-D image, *level slices* on a volume) as the next run decides them
+        (``auto`` by the newest weighed paintings): what the background rule shown depends on."""
         s = self.choices.train
         dims = len(self.image.spatial_shape)
         level = use_level_slices(s.level_slices, dims, self.training.slice_unevenness) and dims == 3
-        wide = dims == 2 and use_wide_context(s.wide_context, dims, self.training.unevenness)
-        return level, use_textures(s.textures, self.training.texture_gain), wide
+        uneven = level or (dims == 2 and use_wide_context(s.wide_context, dims, self.training.unevenness))
+        return level, use_textures(s.textures, self.training.texture_gain), uneven
 
     def _refresh_inferred(self, snapshot: Any = None) -> None:
         if not self.inferred.shown or self._closed or self.image.layer is None:
@@ -917,11 +918,11 @@ class SegController(QObject):
             return
         s = self.choices.train
         colors, names = overlay_styles(self.mode, self.choices.classes)
-        self._inferred_decided = level, textures, wide = self._inferred_choices()
+        self._inferred_decided = level, textures, uneven = self._inferred_choices()
         self.inferred.request(InferRequest(self.image.key, self.image.array(), self.image.channel_axis, snapshot,
                                            self.mode, s.infer_outlines, s.infer_background,
                                            self.choices.overrides.get("outline_halo", TrainConfig.outline_halo),
-                                           level, textures, wide),
+                                           level, textures, uneven),
                               colors, names)
 
     def loss_name(self) -> str:

@@ -47,8 +47,9 @@ class InferRequest:
     #: *Textures* is on for the next run: the background rule's threshold stays nearer the
     #: painted background (:func:`segstudio.core.background.towards_objects`).
     textures: bool = False
-    #: *Wide context* is on for the next run (a 2D image with an uneven background): the
-    #: background rule reads the image against its local background
+    #: The next run takes the background for uneven (*wide context* on a 2-D image, *level
+    #: slices* on a volume; :func:`segstudio.core.config.uneven_background`): the background
+    #: rule reads the image against its local background
     #: (:data:`segstudio.core.background.UNEVEN_SIGMA`).
     uneven: bool = False
 

@@ -17,10 +17,11 @@ the user's paintings. The rule, per image:
   higher under the object paint than under the background paint (medians;
   :func:`bright_background`). The paints' own medians said the wrong side where the background
   runs brighter than the dim objects and a correction round laid object strokes into them.
-* On an uneven background (``uneven``: a 2D image with *wide context* on), ``g`` less its
-  wide blur (:data:`UNEVEN_SIGMA`): the rule then reads every pixel against its local
-  background, as one threshold cannot where the background runs brighter than the dim objects
-  elsewhere (benchmarks/RESULTS.md, *The background rule against the local background*).
+* On an uneven background (``uneven``: *wide context* on a 2-D image, *level slices* on a
+  volume), ``g`` less its wide blur in each plane (:data:`UNEVEN_SIGMA`): the rule then reads
+  every pixel against its local background, as one threshold cannot where the background runs
+  brighter than the dim objects elsewhere (benchmarks/RESULTS.md, *The background rule against
+  the local background*).
 * ``B``, ``F``: ``g`` under the background paint and under the paint of every other class.
   Background strokes whose median lies beyond the ``lo`` quantile of ``F`` (a background stroke
   painted over something bright, on the dark-background side) are left out of ``B``: they say
@@ -165,12 +166,14 @@ LEAVE_OUT_OBJECT_LIKE_STROKES = True
 #: the smallest margin at 32 was 0.024 of the image's 1–99 % range, at 16 0.008 (textured
 #: tissue, whose regions are large); benchmarks/runs/background_side_2026-12-05_s30.py.
 SIDE_SIGMA = 32.0
-#: With *uneven* (a 2D image's *wide context* on: its background varies more than the painted
-#: classes differ from it), the rule reads ``g`` less its Gaussian blur of this many px in
-#: each plane: against the local background, so that background as bright as the dim objects
-#: elsewhere is background too. On the quality matrix's *dim* 2D cells (every habit, both
-#: modes, seeds 0 and 1) foreground Dice rose in 19 of 24 phases and fell by at most 0.013
-#: (benchmarks/RESULTS.md, *The background rule against the local background*).
+#: With *uneven* (*wide context* on a 2-D image, *level slices* on a volume: a background that
+#: varies more than the painted classes differ from it), the rule reads ``g`` less its
+#: Gaussian blur of this many px in each plane: against the local background, so that
+#: background as bright as the dim objects elsewhere is background too. On the quality
+#: matrix's *dim* cells (every habit, both modes, seeds 0 and 1) foreground Dice rose in 19 of
+#: 24 phases in 2-D (fell by at most 0.013; 32 px: 18, and 16 px beat it in 17) and in 21 of 24
+#: in 3-D (fell in none); benchmarks/RESULTS.md, *The background rule against the local
+#: background*.
 UNEVEN_SIGMA = 16.0
 #: Above this :func:`background_unevenness`, the painted background varies more in brightness
 #: than the painted classes differ from it: on a 2D image, *wide context* is worth a try
@@ -388,8 +391,9 @@ def infer_background(
         *Textures* is on for this image: the threshold stays nearer the background
         (:func:`towards_objects`).
     uneven
-        *Wide context* is on for this image (its background is uneven): the rule reads the
-        image against its local background (:data:`UNEVEN_SIGMA`).
+        The run takes the background for uneven (*wide context* on a 2-D image, *level slices*
+        on a volume): the rule reads the image against its local background
+        (:data:`UNEVEN_SIGMA`).
 
     Returns
     -------

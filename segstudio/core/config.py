@@ -101,10 +101,15 @@ def wide_context_filters(spatial_dims: int) -> tuple[float, ...]:
 
 
 def has_wide_context(input_filters: Sequence[float], spatial_dims: int) -> bool:
-    """Whether a run's input filters are *wide context*'s (:func:`wide_context_filters`): a 2D
-    image whose background is uneven, which the background rule then reads against its local
-    background (:data:`segstudio.core.background.UNEVEN_SIGMA`)."""
+    """Whether a run's input filters are *wide context*'s (:func:`wide_context_filters`)."""
     return spatial_dims == 2 and tuple(float(s) for s in input_filters) == wide_context_filters(2)
+
+
+def uneven_background(input_filters: Sequence[float], level_slices: bool, spatial_dims: int) -> bool:
+    """Whether a run takes its image's background for uneven: *wide context* on a 2-D image
+    (:func:`has_wide_context`), *level slices* on a volume. The background rule then reads the
+    image against its local background (:data:`segstudio.core.background.UNEVEN_SIGMA`)."""
+    return has_wide_context(input_filters, spatial_dims) or (spatial_dims == 3 and bool(level_slices))
 
 
 #: The region scale of *textures* (pixels along the finest axis): the input filters' local

@@ -77,8 +77,9 @@ def implied_labels(
         threshold stays nearer the painted background
         (:func:`~segstudio.core.background.towards_objects`).
     uneven
-        *Wide context* is on for this 2D image (``TrainConfig.input_filters``; its background
-        is uneven): the background rule reads the image against its local background
+        The run takes the background for uneven (*wide context* on a 2-D image, *level slices*
+        on a volume; :func:`~segstudio.core.config.uneven_background`): the background rule
+        reads the image against its local background
         (:data:`~segstudio.core.background.UNEVEN_SIGMA`).
 
     Returns

@@ -29,7 +29,7 @@ import torch
 from segstudio.core.allocator import tune_allocator
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
-from segstudio.core.config import NETWORK_FIELDS, TEXTURE_SCALE, TrainConfig, has_wide_context, wide_context_filters
+from segstudio.core.config import NETWORK_FIELDS, TEXTURE_SCALE, TrainConfig, uneven_background, wide_context_filters
 from segstudio.core.data import (
     Normalization,
     PatchSampler,
@@ -475,7 +475,7 @@ class Trainer:
             item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
             outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
             smoothed=work.smoothed(ndim, cfg) if cfg.infer_background else None, textures=cfg.filter_texture,
-            uneven=has_wide_context(cfg.input_filters, ndim),
+            uneven=uneven_background(cfg.input_filters, cfg.level_slices, ndim),
         )
 
     def maybe_swap(self) -> WeightsUpdated | None:

@@ -399,6 +399,32 @@ def test_the_background_rule_learnt_follows_the_runs_wide_context(spots_on_a_ram
     np.testing.assert_array_equal(learnt == 1, expected[wide] == 1)
 
 
+@pytest.mark.parametrize("level", [False, True])
+def test_the_background_rule_learnt_on_a_volume_follows_the_runs_level_slices(spots_on_a_ramp, level):
+    """On a volume, *level slices* is what takes the background for uneven: the trainer learns
+    the background rule read against the local background in each plane, on the levelled
+    volume (:func:`implied_labels` with ``uneven`` and the offsets)."""
+    from segstudio.core.data import image_stats
+    from segstudio.core.implied import implied_labels
+
+    img, paint, _ = spots_on_a_ramp()
+    vol = np.stack([img + 2.0 * z for z in range(4)]).astype(np.float32)  # a background that rises along z
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[1] = paint
+    cfg = infer_config(vol.shape, lab, "exclusive", iterations=1, infer_outlines=False, infer_background=True,
+                       level_slices=level, **{**TINY, "patch_size": (4, 32, 32)})
+    trainer = Trainer(cfg, SnapshotSource(), None)
+    trainer.setup()
+    trainer.swap_snapshot(_snapshot(vol, lab))
+    (learnt,) = trainer.prepared[0].inferred
+    offsets = image_stats(vol, level_slices=True).offsets if level else ()
+    expected = implied_labels(lab, vol, "exclusive", outlines=False, background=True, offsets=offsets,
+                              uneven=level)["background"]
+    np.testing.assert_array_equal(learnt == 1, expected == 1)
+    plain = implied_labels(lab, vol, "exclusive", outlines=False, background=True, offsets=offsets)["background"]
+    assert (expected == 1).sum() > (plain == 1).sum() if level else np.array_equal(expected, plain)
+
+
 def test_region_channels_come_from_the_whole_image_once():
     """With region scales the trainer computes the image's region channels once (kept across
     paint changes) and its patches carry them; without, patches are the image alone."""

@@ -450,6 +450,33 @@ def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     assert widget.class_table.item(2, COL_LEARNT).foreground().color().name() != WARN_COLOR
 
 
+def test_show_inferred_follows_wide_context(open_widget, qtbot, spots_on_a_ramp):
+    """On a 2-D image whose background is uneven, *wide context* on (auto: by the weighed
+    paintings) has the background rule read the image against its local background, in the
+    overlay as in the run (``uneven``); off, one threshold for the image."""
+    from segstudio.core.implied import implied_labels, merged
+
+    img, strokes, _ = spots_on_a_ramp()
+    viewer, widget, c = open_widget(img)
+    paint = c.paint_layers[0]
+    paint.data[...] = strokes
+    paint.refresh()
+    expected = {u: merged(implied_labels(strokes, img, "exclusive", outlines=True, background=True, uneven=u))
+                for u in (False, True)}
+    assert (expected[True] == 1).sum() > (expected[False] == 1).sum()
+
+    def shown(u):
+        return "inferred" in viewer.layers and np.array_equal(viewer.layers["inferred"].data, expected[u])
+
+    widget.textures_combo.setCurrentText("off")  # the ramp reads as a texture to *auto*
+    widget.inferred_check.setChecked(True)
+    qtbot.waitUntil(lambda: shown(True) and not c.training.workers.busy("paintings"), timeout=30000)  # auto: uneven
+    widget.wide_combo.setCurrentText("off")
+    qtbot.waitUntil(lambda: shown(False), timeout=30000)
+    widget.wide_combo.setCurrentText("on")
+    qtbot.waitUntil(lambda: shown(True), timeout=30000)
+
+
 def test_show_inferred_follows_textures(open_widget, qtbot, blurred_disk):
     """With *textures* on, the background rule shown keeps its threshold at the painted
     background (as the run learns it, :func:`segstudio.core.background.towards_objects`); on
