@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +26,7 @@ def main() -> None:
 
     import families as fam
     import users
+    from make_screenshots import _spin
     from segstudio._qt.app import build_viewer
 
     sample = fam.make("dim", 2, 0)
@@ -38,12 +38,7 @@ def main() -> None:
     c = widget.controller
 
     def spin(seconds: float, until=None) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            if until is not None and until():
-                return
-            time.sleep(0.02)
+        _spin(app, seconds, until)
 
     spin(1.0)
     layer = c.paint_layers[0]
