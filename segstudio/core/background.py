@@ -184,12 +184,16 @@ UNEVEN_SAMPLES = 100_000
 
 
 def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int,
-                       offsets: Sequence[Sequence[float]] = ()) -> np.ndarray:
+                       offsets: Sequence[Sequence[float]] = (), uneven: bool = False) -> np.ndarray:
     """float32 image (channels averaged), Gaussian-smoothed with σ = 1 px in each 2D plane.
 
     ``offsets``: a volume's per-slice offsets per channel (*level slices*,
     :attr:`segstudio.core.data.Normalization.offsets`), subtracted (their mean over the
     channels), so that the rules read the levelled image the network sees; ``()``: none.
+    ``uneven``: the run takes the background for uneven (see :func:`infer_background`): less
+    its Gaussian blur of :data:`UNEVEN_SIGMA` px in each plane, the image against its local
+    background. It depends on the image only, so a caller that keeps it (the trainer) blurs
+    once per image, not once per paint change.
     """
     img = np.asarray(image, dtype=np.float32)
     if channel_axis is not None:
@@ -199,6 +203,8 @@ def smoothed_intensity(image: np.ndarray, channel_axis: int | None, ndim: int,
     out = ndi.gaussian_filter(img, sigma)
     if len(offsets) and ndim == 3:
         out -= np.asarray(offsets, np.float32).mean(axis=0).reshape(-1, 1, 1)
+    if uneven:
+        out -= ndi.gaussian_filter(out, (0.0,) * (ndim - 2) + (UNEVEN_SIGMA, UNEVEN_SIGMA), mode="nearest")
     return out
 
 
@@ -325,14 +331,12 @@ def rim_share(textures: bool = False) -> float:
 
 
 def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-          towards: float, share: float = 0.0, uneven: bool = False) -> np.ndarray | None:
+          towards: float, share: float = 0.0) -> np.ndarray | None:
     """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
     if np.count_nonzero(bg_paint) < MIN_PIXELS or np.count_nonzero(obj_paint) < MIN_PIXELS:
         return None
-    if uneven:
-        g = g - ndi.gaussian_filter(g, (0.0,) * (g.ndim - 2) + (UNEVEN_SIGMA, UNEVEN_SIGMA), mode="nearest")
     lo, hi = quantiles
     # on a bright background, work on -g: the objects are then above the background either way
     if bright_background(paint, g, background):
@@ -386,7 +390,8 @@ def infer_background(
     quantiles
         ``(lo, hi)``: see :data:`DEFAULT_QUANTILES`.
     smoothed
-        :func:`smoothed_intensity` of ``image``, when the caller has it already.
+        :func:`smoothed_intensity` of ``image`` (with the same ``uneven``), when the caller has
+        it already.
     textures
         *Textures* is on for this image: the threshold stays nearer the background
         (:func:`towards_objects`).
@@ -401,11 +406,11 @@ def infer_background(
         Same shape and dtype as ``paintings``: ``background`` where inferred, ``0`` elsewhere.
     """
     paint = np.asarray(paintings)
-    g = smoothed_intensity(image, channel_axis, paint.ndim) if smoothed is None else smoothed
+    g = smoothed_intensity(image, channel_axis, paint.ndim, uneven=uneven) if smoothed is None else smoothed
     if g.shape != paint.shape:
         raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
     out = np.zeros_like(paint)
-    mask = _rule(paint, g, background, quantiles, towards_objects(textures), rim_share(textures), uneven)
+    mask = _rule(paint, g, background, quantiles, towards_objects(textures), rim_share(textures))
     if mask is not None:
         out[mask] = background
     return out
@@ -427,17 +432,17 @@ def infer_background_multilabel(
     channel; see the module notes), so that the same content implies what exclusive mode
     infers. Inferred pixels are ``2`` (absent), only where that channel is unpainted."""
     paint = np.asarray(paintings)
-    g = smoothed_intensity(image, channel_axis, paint.ndim - 1) if smoothed is None else smoothed
+    g = smoothed_intensity(image, channel_axis, paint.ndim - 1, uneven=uneven) if smoothed is None else smoothed
     out = np.zeros_like(paint)
     if paint.shape[0] == 1:  # absent is the background: as exclusive mode
-        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures), rim_share(textures), uneven)
+        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures), rim_share(textures))
         if mask is not None:
             out[0][mask] = ABSENT
     else:
         nothing = np.all(paint == ABSENT, axis=0)
         something = np.any(paint == PRESENT, axis=0)
         view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)
-        mask = _rule(view, g, 1, quantiles, towards_objects(textures), rim_share(textures), uneven)
+        mask = _rule(view, g, 1, quantiles, towards_objects(textures), rim_share(textures))
         if mask is not None:
             for c in range(paint.shape[0]):
                 out[c][mask & (paint[c] == UNPAINTED)] = ABSENT

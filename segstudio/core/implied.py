@@ -66,8 +66,9 @@ def implied_labels(
     halo
         The outline rule's background band (``TrainConfig.outline_halo``).
     smoothed
-        :func:`~segstudio.core.background.smoothed_intensity` of ``image``, if the caller
-        keeps it (it depends on the image only).
+        :func:`~segstudio.core.background.smoothed_intensity` of ``image`` (with the
+        ``offsets`` and ``uneven`` given here), if the caller keeps it (it depends on the image
+        only); it then carries them.
     offsets
         A volume's per-slice offsets (*level slices*,
         :attr:`segstudio.core.data.Normalization.offsets`): the background rule reads the
@@ -101,10 +102,10 @@ def implied_labels(
         out["outlines"] = labels if labels.any() else None
     if background:
         if smoothed is None:
-            smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets)
+            smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets,
+                                          uneven)
         infer_bg = infer_background if exclusive else infer_background_multilabel
-        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures,
-                          uneven=uneven)
+        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures)
         labels[taken] = UNPAINTED
         out["background"] = labels if labels.any() else None
     return out

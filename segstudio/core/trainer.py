@@ -227,10 +227,12 @@ class _ImageWork:
 
     def smoothed(self, ndim: int, cfg: TrainConfig) -> np.ndarray:
         """The smoothed intensity the background rule reads (of the levelled image with *level
-        slices*)."""
+        slices*; against its local background where the run takes the background for uneven,
+        :func:`~segstudio.core.config.uneven_background`)."""
         if self._smoothed is None:
             offsets = self.stats(cfg).offsets if cfg.level_slices else ()
-            self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim, offsets)
+            uneven = uneven_background(cfg.input_filters, cfg.level_slices, ndim)
+            self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim, offsets, uneven)
         return self._smoothed
 
 
@@ -475,7 +477,6 @@ class Trainer:
             item.paintings, item.image, cfg.mode, channel_axis=item.channel_axis,
             outlines=cfg.infer_outlines, background=cfg.infer_background, halo=cfg.outline_halo,
             smoothed=work.smoothed(ndim, cfg) if cfg.infer_background else None, textures=cfg.filter_texture,
-            uneven=uneven_background(cfg.input_filters, cfg.level_slices, ndim),
         )
 
     def maybe_swap(self) -> WeightsUpdated | None:
