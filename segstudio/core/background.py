@@ -307,10 +307,12 @@ def bright_background(paint: np.ndarray, g: np.ndarray, background: int) -> bool
     background, the rule read the image as a bright background and inferred nothing, and the
     prediction after the round lost its precision (benchmarks/RESULTS.md, *Which side the
     background is on*). An object is brighter (or darker) than what lies around it, however the
-    background runs.
+    background runs. ``False`` where either paint is missing.
     """
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
+    if not bg_paint.any() or not obj_paint.any():
+        return False
     d_bg = np.median(local_contrast(g, bg_paint))
     d_obj = np.median(local_contrast(g, obj_paint))
     if d_bg != d_obj:

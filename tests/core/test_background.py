@@ -531,6 +531,7 @@ def test_the_background_side_of_a_flat_image_is_dark():
     paint[0, :] = 1
     paint[15, :] = 2
     assert bright_background(paint, np.full(paint.shape, 3.0, np.float32), 1) is False
+    assert bright_background(np.where(paint == 2, 0, paint).astype(np.uint8), np.ones((16, 16), np.float32), 1) is False
 
 
 def test_local_contrast_matches_scipy_in_each_plane():
