@@ -524,7 +524,8 @@ def test_on_an_uneven_background_the_rule_reads_the_local_background(spots_on_a_
 
 
 def test_the_background_side_of_a_flat_image_is_dark():
-    """No local contrast and equal medians: the tie reads as a dark background, without error."""
+    """No local contrast and equal medians: the tie reads as a dark background, without error;
+    so does a painting without object strokes."""
     from segstudio.core.background import bright_background
 
     paint = np.zeros((16, 16), np.uint8)
