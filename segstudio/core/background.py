@@ -283,6 +283,12 @@ def local_contrast(g: np.ndarray, at: np.ndarray, sigma: float | None = None) ->
     volume and, at this scale, as good: read at a pixel's block, it is off by at most half a
     block, an eighth of ``sigma``. The border is extended (``nearest``).
     """
+    return _contrast_at(g, _block_blur(g, sigma), at)
+
+
+def _block_blur(g: np.ndarray, sigma: float | None) -> tuple[np.ndarray, int]:
+    """:func:`local_contrast`'s blur: the block means of ``g`` (blocks of ``f`` px square in
+    each plane) blurred by ``sigma / f``, and ``f``."""
     sigma = SIDE_SIGMA if sigma is None else float(sigma)
     f = max(1, int(sigma // 4))
     h, w = g.shape[-2:]
@@ -290,7 +296,12 @@ def local_contrast(g: np.ndarray, at: np.ndarray, sigma: float | None = None) ->
     lead = ((0, 0),) * (g.ndim - 2)
     padded = np.pad(g, lead + ((0, ph), (0, pw)), mode="edge") if ph or pw else g
     small = padded.reshape(padded.shape[:-2] + ((h + ph) // f, f, (w + pw) // f, f)).mean(axis=(-3, -1))
-    small = ndi.gaussian_filter(small, (0.0,) * (g.ndim - 2) + (sigma / f, sigma / f), mode="nearest")
+    return ndi.gaussian_filter(small, (0.0,) * (g.ndim - 2) + (sigma / f, sigma / f), mode="nearest"), f
+
+
+def _contrast_at(g: np.ndarray, blurred: tuple[np.ndarray, int], at: np.ndarray) -> np.ndarray:
+    """``g`` less the :func:`_block_blur` ``blurred`` at the pixels of mask ``at``."""
+    small, f = blurred
     idx = np.nonzero(at)
     return g[idx] - small[idx[:-2] + (idx[-2] // f, idx[-1] // f)]
 
@@ -313,8 +324,9 @@ def bright_background(paint: np.ndarray, g: np.ndarray, background: int) -> bool
     obj_paint = (paint != UNPAINTED) & ~bg_paint
     if not bg_paint.any() or not obj_paint.any():
         return False
-    d_bg = np.median(local_contrast(g, bg_paint))
-    d_obj = np.median(local_contrast(g, obj_paint))
+    blurred = _block_blur(g, None)  # once for both paints
+    d_bg = np.median(_contrast_at(g, blurred, bg_paint))
+    d_obj = np.median(_contrast_at(g, blurred, obj_paint))
     if d_bg != d_obj:
         return bool(d_bg > d_obj)
     return bool(np.median(g[bg_paint]) > np.median(g[obj_paint]))
