@@ -157,7 +157,7 @@ class Session:
                  seconds: float | None = None, device: str = "cpu") -> None:
         """The learning-rate schedule is planned over ``steps`` iterations or ``seconds``."""
         from segstudio.core.background import background_unevenness, slice_unevenness
-        from segstudio.core.config import use_level_slices, use_textures, use_wide_context, wide_context_filters
+        from segstudio.core.config import has_wide_context, use_level_slices, use_textures, use_wide_context
         from segstudio.core.textures import texture_gain
         from segstudio.core.data import SnapshotSource, TrainingImage
         from segstudio.core.trainer import Trainer, infer_config
@@ -181,7 +181,7 @@ class Session:
                            minutes=None if seconds is None else seconds / 60.0, spacing=sample.spacing,
                            seed=seed, device=device, **overrides)
         #: Whether this session trains with wide context's filters (recorded in every row).
-        self.wide = sample.image.ndim == 2 and tuple(cfg.input_filters) == wide_context_filters(2)
+        self.wide = has_wide_context(cfg.input_filters, sample.image.ndim)
         #: Whether it adds the region statistics of *textures* (recorded in every row).
         self.textures = bool(cfg.filter_context)
         #: Whether it levels the volume per slice (recorded in every row).

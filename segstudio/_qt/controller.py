@@ -63,10 +63,10 @@ from segstudio.core.allocator import tune_allocator
 from segstudio.core.config import (
     AUTO_CHOICES,
     TrainConfig,
+    has_wide_context,
     use_level_slices,
     use_textures,
     use_wide_context,
-    wide_context_filters,
 )
 from segstudio.core.device import ComputeTurns
 from segstudio.core.errors import UserInputError
@@ -950,7 +950,8 @@ class SegController(QObject):
         train = self.choices.train
         wides = [None]
         if train.wide_context == "auto" and len(self.image.spatial_shape) == 2:
-            wides = [config.input_filters == wide_context_filters(2), config.input_filters != wide_context_filters(2)]
+            wide = has_wide_context(config.input_filters, 2)
+            wides = [wide, not wide]
         textures = [None]
         if train.textures == "auto":
             textures = [bool(config.filter_context), not config.filter_context]
