@@ -1,7 +1,8 @@
 """Which side the background is on: the paints' medians against the local contrast (session 30).
 
 For every painting the quality matrix makes on seeds 0–2 (every family, 2D and 3D, every habit)
-and every correction round that can be re-made from saved predictions (``runs/predictions_*.npz``;
+and every correction round that can be re-made from predictions saved before this session
+(``runs/predictions_*.npz`` but session 30's;
 session 29's seed-1 dim 2D rounds from ``paintings_dim2d_corrections_seed1_2026-12-05_s30.npz``),
 it asks which side the background is on, as the background rule reads the image (smoothed; the
 dim volumes levelled per slice): by the medians of the image under the two paints (the rule
@@ -50,7 +51,8 @@ def check(name: str, paint: np.ndarray, g: np.ndarray, contrast: dict[int, np.nd
     print(name, "| bright:", {k: int(v) for k, v in said.items()}, "| margin:", margin, flush=True)
 
 
-saved = {npz: np.load(npz) for npz in sorted(glob.glob(str(HERE / "predictions_*.npz")))}
+# the predictions saved before this session (its own come from the rule it measures)
+saved = {npz: np.load(npz) for npz in sorted(glob.glob(str(HERE / "predictions_*.npz"))) if "_s30" not in npz}
 for seed in range(3):
     for f in fam.FAMILIES:
         for d in (2, 3):
