@@ -270,7 +270,8 @@ def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level
     strokes, n = ndi.label(paint == background)
     if n == 0:
         return np.zeros(paint.shape, bool)
-    med = np.asarray(ndi.median(g, strokes, np.arange(1, n + 1)))
+    painted = strokes > 0  # scipy's labelled median sorts every value it is given: only the strokes'
+    med = np.asarray(ndi.median(g[painted], strokes[painted], np.arange(1, n + 1)))
     flagged = np.concatenate([[False], med >= level if dark else med <= level])
     return flagged[strokes]
 

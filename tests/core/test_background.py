@@ -259,6 +259,27 @@ def test_object_like_strokes_are_the_background_strokes_with_an_object_like_medi
     assert not object_like_strokes(np.zeros_like(paint), g, 1, 8.0, True).any()
 
 
+def test_object_like_strokes_medians_match_the_whole_image_median():
+    """The strokes' medians are read from the painted pixels only; the same as scipy's labelled
+    median over the whole image (the unpainted pixels' label 0 is not asked for)."""
+    from scipy import ndimage as ndi
+
+    from segstudio.core.background import object_like_strokes
+
+    rng = np.random.default_rng(3)
+    g = rng.normal(100.0, 20.0, (3, 40, 50)).astype(np.float32)
+    paint = (rng.random(g.shape) < 0.08).astype(np.uint8)
+    paint[rng.random(g.shape) < 0.02] = 2
+    strokes, n = ndi.label(paint == 1)
+    assert n > 20
+    med = np.asarray(ndi.median(g, strokes, np.arange(1, n + 1)))
+    level = float(np.median(med))
+    expected = np.concatenate([[False], med >= level])[strokes]
+    out = object_like_strokes(paint, g, 1, level, dark=True)
+    np.testing.assert_array_equal(out, expected)
+    assert out.any() and (out != (paint == 1)).any()
+
+
 @pytest.mark.parametrize("bright", [False, True])
 def test_an_object_correction_as_dark_as_the_background_keeps_the_rule_on(bright):
     """A correction round paints objects into the dim parts the network missed, some as dark as
