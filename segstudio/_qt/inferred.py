@@ -6,11 +6,16 @@ from them (the inside of closed outlines, background that looks like the painted
 :func:`~segstudio.core.implied.implied_labels` with the same switches the trainer gets — in
 Labels layers that are not painted into (``inferred``, or ``inferred: NAME`` per class in
 multi-label mode). It is computed in a worker after painting settles, one job at a time (a
-newer request replaces a pending one), and a result for another image is dropped.
+newer request replaces a pending one), and a result for another image is dropped. The smoothed
+image the background rule reads depends on the image and two switches only, so it is kept
+between requests (:class:`SmoothedKeeper`): a paint change on a 64 × 512 × 512 volume then
+costs the rule, not the image's blurs again.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +27,7 @@ from segstudio._qt.layers import ABSENT_COLOR, label_colormap
 from segstudio._qt.notify import Notifier
 from segstudio._qt.workers import WorkerSet
 from segstudio.core.annotations import EXCLUSIVE
+from segstudio.core.background import smoothed_intensity
 from segstudio.core.data import image_stats
 from segstudio.core.implied import implied_labels, merged
 
@@ -54,14 +60,53 @@ class InferRequest:
     uneven: bool = False
 
 
-def infer(request: InferRequest) -> tuple[str, np.ndarray | None]:
-    """Worker body: what the rules infer (all rules in one array), for ``request.image_key``."""
-    offsets = ()
-    if request.level_slices and request.background:
-        offsets = image_stats(request.image, request.channel_axis, level_slices=True).offsets
+class SmoothedKeeper:
+    """The smoothed intensity of the last image the overlay read
+    (:func:`segstudio.core.background.smoothed_intensity`, with *level slices*' offsets and the
+    *uneven* reading as asked), kept while the image is the same object and the switches the
+    same. One entry: the image is held weakly, the smoothed copy (float32, the image's size)
+    until another image or other switches replace it, or :meth:`clear`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[weakref.ref, tuple[Any, ...], np.ndarray] | None = None
+        #: Smoothed images computed (not taken from the keeper), for tests and benchmarks.
+        self.computed = 0
+
+    def get(self, image: np.ndarray, channel_axis: int | None, level_slices: bool, uneven: bool) -> np.ndarray:
+        """The smoothed intensity of ``image``, computed once per image and switches."""
+        key = (channel_axis, bool(level_slices), bool(uneven))
+        with self._lock:
+            entry = self._entry
+        if entry is not None and entry[0]() is image and entry[1] == key:
+            return entry[2]
+        ndim = image.ndim - (channel_axis is not None)
+        offsets = image_stats(image, channel_axis, level_slices=True).offsets if level_slices else ()
+        smoothed = smoothed_intensity(image, channel_axis, ndim, offsets, uneven)
+        with self._lock:
+            self.computed += 1
+            try:
+                self._entry = (weakref.ref(image), key, smoothed)
+            except TypeError:  # not weakly referable: not kept
+                self._entry = None
+        return smoothed
+
+    def clear(self) -> None:
+        """Forget the kept image."""
+        with self._lock:
+            self._entry = None
+
+
+def infer(request: InferRequest, keeper: SmoothedKeeper | None = None) -> tuple[str, np.ndarray | None]:
+    """Worker body: what the rules infer (all rules in one array), for ``request.image_key``
+    (``keeper``: where the smoothed image is kept between requests; ``None``: computed here)."""
+    smoothed = None
+    if request.background:
+        keeper = keeper or SmoothedKeeper()
+        smoothed = keeper.get(request.image, request.channel_axis, request.level_slices, request.uneven)
     labels = implied_labels(request.paintings.paintings(), request.image, request.mode,
                             channel_axis=request.channel_axis, outlines=request.outlines,
-                            background=request.background, halo=request.halo, offsets=offsets,
+                            background=request.background, halo=request.halo, smoothed=smoothed,
                             textures=request.textures, uneven=request.uneven)
     return request.image_key, merged(labels)
 
@@ -81,12 +126,14 @@ class Inferred(QObject):
         self._pending: InferRequest | None = None
         self._colors: list[dict[int, str]] = []
         self._names: list[str] = []
+        self.keeper = SmoothedKeeper()
 
     def show(self, on: bool) -> None:
         """Show or hide the overlay (hidden: its layers are removed)."""
         self.shown = bool(on)
         if not self.shown:
             self._pending = None
+            self.keeper.clear()
             self.clear()
 
     def request(self, request: InferRequest, colors: list[dict[int, str]], names: list[str]) -> None:
@@ -97,7 +144,7 @@ class Inferred(QObject):
         if self.workers.busy("inferred"):
             self._pending = request
             return
-        self.workers.start("inferred", infer, request, returned=self._show,
+        self.workers.start("inferred", infer, request, self.keeper, returned=self._show,
                            errored=lambda e: self.notify.fail(f"inferred labels: {type(e).__name__}: {e}",
                                                               popup=False),
                            finished=self._next)

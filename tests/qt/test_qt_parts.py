@@ -305,3 +305,32 @@ def test_the_inferred_overlay_follows_wide_context(spots_on_a_ramp):
                                                                     background=True, uneven=u)))
     assert (shown[True] == 1).sum() > (shown[False] == 1).sum()
 
+
+
+def test_the_inferred_overlay_keeps_the_smoothed_image_between_paint_changes(background_along_z):
+    """A paint change reads the kept smoothed image (the same answers as computing it afresh);
+    other switches, another image, or hiding the overlay compute it again."""
+    from types import SimpleNamespace
+
+    from segstudio._qt.inferred import InferRequest, SmoothedKeeper, infer
+
+    vol, paint = background_along_z()
+    keeper = SmoothedKeeper()
+    more = paint.copy()
+    more[more.shape[0] // 2, :2, :2] = 1  # a background stroke more: the paint changed
+
+    def ask(image, p, level, uneven, kept=keeper):
+        snap = SimpleNamespace(paintings=lambda: p)
+        return infer(InferRequest("img", image, None, snap, "exclusive", False, True, None, level, False, uneven),
+                     kept)[1]
+
+    for p in (paint, more):
+        np.testing.assert_array_equal(ask(vol, p, True, True), ask(vol, p, True, True, kept=None))
+    assert keeper.computed == 1
+    np.testing.assert_array_equal(ask(vol, paint, False, False), ask(vol, paint, False, False, kept=None))
+    assert keeper.computed == 2
+    ask(vol.copy(), paint, False, False)
+    assert keeper.computed == 3
+    keeper.clear()
+    ask(vol, paint, False, False)
+    assert keeper.computed == 4
