@@ -44,6 +44,7 @@ table (``--table FILE`` prints the table of an earlier ``--out`` file).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -166,6 +167,12 @@ class Session:
         self._image_cls = TrainingImage
         # wide context as the app decides it (auto: by the first paintings' background), unless set
         overrides = dict(overrides)
+        # augmentation fields: --set augment.FIELD=VALUE
+        augment = {k.split(".", 1)[1]: overrides.pop(k) for k in list(overrides) if k.startswith("augment.")}
+        if augment:
+            from segstudio.core.data import AugmentConfig
+
+            overrides["augment"] = dataclasses.replace(AugmentConfig(), **augment)
         choice = overrides.pop("wide_context", "auto")
         uneven = background_unevenness(sample.image, paint, mode) if sample.image.ndim == 2 else None
         # textures likewise (auto: by the first paintings' texture gain), unless set
@@ -573,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel, each with --threads")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a TrainConfig default (e.g. --set lr=0.003)")
+                   help="override a TrainConfig default (e.g. --set lr=0.003; augmentation: --set augment.gamma=0.5)")
     p.add_argument("--constant", action="append", default=[], metavar="MODULE.NAME=VALUE",
                    help="set a segstudio module constant in every cell "
                         "(e.g. --constant segstudio.core.background.TOWARDS_OBJECTS=0.2)")
