@@ -11,6 +11,11 @@ background stroke more) and times
 * ``swap``: :meth:`segstudio.core.trainer.Trainer.maybe_swap`, which the training loop runs
   between steps when the paintings changed (training waits for it): targets, implied labels,
   sampler and weights;
+* ``training``: a run of the fast preset on the volume (2 threads), a paint change after 10
+  steps, swapped between two steps (``background: false``, as tests and benchmarks run) or
+  prepared in a thread while the steps go on (``background: true``, as the app runs): the
+  longest wait between two steps from the change until the new paintings are in use, the
+  steps made meanwhile, and the median step;
 * ``overlay``: the *show inferred* overlay's worker body
   (:func:`segstudio._qt.inferred.infer`), with *level slices* and the uneven reading off and
   on (the first request computes the smoothed image, later ones read it from the overlay's
@@ -78,6 +83,51 @@ def time_swap(img: np.ndarray, paint: np.ndarray, repeats: int) -> list[float]:
     return times
 
 
+def time_training(img: np.ndarray, paint: np.ndarray, background: bool, changes: int = 3) -> dict:
+    """A run with ``changes`` paint changes, every 10 steps: the longest wait between two steps
+    from each change until it is in use, the steps made meanwhile, and the median step."""
+    from segstudio.core.config import TrainConfig
+    from segstudio.core.data import SnapshotSource, TrainingImage
+    from segstudio.core.trainer import Progress, Trainer, WeightsUpdated
+
+    cfg = TrainConfig(mode="exclusive", n_classes=2, spatial_dims=3, infer_background=True, iterations=None,
+                      seed=0, num_threads=2, preview_every_s=1e9, checkpoint_every_s=1e9, val_every=0)
+    source = SnapshotSource()
+    source.put([TrainingImage(img, paint)])
+    try:
+        trainer = Trainer(cfg, source, swap_in_background=background)
+    except TypeError:  # code without background swaps
+        if background:
+            return {}
+        trainer = Trainer(cfg, source)
+    waits, steps_during, step_s = [], [], []
+    last = put_at = None
+    made = done = 0
+    gen = trainer.run()
+    for ev in gen:
+        now = time.perf_counter()
+        if isinstance(ev, Progress):
+            if last is not None:
+                step_s.append(now - last)
+                if put_at is not None:
+                    waits[-1] = max(waits[-1], now - last)
+                    made += 1
+            last = now
+            if put_at is None and ev.iteration % 10 == 0 and done < changes:
+                source.put([TrainingImage(img, changed(paint, done))])
+                put_at, made = now, 0
+                waits.append(0.0)
+        elif isinstance(ev, WeightsUpdated) and put_at is not None:
+            waits[-1] = max(waits[-1], now - last)
+            steps_during.append(made)
+            put_at, done = None, done + 1
+            if done == changes:
+                break
+    gen.close()
+    return {"longest_wait_s": [round(w, 2) for w in waits], "steps_while_preparing": steps_during,
+            "median_step_s": round(float(np.median(step_s)), 3)}
+
+
 def time_overlay(img: np.ndarray, paint: np.ndarray, repeats: int, level: bool, uneven: bool) -> tuple[list[float], int]:
     """Seconds of the overlay's worker per paint change, and how often it smoothed the image."""
     from segstudio._qt import inferred
@@ -110,6 +160,10 @@ def main() -> None:
     img, paint = volume(tuple(args.shape))
     common = {"code": segstudio.__file__.rsplit("/segstudio/", 1)[0], "shape": list(img.shape)}
     print(json.dumps({**common, "measure": "swap", "seconds": time_swap(img, paint, args.repeats)}), flush=True)
+    for background in (False, True):
+        result = time_training(img, paint, background, args.repeats)
+        if result:
+            print(json.dumps({**common, "measure": "training", "background": background, **result}), flush=True)
     for level, uneven in ((False, False), (True, True)):
         times, computed = time_overlay(img, paint, args.repeats, level, uneven)
         print(json.dumps({**common, "measure": "overlay", "level_slices": level, "uneven": uneven,

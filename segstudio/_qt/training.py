@@ -215,7 +215,7 @@ class TrainingRun:
                 yield from self.process.events(self.stop, source=self.source)
             else:
                 yield from Trainer(self.config, self.source, self.run_dir, resume=self.resume_from,
-                                   turns=self.turns).run(stop=self.stop)
+                                   turns=self.turns, swap_in_background=True).run(stop=self.stop)
         finally:
             self.done.set()
 

@@ -121,7 +121,8 @@ def _child(turns: Any, commands: Any, events: Any, paused: Any, num_threads: int
         if source.version == 0 or not job:
             return
         config, run_dir, resume = job
-        for event in Trainer(config, source, run_dir, resume=resume, turns=turns).run(stop=stop):
+        for event in Trainer(config, source, run_dir, resume=resume, turns=turns,
+                             swap_in_background=True).run(stop=stop):
             # Pickled by value here: the queue's own pickler would hand tensors over as shared
             # memory, which a child that has ended can no longer serve.
             events.put(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))

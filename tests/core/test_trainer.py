@@ -92,6 +92,68 @@ def test_new_paintings_are_swapped_in_without_restart():
     assert updates[1].iteration == 2 and updates[1].weights.counts[0] > updates[0].weights.counts[0]
 
 
+def test_new_paintings_prepared_in_background_while_the_steps_go_on(monkeypatch):
+    """With ``swap_in_background`` the steps go on with the old paintings while a newer
+    snapshot is prepared (a slow preparation here), and it comes in as the synchronous swap
+    would have made it; the thread ends with the run."""
+    import threading
+
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=None, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    more = lab.copy()
+    more[40:44, 2:40] = 1
+    release = threading.Event()
+    prepare = Trainer._prepare
+
+    def slow(self, item, work):
+        if item.paintings is more:
+            assert threading.current_thread() is not threading.main_thread()
+            release.wait(10)
+        return prepare(self, item, work)
+
+    monkeypatch.setattr(Trainer, "_prepare", slow)
+    trainer = Trainer(cfg, src, swap_in_background=True)
+    updates, put_at = [], None
+    gen = trainer.run()
+    for ev in gen:
+        if isinstance(ev, WeightsUpdated):
+            updates.append(ev)
+            if len(updates) == 2:
+                break
+        if isinstance(ev, Progress):
+            if ev.iteration == 2:
+                src.put([TrainingImage(img, more)])
+                put_at = ev.iteration
+            if ev.iteration == 6:  # four steps on the old paintings while it was prepared
+                release.set()
+    gen.close()
+    assert put_at == 2 and updates[0].iteration == 0 and updates[1].iteration >= 6
+    assert trainer._swapper is None
+    monkeypatch.undo()
+    sync = Trainer(cfg, SnapshotSource())
+    sync.setup()
+    sync.source.put([TrainingImage(img, more)])
+    assert sync.maybe_swap().weights == updates[1].weights
+
+
+def test_a_background_preparation_error_ends_the_run_with_its_message():
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=None, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    events = []
+    for ev in Trainer(cfg, src, swap_in_background=True).run():
+        events.append(ev)
+        if isinstance(ev, Progress) and ev.iteration == 2:
+            src.put([TrainingImage(img, np.zeros_like(lab), holdout=True)])  # nothing left to train on
+        if isinstance(ev, Finished) or len(events) > 10_000:
+            break
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert len(failed) == 1 and failed[0].user_error and "nothing is painted" in failed[0].message
+
+
 def test_closing_the_generator_saves_a_checkpoint(tmp_path):
     img, lab, _ = blobs()
     cfg = infer_config(img.shape, lab, "exclusive", iterations=None, **TINY)
