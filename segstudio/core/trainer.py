@@ -54,6 +54,14 @@ from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.stroke_fit import StrokeFit, stroke_hits
 from segstudio.core.weights import ClassWeights, compute_weights
 
+#: With ``Trainer(swap_in_background=True)``, paintings are prepared in a thread beside the
+#: steps once a preparation took this long (seconds). Below it the thread costs more than it
+#: saves: on the app's 3-D sample (a preparation of milliseconds, a paint change every half
+#: second while painting) the steps shared the cores with it and the app made 0.60-0.65 of
+#: headless's steps instead of 0.67-0.73 (benchmarks/RESULTS.md, *What a paint change costs on
+#: a large volume*).
+BACKGROUND_SWAP_S = 0.3
+
 #: How the fields that define a network are named in messages.
 _LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_units": "filter units",
            "filter_texture": "ridge filters", "filter_context": "region scales",
@@ -291,12 +299,13 @@ class Trainer:
         with the app's live previews, so that on a CPU the two take turns with all the cores
         instead of oversubscribing them; ``None``: none.
     swap_in_background
-        Prepare the paintings of a newer snapshot (targets, implied labels) in a thread while
-        the steps go on with the previous ones, and swap them in at the first step after they
-        are ready (the app: on a 64 × 512 × 512 volume the preparation takes seconds, which
-        training used to wait for after every paint change). ``False`` (the default): prepared
-        between two steps, so that a run is reproducible step for step (tests, benchmarks). The
-        first snapshot is always prepared before the first step.
+        Where the last preparation took :data:`BACKGROUND_SWAP_S` or more, prepare the
+        paintings of a newer snapshot (targets, implied labels) in a thread while the steps go
+        on with the previous ones, and swap them in at the first step after they are ready (the
+        app: on a 64 × 512 × 512 volume the preparation takes seconds, which training used to
+        wait for after every paint change). ``False`` (the default): prepared between two
+        steps, so that a run is reproducible step for step (tests, benchmarks). The first
+        snapshot is always prepared before the first step.
     """
 
     def __init__(
@@ -315,6 +324,8 @@ class Trainer:
         #: The snapshot being prepared in the background, or None.
         self._pending: Future | None = None
         self._swapper: ThreadPoolExecutor | None = None
+        #: Seconds the last preparation of paintings took (:meth:`_gather`).
+        self.gather_s = 0.0
         self.turns = turns if turns is not None else contextlib.nullcontext()
         self.source = source
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -403,6 +414,7 @@ class Trainer:
         """The costly part of a swap: each image's targets and implied labels (kept from the
         previous swap for the objects that did not change), its normalisation and region
         channels. Changes nothing the steps read, so it may run in a thread beside them."""
+        started = time.perf_counter()
         cfg = self.config
         prepared, inferred, held, train_paint = [], [], [], []
         prepared_works: list[_ImageWork] = []
@@ -433,6 +445,7 @@ class Trainer:
         if getattr(bank, "context", ()):
             prepared = [dataclasses.replace(p, regions=w.regions(bank, cfg, self.device))
                         for p, w in zip(prepared, prepared_works)]
+        self.gather_s = time.perf_counter() - started
         return _Gathered(snapshot, images, paints, prepared, inferred, held, train_paint, normalization)
 
     def _apply(self, gathered: _Gathered) -> ClassWeights:
@@ -523,9 +536,10 @@ class Trainer:
     def maybe_swap(self) -> WeightsUpdated | None:
         """Swap in the newest snapshot if it changed; returns the event to report.
 
-        With ``swap_in_background`` (after the first swap), a newer snapshot is prepared in a
-        thread and swapped in by the first call after it is ready (its error, if any, raised
-        then); meanwhile the steps go on with the previous paintings.
+        With ``swap_in_background``, after a preparation that took :data:`BACKGROUND_SWAP_S` or
+        more, a newer snapshot is prepared in a thread and swapped in by the first call after it
+        is ready (its error, if any, raised then); meanwhile the steps go on with the previous
+        paintings.
         """
         if self._pending is not None:
             if not self._pending.done():
@@ -537,7 +551,7 @@ class Trainer:
             raise UserInputError("no image and paintings were given to train on")
         if snap.version == self.snapshot_version:
             return None
-        if self.swap_in_background and self.snapshot_version >= 0:
+        if self.swap_in_background and self.snapshot_version >= 0 and self.gather_s >= BACKGROUND_SWAP_S:
             if self._swapper is None:
                 self._swapper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segstudio-swap")
             self._pending = self._swapper.submit(self._gather, snap)

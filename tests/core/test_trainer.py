@@ -114,6 +114,7 @@ def test_new_paintings_prepared_in_background_while_the_steps_go_on(monkeypatch)
         return prepare(self, item, work)
 
     monkeypatch.setattr(Trainer, "_prepare", slow)
+    monkeypatch.setattr("segstudio.core.trainer.BACKGROUND_SWAP_S", 0.0)  # the blobs prepare in no time
     trainer = Trainer(cfg, src, swap_in_background=True)
     updates, put_at = [], None
     gen = trainer.run()
@@ -138,7 +139,28 @@ def test_new_paintings_prepared_in_background_while_the_steps_go_on(monkeypatch)
     assert sync.maybe_swap().weights == updates[1].weights
 
 
-def test_a_background_preparation_error_ends_the_run_with_its_message():
+def test_quick_preparations_stay_between_two_steps(monkeypatch):
+    """Below BACKGROUND_SWAP_S a thread would cost more than it saves: the swap comes at the
+    next step, as without ``swap_in_background``."""
+    img, lab, _ = blobs()
+    cfg = infer_config(img.shape, lab, "exclusive", iterations=5, **TINY)
+    src = SnapshotSource()
+    src.put([TrainingImage(img, lab)])
+    trainer = Trainer(cfg, src, swap_in_background=True)
+    swaps = []
+    for ev in trainer.run():
+        if isinstance(ev, WeightsUpdated):
+            swaps.append(ev.iteration)
+        if isinstance(ev, Progress) and ev.iteration == 2:
+            assert trainer.gather_s < 0.3 and trainer._swapper is None
+            more = lab.copy()
+            more[40:44, 2:40] = 1
+            src.put([TrainingImage(img, more)])
+    assert swaps == [0, 2] and trainer._swapper is None
+
+
+def test_a_background_preparation_error_ends_the_run_with_its_message(monkeypatch):
+    monkeypatch.setattr("segstudio.core.trainer.BACKGROUND_SWAP_S", 0.0)
     img, lab, _ = blobs()
     cfg = infer_config(img.shape, lab, "exclusive", iterations=None, **TINY)
     src = SnapshotSource()
