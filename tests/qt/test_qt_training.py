@@ -486,3 +486,39 @@ def test_the_next_runs_process_is_started_ahead_and_used(session, qtbot, tiny2d,
     nxt = children[1]
     viewer.close()
     qtbot.waitUntil(lambda: not nxt.process.is_alive(), timeout=30_000)  # gone with the session
+
+
+def test_strokes_painted_while_training_are_prepared_beside_the_steps(session, qtbot, tiny2d, paintings_of,
+                                                                      monkeypatch):
+    """The app's trainer prepares new paintings in a thread of its own while it steps (once a
+    preparation is slow enough to pay for it: here always), and the class table counts them."""
+    import threading
+
+    from segstudio.core import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "BACKGROUND_SWAP_S", 0.0)
+    threads: list[str] = []
+    gather = trainer_module.Trainer._gather
+
+    def spy(self, snapshot):
+        threads.append(threading.current_thread().name)
+        return gather(self, snapshot)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_gather", spy)
+    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth, step=29))
+    widget.length_combo.setCurrentText("until stopped")
+    counts = []
+    c.weights_changed.connect(lambda w: counts.append(tuple(w.counts)))
+    widget.train_btn.click()
+    qtbot.waitUntil(lambda: c.iteration >= 2 and bool(counts), timeout=60_000)
+    first = counts[-1]
+    paint = c.paint_layers[0]
+    more = np.array(paint.data, copy=True)
+    more[:, :20] = 1  # a wide background stroke
+    paint.data = more
+    qtbot.waitUntil(lambda: counts[-1] != first, timeout=30_000)
+    assert counts[-1][0] == int((more == 1).sum()) > first[0]
+    widget.stop_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None
+    assert len(threads) >= 2 and any(name.startswith("segstudio-swap") for name in threads[1:])
