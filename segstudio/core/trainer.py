@@ -57,7 +57,7 @@ from segstudio.core.weights import ClassWeights, compute_weights
 #: With ``Trainer(swap_in_background=True)``, paintings are prepared in a thread beside the
 #: steps once a preparation took this long (seconds). Below it the thread costs more than it
 #: saves: on the app's 3-D sample (a preparation of milliseconds, a paint change every half
-#: second while painting) the steps shared the cores with it and the app made 0.60-0.65 of
+#: second while painting) the steps shared the cores with it and the app made 0.60-0.62 of
 #: headless's steps instead of 0.67-0.73 (benchmarks/RESULTS.md, *What a paint change costs on
 #: a large volume*).
 BACKGROUND_SWAP_S = 0.3
