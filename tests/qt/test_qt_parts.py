@@ -306,7 +306,6 @@ def test_the_inferred_overlay_follows_wide_context(spots_on_a_ramp):
     assert (shown[True] == 1).sum() > (shown[False] == 1).sum()
 
 
-
 def test_the_inferred_overlay_keeps_the_smoothed_image_between_paint_changes(background_along_z):
     """A paint change reads the kept smoothed image (the same answers as computing it afresh);
     other switches, another image, or hiding the overlay compute it again."""

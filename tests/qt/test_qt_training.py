@@ -425,8 +425,9 @@ def test_training_in_a_child_process_previews_pauses_and_stops(session, qtbot, t
     assert not children[0].process.is_alive()
 
 
-@pytest.mark.train_in_process
-def test_strokes_painted_while_training_reach_the_child(session, qtbot, tiny2d, paintings_of, children):
+def _stroke_while_training(session, qtbot, tiny2d, paintings_of):
+    """Train until stopped, paint a wide background stroke once it runs, wait until the class
+    table counts it (the trainer's weights), stop; returns the controller."""
     viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth, step=29))
     widget.length_combo.setCurrentText("until stopped")
     counts = []
@@ -438,10 +439,17 @@ def test_strokes_painted_while_training_reach_the_child(session, qtbot, tiny2d, 
     more = np.array(paint.data, copy=True)
     more[:, :20] = 1  # a wide background stroke
     paint.data = more
-    qtbot.waitUntil(lambda: counts[-1] != first, timeout=30_000)  # counted by the child's trainer
+    qtbot.waitUntil(lambda: counts[-1] != first, timeout=30_000)
     assert counts[-1][0] == int((more == 1).sum()) > first[0]
     widget.stop_btn.click()
     _wait_idle(qtbot, c)
+    return c
+
+
+@pytest.mark.train_in_process
+def test_strokes_painted_while_training_reach_the_child(session, qtbot, tiny2d, paintings_of, children):
+    c = _stroke_while_training(session, qtbot, tiny2d, paintings_of)  # counted by the child's trainer
+    assert c.last_error is None
     assert len(children) == 1
 
 
@@ -505,20 +513,6 @@ def test_strokes_painted_while_training_are_prepared_beside_the_steps(session, q
         return gather(self, snapshot)
 
     monkeypatch.setattr(trainer_module.Trainer, "_gather", spy)
-    viewer, widget, c = session(tiny2d, paintings_of(tiny2d.truth, step=29))
-    widget.length_combo.setCurrentText("until stopped")
-    counts = []
-    c.weights_changed.connect(lambda w: counts.append(tuple(w.counts)))
-    widget.train_btn.click()
-    qtbot.waitUntil(lambda: c.iteration >= 2 and bool(counts), timeout=60_000)
-    first = counts[-1]
-    paint = c.paint_layers[0]
-    more = np.array(paint.data, copy=True)
-    more[:, :20] = 1  # a wide background stroke
-    paint.data = more
-    qtbot.waitUntil(lambda: counts[-1] != first, timeout=30_000)
-    assert counts[-1][0] == int((more == 1).sum()) > first[0]
-    widget.stop_btn.click()
-    _wait_idle(qtbot, c)
+    c = _stroke_while_training(session, qtbot, tiny2d, paintings_of)
     assert c.last_error is None
     assert len(threads) >= 2 and any(name.startswith("segstudio-swap") for name in threads[1:])
