@@ -58,3 +58,31 @@ def test_gpu_prediction_matches_the_cpu(dims, textures):
     agree = float(np.mean(cpu.labels == gpu.labels))
     assert agree > 0.99
     assert np.abs(cpu.probabilities - gpu.probabilities).max() < 0.05  # bf16/fp16 activations
+
+
+@pytest.mark.parametrize("textures", [False, True])
+def test_paintings_prepared_beside_amp_steps_on_cuda(textures, monkeypatch):
+    """The app's trainer on a GPU: a newer snapshot (a second image, whose region channels are
+    computed on the device in the preparation's thread) comes in while AMP steps go on, and
+    training goes on after it."""
+    from segstudio.core import trainer as trainer_module
+    from segstudio.core.trainer import WeightsUpdated
+
+    monkeypatch.setattr(trainer_module, "BACKGROUND_SWAP_S", 0.0)
+    s = _sample(3)
+    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, iterations=60, device="cuda",
+                       spacing=s.spacing, seed=0, textures=textures)
+    src = SnapshotSource()
+    src.put([TrainingImage(s.image, s.paintings)])
+    second = np.ascontiguousarray(s.image[:, ::-1])
+    trainer = Trainer(cfg, src, swap_in_background=True)
+    events = []
+    for ev in trainer.run():
+        events.append(ev)
+        if isinstance(ev, Progress) and ev.iteration == 5:
+            src.put([TrainingImage(s.image, s.paintings), TrainingImage(second, s.paintings[:, ::-1].copy())])
+    assert not any(isinstance(e, Failed) for e in events), [e for e in events if isinstance(e, Failed)]
+    swaps = [e for e in events if isinstance(e, WeightsUpdated)]
+    assert len(swaps) == 2 and swaps[1].iteration >= 5
+    assert swaps[1].weights.counts[0] == 2 * swaps[0].weights.counts[0]
+    assert isinstance(events[-1], Finished) and trainer._swapper is None
