@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/paint_change_time.py [--shape 64 512 512] [--repeats 3] [--code DIR]
+    python benchmarks/paint_change_time.py --quick     # 32 x 256 x 256, two changes (run_all.py)
 
 A volume of blurred blobs on a ramp, painted with object (2) and background (1) strokes on three
 slices, exclusive mode, the background rule on. Each repeat changes the paint (one short
@@ -150,7 +151,10 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs="+", default=[64, 512, 512])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--code", help="import segstudio from this directory (an older commit's worktree)")
+    ap.add_argument("--quick", action="store_true", help="a 32 x 256 x 256 volume, two paint changes")
     args = ap.parse_args()
+    if args.quick:
+        args.shape, args.repeats = [32, 256, 256], 2
     if args.code:
         sys.path.insert(0, args.code)
     import segstudio

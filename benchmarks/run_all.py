@@ -32,6 +32,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("quality.py", ()),
     ("instances_speed.py", ()),
     ("paint_snapshot.py", ()),  # quick: a 256 MiB paint layer; the full run: 2 GiB
+    ("paint_change_time.py", ()),  # quick: 32 x 256 x 256; the full run: 64 x 512 x 512
 )
 
 
