@@ -64,6 +64,7 @@ from segstudio.core.config import (
     AUTO_CHOICES,
     TrainConfig,
     has_wide_context,
+    uneven_background,
     use_level_slices,
     use_textures,
     use_wide_context,
@@ -906,7 +907,7 @@ class SegController(QObject):
         s = self.choices.train
         dims = len(self.image.spatial_shape)
         level = use_level_slices(s.level_slices, dims, self.training.slice_unevenness) and dims == 3
-        uneven = level or (dims == 2 and use_wide_context(s.wide_context, dims, self.training.unevenness))
+        uneven = uneven_background(use_wide_context(s.wide_context, dims, self.training.unevenness), level, dims)
         return level, use_textures(s.textures, self.training.texture_gain), uneven
 
     def _refresh_inferred(self, snapshot: Any = None) -> None:

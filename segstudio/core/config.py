@@ -105,11 +105,13 @@ def has_wide_context(input_filters: Sequence[float], spatial_dims: int) -> bool:
     return spatial_dims == 2 and tuple(float(s) for s in input_filters) == wide_context_filters(2)
 
 
-def uneven_background(input_filters: Sequence[float], level_slices: bool, spatial_dims: int) -> bool:
-    """Whether a run takes its image's background for uneven: *wide context* on a 2-D image
-    (:func:`has_wide_context`), *level slices* on a volume. The background rule then reads the
-    image against its local background (:data:`segstudio.core.background.UNEVEN_SIGMA`)."""
-    return has_wide_context(input_filters, spatial_dims) or (spatial_dims == 3 and bool(level_slices))
+def uneven_background(wide_context: bool, level_slices: bool, spatial_dims: int) -> bool:
+    """Whether a run takes its image's background for uneven: *wide context* on a 2-D image,
+    *level slices* on a volume (each as the run decided it: a trainer from its config, via
+    :func:`has_wide_context`; the app's overlay from the settings before a run). The background
+    rule then reads the image against its local background
+    (:data:`segstudio.core.background.UNEVEN_SIGMA`)."""
+    return (spatial_dims == 2 and bool(wide_context)) or (spatial_dims == 3 and bool(level_slices))
 
 
 #: The region scale of *textures* (pixels along the finest axis): the input filters' local

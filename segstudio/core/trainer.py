@@ -31,7 +31,14 @@ import torch
 from segstudio.core.allocator import tune_allocator
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
 from segstudio.core.background import smoothed_intensity
-from segstudio.core.config import NETWORK_FIELDS, TEXTURE_SCALE, TrainConfig, uneven_background, wide_context_filters
+from segstudio.core.config import (
+    NETWORK_FIELDS,
+    TEXTURE_SCALE,
+    TrainConfig,
+    has_wide_context,
+    uneven_background,
+    wide_context_filters,
+)
 from segstudio.core.data import (
     Normalization,
     PatchSampler,
@@ -241,7 +248,7 @@ class _ImageWork:
         :func:`~segstudio.core.config.uneven_background`)."""
         if self._smoothed is None:
             offsets = self.stats(cfg).offsets if cfg.level_slices else ()
-            uneven = uneven_background(cfg.input_filters, cfg.level_slices, ndim)
+            uneven = uneven_background(has_wide_context(cfg.input_filters, ndim), cfg.level_slices, ndim)
             self._smoothed = smoothed_intensity(self.image, self.channel_axis, ndim, offsets, uneven)
         return self._smoothed
 
