@@ -63,6 +63,17 @@ def positive_number(text: str) -> float:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    """An argparse ``type``: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
+    return value
+
+
 def _load_image(path: str, channel_axis: int | None, what: str = "image", lazy: bool = False):
     """:func:`segstudio.core.batch.load_image` (imported when a command needs it)."""
     from segstudio.core.batch import load_image
@@ -245,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spacing=tuple(spacing) if spacing else None, grad_accum=args.grad_accum,
         infer_outlines=not args.no_outlines, infer_background=not args.no_background_rule,
         wide_context=_wide_context(args, first), textures=_textures(args, first, spacing),
-        level_slices=_level_slices(args, first),
+        level_slices=_level_slices(args, first), output_smoothing=args.smoothing,
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
@@ -1077,6 +1088,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "tissue, a little worse and slower on separate bright objects; auto (the default): on "
                         "when a region statistic tells your painted classes apart better than brightness; "
                         "--textures alone: on")
+    t.add_argument("--smoothing", type=non_negative_number, default=None, metavar="SIGMA",
+                   help="smooth the predicted class probabilities over SIGMA pixels in every prediction of "
+                        "this run (live previews, predict, exports); training is not smoothed. Default: 4 "
+                        "with textures (a texture class holds for a region, not a grain), 0 (none) without")
     t.add_argument("--level-slices", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
                    help="volumes: level each z slice's background before training and prediction (each "
                         "slice's 20%% quantile, smoothed along z), for a background that runs along the stack "

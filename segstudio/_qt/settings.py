@@ -54,6 +54,7 @@ class TrainSettings:
     infer_background: bool = True  # learn unpainted look-alikes of the painted background (core.background)
     wide_context: str = "auto"  # an extra, wider input filter: auto, on, off (core.config.use_wide_context)
     textures: str = "auto"  # region statistics in the input filters: auto, on, off (core.config.use_textures)
+    smooth_textures: bool = True  # with textures, predictions smooth the class probabilities (core.config.TEXTURE_SMOOTHING)
     level_slices: str = "auto"  # volumes levelled per z slice: auto, on, off (core.config.use_level_slices)
 
 
@@ -200,6 +201,7 @@ class Settings:
             "wide_context": wide_context,
             "textures": textures,
             "level_slices": level_slices,
+            "output_smoothing": None if s.smooth_textures else 0.0,  # None: as textures decide
             **self.overrides,
         }
         # The paintings are not read: the number of classes is given.

@@ -123,6 +123,11 @@ def uneven_background(wide_context: bool, level_slices: bool, spatial_dims: int)
 #: *auto* turns it on only where the paintings say textures (:func:`use_textures`; benchmarks/RESULTS.md, *Region statistics for
 #: textures*).
 TEXTURE_SCALE = 8.0
+#: With *textures* on, predictions smooth the class probabilities over this σ (pixels along
+#: the finest axis; ``TrainConfig.output_smoothing``): a texture class holds for a region, and
+#: a few strokes teach the network grain-scale decisions that leave a mosaic of classes at the
+#: scale of the grains (benchmarks/RESULTS.md, *Smoothing textured predictions*).
+TEXTURE_SMOOTHING = 4.0
 #: The *texture gain* above which *textures* on ``auto`` is on
 #: (:func:`segstudio.core.textures.texture_gain`). On the quality matrix's exclusive paintings
 #: of seeds 0-5 (outline, casual, sloppy; 2D and 3D) it was above 0.3 on 31 of 36 textured
@@ -336,6 +341,12 @@ class TrainConfig:
         ``"intensity"`` or the local ``"texture"`` statistics. Off (weight 0): level on the
         quality matrix with either guide (benchmarks/RESULTS.md, *The pairwise regulariser with
         a texture guide*).
+    output_smoothing
+        σ (pixels along the finest axis, per axis by the spacing) over which predictions, live
+        previews and exports smooth the class probabilities (0: not at all;
+        :meth:`segstudio.core.features.FilteredNetwork.smooth`); training learns the network's
+        own logits. :func:`segstudio.core.trainer.infer_config` sets
+        :data:`TEXTURE_SMOOTHING` with *textures*. Runs written before it have 0.
     ema_decay, ema_warmup
         Exponential moving average of the weights (per step; 0 = off). Live previews and the
         saved model use the averaged weights, which change smoothly while training goes on.
@@ -395,6 +406,7 @@ class TrainConfig:
     pairwise_radius: int = 2
     pairwise_sigma: float = 0.1
     pairwise_guide: str = "intensity"
+    output_smoothing: float = 0.0
     ema_decay: float = 0.95
     ema_warmup: float = 3.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -421,6 +433,8 @@ class TrainConfig:
             )
         if not self.inferred_weight >= 0:
             raise UserInputError(f"inferred_weight must be a number >= 0, got {self.inferred_weight}")
+        if not self.output_smoothing >= 0:
+            raise UserInputError(f"output_smoothing must be a number >= 0, got {self.output_smoothing}")
         if not self.pairwise_weight >= 0:
             raise UserInputError(f"pairwise_weight must be a number >= 0, got {self.pairwise_weight}")
         if self.pairwise_guide not in PAIRWISE_GUIDES:

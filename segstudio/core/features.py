@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -490,9 +491,22 @@ class FilteredNetwork(nn.Module):
     input_norm
         Standardise the filters' channels by a BatchNorm without learnt scale and shift
         (``TrainConfig.input_norm``): batch statistics in training, running ones in prediction.
+    smoothing
+        ``TrainConfig.output_smoothing``: in prediction (eval mode) the probabilities of the
+        classes that form regions are smoothed over this σ (pixels along the finest axis; per
+        axis by ``spacing`` as the filters are), three box filters per axis
+        (:func:`box_widths`), and returned as logits again (:meth:`smooth`); 0: never. Training
+        (train mode) learns the network's own logits at the strokes, and keeps
+        :attr:`region_share`, which tells the classes that form regions from thin ones.
+    spacing
+        Physical voxel size per axis, for ``smoothing``.
+    multilabel
+        The logits are per-channel sigmoid logits (multi-label mode), not softmax logits.
     """
 
-    def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int, input_norm: bool = False) -> None:
+    def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int, input_norm: bool = False,
+                 smoothing: float = 0.0, spacing: Sequence[float] | None = None,
+                 multilabel: bool = False) -> None:
         super().__init__()
         self.filters = bank
         self.net = net
@@ -507,6 +521,77 @@ class FilteredNetwork(nn.Module):
         self.out_channels = getattr(net, "out_channels", None)
         #: Set by :meth:`cache_filters` (live previews); not part of the state dict.
         self.filter_cache: FilterCache | None = None
+        if not smoothing >= 0:
+            raise ValueError(f"output smoothing must be >= 0, got {smoothing}")
+        #: Per spatial axis, the widths of the box filters that smooth the probabilities in prediction.
+        self.smoothing_boxes: tuple[tuple[int, ...], ...] = tuple(
+            box_widths(s) for s in axis_sigmas(smoothing, self.spatial_dims, spacing)
+        ) if smoothing > 0 else ()
+        self.multilabel = bool(multilabel)
+        if self.smoothing_boxes:
+            if self.out_channels is None:
+                raise ValueError("output smoothing needs a network with out_channels")
+            #: Per class (channel), the running share of the pixels the network calls that class
+            #: in training that the smoothing would leave to it (:meth:`_count_regions`): near 1
+            #: for classes that form regions, near 0 for thin ones (a boundary a few pixels
+            #: wide), which prediction leaves unsmoothed (below :data:`REGION_SHARE`). Kept
+            #: like BatchNorm's running statistics, saved with the weights.
+            self.register_buffer("region_share", torch.ones(int(self.out_channels)))
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+
+    def _box_smooth(self, p: torch.Tensor) -> torch.Tensor:
+        for axis, boxes in enumerate(self.smoothing_boxes):
+            for width in boxes:
+                p = box_filter(p, width, 2 + axis)
+        return p
+
+    def _decided(self, p: torch.Tensor) -> torch.Tensor:
+        """Per class, the pixels that the probabilities ``p`` give it (boolean, ``p``'s shape)."""
+        if self.multilabel:
+            return p > 0.5
+        return F.one_hot(p.argmax(dim=1), p.shape[1]).movedim(-1, 1).bool()
+
+    @torch.no_grad()
+    def _count_regions(self, logits: torch.Tensor) -> None:
+        """Move :attr:`region_share` by :data:`REGION_SHARE_MOMENTUM` towards this batch's share
+        per class (classes the batch does not predict are left as they are)."""
+        p = self._probabilities(logits.float())
+        raw = self._decided(p)
+        kept = raw & self._decided(self._box_smooth(p))
+        dims = [0, *range(2, p.dim())]
+        n = raw.sum(dim=dims).float()
+        share = kept.sum(dim=dims).float() / n.clamp(min=1.0)
+        seen = n > 0
+        self.region_share[seen] = torch.lerp(self.region_share[seen], share[seen], REGION_SHARE_MOMENTUM)
+
+    def smooth(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` (``(N, K, *spatial)``) as probabilities (softmax over the classes, or a
+        sigmoid per channel in multi-label mode), those of the classes that form regions
+        (:attr:`region_share` at least :data:`REGION_SHARE`) smoothed as
+        :attr:`smoothing_boxes` say (exclusive: then normalised to sum to 1 again), and back to
+        logits of those probabilities (float32; probabilities kept within
+        :data:`SMOOTHED_FLOOR` of 0 and 1).
+
+        Probabilities, not logits: a region's logits are larger on one side of its edge than on
+        the other, and their average would move the edge towards the smaller side; the average
+        of probabilities keeps a straight edge where it was. Thin classes keep their own
+        probabilities: smoothed over σ 4 a boundary two pixels wide would vanish.
+        """
+        p = self._probabilities(logits.float())
+        regions = (self.region_share >= REGION_SHARE).reshape(1, -1, *([1] * (p.dim() - 2)))
+        p = torch.where(regions, self._box_smooth(p), p)
+        if not self.multilabel:
+            p = p / p.sum(dim=1, keepdim=True)
+        p = p.clamp(SMOOTHED_FLOOR, 1.0 - SMOOTHED_FLOOR)
+        return torch.log(p) - torch.log1p(-p) if self.multilabel else torch.log(p)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # weights saved without smoothing (a run resumed with it): every class starts as a region
+        if self.smoothing_boxes and prefix + "region_share" not in state_dict:
+            state_dict[prefix + "region_share"] = torch.ones_like(self.region_share)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cache_filters(self, entries: int = FilterCache.ENTRIES) -> None:
         """Keep the filter responses of the last ``entries`` inputs when not computing
@@ -520,7 +605,9 @@ class FilteredNetwork(nn.Module):
         return tuple(getattr(self.net, "divisor", (1,) * self.spatial_dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Filter, then run the network.
+        """Filter, then run the network; with ``smoothing``, in prediction (eval mode) smooth
+        the probabilities of its classes that form regions (:meth:`smooth`), in training count
+        which those are (:meth:`_count_regions`).
 
         A training batch may carry, after the image's ``in_channels`` channels, its region
         channels computed on the whole image (:func:`image_regions`, cropped with the patch by
@@ -535,7 +622,24 @@ class FilteredNetwork(nn.Module):
             features = self.filters(x)
         if self.input_norm is not None:
             features = self.input_norm(features)
-        return self.net(features)
+        y = self.net(features)
+        if self.smoothing_boxes:
+            if not self.training:
+                return self.smooth(y)
+            self._count_regions(y)
+        return y
+
+
+#: The smoothed probabilities' distance from 0 and 1 at least (:meth:`FilteredNetwork.smooth`):
+#: their logits stay finite.
+SMOOTHED_FLOOR = 1e-6
+#: A class whose :attr:`FilteredNetwork.region_share` is below this is thin: prediction does not
+#: smooth it. Read on saved predictions of the quality matrix (majority smoothing over σ 4 of
+#: the network's labels): a boundary class keeps 0.01–0.16 of its Dice, the textures' classes
+#: gain (benchmarks/RESULTS.md, *Smoothing textured predictions*).
+REGION_SHARE = 0.5
+#: How far each training step moves :attr:`FilteredNetwork.region_share` towards its batch's share.
+REGION_SHARE_MOMENTUM = 0.05
 
 
 #: Bytes of region channels kept per image at most (:func:`image_regions`); a larger image

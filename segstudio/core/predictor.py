@@ -47,7 +47,7 @@ from segstudio.core.config import TrainConfig
 from segstudio.core.data import Normalization, image_stats, spatial_shape
 from segstudio.core.device import amp_dtype, memory_bytes, resolve_device
 from segstudio.core.errors import UserInputError
-from segstudio.core.features import config_bank, config_channels
+from segstudio.core.features import axis_sigmas, box_widths, config_bank, config_channels
 from segstudio.core.lazy import NormalizedView, is_in_memory, strided_stats
 from segstudio.core.models import pooling_plan
 from segstudio.core.run import load_run
@@ -134,8 +134,9 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
     An output voxel depends on input voxels at most this far away on each axis: the fixed
     input filters' kernel radius plus the U-Net's (two 3-wide convolutions per block, a strided
     3-wide convolution down and a kernel-equals-stride transposed convolution up per level,
-    :class:`~segstudio.core.models.UNet`). An upper bound: the up-sampling term counts the
-    whole kernel on both sides.
+    :class:`~segstudio.core.models.UNet`), plus the prediction's smoothing of the logits
+    (``output_smoothing``). An upper bound: the up-sampling term counts the whole kernel on
+    both sides.
 
     Raises
     ------
@@ -158,6 +159,9 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
         radius.append(r)
     if config.input_filters or config.filter_context:
         radius = [r + e for r, e in zip(radius, config_bank(config).radius())]
+    if config.output_smoothing:
+        boxes = (box_widths(s) for s in axis_sigmas(config.output_smoothing, config.spatial_dims, config.spacing))
+        radius = [r + sum(w // 2 for w in b) for r, b in zip(radius, boxes)]
     return tuple(radius)
 
 

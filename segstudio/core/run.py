@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segstudio.core.annotations import MULTILABEL
 from segstudio.core.atomic import atomic_torch_save, atomic_write_text
 from segstudio.core.config import TrainConfig
 from segstudio.core.errors import UserInputError
@@ -54,9 +55,11 @@ def model_from_config(config: TrainConfig) -> nn.Module:
         strides=strides,
         norm=config.norm,
     )
-    if not config.input_filters:
+    if not config.input_filters and not config.output_smoothing:
         return net
-    return FilteredNetwork(config_bank(config), net, config.in_channels, input_norm=config.input_norm)
+    return FilteredNetwork(config_bank(config), net, config.in_channels, input_norm=config.input_norm,
+                           smoothing=config.output_smoothing, spacing=config.spacing,
+                           multilabel=config.mode == MULTILABEL)
 
 
 def save_run(

@@ -30,6 +30,7 @@ import torch
 
 from segstudio.core.allocator import tune_allocator
 from segstudio.core.annotations import EXCLUSIVE, MULTILABEL, PRESENT
+from segstudio.core import config as _config
 from segstudio.core.background import smoothed_intensity
 from segstudio.core.config import (
     NETWORK_FIELDS,
@@ -926,7 +927,10 @@ def infer_config(
     (unless ``overrides`` name ``input_filters``; a volume raises :class:`UserInputError`).
     ``textures``: region statistics at :data:`~segstudio.core.config.TEXTURE_SCALE` as well
     (unless ``overrides`` name ``filter_context``), with the inputs standardised
-    (``input_norm``, unless named). Without ``loss`` in ``overrides`` (or with ``loss=None``),
+    (``input_norm``, unless named). A config with region statistics (*textures*, or
+    ``filter_context`` in ``overrides``) smooths its predictions over
+    :data:`~segstudio.core.config.TEXTURE_SMOOTHING` unless ``output_smoothing`` is named (and
+    not ``None``); one without does not. Without ``loss`` in ``overrides`` (or with ``loss=None``),
     the mode's first loss (``ce`` exclusive, ``bce`` multi-label, as in the app)."""
     from segstudio.core.data import n_classes_of, spatial_shape
     from segstudio.core.losses import LOSS_NAMES
@@ -939,6 +943,8 @@ def infer_config(
     if textures:
         overrides.setdefault("filter_context", (TEXTURE_SCALE,))
         overrides.setdefault("input_norm", True)
+    if overrides.get("output_smoothing") is None:  # a textured network's predictions are smoothed
+        overrides["output_smoothing"] = _config.TEXTURE_SMOOTHING if overrides.get("filter_context") else 0.0
     in_ch = 1 if channel_axis is None else int(image_shape[channel_axis])
     k = n_classes_of(mode, paintings, n_classes)
     if k < 1:

@@ -10,6 +10,7 @@ import pytest
 import tifffile
 
 from segstudio.cli import main
+from segstudio.core.config import TEXTURE_SMOOTHING
 from segstudio.core.io import read_image, read_labels
 from segstudio.core.run import load_run
 
@@ -118,10 +119,29 @@ def test_textures_flag_trains_predicts_and_resumes_with_region_statistics(tiff_p
     out = tmp_path / "pred.tif"
     assert main(["predict", "--model", str(run), "--image", str(img), "--out", str(out)]) == 0
     assert read_labels(out)[0].shape == (48, 48)
+    assert json.loads((run / "config.json").read_text())["output_smoothing"] == TEXTURE_SMOOTHING
     assert main([*args, "--resume", str(run)]) == 0  # the resumed run's network
     assert load_run(run).model.filters.context == (8.0,)
+    assert load_run(run).config.output_smoothing == TEXTURE_SMOOTHING  # a textured network smooths
     assert main(["train", "--image", str(img), "--labels", str(lab), *TINY, "--out", str(tmp_path / "plain")]) == 0
-    assert json.loads((tmp_path / "plain" / "config.json").read_text())["filter_context"] == []
+    plain = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert plain["filter_context"] == [] and plain["output_smoothing"] == 0.0
+
+
+def test_smoothing_flag_sets_the_runs_prediction_smoothing(tiff_pair, tmp_path, capsys):
+    """``--smoothing`` overrides what *textures* decides (0 turns it off, any σ on without
+    textures); a negative σ is a one-line error."""
+    img, lab = tiff_pair
+    args = ["train", "--image", str(img), "--labels", str(lab), *TINY]
+    assert main([*args, "--out", str(tmp_path / "a"), "--textures", "--smoothing", "0"]) == 0
+    assert load_run(tmp_path / "a").config.output_smoothing == 0.0
+    assert main([*args, "--out", str(tmp_path / "b"), "--textures", "off", "--smoothing", "2.5"]) == 0
+    assert load_run(tmp_path / "b").model.smoothing_boxes
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "c"), "--smoothing", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--smoothing" in err[0] and "at least 0" in err[0]
 
 
 def test_textures_auto_goes_by_the_paintings(tmp_path, capsys):

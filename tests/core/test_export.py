@@ -123,7 +123,8 @@ def grid_exports(tmp_path_factory):
     the region statistics (cumulative sums, a clamp, a quotient), standardised as *textures*
     has them, so that they are shown to survive each kind of graph export (bioimage.io packages
     these) on every shape of the grid; one input filter scale keeps the graph half the size
-    with the same operations."""
+    with the same operations. It smooths its logits in prediction (``output_smoothing``, as
+    *textures* does): each export carries the smoothing, and tiles reach far enough for it."""
     tmp = tmp_path_factory.mktemp("grid")
     rng = np.random.default_rng(5)
     vol = rng.normal(100.0, 10.0, (9, 41, 37)).astype(np.float32)
@@ -135,7 +136,8 @@ def grid_exports(tmp_path_factory):
     (tmp / "3d").mkdir()
     vol[:, 32:35, :] += 80.0  # a sheet: a ridge across y
     run3, paths3 = _trained_export(tmp / "3d", vol, lab3, None, (2.5, 0.8, 0.8), (8, 32, 32), (4, 8, 16),
-                                   filter_texture=True, filter_context=(4.0,), input_norm=True, input_filters=(1.0,))
+                                   filter_texture=True, filter_context=(4.0,), input_norm=True, input_filters=(1.0,),
+                                   output_smoothing=3.0)
     img = rng.random((48, 45, 2)).astype(np.float32)
     img[10:30, 10:30, 0] += 1.0
     img[20:40, 5:25, 1] += 1.0

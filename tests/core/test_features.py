@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage as ndi
 
 from segstudio.core.config import TrainConfig
+from segstudio.core.errors import UserInputError
 from segstudio.core.features import (
     FilterBank,
     FilterCache,
@@ -521,3 +522,100 @@ def test_standardised_inputs_by_batch_then_by_running_statistics(tmp_path):
     lab[20:24, 5:9] = 2
     assert infer_config((32, 32), lab, "exclusive", textures=True).input_norm
     assert not infer_config((32, 32), lab, "exclusive", textures=False).input_norm
+
+
+# --------------------------------------------------------------------------- smoothed predictions
+@pytest.mark.parametrize("mode", ["exclusive", "multilabel"])
+def test_prediction_smooths_the_regions_probabilities_as_box_filters_and_training_does_not(mode):
+    """``output_smoothing``: in eval mode the probabilities (softmax; per-channel sigmoid in
+    multi-label mode) of the classes that form regions pass through three box filters per axis
+    of the σ's variance (per axis by the spacing), checked against scipy's moving average, a
+    thin class's stay as they are, exclusive ones are normalised again, and all come back as
+    logits; in train mode the output is the network's own (the strokes teach it). The weights
+    are the plain network's, plus the running ``region_share``."""
+    cfg = TrainConfig(mode=mode, n_classes=3, spatial_dims=3, spacing=(2.0, 0.5, 0.5), features=(4, 8),
+                      output_smoothing=4.0)
+    torch.manual_seed(0)
+    smooth, plain = model_from_config(cfg), model_from_config(cfg.replace(output_smoothing=0.0))
+    assert set(smooth.state_dict()) == set(plain.state_dict()) | {"region_share"}
+    plain.load_state_dict({k: v for k, v in smooth.state_dict().items() if k != "region_share"})
+    smooth.region_share.copy_(torch.tensor([1.0, 0.9, 0.2]))  # the third class is thin
+    x = torch.rand(1, 1, 6, 40, 36)
+    smooth.eval(), plain.eval()
+    with torch.no_grad():
+        got, raw = smooth(x).double(), plain(x).double()
+    boxes = [box_widths(s) for s in (1.0, 4.0, 4.0)]  # σ 4 px in-plane, 4 · 0.5 / 2 = 1 px in z
+    assert smooth.smoothing_boxes == tuple(tuple(b) for b in boxes)
+    to_p = torch.sigmoid if mode == "multilabel" else (lambda y: torch.softmax(y, dim=1))
+    p = to_p(raw).numpy()
+    want = p.copy()
+    for axis, widths in enumerate(boxes):
+        for w in widths:
+            want[:, :2] = ndi.uniform_filter1d(want[:, :2], w, axis=2 + axis, mode="nearest")
+    if mode == "exclusive":
+        want /= want.sum(axis=1, keepdims=True)
+    else:
+        np.testing.assert_allclose(to_p(got).numpy()[:, 2], p[:, 2], rtol=1e-4, atol=1e-6)  # thin: as it was
+    np.testing.assert_allclose(to_p(got).numpy(), want, rtol=1e-4, atol=1e-6)
+    assert np.abs(to_p(got).numpy() - p).max() > 1e-3  # it did smooth
+    smooth.train(), plain.train()
+    torch.testing.assert_close(smooth(x), plain(x))
+
+
+@pytest.mark.parametrize("mode", ["exclusive", "multilabel"])
+def test_training_counts_which_classes_form_regions(mode):
+    """The running ``region_share``: each training forward moves it towards the share of each
+    class's pixels that the smoothing would leave to it. Two half planes are regions (near 1);
+    a line two pixels wide is thin (near 0); a class the batches never predict stays where it
+    was. Weights saved before the share existed load with every class a region."""
+    cfg = TrainConfig(mode=mode, n_classes=4, features=(4, 8), output_smoothing=4.0)
+    model = model_from_config(cfg)
+    labels = np.zeros((64, 64), np.int64)
+    labels[:, 32:] = 1
+    labels[:, 40:42] = 2  # a thin line inside the right half
+    logits = torch.from_numpy(np.eye(4)[labels].transpose(2, 0, 1)[None] * 20.0 - 10.0).float()
+    for _ in range(100):
+        model._count_regions(logits)
+    share = model.region_share.numpy()
+    assert share[0] > 0.9 and share[1] > 0.9 and share[2] < 0.1 and share[3] == 1.0
+    model.eval()
+    with torch.no_grad():  # the line survives prediction; smoothed as a region it would not
+        kept = model.smooth(logits)
+        model.region_share.fill_(1.0)
+        lost = model.smooth(logits)
+    decided = (kept[0] > 0).numpy() if mode == "multilabel" else np.eye(4, dtype=bool)[kept[0].argmax(0).numpy()].transpose(2, 0, 1)
+    assert decided[2].sum() == (labels == 2).sum()
+    lost_line = (lost[0, 2] > 0).numpy() if mode == "multilabel" else (lost[0].argmax(0) == 2).numpy()
+    assert lost_line.sum() == 0
+    fresh = model_from_config(cfg)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if k != "region_share"})
+    assert torch.equal(fresh.region_share, torch.ones(4))
+
+
+def test_textures_smooth_the_predictions_and_old_runs_do_not(tmp_path):
+    """*textures* comes with :data:`TEXTURE_SMOOTHING`; without it none; a run written before the
+    setting existed loads with none; the tiles of a prediction reach far enough for it (tiled
+    and whole-image predictions agree)."""
+    from segstudio.core.config import TEXTURE_SMOOTHING
+
+    lab = np.zeros((40, 40), np.uint8)
+    lab[0:2] = 1
+    lab[20:22, 5:30] = 2
+    assert infer_config((40, 40), lab, "exclusive", textures=True).output_smoothing == TEXTURE_SMOOTHING > 0
+    assert infer_config((40, 40), lab, "exclusive").output_smoothing == 0.0
+    assert infer_config((40, 40), lab, "exclusive", textures=True, output_smoothing=0.0).output_smoothing == 0.0
+    cfg = TrainConfig(n_classes=2, features=(4, 8), output_smoothing=5.0)
+    data = cfg.to_dict()
+    del data["output_smoothing"]
+    assert TrainConfig.from_dict(data).output_smoothing == 0.0
+    with pytest.raises(UserInputError, match="output_smoothing"):
+        TrainConfig(n_classes=2, output_smoothing=-1.0)
+    torch.manual_seed(0)
+    model = model_from_config(cfg)
+    save_run(tmp_path / "run", cfg, model)
+    loaded = load_run(tmp_path / "run")
+    assert loaded.config.output_smoothing == 5.0 and loaded.model.smoothing_boxes
+    img = np.random.default_rng(0).random((150, 170), dtype=np.float32)
+    whole = Predictor(loaded.model, loaded.config, device="cpu").predict(img, probabilities=True)
+    tiled = Predictor(loaded.model, loaded.config, device="cpu").predict(img, probabilities=True, tile=(64, 64))
+    np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)

@@ -12,8 +12,11 @@ from qtpy.QtCore import Qt
 from segstudio._qt import controller as controller_module
 from segstudio._qt import training as training_module
 from segstudio._qt.widget import COL_COUNT, COL_LEARNT, COL_NAME, COL_PIN, COL_WEIGHT, WARN_COLOR, SegStudioWidget
-from segstudio.core.config import DEFAULT_INPUT_FILTERS, TEXTURE_GAIN, TEXTURE_SCALE, WIDE_CONTEXT_SIGMA
+from segstudio.core.config import (
+    DEFAULT_INPUT_FILTERS, TEXTURE_GAIN, TEXTURE_SCALE, TEXTURE_SMOOTHING, WIDE_CONTEXT_SIGMA,
+)
 from segstudio.core.errors import UserInputError
+from segstudio.core.run import model_from_config
 from segstudio.core.trainer import Progress, WeightsUpdated
 from segstudio.core.weights import compute_weights
 
@@ -174,6 +177,26 @@ def test_textures_choice_adds_the_region_statistics(open_widget):
     assert c.build_config().filter_context == ()
     with pytest.raises(UserInputError, match="textures must be one of auto, on, off"):
         c.set_settings(textures="sometimes")
+
+
+def test_smooth_regions_follows_textures_and_can_be_turned_off(open_widget, qtbot):
+    """*smooth regions* (ticked by default): a textured run's predictions are smoothed over
+    :data:`TEXTURE_SMOOTHING`, an untextured one's are not; unticked, none; saved with the
+    project; greyed out while training, like *textures*."""
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    assert widget.smooth_check.isChecked() and widget.smooth_check.text() == "smooth regions"
+    assert c.build_config().output_smoothing == 0.0  # textures off (auto, nothing painted)
+    widget.textures_combo.setCurrentText("on")
+    config = c.build_config()
+    assert config.output_smoothing == TEXTURE_SMOOTHING
+    assert model_from_config(config).smoothing_boxes  # what predictions of this run do
+    widget.smooth_check.setChecked(False)
+    assert not c.settings.smooth_textures and c.build_config().output_smoothing == 0.0
+    assert c.choices.project_fields()["training"]["smooth_textures"] is False
+    widget._on_state("running")
+    assert not widget.smooth_check.isEnabled()
+    widget._on_state("idle")
+    assert widget.smooth_check.isEnabled()
 
 
 def _textured_painting(open_widget):
