@@ -1,13 +1,17 @@
 """Session 32's probe: does a region-scale smoothing of the *decisions* lift textured predictions,
-and the forest's as much as segstudio's? (No training: saved predictions.)
+the forest's as much as segstudio's, and what does it do to a thin class? (No training: saved
+predictions.)
 
-Each saved exclusive prediction (``quality.py --predictions``, here the tissue 2-D cells of
-seed 0 before smoothing existed, ``predictions_tissue2d_seed0_unsmoothed_2026-12-05_s32.npz``)
-is one-hot encoded, each class map Gaussian-smoothed over σ px, and the argmax taken again: a
-majority vote over a neighbourhood, which any method's labels can be given. Prints Dice per
-class (background / granular / fibrous) at σ 0 (as saved), 2, 4 and 8.
+Each saved exclusive 2-D prediction (``quality.py --predictions``: the tissue cells of seed 0
+before smoothing existed, ``predictions_tissue2d_seed0_unsmoothed_2026-12-05_s32.npz``; the
+outline and sloppy cells of nuclei, cells and dim, whose third class is a boundary a few pixels
+wide, ``predictions_outline_sloppy_seed0_2026-12-05_s29.npz``) is one-hot encoded, each class
+map Gaussian-smoothed over σ px, and the argmax taken again: a majority vote over a
+neighbourhood, which any method's labels can be given. Prints Dice per class (tissue:
+background / granular / fibrous; the others: background / interior / boundary) at σ 0 (as
+saved), 2, 4 and 8.
 
-    python benchmarks/runs/smoothing_probe_2026-12-05_s32.py benchmarks/runs/predictions_tissue2d_seed0_unsmoothed_2026-12-05_s32.npz
+    python benchmarks/runs/smoothing_probe_2026-12-05_s32.py benchmarks/runs/predictions_tissue2d_seed0_unsmoothed_2026-12-05_s32.npz benchmarks/runs/predictions_outline_sloppy_seed0_2026-12-05_s29.npz
 """
 
 from __future__ import annotations
@@ -27,15 +31,19 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
 
 
-def main(path: str) -> None:
-    saved = np.load(path)
-    truths: dict[tuple[int, int], np.ndarray] = {}
+def main(paths: list[str]) -> None:
+    truths: dict[tuple[str, int, int], np.ndarray] = {}
+    for path in paths:
+        probe(np.load(path), truths)
+
+
+def probe(saved: np.lib.npyio.NpzFile, truths: dict[tuple[str, int, int], np.ndarray]) -> None:
     for name in sorted(saved.files):
-        m = re.match(r"tissue_(\d)d_(\w+?)_(exclusive|multilabel)_s(\d+)_(rf|segstudio)_(\w+)$", name)
+        m = re.match(r"(\w+?)_2d_(\w+?)_(exclusive|multilabel)_s(\d+)_(rf|segstudio)_(\w+)$", name)
         if m is None:
             continue
-        dims, seed = int(m.group(1)), int(m.group(4))
-        truth = truths.setdefault((dims, seed), families.make("tissue", dims, seed).truth)
+        family, seed = m.group(1), int(m.group(4))
+        truth = truths.setdefault((family, 2, seed), families.make(family, 2, seed).truth)
         p = saved[name]
         cells = []
         for sigma in (0, 2, 4, 8):
@@ -49,4 +57,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
