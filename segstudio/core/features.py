@@ -636,9 +636,9 @@ SMOOTHED_FLOOR = 1e-6
 #: A class whose :attr:`FilteredNetwork.region_share` is below this is thin: prediction does not
 #: smooth it. On saved predictions of the quality matrix (a majority vote over σ 4 of the
 #: network's labels, benchmarks/runs/smoothing_probe_2026-12-05_s32.py) the textures' classes
-#: gained and a boundary class a few pixels wide fell to Dice 0.005–0.16 (0.30–0.40 where it
-#: was broad), from 0.41–0.78; trained, the share told the boundary apart on every textured
-#: painting of an object family (benchmarks/RESULTS.md, *Smoothing textured predictions*).
+#: gained and a boundary class a few pixels wide fell from Dice 0.41–0.78 to 0.005–0.16;
+#: trained, the share told the boundary apart on each of the four textured paintings of an
+#: object family in seeds 0–1 (benchmarks/RESULTS.md, *Smoothing textured predictions*).
 REGION_SHARE = 0.5
 #: How far each training step moves :attr:`FilteredNetwork.region_share` towards its batch's share.
 REGION_SHARE_MOMENTUM = 0.05

@@ -619,3 +619,17 @@ def test_textures_smooth_the_predictions_and_old_runs_do_not(tmp_path):
     whole = Predictor(loaded.model, loaded.config, device="cpu").predict(img, probabilities=True)
     tiled = Predictor(loaded.model, loaded.config, device="cpu").predict(img, probabilities=True, tile=(64, 64))
     np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)
+
+
+def test_a_trained_run_keeps_its_counted_region_shares(tmp_path, two_strokes):
+    """The trainer's steps count ``region_share``, and the saved run (the averaged weights that
+    predict) carries the counts."""
+    image, paint, source = two_strokes(48)
+    cfg = infer_config(image.shape, paint, "exclusive", iterations=6, patch_size=(32, 32), batch_size=2,
+                       features=(4, 8), seed=0, num_threads=1, textures=True)
+    assert cfg.output_smoothing > 0
+    events = list(train(cfg, source, tmp_path / "run"))
+    assert isinstance(events[-1], Finished)
+    share = load_run(tmp_path / "run").model.region_share
+    assert share.shape == (2,) and not torch.equal(share, torch.ones(2))  # counted, and averaged
+    assert ((share >= 0) & (share <= 1)).all()
