@@ -577,14 +577,25 @@ class FilteredNetwork(nn.Module):
         Probabilities, not logits: a region's logits are larger on one side of its edge than on
         the other, and their average would move the edge towards the smaller side; the average
         of probabilities keeps a straight edge where it was. Thin classes keep their own
-        probabilities: smoothed over σ 4 a boundary two pixels wide would vanish.
+        probabilities: smoothed over σ 4 a boundary two pixels wide would vanish. In multi-label
+        mode, where the smoothed probability that some channel is present (the channels'
+        maximum, smoothed) exceeds 0.5 and no smoothed channel does, the strongest channel takes
+        that probability: a mosaic of two channels does not fall to the background.
         """
         p = self._probabilities(logits.float())
         regions = (self.region_share >= REGION_SHARE).reshape(1, -1, *([1] * (p.dim() - 2)))
-        p = torch.where(regions, self._box_smooth(p), p)
-        if not self.multilabel:
-            p = p / p.sum(dim=1, keepdim=True)
-        p = p.clamp(SMOOTHED_FLOOR, 1.0 - SMOOTHED_FLOOR)
+        q = torch.where(regions, self._box_smooth(p), p)
+        if self.multilabel:
+            # Each channel smoothed on its own: where the network left a mosaic of two channels,
+            # neither may reach 0.5 although some channel is present all over. Where the smoothed
+            # "some channel present" does, its strongest channel is present.
+            some = self._box_smooth(p.amax(dim=1, keepdim=True))
+            best = q.amax(dim=1, keepdim=True)
+            lift = (some > 0.5) & (best <= 0.5) & (q == best)
+            q = torch.where(lift, some.expand_as(q), q)
+        else:
+            q = q / q.sum(dim=1, keepdim=True)
+        p = q.clamp(SMOOTHED_FLOOR, 1.0 - SMOOTHED_FLOOR)
         return torch.log(p) - torch.log1p(-p) if self.multilabel else torch.log(p)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:

@@ -592,6 +592,27 @@ def test_training_counts_which_classes_form_regions(mode):
     assert torch.equal(fresh.region_share, torch.ones(4))
 
 
+def test_multilabel_smoothing_keeps_a_mosaic_of_two_channels_present():
+    """Multi-label: a region the network fills with a fine mosaic of two channels (a third of
+    it each, the rest unsure) is present all over after the smoothing, where each channel
+    smoothed alone stays below a half; the empty half of the image stays absent in both."""
+    cfg = TrainConfig(mode="multilabel", n_classes=2, features=(4, 8), output_smoothing=4.0)
+    model = model_from_config(cfg).eval()
+    yy, xx = np.mgrid[:64, :64]
+    tile = (yy // 3 + xx // 3) % 3  # thirds: the first channel, the second, neither quite
+    first, second, unsure = ((tile == k) & (xx >= 32) for k in range(3))
+    logits = np.stack([first, second])[None] * 20.0 - 10.0
+    logits[:, :, unsure] = -1.0  # both channels at 0.27
+    logits = torch.from_numpy(logits).float()
+    with torch.no_grad():
+        out = model.smooth(logits)[0].numpy() > 0
+        plain_q = model._box_smooth(torch.sigmoid(logits))[0].numpy()
+    inner = (slice(8, 56), slice(44, 60))  # away from the region's edge
+    assert (plain_q[(slice(None), *inner)] <= 0.5).all(axis=0).any()  # smoothed alone: holes
+    assert out[(slice(None), *inner)].any(axis=0).all()  # lifted: some channel everywhere
+    assert not out[:, :, :24].any()  # the empty half stays absent
+
+
 def test_textures_smooth_the_predictions_and_old_runs_do_not(tmp_path):
     """*textures* comes with :data:`TEXTURE_SMOOTHING`; without it none; a run written before the
     setting existed loads with none; the tiles of a prediction reach far enough for it (tiled
