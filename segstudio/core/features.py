@@ -537,6 +537,8 @@ class FilteredNetwork(nn.Module):
             #: wide), which prediction leaves unsmoothed (below :data:`REGION_SHARE`). Kept
             #: like BatchNorm's running statistics, saved with the weights.
             self.register_buffer("region_share", torch.ones(int(self.out_channels)))
+        #: Training forwards since the last count (:data:`REGION_COUNT_EVERY`).
+        self._uncounted = 0
 
     def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
@@ -548,15 +550,17 @@ class FilteredNetwork(nn.Module):
         return p
 
     def _decided(self, p: torch.Tensor) -> torch.Tensor:
-        """Per class, the pixels that the probabilities ``p`` give it (boolean, ``p``'s shape)."""
+        """Per class, the pixels that the probabilities ``p`` give it (boolean, ``p``'s shape; a
+        tie gives the pixel to each tied class: a count, not a prediction)."""
         if self.multilabel:
             return p > 0.5
-        return F.one_hot(p.argmax(dim=1), p.shape[1]).movedim(-1, 1).bool()
+        return p >= p.amax(dim=1, keepdim=True)
 
     @torch.no_grad()
     def _count_regions(self, logits: torch.Tensor) -> None:
         """Move :attr:`region_share` by :data:`REGION_SHARE_MOMENTUM` towards this batch's share
-        per class (classes the batch does not predict are left as they are)."""
+        per class (classes the batch does not predict are left as they are). Training calls it
+        in one forward pass of :data:`REGION_COUNT_EVERY`."""
         p = self._probabilities(logits.float())
         raw = self._decided(p)
         kept = raw & self._decided(self._box_smooth(p))
@@ -637,7 +641,9 @@ class FilteredNetwork(nn.Module):
         if self.smoothing_boxes:
             if not self.training:
                 return self.smooth(y)
-            self._count_regions(y)
+            if self._uncounted % REGION_COUNT_EVERY == 0:
+                self._count_regions(y)
+            self._uncounted += 1
         return y
 
 
@@ -651,8 +657,14 @@ SMOOTHED_FLOOR = 1e-6
 #: trained, the share told the boundary apart on each of the four textured paintings of an
 #: object family in seeds 0–1 (benchmarks/RESULTS.md, *Smoothing textured predictions*).
 REGION_SHARE = 0.5
-#: How far each training step moves :attr:`FilteredNetwork.region_share` towards its batch's share.
-REGION_SHARE_MOMENTUM = 0.05
+#: Training counts :attr:`FilteredNetwork.region_share` in one forward pass of this many: the
+#: count costs a 2-D step of the fast preset about a tenth of its time (3-D: a fifteenth);
+#: counted in every fourth, a step with smoothing took 1.02× one without in 2-D and 3-D
+#: (benchmarks/step_time.py ``--set output_smoothing=4``, two threads).
+REGION_COUNT_EVERY = 4
+#: How far each count moves :attr:`FilteredNetwork.region_share` towards its batch's share
+#: (0.2 every fourth step: about 0.05 a step).
+REGION_SHARE_MOMENTUM = 0.2
 
 
 #: Bytes of region channels kept per image at most (:func:`image_regions`); a larger image
