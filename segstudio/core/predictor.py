@@ -134,8 +134,8 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
     An output voxel depends on input voxels at most this far away on each axis: the fixed
     input filters' kernel radius plus the U-Net's (two 3-wide convolutions per block, a strided
     3-wide convolution down and a kernel-equals-stride transposed convolution up per level,
-    :class:`~segstudio.core.models.UNet`), plus the prediction's smoothing of the logits
-    (``output_smoothing``). An upper bound: the up-sampling term counts the whole kernel on
+    :class:`~segstudio.core.models.UNet`), plus the reach of the prediction's smoothing of the
+    class probabilities (``output_smoothing``). An upper bound: the up-sampling term counts the whole kernel on
     both sides.
 
     Raises
