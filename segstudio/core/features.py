@@ -145,6 +145,14 @@ def box_widths(sigma: float, passes: int = 3) -> tuple[int, ...]:
     return tuple(w for w in (lo,) * m + (hi,) * (passes - m) if w > 1)
 
 
+def smoothing_boxes(sigma: float, spatial_dims: int, spacing: Sequence[float] | None) -> tuple[tuple[int, ...], ...]:
+    """Per spatial axis, the widths of the box filters that smooth a prediction over ``sigma``
+    (``TrainConfig.output_smoothing``, pixels along the finest axis); ``()`` for 0."""
+    if sigma <= 0:
+        return ()
+    return tuple(box_widths(s) for s in axis_sigmas(sigma, spatial_dims, spacing))
+
+
 def box_filter(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     """The mean over a centred window of odd ``width`` along ``dim``, borders replicated.
 
@@ -524,9 +532,7 @@ class FilteredNetwork(nn.Module):
         if not smoothing >= 0:
             raise ValueError(f"output smoothing must be >= 0, got {smoothing}")
         #: Per spatial axis, the widths of the box filters that smooth the probabilities in prediction.
-        self.smoothing_boxes: tuple[tuple[int, ...], ...] = tuple(
-            box_widths(s) for s in axis_sigmas(smoothing, self.spatial_dims, spacing)
-        ) if smoothing > 0 else ()
+        self.smoothing_boxes = smoothing_boxes(smoothing, self.spatial_dims, spacing)
         self.multilabel = bool(multilabel)
         if self.smoothing_boxes:
             if self.out_channels is None:

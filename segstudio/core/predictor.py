@@ -47,7 +47,7 @@ from segstudio.core.config import TrainConfig
 from segstudio.core.data import Normalization, image_stats, spatial_shape
 from segstudio.core.device import amp_dtype, memory_bytes, resolve_device
 from segstudio.core.errors import UserInputError
-from segstudio.core.features import axis_sigmas, box_widths, config_bank, config_channels
+from segstudio.core.features import config_bank, config_channels, smoothing_boxes
 from segstudio.core.lazy import NormalizedView, is_in_memory, strided_stats
 from segstudio.core.models import pooling_plan
 from segstudio.core.run import load_run
@@ -159,9 +159,8 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
         radius.append(r)
     if config.input_filters or config.filter_context:
         radius = [r + e for r, e in zip(radius, config_bank(config).radius())]
-    if config.output_smoothing:
-        boxes = (box_widths(s) for s in axis_sigmas(config.output_smoothing, config.spatial_dims, config.spacing))
-        radius = [r + sum(w // 2 for w in b) for r, b in zip(radius, boxes)]
+    for axis, widths in enumerate(smoothing_boxes(config.output_smoothing, config.spatial_dims, config.spacing)):
+        radius[axis] += sum(w // 2 for w in widths)
     return tuple(radius)
 
 
