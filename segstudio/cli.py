@@ -116,7 +116,19 @@ def cmd_weights(args: argparse.Namespace) -> int:
     print(f"{'class':>5}  {'painted':>10}  {kind}")
     for i, (n, w) in enumerate(zip(cw.counts, cw.weights), start=1):
         print(f"{i:>5}  {n:>10}  {w:.4f}")
+    if _tempered(cw.coverage):
+        print(f"(weights {_tempered(cw.coverage)[2:]}: the labels cover {cw.coverage:.0%} of their bounding "
+              "box, and dense labels count the classes' own frequencies, which are not evened out)")
     return 0
+
+
+def _tempered(coverage: float) -> str:
+    """``", tempered to the power 0.40"`` for weights tempered by dense paintings
+    (:mod:`segstudio.core.weights`, *Dense paintings*), ``""`` for strokes."""
+    from segstudio.core.weights import tempering
+
+    power = tempering(coverage)
+    return f", tempered to the power {power:.2f}" if power < 1.0 else ""
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -317,7 +329,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"training on {ev.device}{amp}: {ev.parameters:,} parameters → {args.out}", file=sys.stderr)
             elif isinstance(ev, WeightsUpdated):
                 ws = ", ".join(f"{w:.3g}" for w in ev.weights.weights)
-                print(f"class weights ({ev.weights.method}): {ws}", file=sys.stderr)
+                print(f"class weights ({ev.weights.method}{_tempered(ev.weights.coverage)}): {ws}", file=sys.stderr)
             elif isinstance(ev, Progress):
                 state["progress"] = ev
                 _print_progress(ev, start, tty, state)

@@ -67,7 +67,7 @@ from segstudio.core.project import (
     stored_path,
     without_extra_classes,
 )
-from segstudio.core.weights import count_paintings
+from segstudio.core.weights import count_paintings, painted_extent
 
 __all__ = [
     "ImageEntry", "Images", "LabelsToImport", "Loaded", "PaintedImage", "StoredPaintings", "layer_metadata",
@@ -121,6 +121,7 @@ class StoredPaintings:
         self._lock = lock or threading.Lock()
         self._array: np.ndarray | None = None
         self._counts: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._extents: dict[str, tuple[int, int]] = {}
         self._mine = threading.Lock()
 
     @property
@@ -169,6 +170,14 @@ class StoredPaintings:
             else:
                 self._counts[key] = count_paintings(self.paintings(), mode, n_classes)
         return self._counts[key]
+
+    def extent(self, mode: str) -> tuple[int, int]:
+        """``(painted, bounding-box pixels)`` of the paintings (:func:`painted_extent`, what the
+        class weights are tempered by); a file read only for it is not kept."""
+        if mode not in self._extents:
+            paint = self._read() if self.snapshot is None and self._array is None else self.paintings()
+            self._extents[mode] = painted_extent(paint, mode)
+        return self._extents[mode]
 
 
 @dataclass(eq=False)
@@ -236,6 +245,16 @@ class PaintedImage:
         pixels, _ = self.source.pixels()
         return TrainingImage(pixels if isinstance(pixels, np.ndarray) else np.asarray(pixels), paint,
                              self.channel_axis, self.holdout)
+
+    def extent(self, mode: str) -> tuple[int, int]:
+        """``(painted, bounding-box pixels)`` of the paintings trained on (:func:`painted_extent`)."""
+        if self.holdout is None:
+            return self.stored.extent(mode)
+        paint = self.stored.paintings()
+        if self.holdout is True or paint is None:
+            return 0, 0
+        region = self.holdout if mode == EXCLUSIVE else np.broadcast_to(self.holdout, paint.shape)
+        return painted_extent(np.where(region, 0, paint), mode)
 
     def counts(self, mode: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """``(present, absent)`` per class of the paintings trained on (see :func:`paint_counts`)."""

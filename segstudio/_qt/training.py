@@ -57,7 +57,14 @@ from segstudio.core.trainer import (
     WeightsUpdated,
 )
 from segstudio.core.trainer_process import TrainerProcess, process_refusal
-from segstudio.core.weights import ClassWeights, count_paintings, pos_weights_from_counts, weights_from_counts
+from segstudio.core.weights import (
+    ClassWeights,
+    count_paintings,
+    coverage_of,
+    painted_extent,
+    pos_weights_from_counts,
+    weights_from_counts,
+)
 
 #: Iterations/second is measured over this many recent steps.
 RATE_WINDOW = 20
@@ -124,14 +131,19 @@ class Paintings:
         mode = self.snapshot.mode
         kept = split_holdout(TrainingImage(self.image, self.snapshot.paintings(), self.channel_axis, self.holdout),
                              mode)[0]
-        present, absent = count_paintings(None if kept is None else np.asarray(kept.paintings), mode, self.n_classes)
+        paint = None if kept is None else np.asarray(kept.paintings)
+        present, absent = count_paintings(paint, mode, self.n_classes)
+        extents = [painted_extent(paint, mode)]
         for other in self.others:
             p, a = other.counts(mode, self.n_classes)
             present, absent = present + p, absent + a
+            extents.append(other.extent(mode))
+        coverage = coverage_of(extents)  # dense paintings temper the weights, as in training
         if mode == EXCLUSIVE:
-            weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins)
+            weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins, coverage=coverage)
         else:
-            weights = pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins)
+            weights = pos_weights_from_counts(present, absent, self.method, clamp=self.clamp, pinned=self.pins,
+                                              coverage=coverage)
         uneven = None
         if isinstance(self.image, np.ndarray):  # lazy images: not read for it
             uneven = background_unevenness(self.image, self.snapshot.paintings(), mode, self.channel_axis)

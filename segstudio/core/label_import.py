@@ -3,7 +3,8 @@
 A label image (a file, or a napari Labels layer) holds integer values. Each value is mapped to
 a class or ignored (:func:`paintings_from_labels`); a value that maps nowhere is one clear
 error. Sparse strokes and dense masks go the same way: a dense mask is paintings with every
-pixel painted, and trains like strokes (its counts give the class weights).
+pixel painted, and trains like strokes, except that its counts are the classes' own
+frequencies, so its classes weigh alike (:mod:`segstudio.core.weights`, *Dense paintings*).
 
 Instance masks (one value per object, many values) are offered as classes by
 :func:`paintings_from_instances`: *foreground / background*, or *foreground / boundary /

@@ -60,7 +60,7 @@ from segstudio.core.predictor import context_region, predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
 from segstudio.core.stroke_fit import StrokeFit, stroke_hits
-from segstudio.core.weights import ClassWeights, compute_weights
+from segstudio.core.weights import ClassWeights, compute_weights, coverage_of, painted_extent
 
 #: With ``Trainer(swap_in_background=True)``, paintings are prepared in a thread beside the
 #: steps once a preparation took this long (seconds). Below it the thread costs more than it
@@ -265,6 +265,7 @@ class _PaintWork:
     inferred: dict[str, np.ndarray | None]  # what each implied-label rule infers
     paint: Any  # the paintings trained on (held-out strokes removed)
     held: np.ndarray | None  # the held-out paintings, or None
+    extent: tuple[int, int] = (0, 0)  # weights.painted_extent of ``paint``
 
     def same(self, item: TrainingImage) -> bool:
         return item.image is self.image and item.paintings is self.paintings and item.holdout is self.holdout
@@ -282,6 +283,7 @@ class _Gathered:
     held: list[tuple[_ImageWork, np.ndarray]]
     train_paint: list[Any]
     normalization: Normalization
+    coverage: float = 0.0  # the painted share of the paintings' extent (weights.coverage_of)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -454,7 +456,8 @@ class Trainer:
             prepared = [dataclasses.replace(p, regions=w.regions(bank, cfg, self.device))
                         for p, w in zip(prepared, prepared_works)]
         self.gather_s = time.perf_counter() - started
-        return _Gathered(snapshot, images, paints, prepared, inferred, held, train_paint, normalization)
+        coverage = coverage_of(done.extent for done in paints.values() if done.prepared is not None)
+        return _Gathered(snapshot, images, paints, prepared, inferred, held, train_paint, normalization, coverage)
 
     def _apply(self, gathered: _Gathered) -> ClassWeights:
         """Put prepared paintings in use: sampler, class weights and losses (cheap; between
@@ -476,7 +479,7 @@ class Trainer:
         pins = dict(cfg.pinned_weights)
         computed = compute_weights(
             train_paint, cfg.mode, cfg.weight_method, n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None,
-            clamp=cfg.weight_clamp, pinned=pins,
+            clamp=cfg.weight_clamp, pinned=pins, coverage=gathered.coverage,
         )
         if snapshot.weights is not None:
             if len(snapshot.weights) != cfg.n_classes:
@@ -486,7 +489,7 @@ class Trainer:
             computed = ClassWeights(
                 mode=computed.mode, method="given", counts=computed.counts,
                 weights=tuple(snapshot.weights), absent_counts=computed.absent_counts,
-                warnings=computed.warnings,
+                warnings=computed.warnings, coverage=computed.coverage,
             )
         self.weights = computed
         self.loss_fn = make_loss(cfg.mode, cfg.loss, computed.weights).to(self.device)
@@ -496,9 +499,11 @@ class Trainer:
         self.inferred_loss_fns: list[torch.nn.Module | None] = []
         for r in self.rules:
             labels = [e[r] for e in inferred if e.get(r) is not None]
+            # (untempered: what a rule infers covers its extent by design, and is weighed as
+            # before dense paintings were told apart from strokes)
             own = None if not labels else compute_weights(
                 labels, cfg.mode, cfg.weight_method,
-                n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp,
+                n_classes=cfg.n_classes if cfg.mode == EXCLUSIVE else None, clamp=cfg.weight_clamp, coverage=0.0,
             )
             self.inferred_loss_fns.append(None if own is None else make_loss(cfg.mode, cfg.loss, own.weights).to(self.device))
         self.snapshot_version = snapshot.version
@@ -519,7 +524,8 @@ class Trainer:
                                         inferred=[extra[r] for r in self.rules],
                                         normalized=work.normalized(cfg))
             paint = train_item.paintings if cfg.mode == EXCLUSIVE else np.asarray(train_item.paintings)
-        return _PaintWork(item.image, item.paintings, item.holdout, prepared, extra, paint, held)
+        return _PaintWork(item.image, item.paintings, item.holdout, prepared, extra, paint, held,
+                          painted_extent(paint, cfg.mode) if paint is not None else (0, 0))
 
     @property
     def rules(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from segstudio.cli import main
 from segstudio.core.config import TEXTURE_SMOOTHING
 from segstudio.core.io import read_image, read_labels
 from segstudio.core.run import load_run
+from segstudio.core.weights import tempering
 
 TINY = ["--iterations", "3", "--patch", "32", "32", "--batch", "2", "--seed", "0"]
 
@@ -34,9 +35,11 @@ def test_weights_json_tiff_and_nifti(tiff_pair, tmp_path, capsys):
     assert main(["weights", "--labels", str(lab), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     n = [96, 16]
-    raw = np.array([sum(n) / (2 * k) for k in n])
+    coverage = sum(n) / (22 * 48)  # of their bounding box: rows 2-23, every column
+    raw = np.array([sum(n) / (2 * k) for k in n]) ** tempering(coverage)
     assert out["mode"] == "exclusive" and out["method"] == "balanced" and out["classes"] == [1, 2]
     assert out["counts"] == n
+    assert out["coverage"] == pytest.approx(coverage, abs=1e-6)
     np.testing.assert_allclose(out["weights"], np.clip(raw / raw.mean(), 0.1, 10), rtol=1e-5)
     vol = np.zeros((4, 5, 6), np.uint8)
     vol[0, 0, :3] = 1
@@ -45,6 +48,20 @@ def test_weights_json_tiff_and_nifti(tiff_pair, tmp_path, capsys):
     assert main(["weights", "--labels", str(tmp_path / "lab.nii.gz"), "--labels", str(lab), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["counts"] == [99, 22]
+
+
+def test_weights_of_dense_labels_say_they_are_tempered(tmp_path, capsys):
+    """An annotated image's counts are its classes' own frequencies: they weigh alike, and the
+    table says why."""
+    lab = np.ones((40, 40), np.uint8)
+    lab[5:15, 5:15] = 2
+    tifffile.imwrite(tmp_path / "dense.tif", lab)
+    assert main(["weights", "--labels", str(tmp_path / "dense.tif")]) == 0
+    out = capsys.readouterr().out
+    assert "1.0000" in out and "tempered to the power 0.00" in out and "100%" in out
+    assert main(["weights", "--labels", str(tmp_path / "dense.tif"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["weights"] == [1.0, 1.0] and got["coverage"] == 1.0
 
 
 def test_info(tiff_pair, capsys):

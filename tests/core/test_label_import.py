@@ -58,13 +58,15 @@ def test_non_integer_labels_are_refused():
         label_values(np.array([-1, 1]))
 
 
-def test_a_dense_mask_trains_like_strokes_its_counts_give_the_weights():
+def test_a_dense_mask_trains_like_strokes_with_its_classes_weighed_alike():
+    """An imported dense mask becomes paint everywhere; its counts are the classes' own
+    frequencies, so the weights do not even them out (``core.weights``, *Dense paintings*)."""
     mask = np.ones((10, 10), np.uint8)
     mask[2:5, 2:5] = 2
     paint = paintings_from_labels(mask, {1: 1, 2: 2}, "exclusive", 2)
     assert (paint > 0).all()
     w = compute_weights(paint, "exclusive", "balanced", n_classes=2)
-    assert w.counts == (91, 9) and w.weights[1] > w.weights[0]
+    assert w.counts == (91, 9) and w.coverage == 1.0 and w.weights == (1.0, 1.0)
 
 
 def test_instance_masks_as_foreground_or_with_boundaries():

@@ -92,6 +92,27 @@ def test_new_paintings_are_swapped_in_without_restart():
     assert updates[1].iteration == 2 and updates[1].weights.counts[0] > updates[0].weights.counts[0]
 
 
+def test_dense_labels_weigh_classes_alike_and_strokes_as_painted():
+    """Weights are tempered by how densely the paintings cover their extent
+    (:mod:`segstudio.core.weights`, *Dense paintings*): a fully annotated image trains with equal
+    weights, strokes with the method's (``compute_weights`` on the same paintings, as the app
+    shows them)."""
+    from segstudio.core.weights import compute_weights
+
+    img, lab, truth = blobs()
+    got = {}
+    for name, paint in (("dense", truth), ("strokes", lab)):
+        cfg = infer_config(img.shape, paint, "exclusive", iterations=2, **TINY)
+        src = SnapshotSource()
+        src.put([TrainingImage(img, paint)])
+        got[name] = next(e for e in train(cfg, src) if isinstance(e, WeightsUpdated)).weights
+    assert got["dense"].coverage == 1.0 and got["dense"].weights == (1.0, 1.0)
+    shown = compute_weights(lab, "exclusive")
+    assert got["strokes"].coverage == pytest.approx(shown.coverage) and got["strokes"].coverage < 0.5
+    np.testing.assert_allclose(got["strokes"].weights, shown.weights)
+    assert got["strokes"].weights[1] > got["strokes"].weights[0]
+
+
 def test_new_paintings_prepared_in_background_while_the_steps_go_on(monkeypatch):
     """With ``swap_in_background`` the steps go on with the old paintings while a newer
     snapshot is prepared (a slow preparation here), and it comes in as the synchronous swap

@@ -115,6 +115,19 @@ def test_painting_updates_counts_and_weights_after_debounce(open_widget, qtbot, 
     assert float(widget.class_table.item(1, COL_WEIGHT).text()) == pytest.approx(expected.weights[1], abs=0.006)
 
 
+def test_dense_paintings_show_equal_weights(open_widget, qtbot):
+    """A label layer that labels every pixel (imported annotations) is weighed as training
+    weighs it: its counts are the classes' own frequencies, so the classes weigh alike."""
+    viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
+    paint = c.paint_layers[0]
+    paint.data[:] = 1
+    paint.data[8:14, 8:14] = 2
+    paint.events.paint(value=[])
+    qtbot.waitUntil(lambda: c.weights is not None and c.weights.counts == (32 * 32 - 36, 36), timeout=5000)
+    assert c.weights.coverage == 1.0 and c.weights.weights == (1.0, 1.0)
+    assert [float(widget.class_table.item(r, COL_WEIGHT).text()) for r in (0, 1)] == [1.0, 1.0]
+
+
 def test_pinning_a_weight(open_widget, qtbot):
     viewer, widget, c = open_widget(np.zeros((32, 32), np.float32))
     paint = c.paint_layers[0]
