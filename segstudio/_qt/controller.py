@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
 
 from segstudio._qt.image import META_KEY, ChosenImage, Stamp, channel_axis_of, layer_meta
 from segstudio._qt.images import (
@@ -157,6 +157,8 @@ class SegController(QObject):
         self._view_timer = self._timer(VIEW_DEBOUNCE_MS)
         #: A preview of new weights held back by the preview budget (``Preview.budget_wait``).
         self._budget_timer = self._timer(0)
+        # a coarse timer (Qt's default) may fire up to 5 % early: the budget is a lower bound
+        self._budget_timer.setTimerType(Qt.TimerType.PreciseTimer)
         #: The next run's training process is started while the user looks and paints.
         self._warm_timer = self._timer(WARM_PROCESS_MS)
         self._wire()
