@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import platform
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,3 +150,12 @@ def constants_set(changes: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """``--set field=value`` arguments as a dict of overrides (values by :func:`parse_value`)."""
     return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def emit(row: Mapping[str, Any], out: Path | None = None) -> None:
+    """Print one result row as a JSON line and, with ``out``, append the line to that file."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out is not None:
+        with Path(out).open("a") as fh:
+            fh.write(line + "\n")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import quality  # noqa: E402
 import users  # noqa: E402
-from bench_common import parse_sets  # noqa: E402
+from bench_common import emit, parse_sets  # noqa: E402
 
 HABIT = "corrections"
 
@@ -169,11 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             row = fut.result()
             if a.variant:
                 row["variant"] = a.variant
-            line = json.dumps(row)
-            print(line, flush=True)
-            if a.out is not None:
-                with a.out.open("a") as fh:
-                    fh.write(line + "\n")
+            emit(row, a.out)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import users  # noqa: E402
 from baseline_rf import rf_baseline  # noqa: E402
-from bench_common import parse_sets  # noqa: E402
+from bench_common import emit, parse_sets  # noqa: E402
 
 MODES = ("exclusive", "multilabel")
 #: Default training budget in seconds of wall clock (the issue's "60 s CPU training").
@@ -622,10 +622,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     r["set"] = args.set
                 if args.constant:
                     r["constant"] = args.constant
-                print(json.dumps(r), flush=True)
-                if args.out is not None:
-                    with args.out.open("a") as fh:
-                        fh.write(json.dumps(r) + "\n")
+                emit(r, args.out)
             rows += result
     print(table(rows))
     print(summary(rows))

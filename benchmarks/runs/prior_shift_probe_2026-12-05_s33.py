@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import families as fam  # noqa: E402
 import quality  # noqa: E402
 import users  # noqa: E402
+from bench_common import emit  # noqa: E402
 
 
 def em_prior(prob: np.ndarray, iterations: int = 100, tol: float = 1e-6,
@@ -124,11 +124,7 @@ def main() -> None:
     with ProcessPoolExecutor(a.jobs) as pool:
         futs = [pool.submit(run, f, d, h, m, s, a.steps[0] if d == 2 else a.steps[1]) for f, d, h, m, s in cells]
         for fut in futs:
-            line = json.dumps(fut.result())
-            print(line, flush=True)
-            if a.out is not None:
-                with a.out.open("a") as fh:
-                    fh.write(line + "\n")
+            emit(fut.result(), a.out)
 
 
 if __name__ == "__main__":
