@@ -57,7 +57,7 @@ from segstudio.core.config import LEVEL_SLICES_CHOICES, MODEL_PRESETS, TEXTURES_
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
 from segstudio.core.stroke_fit import unlearnt, unlearnt_message
-from segstudio.core.weights import METHODS
+from segstudio.core.weights import METHODS, tempering
 
 #: Export formats offered by the *Export model…* file dialog, with their filter labels.
 EXPORT_FORMAT_LABELS = (
@@ -848,7 +848,11 @@ class SegStudioWidget(QWidget):
                     font = w.font()
                     font.setBold(pinned)
                     w.setFont(font)
-                    w.setToolTip("pos_weight" if multi else f"weight ({weights.method})")
+                    power = tempering(weights.coverage)
+                    dense = (f", tempered to the power {power:.2f}: the paintings cover {weights.coverage:.0%} "
+                             "of their bounding box (dense labels count the classes' own frequencies)"
+                             if power < 1.0 else "")
+                    w.setToolTip(("pos_weight" if multi else f"weight ({weights.method})") + dense)
         finally:
             self._updating = False
         self.weights_note.setText("\n".join(weights.warnings))

@@ -126,6 +126,7 @@ def test_dense_paintings_show_equal_weights(open_widget, qtbot):
     qtbot.waitUntil(lambda: c.weights is not None and c.weights.counts == (32 * 32 - 36, 36), timeout=5000)
     assert c.weights.coverage == 1.0 and c.weights.weights == (1.0, 1.0)
     assert [float(widget.class_table.item(r, COL_WEIGHT).text()) for r in (0, 1)] == [1.0, 1.0]
+    assert "tempered to the power 0.00" in widget.class_table.item(1, COL_WEIGHT).toolTip()
 
 
 def test_pinning_a_weight(open_widget, qtbot):
