@@ -52,26 +52,26 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_number(text: str) -> float:
-    """An argparse ``type``: a finite number greater than 0."""
+def _finite_number(text: str, ok: Callable[[float], bool], requirement: str) -> float:
+    """``text`` as a finite float that ``ok`` accepts, else argparse's error (``must be a
+    number {requirement}``)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"must be a number {requirement}, got {text}")
     return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number greater than 0."""
+    return _finite_number(text, lambda v: v > 0, "greater than 0")
 
 
 def non_negative_number(text: str) -> float:
     """An argparse ``type``: a finite number of at least 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
-    return value
+    return _finite_number(text, lambda v: v >= 0, "of at least 0")
 
 
 def _load_image(path: str, channel_axis: int | None, what: str = "image", lazy: bool = False):
@@ -103,7 +103,7 @@ def _print_progress(ev, start: float, tty: bool, state: dict) -> None:
 def cmd_weights(args: argparse.Namespace) -> int:
     """``segstudio weights``: class weights from label files."""
     from segstudio.core.io import read_labels
-    from segstudio.core.weights import compute_weights
+    from segstudio.core.weights import compute_weights, tempered_note
 
     arrays = [read_labels(p)[0] for p in args.labels]
     cw = compute_weights(arrays, args.mode, args.method)
@@ -116,19 +116,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
     print(f"{'class':>5}  {'painted':>10}  {kind}")
     for i, (n, w) in enumerate(zip(cw.counts, cw.weights), start=1):
         print(f"{i:>5}  {n:>10}  {w:.4f}")
-    if _tempered(cw.coverage):
-        print(f"(weights {_tempered(cw.coverage)[2:]}: the labels cover {cw.coverage:.0%} of their bounding "
+    tempered = tempered_note(cw.coverage)
+    if tempered:
+        print(f"(weights {tempered}: the labels cover {cw.coverage:.0%} of their bounding "
               "box, and dense labels count the classes' own frequencies, which are not evened out)")
     return 0
-
-
-def _tempered(coverage: float) -> str:
-    """``", tempered to the power 0.40"`` for weights tempered by dense paintings
-    (:mod:`segstudio.core.weights`, *Dense paintings*), ``""`` for strokes."""
-    from segstudio.core.weights import tempering
-
-    power = tempering(coverage)
-    return f", tempered to the power {power:.2f}" if power < 1.0 else ""
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -232,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         infer_config,
     )
     from segstudio.core.trainer import train as run_training
+    from segstudio.core.weights import tempered_note
 
     args.image, args.labels = args.image or [], args.labels or []
     project_items, project_spacing, project_overrides = _project_training(args) if args.project else ([], None, {})
@@ -329,7 +322,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"training on {ev.device}{amp}: {ev.parameters:,} parameters → {args.out}", file=sys.stderr)
             elif isinstance(ev, WeightsUpdated):
                 ws = ", ".join(f"{w:.3g}" for w in ev.weights.weights)
-                print(f"class weights ({ev.weights.method}{_tempered(ev.weights.coverage)}): {ws}", file=sys.stderr)
+                tempered = tempered_note(ev.weights.coverage)
+                how = f"{ev.weights.method}, {tempered}" if tempered else ev.weights.method
+                print(f"class weights ({how}): {ws}", file=sys.stderr)
             elif isinstance(ev, Progress):
                 state["progress"] = ev
                 _print_progress(ev, start, tty, state)

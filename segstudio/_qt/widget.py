@@ -57,7 +57,7 @@ from segstudio.core.config import LEVEL_SLICES_CHOICES, MODEL_PRESETS, TEXTURES_
 from segstudio.core.losses import LOSS_NAMES
 from segstudio.core.project import KEEP_AUTOSAVE_DAYS, KEEP_AUTOSAVES
 from segstudio.core.stroke_fit import unlearnt, unlearnt_message
-from segstudio.core.weights import METHODS, tempering
+from segstudio.core.weights import METHODS, tempered_note
 
 #: Export formats offered by the *Export model…* file dialog, with their filter labels.
 EXPORT_FORMAT_LABELS = (
@@ -848,10 +848,9 @@ class SegStudioWidget(QWidget):
                     font = w.font()
                     font.setBold(pinned)
                     w.setFont(font)
-                    power = tempering(weights.coverage)
-                    dense = (f", tempered to the power {power:.2f}: the paintings cover {weights.coverage:.0%} "
-                             "of their bounding box (dense labels count the classes' own frequencies)"
-                             if power < 1.0 else "")
+                    tempered = tempered_note(weights.coverage)
+                    dense = (f", {tempered}: the paintings cover {weights.coverage:.0%} of their bounding box "
+                             "(dense labels count the classes' own frequencies)" if tempered else "")
                     w.setToolTip(("pos_weight" if multi else f"weight ({weights.method})") + dense)
         finally:
             self._updating = False

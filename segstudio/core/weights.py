@@ -290,6 +290,14 @@ def tempering(coverage: float) -> float:
     return 1.0 - min(1.0, max(0.0, (coverage - STROKE_COVERAGE) / (DENSE_COVERAGE - STROKE_COVERAGE)))
 
 
+def tempered_note(coverage: float) -> str:
+    """``"tempered to the power 0.40"`` where paintings of this ``coverage`` temper the weights
+    (:func:`tempering` below 1: dense labels), ``""`` for strokes; what the CLI and the class
+    table say about such weights."""
+    power = tempering(coverage)
+    return f"tempered to the power {power:.2f}" if power < 1.0 else ""
+
+
 def painted_extent(paint: np.ndarray | None, mode: str) -> tuple[int, int]:
     """``(painted, extent)`` of one image's paintings: the pixels painted (any class; multi-label
     any channel, present or absent) and the pixels of their bounding box, counted without a

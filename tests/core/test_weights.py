@@ -17,6 +17,7 @@ from segstudio.core.weights import (
     painted_extent,
     pos_weight_view,
     pos_weights_from_counts,
+    tempered_note,
     tempering,
     weights_from_counts,
 )
@@ -177,6 +178,7 @@ def test_tempering_leaves_strokes_alone_and_falls_to_zero_for_dense_labels():
     assert tempering((STROKE_COVERAGE + DENSE_COVERAGE) / 2) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="coverage"):
         tempering(-0.1)
+    assert tempered_note(STROKE_COVERAGE) == "" and tempered_note(1.0) == "tempered to the power 0.00"
 
 
 def test_dense_labels_weigh_every_class_alike_and_strokes_keep_theirs():
