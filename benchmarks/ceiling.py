@@ -1,7 +1,7 @@
 """What each image of the quality matrix allows: segstudio trained on its whole truth.
 
 (Also: training from dense labels, ``--crop``: the truth of a crop only, as from an annotated
-crop of a larger image.)
+crop of a larger image; ``--discs``: a big brush; ``--slices``: a few whole slices of a volume.)
 
 The corrections target of issue 14 asks for ≥ 0.95 foreground Dice after two correction
 rounds. Whether that is reachable on an image depends on the image too: on a low-SNR image
@@ -37,12 +37,15 @@ HABIT = "corrections"
 
 
 def run(family: str, dims: int, mode: str, seed: int, steps: int, threads: int,
-        overrides: dict[str, Any] | None = None, crop: float = 1.0, discs: float = 0.0) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, crop: float = 1.0, discs: float = 0.0,
+        slices: int = 0) -> dict[str, Any]:
     """One ceiling row: the corrections cell's session trained on the whole truth (or, with
     ``crop`` < 1, on the truth of the first ``crop`` of the last axis only, a densely
     annotated crop; with ``discs`` > 0, in random discs of 12 px radius (balls in 3D, by the
-    spacing) that cover that share of the image: a heavy painter's big brush; scored on the
-    whole image)."""
+    spacing) that cover that share of the image: a heavy painter's big brush; with ``slices``
+    > 0, on that many evenly spaced whole slices of a volume: a user who annotates a few slices
+    completely; scored on the whole image)."""
+    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
@@ -53,6 +56,12 @@ def run(family: str, dims: int, mode: str, seed: int, steps: int, threads: int,
     dense[..., int(round(crop * dense.shape[-1])):] = 0
     if discs > 0:
         dense[~_discs(dense.shape, sample.spacing, discs, seed)] = 0
+    if slices > 0:
+        if dims != 3:
+            raise ValueError("--slices is for volumes (--dims 3)")
+        keep = np.zeros(dense.shape[0], bool)
+        keep[np.linspace(0, dense.shape[0] - 1, slices + 2).round().astype(int)[1:-1]] = True
+        dense[~keep] = 0
     full = users.Painting(dense, painting.truth, painting.class_names, HABIT, painting.params)
 
     def paint_of(p: users.Painting):
@@ -73,7 +82,7 @@ def run(family: str, dims: int, mode: str, seed: int, steps: int, threads: int,
     return {"family": family, "dims": dims, "habit": HABIT, "mode": mode, "seed": seed,
             "method": "segstudio-truth", "phase": "ceiling", "iterations": session.iteration,
             **({"set": overrides} if overrides else {}), **({"crop": crop} if crop < 1 else {}),
-            **({"discs": discs} if discs > 0 else {}),
+            **({"discs": discs} if discs > 0 else {}), **({"slices": slices} if slices > 0 else {}),
             **{k: round(v, 4) for k, v in quality.score(excl, full, sample).items()}}
 
 
@@ -99,6 +108,8 @@ def _setting(row: dict[str, Any]) -> str:
         parts.append(f"crop {row['crop']}")
     if "discs" in row:
         parts.append(f"discs {row['discs']}")
+    if "slices" in row:
+        parts.append(f"{row['slices']} slices")
     if "variant" in row:
         parts.append(row["variant"])
     return ", ".join(parts)
@@ -146,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="paint the truth on this fraction of the last axis only (a dense crop)")
     p.add_argument("--discs", type=float, default=0.0,
                    help="paint the truth in random discs covering this share of the image (a big brush)")
+    p.add_argument("--slices", type=int, default=0,
+                   help="paint the truth on this many evenly spaced whole slices of each volume")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a TrainConfig field for every session (as quality.py's --set)")
     p.add_argument("--variant", default=None, help="a name recorded in every row (which code ran)")
@@ -163,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     cells = list(itertools.product(a.families, a.dims, a.modes, a.seeds))
     with ProcessPoolExecutor(a.jobs) as pool:
         futures = [pool.submit(run, f, d, m, s, a.steps[0] if d == 2 else a.steps[1], a.threads,
-                               parse_sets(a.set), a.crop, a.discs)
+                               parse_sets(a.set), a.crop, a.discs, a.slices)
                    for f, d, m, s in cells]
         for fut in futures:
             row = fut.result()
