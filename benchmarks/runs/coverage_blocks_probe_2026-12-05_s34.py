@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import numpy as np
 import families as fam, users
-from segstudio.core.weights import painted_extent, tempering
+from segstudio.core.weights import painted_extent
 
 def blocks(m, B):
     """painted / area of in-plane BxB blocks holding paint, per slice"""
