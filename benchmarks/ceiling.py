@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             return [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
         print(table(read(a.table), read(a.matrix)))
         return
+    if a.slices and 2 in a.dims:
+        p.error("--slices is for volumes: give --dims 3")
     cells = list(itertools.product(a.families, a.dims, a.modes, a.seeds))
     with ProcessPoolExecutor(a.jobs) as pool:
         futures = [pool.submit(run, f, d, m, s, a.steps[0] if d == 2 else a.steps[1], a.threads,
