@@ -246,25 +246,19 @@ class PaintedImage:
         return TrainingImage(pixels if isinstance(pixels, np.ndarray) else np.asarray(pixels), paint,
                              self.channel_axis, self.holdout)
 
-    def extent(self, mode: str) -> tuple[int, int]:
-        """``(painted, bounding-box pixels)`` of the paintings trained on (:func:`painted_extent`)."""
+    def weighed(self, mode: str, n_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """``(present, absent, extent)`` of the paintings trained on (held-out strokes left
+        out): per class what the class weights count (:func:`count_paintings`), and the painted
+        pixels with their bounding box, what the weights are tempered by
+        (:func:`painted_extent`); with a holdout, both from one copy of the paintings."""
         if self.holdout is None:
-            return self.stored.extent(mode)
+            return (*self.stored.counts(mode, n_classes), self.stored.extent(mode))
         paint = self.stored.paintings()
-        if self.holdout is True or paint is None:
-            return 0, 0
-        region = self.holdout if mode == EXCLUSIVE else np.broadcast_to(self.holdout, paint.shape)
-        return painted_extent(np.where(region, 0, paint), mode)
-
-    def counts(self, mode: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(present, absent)`` per class of the paintings trained on (see :func:`paint_counts`)."""
-        if self.holdout is None:
-            return self.stored.counts(mode, n_classes)
-        paint = self.stored.paintings()
-        if self.holdout is True or paint is None:
-            return count_paintings(None, mode, n_classes)
-        region = self.holdout if mode == EXCLUSIVE else np.broadcast_to(self.holdout, paint.shape)
-        return count_paintings(np.where(region, 0, paint), mode, n_classes)
+        kept = None
+        if self.holdout is not True and paint is not None:
+            region = self.holdout if mode == EXCLUSIVE else np.broadcast_to(self.holdout, paint.shape)
+            kept = np.where(region, 0, paint)
+        return (*count_paintings(kept, mode, n_classes), painted_extent(kept, mode))
 
 
 @dataclass(frozen=True)

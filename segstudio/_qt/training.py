@@ -135,9 +135,9 @@ class Paintings:
         present, absent = count_paintings(paint, mode, self.n_classes)
         extents = [painted_extent(paint, mode)]
         for other in self.others:
-            p, a = other.counts(mode, self.n_classes)
+            p, a, extent = other.weighed(mode, self.n_classes)
             present, absent = present + p, absent + a
-            extents.append(other.extent(mode))
+            extents.append(extent)
         coverage = coverage_of(extents)  # dense paintings temper the weights, as in training
         if mode == EXCLUSIVE:
             weights = weights_from_counts(present, self.method, clamp=self.clamp, pinned=self.pins, coverage=coverage)

@@ -197,7 +197,7 @@ def weights_from_counts(
     -------
     ClassWeights
     """
-    _check_coverage(coverage)
+    power = tempering(coverage)
     if method not in METHODS:
         raise UserInputError(f"unknown weight method {method!r}: expected one of {', '.join(METHODS)}")
     lo, hi = clamp
@@ -208,7 +208,7 @@ def weights_from_counts(
     w = np.zeros_like(n)
     msgs = [f"class {i + 1} has no paint: weight 0" for i in np.flatnonzero(~present)]
     if present.any():
-        raw = _raw_weights(n[present], method) ** tempering(coverage)
+        raw = _raw_weights(n[present], method) ** power
         raw = raw / raw.mean()
         w[present] = np.clip(raw, lo, hi)
     pins = dict(pinned or {})
@@ -244,7 +244,7 @@ def pos_weights_from_counts(
 
     A class without present paint gets ``1.0`` (nothing to up-weight) and a warning.
     """
-    _check_coverage(coverage)
+    power = tempering(coverage)
     if method not in METHODS:
         raise UserInputError(f"unknown weight method {method!r}: expected one of {', '.join(METHODS)}")
     p = np.asarray(present, dtype=np.float64)
@@ -256,7 +256,7 @@ def pos_weights_from_counts(
     for c in np.flatnonzero(p > 0):
         if a[c] > 0:
             raw = _raw_weights(np.array([p[c], a[c]]), method)
-            w[c] = np.clip((raw[0] / raw[1]) ** tempering(coverage), lo, hi)
+            w[c] = np.clip((raw[0] / raw[1]) ** power, lo, hi)
         else:  # no absent paint: the smallest weight, as n_absent / n_present = 0 clamped
             w[c] = lo
     msgs = [f"class {i + 1} has no 'present' paint: pos_weight 1" for i in np.flatnonzero(p <= 0)]
@@ -277,16 +277,12 @@ def pos_weights_from_counts(
     )
 
 
-def _check_coverage(coverage: float) -> None:
-    if not 0.0 <= coverage <= 1.0:
-        raise ValueError(f"coverage must be in [0, 1], got {coverage}")
-
-
 def tempering(coverage: float) -> float:
     """The power the raw weights are raised to for paintings of this ``coverage``: 1 up to
     :data:`STROKE_COVERAGE` (strokes), falling linearly to 0 at :data:`DENSE_COVERAGE` (dense
     labels) and beyond."""
-    _check_coverage(coverage)
+    if not 0.0 <= coverage <= 1.0:
+        raise ValueError(f"coverage must be in [0, 1], got {coverage}")
     return 1.0 - min(1.0, max(0.0, (coverage - STROKE_COVERAGE) / (DENSE_COVERAGE - STROKE_COVERAGE)))
 
 

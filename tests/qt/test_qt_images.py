@@ -334,3 +334,28 @@ def test_validation_regions_drawn_on_an_image_are_not_trained_on(session, qtbot,
     c.save_project(tmp_path / "proj")
     qtbot.waitUntil(lambda: not c.busy and c.project_dir is not None, timeout=WAIT_MS)
     assert P.load_project(tmp_path / "proj").image("a").regions == ((0, 0, 10, 48),)
+
+
+def test_an_image_off_screen_is_weighed_without_its_held_out_strokes():
+    from types import SimpleNamespace
+
+    from segstudio._qt.images import PaintedImage, StoredPaintings
+
+    paint = np.zeros((10, 10), np.uint8)
+    paint[0, :5] = 1  # background strokes in the top rows
+    paint[9, 5:] = 2
+    stored = StoredPaintings("a", SimpleNamespace(paintings=lambda: paint, version=1))
+
+    def weighed(holdout):
+        present, absent, extent = PaintedImage("a", None, stored, None, holdout).weighed("exclusive", 2)
+        return present.tolist(), absent.tolist(), extent
+
+    assert weighed(None) == ([5, 5], [0, 0], (10, 100))
+    top = np.zeros((10, 10), bool)
+    top[:5] = True
+    assert weighed(top) == ([0, 5], [0, 0], (5, 5))
+    assert weighed(True) == ([0, 0], [0, 0], (0, 0))
+    multi = np.stack([paint == 1, paint == 2]).astype(np.uint8)  # present strokes per channel
+    ml = StoredPaintings("m", SimpleNamespace(paintings=lambda: multi, version=1))
+    present, absent, extent = PaintedImage("m", None, ml, None, top).weighed("multilabel", 2)
+    assert (present.tolist(), absent.tolist(), extent) == ([0, 5], [0, 0], (5, 5))
