@@ -10,6 +10,7 @@ painters, seeds 0–1, and the zoomed nuclei at K = 1, 2, 4 (strokes ×K and in 
 
     python benchmarks/runs/object_scale_estimate_2026-12-05_s34.py > …_s34.txt
 """
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def estimate(image: np.ndarray, paint: np.ndarray, interior_only: bool = False) 
     return best, float(np.sqrt(2.0) * best)
 
 
+def _zoom_probe():
+    """``zoomed_nuclei_probe_2026-12-05_s34.py`` as a module (its ``zoomed``, ``scaled_painting``)."""
+    spec = importlib.util.spec_from_file_location(
+        "zoom_probe", Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def truth_radius(sample) -> float:
     sizes = np.bincount(sample.instances.ravel())[1:]
     return float(np.median(np.sqrt(sizes[sizes > 0] / np.pi)))
@@ -52,20 +62,13 @@ for seed in (0, 1):
             print(f"{family} | {habit} | {seed} | {t:.1f} | {sig:.1f} | {r:.1f} | {r / t:.2f} | "
                   f"{sig2:.1f} | {r2:.1f} | {r2 / t:.2f}", flush=True)
 
-probe = Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py")
+zoom = _zoom_probe()
 for k in (2, 4):
     for seed in (0, 1):
-        ns: dict = {"__file__": str(probe)}
-        argv, sys.argv = sys.argv, [str(probe), str(k), str(seed)]
-        try:
-            exec(probe.read_text().split("make = fam.make")[0], ns)
-        finally:
-            sys.argv = argv
-        s = ns["zoomed"](fam.SHAPE_2D, seed)
+        s = zoom.zoomed(fam.SHAPE_2D, seed, k)
         t = truth_radius(s)
         for habit in ("casual", "outline"):
-            small = users.paint(fam.make("nuclei", 2, seed), habit, seed)
-            scaled = np.kron(small.paintings, np.ones((k, k), small.paintings.dtype))
+            scaled = zoom.scaled_painting(s, habit, seed, k).paintings
             for name, paint in (("strokes ×K", scaled), ("strokes in px", users.paint(s, habit, seed).paintings)):
                 sig, r = estimate(s.image, paint)
                 sig2, r2 = estimate(s.image, paint, True)

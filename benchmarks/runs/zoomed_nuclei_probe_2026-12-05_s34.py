@@ -31,19 +31,19 @@ from segstudio.core.samples import NUCLEI_PER_PIXEL_2D, synthetic_nuclei  # noqa
 
 from bench_common import parse_sets  # noqa: E402
 
-K, SEED = float(sys.argv[1]), int(sys.argv[2])
-HABITS = [a for a in sys.argv[3:] if "=" not in a] or ["casual", "outline"]
-SETS = parse_sets([a for a in sys.argv[3:] if "=" in a])
-SCALED = SETS.pop("strokes", None) == "scaled"
+import users  # noqa: E402
+
+# the matrix's own image and painter (main() stands the zoomed ones in for them)
+MATRIX_IMAGE, MATRIX_PAINTER = fam.make, users.paint
 
 
-def zoomed(shape, seed, spacing=None):
-    """The *nuclei* family's 2-D image at zoom K (module notes)."""
-    shape = tuple(int(round(n * K)) for n in shape)
-    n = int(round(NUCLEI_PER_PIXEL_2D * np.prod(fam.SHAPE_2D)))  # the matrix image's count, not K² of it
-    s = synthetic_nuclei(shape, n, seed=seed, radius_range=(12.0 * K, 20.0 * K), paint=False,
-                         min_gap=4.0 * K, bump_sigma=2.5 * K, chromatin_sigmas=(1.2 * K, 4.0 * K),
-                         psf_sigma=1.0 * K, haze_cell=int(round(24 * K)))
+def zoomed(shape, seed, k):
+    """The *nuclei* family's 2-D image of ``shape`` at zoom ``k`` (module notes)."""
+    shape = tuple(int(round(n * k)) for n in shape)
+    n = int(round(NUCLEI_PER_PIXEL_2D * np.prod(fam.SHAPE_2D)))  # the matrix image's count, not k² of it
+    s = synthetic_nuclei(shape, n, seed=seed, radius_range=(12.0 * k, 20.0 * k), paint=False,
+                         min_gap=4.0 * k, bump_sigma=2.5 * k, chromatin_sigmas=(1.2 * k, 4.0 * k),
+                         psf_sigma=1.0 * k, haze_cell=int(round(24 * k)))
     lab, _ = ndi.label(s.truth > 1)
     core, _ = ndi.label(s.truth == 2)
     inst = watershed(np.zeros(s.truth.shape, np.float32), core, mask=lab > 0).astype(np.int32)
@@ -51,22 +51,32 @@ def zoomed(shape, seed, spacing=None):
                             "nuclei", s.spacing)
 
 
-make = fam.make
-if SCALED:
-    import users  # noqa: E402
+def scaled_painting(sample, habit, seed, k):
+    """*Strokes ×K* (module notes): the matrix image's painting by ``habit``, each pixel
+    repeated ``k``×``k`` (an integer ``k``), over the zoomed ``sample``'s truth."""
+    small = MATRIX_PAINTER(MATRIX_IMAGE("nuclei", 2, seed), habit, seed)
+    big = np.kron(small.paintings, np.ones((k, k), small.paintings.dtype))
+    return users.Painting(big, sample.truth, small.class_names, habit, small.params)
 
-    paint = users.paint
 
-    def scaled_paint(sample, habit, seed):
-        """The matrix image's painting, each pixel repeated K×K (module notes)."""
-        k = int(K)
-        small = paint(make("nuclei", 2, seed), habit, seed)
-        big = np.kron(small.paintings, np.ones((k, k), small.paintings.dtype))
-        return users.Painting(big, sample.truth, small.class_names, habit, small.params)
+def main(argv):
+    k, seed = float(argv[0]), int(argv[1])
+    habits = [a for a in argv[2:] if "=" not in a] or ["casual", "outline"]
+    sets = parse_sets([a for a in argv[2:] if "=" in a])
+    scaled = sets.pop("strokes", None) == "scaled"
+    # quality.run_cell makes and paints the cell's image through these two
+    fam.make = lambda family, dims, s: (zoomed(fam.SHAPE_2D, s, k) if family == "nuclei" and dims == 2
+                                        else MATRIX_IMAGE(family, dims, s))
+    if scaled:
+        users.paint = lambda sample, habit, s: scaled_painting(sample, habit, s, int(k))
+    try:
+        for habit in habits:
+            for row in q.run_cell("nuclei", 2, habit, "exclusive", seed, {"steps": 1400}, dict(sets), 1):
+                print(json.dumps({**row, "zoom": k, **({"set": sets} if sets else {}),
+                                  **({"strokes": "scaled"} if scaled else {})}), flush=True)
+    finally:
+        fam.make, users.paint = MATRIX_IMAGE, MATRIX_PAINTER
 
-    users.paint = scaled_paint
-fam.make = lambda family, dims, seed: zoomed(fam.SHAPE_2D, seed) if family == "nuclei" and dims == 2 else make(family, dims, seed)
-for habit in HABITS:
-    for row in q.run_cell("nuclei", 2, habit, "exclusive", SEED, {"steps": 1400}, dict(SETS), 1):
-        print(json.dumps({**row, "zoom": K, **({"set": SETS} if SETS else {}),
-                          **({"strokes": "scaled"} if SCALED else {})}), flush=True)
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

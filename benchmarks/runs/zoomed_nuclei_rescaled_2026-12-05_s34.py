@@ -13,6 +13,7 @@ what scaling objects to the network's size would give, not a feature.
 (``strokes=scaled``: the painting is the matrix image's, enlarged K× with the image, as the
 zoom probe's ``strokes=scaled``.)
 """
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,25 +27,21 @@ import families as fam  # noqa: E402
 import quality as q  # noqa: E402
 import users  # noqa: E402
 
-ZOOM_PROBE = Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py")
+def _zoom_probe():
+    """``zoomed_nuclei_probe_2026-12-05_s34.py`` as a module (its ``zoomed``, ``scaled_painting``)."""
+    spec = importlib.util.spec_from_file_location(
+        "zoom_probe", Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(k: int, seed: int, habits: list[str], scaled: bool = False) -> None:
-    ns: dict = {"__file__": str(ZOOM_PROBE)}
-    argv, sys.argv = sys.argv, [str(ZOOM_PROBE), str(k), str(seed)]  # what its header reads
-    try:
-        exec(ZOOM_PROBE.read_text().split("make = fam.make")[0], ns)  # its zoomed() at zoom k
-    finally:
-        sys.argv = argv
+    zoom = _zoom_probe()
     torch.set_num_threads(1)
-    sample = ns["zoomed"](fam.SHAPE_2D, seed)
+    sample = zoom.zoomed(fam.SHAPE_2D, seed, k)
     for habit in habits:
-        if scaled:
-            small_p = users.paint(fam.make("nuclei", 2, seed), habit, seed)
-            p = users.Painting(np.kron(small_p.paintings, np.ones((k, k), small_p.paintings.dtype)), sample.truth,
-                               small_p.class_names, habit, small_p.params)
-        else:
-            p = users.paint(sample, habit, seed)
+        p = zoom.scaled_painting(sample, habit, seed, k) if scaled else users.paint(sample, habit, seed)
         small = block_reduce(sample.image, (k, k), np.mean).astype(np.float32)
         n = len(p.class_names)
         votes = np.stack([block_reduce((p.paintings == c).astype(np.int32), (k, k), np.sum) for c in range(1, n + 1)])
