@@ -159,3 +159,16 @@ def emit(row: Mapping[str, Any], out: Path | None = None) -> None:
     if out is not None:
         with Path(out).open("a") as fh:
             fh.write(line + "\n")
+
+
+def load_probe(name: str) -> Any:
+    """The script ``benchmarks/runs/NAME`` as a module (a dated probe's file name is not an
+    importable module name), to reuse its functions; its ``__main__`` part does not run."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "runs" / name
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+

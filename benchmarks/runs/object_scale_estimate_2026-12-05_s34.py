@@ -10,7 +10,6 @@ painters, seeds 0–1, and the zoomed nuclei at K = 1, 2, 4 (strokes ×K and in 
 
     python benchmarks/runs/object_scale_estimate_2026-12-05_s34.py > …_s34.txt
 """
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from scipy import ndimage as ndi  # noqa: E402
 
 import families as fam  # noqa: E402
 import users  # noqa: E402
+from bench_common import load_probe  # noqa: E402
 
 SIGMAS = 2.0 ** (np.arange(0, 12.5) / 2)  # 1 … 64 px
 
@@ -33,15 +33,6 @@ def estimate(image: np.ndarray, paint: np.ndarray, interior_only: bool = False) 
     resp = [float(np.median(-sign * s * s * ndi.gaussian_laplace(img, s)[obj])) for s in SIGMAS]
     best = SIGMAS[int(np.argmax(resp))]
     return best, float(np.sqrt(2.0) * best)
-
-
-def _zoom_probe():
-    """``zoomed_nuclei_probe_2026-12-05_s34.py`` as a module (its ``zoomed``, ``scaled_painting``)."""
-    spec = importlib.util.spec_from_file_location(
-        "zoom_probe", Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def truth_radius(sample) -> float:
@@ -62,7 +53,7 @@ for seed in (0, 1):
             print(f"{family} | {habit} | {seed} | {t:.1f} | {sig:.1f} | {r:.1f} | {r / t:.2f} | "
                   f"{sig2:.1f} | {r2:.1f} | {r2 / t:.2f}", flush=True)
 
-zoom = _zoom_probe()
+zoom = load_probe("zoomed_nuclei_probe_2026-12-05_s34.py")
 for k in (2, 4):
     for seed in (0, 1):
         s = zoom.zoomed(fam.SHAPE_2D, seed, k)

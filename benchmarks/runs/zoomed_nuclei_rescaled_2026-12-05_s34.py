@@ -13,7 +13,6 @@ what scaling objects to the network's size would give, not a feature.
 (``strokes=scaled``: the painting is the matrix image's, enlarged K× with the image, as the
 zoom probe's ``strokes=scaled``.)
 """
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -26,18 +25,10 @@ from skimage.measure import block_reduce  # noqa: E402
 import families as fam  # noqa: E402
 import quality as q  # noqa: E402
 import users  # noqa: E402
-
-def _zoom_probe():
-    """``zoomed_nuclei_probe_2026-12-05_s34.py`` as a module (its ``zoomed``, ``scaled_painting``)."""
-    spec = importlib.util.spec_from_file_location(
-        "zoom_probe", Path(__file__).with_name("zoomed_nuclei_probe_2026-12-05_s34.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from bench_common import load_probe  # noqa: E402
 
 def main(k: int, seed: int, habits: list[str], scaled: bool = False) -> None:
-    zoom = _zoom_probe()
+    zoom = load_probe("zoomed_nuclei_probe_2026-12-05_s34.py")
     torch.set_num_threads(1)
     sample = zoom.zoomed(fam.SHAPE_2D, seed, k)
     for habit in habits:
