@@ -38,13 +38,13 @@ def step_seconds(config: TrainConfig, steps: int, seed: int = 0, regions_on_patc
     torch.manual_seed(seed)
     model = model_from_config(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    shape = (config.batch, config.in_channels, *config.patch)
+    shape = (config.batch, config.in_channels, *config.sample_patch)  # at full size with *downsample*
     x = torch.rand(shape)
     bank = getattr(model, "filters", None)
     if getattr(bank, "context", ()) and not regions_on_patch:
         with torch.no_grad():
             x = torch.cat([x, bank.region_channels(x)], dim=1)
-    target = torch.randint(0, config.n_classes, (config.batch, *config.patch))
+    target = torch.randint(0, config.n_classes, (config.batch, *config.sample_patch))
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()

@@ -265,6 +265,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
+    if args.downsample is not None:
+        overrides["downsample"] = args.downsample
     if args.batch:
         overrides["batch_size"] = args.batch
     if args.lr:
@@ -280,7 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
     if args.resume and not args.model_size and args.wide_context in (None, "auto") \
-            and args.textures in (None, "auto"):
+            and args.textures in (None, "auto") and args.downsample is None:
         # Continue with the resumed run's network, even one trained with other defaults.
         from segstudio.core.run import read_run_config
 
@@ -320,6 +322,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             if isinstance(ev, Started):
                 amp = f", AMP {ev.amp}" if ev.amp else ""
                 print(f"training on {ev.device}{amp}: {ev.parameters:,} parameters → {args.out}", file=sys.stderr)
+                if cfg.downsample > 1:
+                    blocks = " × ".join(map(str, cfg.reduction))
+                    print(f"downsample {cfg.downsample}: the network sees the image in blocks of {blocks} px",
+                          file=sys.stderr)
             elif isinstance(ev, WeightsUpdated):
                 ws = ", ".join(f"{w:.3g}" for w in ev.weights.weights)
                 tempered = tempered_note(ev.weights.coverage)
@@ -382,7 +388,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
-    from segstudio.core.config import AUTO_CHOICES
+    from segstudio.core.config import AUTO_CHOICES, MAX_DOWNSAMPLE
     from segstudio.core.project import (
         find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
@@ -438,6 +444,10 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     for key in ("infer_outlines", "infer_background"):  # turned off in the app
         if project.training.get(key) is False:
             overrides[key] = False
+    chosen = project.training.get("downsample")
+    if getattr(args, "downsample", None) is None and isinstance(chosen, int) and not isinstance(chosen, bool) \
+            and 1 <= chosen <= MAX_DOWNSAMPLE:  # chosen in the app, unless given here
+        args.downsample = chosen
     for key, read in AUTO_CHOICES.items():  # chosen in the app, unless given here
         if getattr(args, key, None) is None and key in project.training:
             try:
@@ -1099,6 +1109,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smooth the predicted class probabilities over SIGMA pixels in every prediction of "
                         "this run (live previews, predict, exports); training is not smoothed. Default: 4 "
                         "with textures (a texture class holds for a region, not a grain), 0 (none) without")
+    t.add_argument("--downsample", type=whole_number(1), default=None, metavar="N",
+                   help="the network works on the image shrunk N times along its finest axes (block means; "
+                        "your labels are learnt and predictions come out at full size), for objects much "
+                        "larger than the network's reach: pick N so that objects are 25-40 px across after the "
+                        "shrink (e.g. 4 for nuclei ~120 px across); patch, filter and smoothing sizes are then "
+                        "in pixels of the shrunk image. Default: 1 (none), or the --resume run's")
     t.add_argument("--level-slices", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
                    help="volumes: level each z slice's background before training and prediction (each "
                         "slice's 20%% quantile, smoothed along z), for a background that runs along the stack "

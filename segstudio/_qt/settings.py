@@ -17,6 +17,7 @@ from segstudio.core.config import (
     AUTO_CHOICES,
     DEFAULT_COLORS,
     DEFAULT_PRESET,
+    MAX_DOWNSAMPLE,
     MODEL_PRESETS,
     TrainConfig,
     use_level_slices,
@@ -56,6 +57,7 @@ class TrainSettings:
     textures: str = "auto"  # region statistics in the input filters: auto, on, off (core.config.use_textures)
     smooth_textures: bool = True  # with textures, predictions smooth the class probabilities (core.config.TEXTURE_SMOOTHING)
     level_slices: str = "auto"  # volumes levelled per z slice: auto, on, off (core.config.use_level_slices)
+    downsample: int = 1  # the network works on the image shrunk this many times (core.config.TrainConfig.downsample)
 
 
 def default_color(k: int, used: Sequence[str] | None = None) -> str:
@@ -201,6 +203,7 @@ class Settings:
             "wide_context": wide_context,
             "textures": textures,
             "level_slices": level_slices,
+            "downsample": s.downsample,
             "output_smoothing": None if s.smooth_textures else 0.0,  # None: as textures decide
             **self.overrides,
         }
@@ -228,6 +231,9 @@ class Settings:
                     train[key] = read(train[key])
                 except UserInputError:  # a hand-edited value: the default, the project still opens
                     train[key] = "auto"
+        chosen = train.get("downsample", 1)
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 1 <= chosen <= MAX_DOWNSAMPLE:
+            train.pop("downsample", None)  # a hand-edited value: none
         self.train = replace(TrainSettings(), **train)
         saved: Mapping[str, Any] = project.training.get(OVERRIDES_KEY, {})
         self.overrides.update({k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()})

@@ -175,7 +175,7 @@ def export_metadata(config: TrainConfig, divisor: Sequence[int]) -> dict[str, An
             "labels": "channel k is class k+1: present where logit > 0" if multilabel
                       else "label = argmax over channels + 1 (classes are 1..K)",
         },
-        "patch": list(config.patch),
+        "patch": list(config.sample_patch),
         "config": config.to_dict(),
     }
 
@@ -312,7 +312,7 @@ def _test_crop(
     an axis shorter than that size is padded as the predictor pads, :func:`read_tile`)."""
     chw = np.asarray(to_channels_first(np.asarray(image), channel_axis), dtype=np.float32)
     mins, step = input_constraints(divisor)
-    sizes = [max((min(n, p) // d) * d, m) for n, p, m, d in zip(chw.shape[1:], config.patch, mins, step)]
+    sizes = [max((min(n, p) // d) * d, m) for n, p, m, d in zip(chw.shape[1:], config.sample_patch, mins, step)]
     starts = [max((n - size) // 2, 0) for n, size in zip(chw.shape[1:], sizes)]
     return np.ascontiguousarray(read_tile(chw, starts, sizes)[None])
 
@@ -320,7 +320,7 @@ def _test_crop(
 def _synthetic_test_image(config: TrainConfig, divisor: Sequence[int]) -> np.ndarray:
     """A random ``(C, *spatial)`` image in the training image's value range."""
     mins, step = input_constraints(divisor)
-    shape = [max((p // d) * d, m) for p, m, d in zip(config.patch, mins, step)]
+    shape = [max((p // d) * d, m) for p, m, d in zip(config.sample_patch, mins, step)]
     rng = np.random.default_rng(SYNTHETIC_SEED)
     norm = config.normalization
     lo = np.asarray(norm.lo if norm else [0.0] * config.in_channels, dtype=np.float32)

@@ -106,7 +106,7 @@ def config_channels(config: TrainConfig) -> int:
 def config_bank(config: TrainConfig) -> FilterBank:
     """The filter bank a run's config describes (its scales, spacing, units and texture)."""
     return FilterBank(
-        config.spatial_dims, config.input_filters, config.spacing,
+        config.spatial_dims, config.input_filters, config.network_spacing,
         units=config.filter_units, texture=config.filter_texture, context=config.filter_context,
     )
 
@@ -485,6 +485,36 @@ class FilterCache:
         self._items.clear()
 
 
+def shrink(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """``x`` (``(N, C, *spatial)``) shrunk by ``factors`` per spatial axis: the mean of each
+    block (an axis not a multiple of its factor is first padded by replicating its last
+    voxels). All factors 1: ``x`` itself."""
+    factors = tuple(int(f) for f in factors)
+    if all(f == 1 for f in factors):
+        return x
+    pads: list[int] = []
+    for n, f in zip(reversed(x.shape[2:]), reversed(factors)):
+        pads += [0, (-n) % f]
+    if any(pads):
+        x = F.pad(x, pads, mode="replicate")
+    pool = F.avg_pool2d if x.dim() == 4 else F.avg_pool3d
+    return pool(x, kernel_size=factors, stride=factors)
+
+
+def enlarge(y: torch.Tensor, factors: Sequence[int], size: Sequence[int]) -> torch.Tensor:
+    """``y`` (``(N, C, *spatial)``, the output on an image :func:`shrink` made) back at the
+    full ``size``: linear interpolation between the blocks' centres (``align_corners=False``),
+    cropped where :func:`shrink` padded. All factors 1: ``y`` itself."""
+    factors = tuple(int(f) for f in factors)
+    if all(f == 1 for f in factors):
+        return y
+    mode = "bilinear" if y.dim() == 4 else "trilinear"
+    y = F.interpolate(y, scale_factor=tuple(float(f) for f in factors), mode=mode, align_corners=False)
+    if tuple(y.shape[2:]) != tuple(size):
+        y = y[(..., *(slice(0, int(n)) for n in size))]
+    return y
+
+
 class FilteredNetwork(nn.Module):
     """A network behind a fixed :class:`FilterBank`; exposes the network's shape attributes.
 
@@ -510,12 +540,21 @@ class FilteredNetwork(nn.Module):
         Physical voxel size per axis, for ``smoothing``.
     multilabel
         The logits are per-channel sigmoid logits (multi-label mode), not softmax logits.
+    reduction
+        Per spatial axis, the factor by which the input is shrunk before the filters
+        (:func:`shrink`; ``TrainConfig.reduction``); the logits, smoothed or not, are enlarged
+        back to the input's size (:func:`enlarge`). ``None`` or all 1: none. The bank, the
+        network and ``spacing`` are then those of the shrunk image.
     """
 
     def __init__(self, bank: FilterBank, net: nn.Module, in_channels: int, input_norm: bool = False,
                  smoothing: float = 0.0, spacing: Sequence[float] | None = None,
-                 multilabel: bool = False) -> None:
+                 multilabel: bool = False, reduction: Sequence[int] | None = None) -> None:
         super().__init__()
+        #: Per spatial axis, the input's shrink factor (all 1: none).
+        self.reduction = tuple(int(f) for f in reduction) if reduction is not None else (1,) * bank.spatial_dims
+        if len(self.reduction) != bank.spatial_dims or min(self.reduction) < 1:
+            raise ValueError(f"reduction needs {bank.spatial_dims} factors >= 1, got {reduction!r}")
         self.filters = bank
         self.net = net
         self.in_channels = int(in_channels)
@@ -622,18 +661,25 @@ class FilteredNetwork(nn.Module):
 
     @property
     def divisor(self) -> tuple[int, ...]:
-        """Per-axis input size multiple of the wrapped network."""
-        return tuple(getattr(self.net, "divisor", (1,) * self.spatial_dims))
+        """Per-axis input size multiple of the wrapped network (times :attr:`reduction`)."""
+        inner = getattr(self.net, "divisor", (1,) * self.spatial_dims)
+        return tuple(int(d) * f for d, f in zip(inner, self.reduction))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter, then run the network; with ``smoothing``, in prediction (eval mode) smooth
         the probabilities of its classes that form regions (:meth:`smooth`), in training count
-        which those are (:meth:`_count_regions`).
+        which those are (:meth:`_count_regions`). With a :attr:`reduction`, all of that on the
+        input shrunk (:func:`shrink`), and the logits enlarged back to the input's size.
 
         A training batch may carry, after the image's ``in_channels`` channels, its region
         channels computed on the whole image (:func:`image_regions`, cropped with the patch by
         :class:`segstudio.core.data.PatchSampler`); they stand in for the bank's own.
         """
+        size = x.shape[2:]
+        x = shrink(x, self.reduction)
+        return enlarge(self._shrunk_forward(x), self.reduction, size)
+
+    def _shrunk_forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.in_channels:
             c = self.in_channels
             features = self.filters(x[:, :c], regions=x[:, c:])
@@ -686,6 +732,7 @@ def image_regions(
     image: np.ndarray,
     device: torch.device | str = "cpu",
     max_bytes: int = REGION_BYTES,
+    reduction: Sequence[int] | None = None,
 ) -> np.ndarray | None:
     """The region channels of a whole normalised image (``(C, *spatial)`` float32), for training.
 
@@ -698,9 +745,23 @@ def image_regions(
     reach of its border (benchmarks/RESULTS.md, *Region channels from the whole image*).
     Computed in slabs along the first axis, each with the bank's reach on either side, so that
     the result equals the bank on the whole image while the working memory stays bounded.
+
+    With a ``reduction`` (*downsample*: the bank is that of the shrunk image) the channels are
+    computed on the image shrunk (:func:`shrink`) and repeated back over each block, cropped to
+    the image's size, so that a patch cut from them and shrunk with the image carries them.
     """
     if not bank.context:
         return None
+    factors = tuple(int(f) for f in reduction) if reduction is not None else (1,) * bank.spatial_dims
+    if any(f > 1 for f in factors):
+        size = image.shape[1:]
+        small = shrink(torch.from_numpy(np.ascontiguousarray(image))[None], factors)[0].numpy()
+        out = image_regions(bank, small, device, max_bytes // math.prod(factors))
+        if out is None:
+            return None
+        for axis, f in enumerate(factors):
+            out = np.repeat(out, f, axis=1 + axis)
+        return np.ascontiguousarray(out[(slice(None), *(slice(0, n) for n in size))])
     c, *spatial = image.shape
     out_channels = c * bank.region_features
     if out_channels * math.prod(spatial) * 4 > max_bytes:

@@ -117,12 +117,13 @@ def input_constraints(divisor: Sequence[int]) -> tuple[tuple[int, ...], tuple[in
 
 
 def _strides(config: TrainConfig) -> list[tuple[int, ...]]:
-    return pooling_plan(config.spatial_dims, len(config.features), config.spacing, config.patch)
+    return pooling_plan(config.spatial_dims, len(config.features), config.network_spacing, config.patch)
 
 
 def network_step(config: TrainConfig) -> tuple[int, ...]:
-    """Per-axis down-sampling factor of the config's network (its input sizes' step)."""
-    step = [1] * config.spatial_dims
+    """Per-axis down-sampling factor of the config's network (its input sizes' step), its
+    *downsample* (``TrainConfig.reduction``) included."""
+    step = list(config.reduction)
     for stride in _strides(config):
         step = [a * b for a, b in zip(step, stride)]
     return tuple(step)
@@ -136,7 +137,9 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
     3-wide convolution down and a kernel-equals-stride transposed convolution up per level,
     :class:`~segstudio.core.models.UNet`), plus the reach of the prediction's smoothing of the
     class probabilities (``output_smoothing``). An upper bound: the up-sampling term counts the whole kernel on
-    both sides.
+    both sides. With *downsample* (``TrainConfig.reduction``) all of that is in voxels of the
+    shrunk image: times the factor, plus one factor more for the block means and the
+    interpolation back.
 
     Raises
     ------
@@ -159,19 +162,24 @@ def receptive_radius(config: TrainConfig) -> tuple[int, ...]:
         radius.append(r)
     if config.input_filters or config.filter_context:
         radius = [r + e for r, e in zip(radius, config_bank(config).radius())]
-    for axis, widths in enumerate(smoothing_boxes(config.output_smoothing, config.spatial_dims, config.spacing)):
+    for axis, widths in enumerate(smoothing_boxes(config.output_smoothing, config.spatial_dims, config.network_spacing)):
         radius[axis] += sum(w // 2 for w in widths)
-    return tuple(radius)
+    return tuple(r * f + (f if f > 1 else 0) for r, f in zip(radius, config.reduction))
 
 
 def bytes_per_voxel(config: TrainConfig) -> int:
-    """Estimated peak memory of a forward pass per input voxel (float32 activations)."""
+    """Estimated peak memory of a forward pass per input voxel (float32 activations); with
+    *downsample* the network's share divided by the shrink, plus the input and the enlarged
+    logits at full size."""
     channels = INPUT_COPIES * config_channels(config)
     channels += OUTPUT_COPIES * config.n_classes
     scales = [1]
     for stride in _strides(config):
         scales.append(scales[-1] * math.prod(stride))
     channels += sum(LEVEL_COPIES * f / s for f, s in zip(config.features, scales))
+    shrunk = math.prod(config.reduction)
+    if shrunk > 1:
+        channels = channels / shrunk + config.in_channels + OUTPUT_COPIES * config.n_classes
     return int(math.ceil(FLOAT_BYTES * channels))
 
 

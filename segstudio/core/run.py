@@ -45,7 +45,7 @@ HISTORY_FIELDS = ("iteration", "loss", "seconds", "lr")
 
 def model_from_config(config: TrainConfig) -> nn.Module:
     """Build the (untrained) network a config describes."""
-    strides = pooling_plan(config.spatial_dims, len(config.features), config.spacing, config.patch)
+    strides = pooling_plan(config.spatial_dims, len(config.features), config.network_spacing, config.patch)
     net = build_model(
         config.model,
         spatial_dims=config.spatial_dims,
@@ -55,11 +55,11 @@ def model_from_config(config: TrainConfig) -> nn.Module:
         strides=strides,
         norm=config.norm,
     )
-    if not config.input_filters and not config.output_smoothing:
+    if not config.input_filters and not config.output_smoothing and config.downsample == 1:
         return net
     return FilteredNetwork(config_bank(config), net, config.in_channels, input_norm=config.input_norm,
-                           smoothing=config.output_smoothing, spacing=config.spacing,
-                           multilabel=config.mode == MULTILABEL)
+                           smoothing=config.output_smoothing, spacing=config.network_spacing,
+                           multilabel=config.mode == MULTILABEL, reduction=config.reduction)
 
 
 def save_run(

@@ -79,6 +79,8 @@ _LABELS = {"n_classes": "classes", "input_filters": "input filters", "filter_uni
 def _difference(field: str, there: Any, here: Any) -> str:
     """How a network field differs between a resumed run and this one, as a message says it."""
     label = _LABELS.get(field, field)
+    if field == "downsample":
+        return f"downsample {there} there, {here} here"
     if isinstance(there, bool):
         return f"{label} {'on' if there else 'off'} there, {'on' if here else 'off'} here"
     if isinstance(there, (tuple, list)) and isinstance(here, (tuple, list)):
@@ -240,7 +242,7 @@ class _ImageWork:
         """The network's region channels of the normalised image (:func:`image_regions`), or
         None (no region scales, or too large to keep); computed once per bank."""
         if self._regions is None or self._regions[0] is not bank:
-            self._regions = (bank, image_regions(bank, self.normalized(cfg), device))
+            self._regions = (bank, image_regions(bank, self.normalized(cfg), device, reduction=cfg.reduction))
         return self._regions[1]
 
     def smoothed(self, ndim: int, cfg: TrainConfig) -> np.ndarray:
@@ -406,7 +408,8 @@ class Trainer:
             self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.start_iteration = self.iteration
         self.batch_size = cfg.batch
-        self.patch = cfg.patch
+        #: The patch cut from the full-size image (the network's patch times *downsample*'s factors).
+        self.patch = cfg.sample_patch
 
     def swap_snapshot(self, snapshot: Snapshot) -> ClassWeights:
         """Prepare a new snapshot of paintings: targets, sampler and loss weights.

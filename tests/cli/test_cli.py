@@ -161,6 +161,32 @@ def test_smoothing_flag_sets_the_runs_prediction_smoothing(tiff_pair, tmp_path, 
     assert len(err) == 1 and "--smoothing" in err[0] and "at least 0" in err[0]
 
 
+def test_downsample_flag_trains_on_the_shrunk_image_and_predicts_at_full_size(tiff_pair, tmp_path, capsys):
+    """``--downsample 2``: said on stderr, kept by the run and by a resume that does not name
+    it; prediction in memory and out of core (tiles and bands) gives the same full-size labels;
+    out of range is a one-line error."""
+    img, lab = tiff_pair
+    run = tmp_path / "run"
+    args = ["train", "--image", str(img), "--labels", str(lab), *TINY]
+    assert main([*args, "--out", str(run), "--downsample", "2"]) == 0
+    assert "downsample 2: the network sees the image in blocks of 2 × 2 px" in capsys.readouterr().err
+    assert load_run(run).config.downsample == 2
+    assert main([*args, "--out", str(run), "--resume", str(run)]) == 0
+    assert load_run(run).config.downsample == 2
+    outs = []
+    for mode in ("never", "always"):
+        out = tmp_path / f"pred_{mode}.tif"
+        assert main(["predict", "--model", str(run), "--image", str(img), "--out", str(out),
+                     "--out-of-core", mode]) == 0
+        outs.append(read_labels(out)[0])
+    assert outs[0].shape == (48, 48)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "x"), "--downsample", "9"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "downsample must be a whole number from 1 to 8" in err[0]
+
+
 def test_textures_auto_goes_by_the_paintings(tmp_path, capsys):
     """Grains and stripes of one brightness, painted: on (said on stderr); off when told."""
     from scipy import ndimage as ndi

@@ -124,7 +124,9 @@ def grid_exports(tmp_path_factory):
     has them, so that they are shown to survive each kind of graph export (bioimage.io packages
     these) on every shape of the grid; one input filter scale keeps the graph half the size
     with the same operations. It smooths its logits in prediction (``output_smoothing``, as
-    *textures* does): each export carries the smoothing, and tiles reach far enough for it."""
+    *textures* does): each export carries the smoothing, and tiles reach far enough for it. And
+    it works on the volume shrunk in-plane (*downsample* 2: blocks of 1 × 2 × 2), which each
+    export carries too (a block mean in, a linear enlargement out)."""
     tmp = tmp_path_factory.mktemp("grid")
     rng = np.random.default_rng(5)
     vol = rng.normal(100.0, 10.0, (9, 41, 37)).astype(np.float32)
@@ -137,7 +139,7 @@ def grid_exports(tmp_path_factory):
     vol[:, 32:35, :] += 80.0  # a sheet: a ridge across y
     run3, paths3 = _trained_export(tmp / "3d", vol, lab3, None, (2.5, 0.8, 0.8), (8, 32, 32), (4, 8, 16),
                                    filter_texture=True, filter_context=(4.0,), input_norm=True, input_filters=(1.0,),
-                                   output_smoothing=3.0)
+                                   output_smoothing=3.0, downsample=2)
     img = rng.random((48, 45, 2)).astype(np.float32)
     img[10:30, 10:30, 0] += 1.0
     img[20:40, 5:25, 1] += 1.0

@@ -133,6 +133,10 @@ def test_a_band_of_output_rows_is_bounded(monkeypatch):
     (TrainConfig(n_classes=2, spatial_dims=2, features=(8, 16), norm="none", filter_context=(4.0,)), (120, 120)),
     (TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8), spacing=(2.0, 0.5, 0.5), norm="none",
                  filter_context=(4.0,), patch_size=(8, 32, 32)), (24, 96, 96)),
+    # downsample: the field of the shrunk image's network, times the shrink, plus the blocks
+    (TrainConfig(n_classes=2, spatial_dims=2, features=(8, 16), norm="none", downsample=3), (150, 150)),
+    (TrainConfig(n_classes=2, spatial_dims=3, features=(4, 8), spacing=(2.0, 0.5, 0.5), norm="none",
+                 patch_size=(8, 16, 16), downsample=2), (24, 120, 120)),
 ])
 def test_receptive_radius_bounds_the_measured_field(cfg, size):
     """The gradient of one output voxel reaches no input voxel beyond the radius (and the
@@ -164,6 +168,10 @@ def test_receptive_radius_bounds_the_measured_field(cfg, size):
     (3, (9, 61, 57), (9, 40, 40), dict(features=(4, 8), spacing=(2.5, 1.0, 1.0), patch_size=(8, 32, 32))),
     (3, (20, 130, 66), (20, 112, 68), dict(features=(4, 8, 16), input_filters=(), norm="none", patch_size=(8, 16, 16))),
     (2, (90, 150), (64, 64), dict(features=(4, 8), filter_context=(4.0,))),
+    # downsample: tiles start on whole blocks of the shrink, so each sees the blocks one pass does
+    (2, (131, 150), (80, 80), dict(features=(4, 8), downsample=2)),
+    (3, (9, 221, 57), (9, 108, 60), dict(features=(4, 8), spacing=(2.5, 1.0, 1.0), patch_size=(8, 8, 8),
+                                        downsample=3)),
 ])
 def test_tiled_prediction_equals_one_forward_pass(dims, shape, tile, kw):
     """Several small tiles or one large one: the result is that of one pass over the image."""

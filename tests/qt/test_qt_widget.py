@@ -213,6 +213,34 @@ def test_smooth_regions_follows_textures_and_can_be_turned_off(open_widget, qtbo
     assert widget.smooth_check.isEnabled()
 
 
+def test_downsample_is_a_setting_of_the_next_model(open_widget, tmp_path):
+    """*Downsample* (off by default) sets the run's factor, is saved with the project and read
+    back from it (a hand-edited value falls back to off), is greyed out while training, and a
+    change starts a new model."""
+    from segstudio.core.project import Project
+
+    viewer, widget, c = open_widget(np.zeros((16, 32, 32), np.float32), scale=(2.0, 0.5, 0.5))
+    spin = widget.downsample_spin
+    assert spin.value() == 1 and spin.text() == "off" and c.build_config().downsample == 1
+    first = c._train_config()
+    c.training.config, c.training.run_dir = first, tmp_path
+    (tmp_path / "model.pt").write_bytes(b"")
+    spin.setValue(2)
+    assert spin.text() == "×2" and c.settings.downsample == 2
+    config = c.build_config()
+    assert config.downsample == 2 and config.reduction == (1, 2, 2)  # z is already coarse
+    assert c._train_config().downsample == 2  # not the model there is: a new one
+    fields = c.choices.project_fields()
+    assert fields["training"]["downsample"] == 2
+    widget._on_state("running")
+    assert not spin.isEnabled()
+    widget._on_state("idle")
+    assert spin.isEnabled()
+    for saved, read in ((3, 3), (0, 1), ("4", 1), (True, 1)):
+        c.choices.load_project(Project(**{**fields, "training": {**fields["training"], "downsample": saved}}))
+        assert c.settings.downsample == read
+
+
 def _textured_painting(open_widget):
     """Grains on the left, stripes on the right, of one mean brightness; both painted."""
     rng = np.random.default_rng(0)
