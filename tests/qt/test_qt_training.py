@@ -102,6 +102,25 @@ def test_train_exclusive_3d_previews_the_current_slab(session, qtbot, tall3d, pa
     assert viewer.layers["prediction"] is pred and pred.data.min() >= 1
 
 
+def test_a_downsampled_run_previews_and_predicts_at_full_size(session, qtbot, tall3d, paintings_of):
+    """*Downsample* 2 on a volume of spacing (2, 1, 1): blocks of 1 × 2 × 2; the live preview of
+    the current slab and the whole-image prediction come back at the volume's full size."""
+    viewer, widget, c = session(tall3d, paintings_of(tall3d.truth), iterations=6)
+    widget.downsample_spin.setValue(2)
+    viewer.dims.set_current_step(0, 20)
+    widget.train_btn.click()
+    _wait_idle(qtbot, c)
+    assert c.last_error is None, c.last_error
+    assert c.training.config.downsample == 2 and c.training.config.reduction == (1, 2, 2)
+    assert (c.run_dir / "config.json").read_text().count('"downsample": 2') == 1
+    pred = viewer.layers["prediction"]
+    assert pred.data.shape == (40, 32, 32)
+    assert list(np.flatnonzero(pred.data.reshape(40, -1).max(axis=1))) == [19, 20, 21]
+    widget.predict_btn.click()
+    qtbot.waitUntil(lambda: not c.predicting, timeout=30_000)
+    assert viewer.layers["prediction"] is pred and pred.data.min() >= 1
+
+
 def test_a_small_volume_is_previewed_whole(session, qtbot, tiny3d, paintings_of):
     """Where the current slab's context is as much work as the volume, the preview shows every
     slice (core.predictor.predict_work)."""
