@@ -38,22 +38,21 @@ for c in cells:
     secs = "–" if t0 is None or t1 is None else f"{t0:.0f} → {t1:.0f}"
     print(f"| {'×K' if c[3] else 'px'} | {c[0]} | {c[1]:g} | {c[2]} | " + " | ".join(out) + f" | {secs} |")
 print()
+
+
+def counts(zoom, metric, other, words):
+    """Cells at ``zoom`` where the built-in factor is above / level / below ``other`` on ``metric``."""
+    n = dict.fromkeys(words, 0)
+    for c in cells:
+        if c[1] == zoom and (*c, other) in got:
+            d = got[(*c, "builtin")][metric] - got[(*c, other)][metric]
+            n[words[0] if d > 0.005 else words[2] if d < -0.005 else words[1]] += 1
+    return ", ".join(f"{k} {v}" for k, v in n.items())
+
+
 for zoom in sorted({c[1] for c in cells}):
-    for metric in ("object", "F1"):
-        counts = {"better": 0, "level": 0, "worse": 0}
-        for c in cells:
-            if c[1] != zoom or (*c, "segstudio") not in got:
-                continue
-            d = got[(*c, "builtin")][metric] - got[(*c, "segstudio")][metric]
-            counts["better" if d > 0.005 else "worse" if d < -0.005 else "level"] += 1
-        name = "Dice" if metric == "object" else "F1"
-        print(f"zoom {zoom:g}, {name}, downsample K against none: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    for metric in ("object", "F1"):
-        counts = {"above": 0, "level": 0, "below": 0}
-        for c in cells:
-            if c[1] != zoom or (*c, "rf") not in got:
-                continue
-            d = got[(*c, "builtin")][metric] - got[(*c, "rf")][metric]
-            counts["above" if d > 0.005 else "below" if d < -0.005 else "level"] += 1
-        name = "Dice" if metric == "object" else "F1"
-        print(f"zoom {zoom:g}, {name}, downsample K against the forest: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for other, name, words in (("segstudio", "none", ("better", "level", "worse")),
+                               ("rf", "the forest", ("above", "level", "below"))):
+        for metric in ("object", "F1"):
+            label = "Dice" if metric == "object" else "F1"
+            print(f"zoom {zoom:g}, {label}, downsample K against {name}: {counts(zoom, metric, other, words)}")
