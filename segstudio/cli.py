@@ -265,8 +265,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.patch:
         overrides["patch_size"] = tuple(args.patch)
-    if args.downsample is not None:
-        overrides["downsample"] = args.downsample
     if args.batch:
         overrides["batch_size"] = args.batch
     if args.lr:
@@ -281,6 +279,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides["checkpoint_every_s"] = args.checkpoint_every
     overrides.update(project_overrides)
+    if args.downsample is not None:
+        overrides["downsample"] = args.downsample
     if args.resume and not args.model_size and args.wide_context in (None, "auto") \
             and args.textures in (None, "auto") and args.downsample is None:
         # Continue with the resumed run's network, even one trained with other defaults.
@@ -445,9 +445,8 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         if project.training.get(key) is False:
             overrides[key] = False
     chosen = project.training.get("downsample")
-    if getattr(args, "downsample", None) is None and isinstance(chosen, int) and not isinstance(chosen, bool) \
-            and 1 <= chosen <= MAX_DOWNSAMPLE:  # chosen in the app, unless given here
-        args.downsample = chosen
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and 1 <= chosen <= MAX_DOWNSAMPLE:
+        overrides["downsample"] = chosen  # chosen in the app (--downsample or a resumed run's network wins)
     for key, read in AUTO_CHOICES.items():  # chosen in the app, unless given here
         if getattr(args, key, None) is None and key in project.training:
             try:

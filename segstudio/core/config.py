@@ -303,11 +303,12 @@ class TrainConfig:
         network sees about 23 px, ``predictor.receptive_radius``): on 2-D nuclei 100-160 px
         across, 4 raised foreground Dice in 10 of 12 cells and instance F1 in 9 (casual
         strokes 0.37 -> 0.98); on nuclei 50-80 px across 2 was mixed (F1 better in 4 of
-        12 cells, worse in 6; benchmarks/RESULTS.md, *Downsample, built in*). A training step takes 1.1-1.3× (2)
-        and 2.2-2.6× (4) as long on a CPU, whole-image prediction 6-14× less
-        (``benchmarks/downsample_speed.py``). Every size in pixels of a run with a factor
-        (``patch_size``, the input filters, *textures* and *smoothing*) is in pixels of the
-        shrunk image. 1: off.
+        12 cells, worse in 6; benchmarks/RESULTS.md, *Downsample, built in*). A training
+        step takes 1.1-1.3× (2) and 2.2-2.6× (4) as long on a CPU, whole-image prediction
+        6-14× less (``benchmarks/downsample_speed.py``). Every size in pixels of a run with a
+        factor (``patch_size``, the input filters, *textures* and *smoothing*) is in pixels of
+        the shrunk image; the *auto* choices (wide context, textures, level slices) are still
+        read from the paintings at full size. 1: off.
     model, features
         Registered model name and channels per level.
     input_filters

@@ -122,6 +122,22 @@ def test_project_training_keeps_the_apps_fill_outlines_and_wide_context_choices(
     assert load_run(P.latest_run(folder, P.load_project(folder))).config.filter_context == (8.0,)
 
 
+def test_project_training_takes_the_apps_downsample_and_a_resume_keeps_its_runs(tmp_path):
+    """The app's *Downsample* reaches ``train --project``; ``--resume last`` goes on with the
+    run's own network (also when the app's choice has changed since), ``--downsample`` wins."""
+    folder = make_project(tmp_path)
+    project = P.load_project(folder)
+    paint = P.read_paintings(folder, project, "img")
+    P.save_project(folder, replace(project, training={"downsample": 2}), {"img": paint})
+    assert main(["train", "--project", str(folder), "--iterations", "1", *TINY]) == 0
+    assert load_run(P.latest_run(folder, P.load_project(folder))).config.downsample == 2
+    P.save_project(folder, replace(P.load_project(folder), training={"downsample": 1}), {"img": paint})
+    assert main(["train", "--project", str(folder), "--iterations", "1", "--resume", "last", *TINY]) == 0
+    assert load_run(P.latest_run(folder, P.load_project(folder))).config.downsample == 2
+    assert main(["train", "--project", str(folder), "--iterations", "1", "--downsample", "3", *TINY]) == 0
+    assert load_run(P.latest_run(folder, P.load_project(folder))).config.downsample == 3
+
+
 # --------------------------------------------------------------------------- projects of many images
 def _images(tmp_path, n=3, shape=(48, 48)):
     paths = []
