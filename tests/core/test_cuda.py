@@ -60,6 +60,27 @@ def test_gpu_prediction_matches_the_cpu(dims, textures):
     assert np.abs(cpu.probabilities - gpu.probabilities).max() < 0.05  # bf16/fp16 activations
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_downsampled_amp_training_and_gpu_prediction(dims, tmp_path):
+    """*Downsample* 2 on a GPU: block means and the linear enlargement under autocast train
+    (finite, falling loss) and predict as the CPU does."""
+    s = _sample(dims)
+    cfg = infer_config(s.image.shape, s.paintings, "exclusive", n_classes=3, iterations=40, device="cuda",
+                       spacing=s.spacing, seed=0, downsample=2)
+    src = SnapshotSource()
+    src.put([TrainingImage(s.image, s.paintings)])
+    trainer = Trainer(cfg, src, tmp_path / "run")
+    events = list(trainer.run())
+    assert isinstance(events[-1], Finished), events[-1]
+    losses = [e.loss for e in events if isinstance(e, Progress)]
+    assert all(np.isfinite(losses)) and np.mean(losses[-10:]) < np.mean(losses[:10])
+    model = trainer.model.cpu()
+    cpu = Predictor(model, trainer.config, device="cpu").predict(s.image, probabilities=True)
+    gpu = Predictor(model, trainer.config, device="cuda").predict(s.image, probabilities=True)
+    assert cpu.labels.shape == s.image.shape
+    assert float(np.mean(cpu.labels == gpu.labels)) > 0.99
+
+
 @pytest.mark.parametrize("textures", [False, True])
 def test_paintings_prepared_beside_amp_steps_on_cuda(textures, monkeypatch):
     """The app's trainer on a GPU: a newer snapshot (a second image, whose region channels are
