@@ -102,7 +102,7 @@ DOWNSAMPLE_TIP = (
     "in-plane, and along z only where z is finer than the shrunk pixels), and its predictions "
     "come back at full size in live previews, Predict and exports. You paint at full size as "
     "before. Pick the factor that makes your objects 25–40 pixels across. Measured on nuclei "
-    "100–160 pixels across (three painting habits, two seeds): ×4 raised foreground Dice in 10 "
+    "96–160 pixels across (three painting habits, two seeds): ×4 raised foreground Dice in 10 "
     "of 12 cases and instance F1 (objects found whole) in 9 (casual strokes: 0.37 → 0.98); on "
     "nuclei 50–80 pixels across ×2 was mixed (F1 better in 4, worse in 6). A training step "
     "takes about 1.1–1.3× (×2) and 2.2–2.6× (×4) as long on a CPU (your strokes are still "

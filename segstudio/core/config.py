@@ -300,7 +300,7 @@ class TrainConfig:
         back (linear interpolation), inside the model: training learns at the painted pixels
         of the full-size image, and predictions, previews and exports come out at full size.
         For objects much larger than the network's reach (a nucleus 100 px across; the
-        network sees about 23 px, ``predictor.receptive_radius``): on 2-D nuclei 100-160 px
+        network sees about 23 px, ``predictor.receptive_radius``): on 2-D nuclei 96-160 px
         across, 4 raised foreground Dice in 10 of 12 cells and instance F1 in 9 (casual
         strokes 0.37 -> 0.98); on nuclei 50-80 px across 2 was mixed (F1 better in 4 of
         12 cells, worse in 6; benchmarks/RESULTS.md, *Downsample, built in*). A training
