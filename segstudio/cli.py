@@ -388,7 +388,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
     from segstudio.core.batch import channel_axis_for
     from segstudio.core.data import TrainingImage
     from segstudio.core.errors import UserInputError
-    from segstudio.core.config import AUTO_CHOICES, MAX_DOWNSAMPLE
+    from segstudio.core.config import AUTO_CHOICES, is_downsample
     from segstudio.core.project import (
         find_project, holdout_of, latest_run, load_project, new_run_dir, read_image_of, read_paintings, recovery,
     )
@@ -445,7 +445,7 @@ def _project_training(args: argparse.Namespace) -> tuple[list, tuple[float, ...]
         if project.training.get(key) is False:
             overrides[key] = False
     chosen = project.training.get("downsample")
-    if isinstance(chosen, int) and not isinstance(chosen, bool) and 1 <= chosen <= MAX_DOWNSAMPLE:
+    if is_downsample(chosen):
         overrides["downsample"] = chosen  # chosen in the app (--downsample or a resumed run's network wins)
     for key, read in AUTO_CHOICES.items():  # chosen in the app, unless given here
         if getattr(args, key, None) is None and key in project.training:

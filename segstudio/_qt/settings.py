@@ -17,9 +17,9 @@ from segstudio.core.config import (
     AUTO_CHOICES,
     DEFAULT_COLORS,
     DEFAULT_PRESET,
-    MAX_DOWNSAMPLE,
     MODEL_PRESETS,
     TrainConfig,
+    is_downsample,
     use_level_slices,
     use_textures,
     use_wide_context,
@@ -231,8 +231,7 @@ class Settings:
                     train[key] = read(train[key])
                 except UserInputError:  # a hand-edited value: the default, the project still opens
                     train[key] = "auto"
-        chosen = train.get("downsample", 1)
-        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 1 <= chosen <= MAX_DOWNSAMPLE:
+        if not is_downsample(train.get("downsample", 1)):
             train.pop("downsample", None)  # a hand-edited value: none
         self.train = replace(TrainSettings(), **train)
         saved: Mapping[str, Any] = project.training.get(OVERRIDES_KEY, {})

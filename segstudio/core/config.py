@@ -252,6 +252,13 @@ NETWORK_FIELDS: tuple[str, ...] = (
 MAX_DOWNSAMPLE = 8
 
 
+def is_downsample(value: Any) -> bool:
+    """Whether ``value`` is a *downsample* factor (:attr:`TrainConfig.downsample`): a whole
+    number, not a bool, from 1 to :data:`MAX_DOWNSAMPLE` (what a project may have stored is
+    read through this too)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and 1 <= value <= MAX_DOWNSAMPLE
+
+
 def reduction_factors(downsample: int, spatial_dims: int, spacing: Sequence[float] | None) -> tuple[int, ...]:
     """Per spatial axis, the factor by which a run with *downsample* ``downsample`` shrinks the
     image before its network (:attr:`TrainConfig.downsample`).
@@ -481,8 +488,7 @@ class TrainConfig:
             raise UserInputError(f"ema_warmup must be a number > 1, got {self.ema_warmup}")
         if self.n_classes < 1:
             raise UserInputError("at least one class is needed")
-        if isinstance(self.downsample, bool) or not isinstance(self.downsample, numbers.Integral) or \
-                not 1 <= self.downsample <= MAX_DOWNSAMPLE:
+        if not is_downsample(self.downsample):
             raise UserInputError(f"downsample must be a whole number from 1 to {MAX_DOWNSAMPLE}, got {self.downsample!r}")
         object.__setattr__(self, "downsample", int(self.downsample))
         if self.level_slices:
