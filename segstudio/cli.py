@@ -1131,7 +1131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "traced outlines and the background just outside them")
     t.add_argument("--no-background-rule", action="store_true",
                    help="do not also learn unpainted pixels that look like the painted background "
-                   "as background")
+                   "as background, nor leave out object paint that lies on such background")
     t.add_argument("--verbose", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_train)

@@ -5,7 +5,10 @@ term (never written into the user's paintings):
 
 * ``infer_outlines``: what closed traced outlines imply (:mod:`segstudio.core.outlines`);
 * ``infer_background``: unpainted pixels that look like the painted background
-  (:mod:`segstudio.core.background`); where both apply, the outline rule wins.
+  (:mod:`segstudio.core.background`); where both apply, the outline rule wins. With it, object
+  paint that lies on such background (a stroke run on past an object's edge:
+  :func:`~segstudio.core.background.spilled_paint`) is left out of what is learnt from the
+  paint (:data:`SPILLED`, :func:`learnt_paint`); it is never relabelled.
 
 Each rule is its own loss term with class weights from its own counts: the background rule
 labels thousands of pixels of one class, and pooled with the outline rule's fills it would
@@ -21,14 +24,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from segstudio.core.annotations import EXCLUSIVE, UNPAINTED, stack_multilabel
-from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity
+from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity, spilled_paint
 from segstudio.core.outlines import DEFAULT_HALO, infer_from_outlines, infer_multilabel
 
-__all__ = ["RULES", "implied_labels", "merged", "rules_on"]
+__all__ = ["RULES", "SPILLED", "implied_labels", "learnt_paint", "merged", "rules_on"]
 
 
 #: The rules, in the order the trainer stacks their targets (the first wins where they overlap).
 RULES: tuple[str, ...] = ("outlines", "background")
+#: The key of :func:`implied_labels`'s result that holds the spilled object paint (a boolean
+#: mask of the spatial shape, or ``None``), with the background rule on.
+SPILLED = "spilled"
 
 
 def rules_on(outlines: bool, background: bool) -> tuple[str, ...]:
@@ -89,7 +95,9 @@ def implied_labels(
         ``{rule: labels or None}`` for the rules that are on, in :data:`RULES` order: labels in
         the paintings' form (exclusive labels, or ``(C, *spatial)`` 0/1/2), ``0`` where the rule
         says nothing, ``None`` where it says nothing at all. A pixel an earlier rule labels is
-        left to it.
+        left to it. With the background rule on, also :data:`SPILLED`: the object paint that
+        lies on background (:func:`~segstudio.core.background.spilled_paint`), which is not
+        learnt (:func:`learnt_paint`), or ``None`` where there is none.
     """
     exclusive = mode == EXCLUSIVE
     paint = np.asarray(paintings) if exclusive else stack_multilabel(paintings)
@@ -108,13 +116,31 @@ def implied_labels(
         labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures)
         labels[taken] = UNPAINTED
         out["background"] = labels if labels.any() else None
+        spilled = spilled_paint(paint, image, mode=mode, channel_axis=channel_axis, smoothed=smoothed,
+                                textures=textures)
+        out[SPILLED] = spilled if spilled.any() else None
     return out
+
+
+def learnt_paint(paintings: np.ndarray, mode: str, spilled: np.ndarray | None) -> np.ndarray:
+    """The paintings as the trainer learns them: unpainted where ``spilled`` (every channel in
+    multi-label mode), a copy; the paintings themselves where nothing spilled."""
+    if spilled is None or not spilled.any():
+        return paintings
+    stacked = paintings if mode == EXCLUSIVE else stack_multilabel(paintings)
+    paint = np.array(stacked) if stacked is paintings else stacked
+    if mode == EXCLUSIVE:
+        paint[spilled] = UNPAINTED
+    else:
+        paint[:, spilled] = UNPAINTED
+    return paint
 
 
 def merged(implied: dict[str, np.ndarray | None]) -> np.ndarray | None:
     """All rules' labels in one array (for display), or ``None`` when none says anything."""
     out = None
-    for labels in implied.values():
+    for rule in RULES:
+        labels = implied.get(rule)
         if labels is not None:
             out = labels.copy() if out is None else np.where(out == UNPAINTED, labels, out)
     return out

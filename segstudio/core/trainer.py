@@ -55,7 +55,7 @@ from segstudio.core.device import amp_dtype, is_oom, resolve_device
 from segstudio.core.errors import UserInputError
 from segstudio.core.features import image_regions
 from segstudio.core.losses import make_loss
-from segstudio.core.implied import implied_labels, rules_on
+from segstudio.core.implied import SPILLED, implied_labels, learnt_paint, rules_on
 from segstudio.core.predictor import context_region, predict_normalized
 from segstudio.core.regularizers import PairwiseAffinityLoss
 from segstudio.core.run import load_run, model_from_config, save_run
@@ -522,6 +522,10 @@ class Trainer:
         if train_item is not None:
             # what the implied-label rules infer: {rule: labels or None}
             extra = self._inferred(train_item, work)
+            # object paint that lies on background (a spilled stroke) is not learnt
+            if extra.get(SPILLED) is not None:
+                train_item = dataclasses.replace(
+                    train_item, paintings=learnt_paint(train_item.paintings, cfg.mode, extra[SPILLED]))
             stats = work.stats(cfg)
             prepared, _ = prepare_image(train_item, cfg.mode, cfg.n_classes, stats, cfg.percentiles,
                                         inferred=[extra[r] for r in self.rules],
