@@ -5,7 +5,9 @@ from them (the inside of closed outlines, background that looks like the painted
 *show inferred* overlays exactly that — :func:`segstudio.core.implied.merged` of
 :func:`~segstudio.core.implied.implied_labels` with the same switches the trainer gets — in
 Labels layers that are not painted into (``inferred``, or ``inferred: NAME`` per class in
-multi-label mode). It is computed in a worker after painting settles, one job at a time (a
+multi-label mode), under the strokes; and, over the strokes, the object paint that the trainer
+leaves out because it lies on background (:data:`~segstudio.core.implied.SPILLED`, a stroke run
+on past an object's edge), in the ``not learnt`` layer, while there is any. It is computed in a worker after painting settles, one job at a time (a
 newer request replaces a pending one), and a result for another image is dropped. The smoothed
 image the background rule reads depends on the image and two switches only, so it is kept
 between requests (:class:`SmoothedKeeper`): a paint change on a 64 × 512 × 512 volume then
@@ -29,11 +31,16 @@ from segstudio._qt.workers import WorkerSet
 from segstudio.core.annotations import EXCLUSIVE
 from segstudio.core.background import smoothed_intensity
 from segstudio.core.data import image_stats
-from segstudio.core.implied import implied_labels, merged
+from segstudio.core.implied import SPILLED, implied_labels, merged
 
 #: Opacity of the overlay (under the strokes, over the prediction).
 OVERLAY_OPACITY = 0.45
 ROLE = "inferred"
+#: The layer that shows the paint training leaves out (over the strokes), and its look: the
+#: strokes under it are greyed.
+SPILL_LAYER = "not learnt"
+SPILL_COLOR = "#d9d9d9"
+SPILL_OPACITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,10 @@ class SmoothedKeeper:
             self._entry = None
 
 
-def infer(request: InferRequest, keeper: SmoothedKeeper | None = None) -> tuple[str, np.ndarray | None]:
-    """Worker body: what the rules infer (all rules in one array), for ``request.image_key``
+def infer(request: InferRequest,
+          keeper: SmoothedKeeper | None = None) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """Worker body: what the rules infer (all rules in one array) and the paint left out
+    (:data:`~segstudio.core.implied.SPILLED`, or ``None``), for ``request.image_key``
     (``keeper``: where the smoothed image is kept between requests; ``None``: computed here)."""
     smoothed = None
     if request.background:
@@ -108,7 +117,7 @@ def infer(request: InferRequest, keeper: SmoothedKeeper | None = None) -> tuple[
                             channel_axis=request.channel_axis, outlines=request.outlines,
                             background=request.background, halo=request.halo, smoothed=smoothed,
                             textures=request.textures, uneven=request.uneven)
-    return request.image_key, merged(labels)
+    return request.image_key, merged(labels), labels.get(SPILLED)
 
 
 class Inferred(QObject):
@@ -123,6 +132,8 @@ class Inferred(QObject):
         self.notify = notify
         self.shown = False
         self.layers: list[Any] = []
+        #: The ``not learnt`` layer, while some paint is left out.
+        self.spill_layer: Any = None
         self._pending: InferRequest | None = None
         self._colors: list[dict[int, str]] = []
         self._names: list[str] = []
@@ -151,18 +162,19 @@ class Inferred(QObject):
 
     def clear(self) -> None:
         """Remove the overlay layers."""
-        for layer in self.layers:
-            if layer in self.viewer.layers:
+        for layer in [*self.layers, self.spill_layer]:
+            if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.layers = []
+        self.spill_layer = None
 
     def _next(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             self.request(pending, self._colors, self._names)
 
-    def _show(self, result: tuple[str, np.ndarray | None]) -> None:
-        key, labels = result
+    def _show(self, result: tuple[str, np.ndarray | None, np.ndarray | None]) -> None:
+        key, labels, spilled = result
         if not self.shown or key != self.image.key:
             return  # hidden meanwhile, or computed for another image
         shape = self.image.spatial_shape
@@ -184,6 +196,27 @@ class Inferred(QObject):
             layer.colormap = label_colormap(colors)
             layer.data = plane
             layer.editable = False
+        self._show_spill(spilled)
+
+    def _show_spill(self, spilled: np.ndarray | None) -> None:
+        """The ``not learnt`` layer over the strokes: shown while some paint is left out."""
+        layers = self.viewer.layers
+        if spilled is None or not spilled.any():
+            if self.spill_layer is not None and self.spill_layer in layers:
+                layers.remove(self.spill_layer)
+            self.spill_layer = None
+            return
+        data = spilled.astype(np.uint8)
+        if self.spill_layer is None or self.spill_layer not in layers:
+            active = layers.selection.active
+            self.spill_layer = self.viewer.add_labels(data, name=SPILL_LAYER, opacity=SPILL_OPACITY,
+                                                      metadata=self.image.metadata(ROLE), **self.image.geometry())
+            self.spill_layer.colormap = label_colormap({1: SPILL_COLOR})
+            self.spill_layer.editable = False
+            if active is not None and active in layers:
+                layers.selection.active = active  # napari selects what it adds
+        else:
+            self.spill_layer.data = data
 
 
 def overlay_styles(mode: str, classes: Any) -> tuple[list[dict[int, str]], list[str]]:

@@ -290,11 +290,14 @@ class SegStudioWidget(QWidget):
             "as bright as your dim objects elsewhere is taken too. Nothing is inferred where "
             "brightness does not tell the classes apart. Multi-label: strokes absent in every class "
             "are the background, present in any the rest, and look-alikes are learnt absent in every "
-            "class. Your strokes are never changed. Takes effect at the next Train."
+            "class. The part of an object stroke that runs on past the object's edge onto such "
+            "background (a quick stroke, an outline a pixel too wide) is left out of training, not "
+            "relabelled. Your strokes are never changed. Takes effect at the next Train."
         )
         self.inferred_check = QCheckBox("show inferred")
         self.inferred_check.setToolTip(
-            "Overlay what these rules infer from your strokes: what training learns besides them"
+            "Overlay what these rules infer from your strokes (what training learns besides them), "
+            "and grey the parts of your strokes that training leaves out (layer 'not learnt')"
         )
         rules = QHBoxLayout()
         rules.addWidget(self.outlines_check)

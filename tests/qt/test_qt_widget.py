@@ -491,6 +491,40 @@ def test_show_inferred_keeps_the_paint_layer_selected_and_on_top(open_widget, qt
         viewer.layers.index(lyr) for lyr in c.paint_layers)
 
 
+def test_show_inferred_greys_the_spilled_paint_over_the_strokes(open_widget, qtbot):
+    """An object stroke that runs on past the object's edge onto the background: with *show
+    inferred*, the part training leaves out is shown in the ``not learnt`` layer over the
+    strokes (the core's spilled paint), the paint layer stays selected, and the layer goes when
+    the background rule is switched off or the overlay hidden."""
+    from scipy import ndimage as ndi
+
+    from segstudio.core.background import spilled_paint
+
+    yy, xx = np.mgrid[:48, :48]
+    disk = (yy - 24) ** 2 + (xx - 20) ** 2 <= 8 ** 2
+    rng = np.random.default_rng(1)
+    img = (ndi.gaussian_filter(disk * 60.0, 1.5) + 10.0 + rng.normal(0, 1.0, disk.shape)).astype(np.float32)
+    viewer, widget, c = open_widget(img)
+    paint = c.paint_layers[0]
+    paint.data[2:5, 2:46] = 1
+    paint.data[42:45, 2:46] = 1
+    paint.data[23:26, 16:34] = 2  # through the disk and 5 px on past its edge (x = 28)
+    paint.refresh()
+    widget.inferred_check.setChecked(True)
+    qtbot.waitUntil(lambda: "not learnt" in viewer.layers, timeout=30000)
+    expected = spilled_paint(paint.data, img)
+    assert expected[23:26, 31:34].all() and not expected[disk].any()
+    np.testing.assert_array_equal(viewer.layers["not learnt"].data > 0, expected)
+    assert viewer.layers.index(viewer.layers["not learnt"]) > viewer.layers.index(paint)
+    assert viewer.layers.selection.active is paint and not viewer.layers["not learnt"].editable
+    widget.background_check.setChecked(False)
+    qtbot.waitUntil(lambda: "not learnt" not in viewer.layers, timeout=30000)
+    widget.background_check.setChecked(True)
+    qtbot.waitUntil(lambda: "not learnt" in viewer.layers, timeout=30000)
+    widget.inferred_check.setChecked(False)
+    assert "not learnt" not in viewer.layers and "inferred" not in viewer.layers
+
+
 def test_learnt_column_flags_a_class_not_learnt_at_its_strokes(open_widget):
     """The class table shows each class's learnt share from the trainer's progress; a class
     under half after the first steps is coloured and named in a note under the table."""
