@@ -115,12 +115,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from segstudio.core.annotations import ABSENT, EXCLUSIVE, PRESENT, UNPAINTED
+from segstudio.core.annotations import ABSENT, EXCLUSIVE, MULTILABEL, PRESENT, UNPAINTED
 from segstudio.core.data import LEVEL_QUANTILE, slice_offsets
 
 __all__ = [
     "DEFAULT_QUANTILES", "TOWARDS_OBJECTS", "TOWARDS_OBJECTS_TEXTURES", "UNEVEN_BACKGROUND", "UNEVEN_SIGMA",
-    "background_unevenness", "bright_background", "infer_background", "infer_background_multilabel",
+    "background_and_spill", "background_unevenness", "bright_background", "infer_background", "infer_background_multilabel",
     "local_contrast", "object_like_strokes", "patches_only", "reachable", "slice_unevenness",
     "smoothed_intensity", "spilled_paint", "towards_objects",
 ]
@@ -251,7 +251,7 @@ def reachable(mask: np.ndarray, seeds: np.ndarray, min_size: int = 0) -> np.ndar
 
 
 def rim(g: np.ndarray, inferred: np.ndarray, unpainted: np.ndarray, level: float,
-        share: float) -> np.ndarray:
+        share: float, levels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The rim between the inferred background and the objects, by brightness.
 
     ``g``: the smoothed image with the objects on the bright side; ``inferred``: the background
@@ -265,16 +265,23 @@ def rim(g: np.ndarray, inferred: np.ndarray, unpainted: np.ndarray, level: float
     halfway across them in space, a halo around every object. The local levels follow a
     background that varies across the image, where one threshold cannot.
     """
-    spatial = (1,) * (g.ndim - 2)
-    weight = ndi.uniform_filter(inferred.astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
-    total = ndi.uniform_filter(np.where(inferred, g, 0).astype(np.float32, copy=False),
-                             spatial + (RIM_WINDOW, RIM_WINDOW))
-    near = weight > 0.02
-    local = total / np.maximum(weight, 1e-6)
-    peak = ndi.maximum_filter(g, (3,) * (g.ndim - 2) + (RIM_PEAK, RIM_PEAK))
+    near, local, peak = _levels(g, inferred) if levels is None else levels
     candidates = (unpainted & ~inferred & near & (peak >= level) & (g < level)
                   & (g <= local + share * (peak - local)))
     return reachable(candidates, inferred)
+
+
+def _levels(g: np.ndarray, inferred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rim`'s local levels: ``(near, local, peak)``, where some of ``inferred`` lies in
+    the :data:`RIM_WINDOW` square of the plane, the mean of ``g`` over it there, and the maximum
+    of ``g`` in a :data:`RIM_PEAK` square (one slice either side in a volume)."""
+    spatial = (1,) * (g.ndim - 2)
+    weight = ndi.uniform_filter(inferred.astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
+    total = ndi.uniform_filter(np.where(inferred, g, 0).astype(np.float32, copy=False),
+                               spatial + (RIM_WINDOW, RIM_WINDOW))
+    local = total / np.maximum(weight, 1e-6)
+    peak = ndi.maximum_filter(g, (3,) * (g.ndim - 2) + (RIM_PEAK, RIM_PEAK))
+    return weight > 0.02, local, peak
 
 
 def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level: float, dark: bool) -> np.ndarray:
@@ -428,19 +435,84 @@ def _trusted(bg_paint: np.ndarray, obj_paint: np.ndarray, g: np.ndarray) -> tupl
 
 
 def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-          towards: float, share: float = 0.0) -> np.ndarray | None:
-    """Boolean mask of the inferred background, or ``None`` when the paint does not separate."""
+          towards: float, share: float = 0.0, spill: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(inferred, spilled)``: boolean masks of the inferred background and (with ``spill``) of
+    the spilled object paint (:func:`spilled_paint`), ``None`` when the paint does not separate.
+    The spill shares the rule's threshold, patches and local levels."""
     read = _threshold(paint, g, background, quantiles, towards)
     if read is None:
-        return None
+        return None, None
     g, t, level = read
     bg_paint = paint == background
-    like = g <= t
     unpainted = paint == UNPAINTED
-    inferred = unpainted & reachable(patches_only(like), bg_paint, MIN_REGION)
-    if share > 0 and inferred.any():
-        inferred |= rim(g, inferred, unpainted, level, share)
-    return inferred
+    joined = reachable(patches_only(g <= t), bg_paint, MIN_REGION)
+    inferred = unpainted & joined
+    if not inferred.any():
+        return inferred, None
+    levels = _levels(g, inferred) if share > 0 or spill else None
+    spilled = None
+    if spill:
+        obj_paint = ~unpainted & ~bg_paint
+        # only strokes that lie mostly on an object (their median past the midpoint of the two
+        # paints' medians) can run on past its edge: a stroke laid on a dim object is kept whole
+        mid = (np.median(g[bg_paint]) + np.median(g[obj_paint])) / 2
+        runs_on = obj_paint & (_stroke_medians(obj_paint, g) >= mid)
+        out = runs_on & joined
+        if share > 0:
+            near, local, peak = levels
+            out |= runs_on & near & (peak >= level) & (g <= local + share * (peak - local))
+        spilled = out & reachable(out, inferred)
+    if share > 0:
+        inferred = inferred | rim(g, inferred, unpainted, level, share, levels)
+    return inferred, spilled
+
+
+def _exclusive_view(paint: np.ndarray, mode: str, background: int) -> tuple[np.ndarray, int]:
+    """The paintings the rule reads and their background value: exclusive paintings as they are;
+    one multi-label channel with *absent* as the background; several read across channels
+    (strokes *absent* in every channel are the background, *present* in any the objects)."""
+    if mode == EXCLUSIVE:
+        return paint, background
+    if paint.shape[0] == 1:
+        return paint[0], ABSENT
+    nothing = np.all(paint == ABSENT, axis=0)
+    something = np.any(paint == PRESENT, axis=0)
+    return np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8), 1
+
+
+def background_and_spill(
+    paintings: np.ndarray,
+    image: np.ndarray,
+    *,
+    mode: str = EXCLUSIVE,
+    channel_axis: int | None = None,
+    background: int = 1,
+    quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+    smoothed: np.ndarray | None = None,
+    textures: bool = False,
+    uneven: bool = False,
+    spill: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`infer_background` (exclusive ``mode``) or :func:`infer_background_multilabel`
+    (multi-label), and :func:`spilled_paint`, in one reading of the paint (the two share the
+    threshold, the patches and the local levels). Returns ``(labels, spilled)``: the labels in
+    the paintings' form, the spill a boolean mask of the spatial shape (all ``False`` without
+    ``spill``)."""
+    paint = np.asarray(paintings)
+    spatial = paint.ndim if mode == EXCLUSIVE else paint.ndim - 1
+    g = smoothed_intensity(image, channel_axis, spatial, uneven=uneven) if smoothed is None else smoothed
+    if g.shape != paint.shape[paint.ndim - spatial:]:
+        raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
+    view, bg_value = _exclusive_view(paint, mode, background)
+    mask, spilled = _rule(view, g, bg_value, quantiles, towards_objects(textures), rim_share(textures), spill)
+    out = np.zeros_like(paint)
+    if mask is not None:
+        if mode == EXCLUSIVE:
+            out[mask] = background
+        else:
+            for c in range(paint.shape[0]):
+                out[c][mask & (paint[c] == UNPAINTED)] = ABSENT
+    return out, np.zeros(g.shape, bool) if spilled is None else spilled
 
 
 def infer_background(
@@ -484,15 +556,9 @@ def infer_background(
     numpy.ndarray
         Same shape and dtype as ``paintings``: ``background`` where inferred, ``0`` elsewhere.
     """
-    paint = np.asarray(paintings)
-    g = smoothed_intensity(image, channel_axis, paint.ndim, uneven=uneven) if smoothed is None else smoothed
-    if g.shape != paint.shape:
-        raise ValueError(f"image shape {np.shape(image)} does not match the paintings {paint.shape}")
-    out = np.zeros_like(paint)
-    mask = _rule(paint, g, background, quantiles, towards_objects(textures), rim_share(textures))
-    if mask is not None:
-        out[mask] = background
-    return out
+    return background_and_spill(paintings, image, channel_axis=channel_axis, background=background,
+                                quantiles=quantiles, smoothed=smoothed, textures=textures, uneven=uneven,
+                                spill=False)[0]
 
 
 def infer_background_multilabel(
@@ -510,51 +576,8 @@ def infer_background_multilabel(
     in every channel against strokes *present* in any, the look-alikes *absent* in every
     channel; see the module notes), so that the same content implies what exclusive mode
     infers. Inferred pixels are ``2`` (absent), only where that channel is unpainted."""
-    paint = np.asarray(paintings)
-    g = smoothed_intensity(image, channel_axis, paint.ndim - 1, uneven=uneven) if smoothed is None else smoothed
-    out = np.zeros_like(paint)
-    if paint.shape[0] == 1:  # absent is the background: as exclusive mode
-        mask = _rule(paint[0], g, ABSENT, quantiles, towards_objects(textures), rim_share(textures))
-        if mask is not None:
-            out[0][mask] = ABSENT
-    else:
-        nothing = np.all(paint == ABSENT, axis=0)
-        something = np.any(paint == PRESENT, axis=0)
-        view = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8)
-        mask = _rule(view, g, 1, quantiles, towards_objects(textures), rim_share(textures))
-        if mask is not None:
-            for c in range(paint.shape[0]):
-                out[c][mask & (paint[c] == UNPAINTED)] = ABSENT
-    return out
-
-
-def _spill(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-           towards: float, share: float) -> np.ndarray | None:
-    """Boolean mask of the object paint that lies on the background (see :func:`spilled_paint`)."""
-    read = _threshold(paint, g, background, quantiles, towards)
-    if read is None:
-        return None
-    g, t, level = read
-    bg_paint = paint == background
-    obj_paint = (paint != UNPAINTED) & ~bg_paint
-    free = (paint == UNPAINTED) | obj_paint
-    taken = free & reachable(patches_only(g <= t), bg_paint, MIN_REGION)
-    if not taken.any():
-        return None
-    spatial = (1,) * (g.ndim - 2)
-    around = taken & ~obj_paint
-    weight = ndi.uniform_filter(around.astype(np.float32), spatial + (RIM_WINDOW, RIM_WINDOW))
-    total = ndi.uniform_filter(np.where(around, g, 0).astype(np.float32, copy=False), spatial + (RIM_WINDOW, RIM_WINDOW))
-    local = total / np.maximum(weight, 1e-6)
-    peak = ndi.maximum_filter(g, (3,) * (g.ndim - 2) + (RIM_PEAK, RIM_PEAK))
-    # only strokes that lie mostly on an object (their median past the midpoint of the two
-    # paints' medians) can run on past its edge: a stroke laid on a dim object is kept whole
-    mid = (np.median(g[bg_paint]) + np.median(g[obj_paint])) / 2
-    runs_on = obj_paint & (_stroke_medians(obj_paint, g) >= mid)
-    out = taken & runs_on
-    if share > 0:
-        out |= runs_on & (weight > 0.02) & (peak >= level) & (g <= local + share * (peak - local))
-    return out & reachable(out, around)
+    return background_and_spill(paintings, image, mode=MULTILABEL, channel_axis=channel_axis, quantiles=quantiles,
+                                smoothed=smoothed, textures=textures, uneven=uneven, spill=False)[0]
 
 
 def spilled_paint(
@@ -573,26 +596,18 @@ def spilled_paint(
 
     A stroke laid quickly across an object runs on past its edge, and an outline traced a pixel
     too wide lies outside it; learnt as the object, that paint teaches a halo. This reads the
-    object paint as the background rule reads unpainted pixels: painted pixels that pass its
-    threshold and patches (joined to a background stroke), or that lie darker than
-    :data:`RIM_SHARE` of the way from the local background up to the local peak next to such
-    background, joined to it. Returns a boolean mask in the paintings' spatial shape; the
-    trainer leaves those pixels out of what it learns from the paint (it never relabels them).
-    ``mode``: exclusive paintings (``background`` is the background class) or multi-label
-    ``(C, *spatial)`` ones (read across channels as :func:`infer_background_multilabel` does).
+    object paint as the background rule reads unpainted pixels: in strokes that lie mostly on an
+    object (their median past the midpoint of the painted background's and objects' medians),
+    painted pixels that pass its threshold and patches (joined to a background stroke), or that
+    lie darker than the rim's share (:func:`rim_share`) of the way from the local background up
+    to the local peak next to such background, joined to it. Returns a boolean mask in the
+    paintings' spatial shape; the trainer leaves those pixels out of what it learns from the
+    paint (it never relabels them). ``mode``: exclusive paintings (``background`` is the
+    background class) or multi-label ``(C, *spatial)`` ones (read across channels as
+    :func:`infer_background_multilabel` does).
     """
-    paint = np.asarray(paintings)
-    spatial = paint.ndim if mode == EXCLUSIVE else paint.ndim - 1
-    g = smoothed_intensity(image, channel_axis, spatial, uneven=uneven) if smoothed is None else smoothed
-    if mode != EXCLUSIVE:
-        if paint.shape[0] == 1:
-            paint, background = paint[0], ABSENT
-        else:
-            nothing = np.all(paint == ABSENT, axis=0)
-            something = np.any(paint == PRESENT, axis=0)
-            paint, background = np.where(nothing, 1, np.where(something, 2, UNPAINTED)).astype(np.uint8), 1
-    mask = _spill(paint, g, background, quantiles, towards_objects(textures), rim_share(textures))
-    return np.zeros(g.shape, bool) if mask is None else mask
+    return background_and_spill(paintings, image, mode=mode, channel_axis=channel_axis, background=background,
+                                quantiles=quantiles, smoothed=smoothed, textures=textures, uneven=uneven)[1]
 
 
 def _local_means(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, radius: int = 2) -> np.ndarray:

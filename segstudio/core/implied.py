@@ -7,7 +7,8 @@ term (never written into the user's paintings):
 * ``infer_background``: unpainted pixels that look like the painted background
   (:mod:`segstudio.core.background`); where both apply, the outline rule wins. With it, object
   paint that lies on such background (a stroke run on past an object's edge:
-  :func:`~segstudio.core.background.spilled_paint`) is left out of what is learnt from the
+  :func:`~segstudio.core.background.spilled_paint`, read with it:
+  :func:`~segstudio.core.background.background_and_spill`) is left out of what is learnt from the
   paint (:data:`SPILLED`, :func:`learnt_paint`); it is never relabelled.
 
 Each rule is its own loss term with class weights from its own counts: the background rule
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segstudio.core.annotations import EXCLUSIVE, UNPAINTED, stack_multilabel
-from segstudio.core.background import infer_background, infer_background_multilabel, smoothed_intensity, spilled_paint
+from segstudio.core.background import background_and_spill, smoothed_intensity
 from segstudio.core.outlines import DEFAULT_HALO, infer_from_outlines, infer_multilabel
 
 __all__ = ["RULES", "SPILLED", "implied_labels", "learnt_paint", "merged", "rules_on"]
@@ -112,12 +113,10 @@ def implied_labels(
         if smoothed is None:
             smoothed = smoothed_intensity(image, channel_axis, paint.ndim if exclusive else paint.ndim - 1, offsets,
                                           uneven)
-        infer_bg = infer_background if exclusive else infer_background_multilabel
-        labels = infer_bg(paint, image, channel_axis=channel_axis, smoothed=smoothed, textures=textures)
+        labels, spilled = background_and_spill(paint, image, mode=mode, channel_axis=channel_axis, smoothed=smoothed,
+                                               textures=textures)
         labels[taken] = UNPAINTED
         out["background"] = labels if labels.any() else None
-        spilled = spilled_paint(paint, image, mode=mode, channel_axis=channel_axis, smoothed=smoothed,
-                                textures=textures)
         out[SPILLED] = spilled if spilled.any() else None
     return out
 
