@@ -3,7 +3,8 @@
 For every family, dimensionality, habit and seed of the quality matrix, the simulated user's
 painting is read both as exclusive classes and as multi-label channels with the same content
 (``users.to_multilabel``), and the implied-label rules (``core.implied``: outlines and the
-background rule) run on each. The exclusive labels are mapped into each channel (present where
+background rule) run on each, and the paint each leaves out of training (``SPILLED``) is
+compared too (a line where the two masks differ). The exclusive labels are mapped into each channel (present where
 the class is one of the channel's, absent otherwise) and compared with what the channel infers
 itself. A line is printed for every channel where the two differ on more than ``--tolerance``
 of what exclusive mode infers there: the counts, how many of each are wrong against the truth,
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families as fam  # noqa: E402
 import users  # noqa: E402
 
-from segstudio.core.implied import implied_labels, merged  # noqa: E402
+from segstudio.core.implied import SPILLED, implied_labels, merged  # noqa: E402
 
 FAMILIES = tuple(fam.FAMILIES)
 
@@ -49,10 +50,16 @@ def compare(family: str, dims: int, habit: str, seed: int, tolerance: float) -> 
     painting = users.paint(sample, habit, seed)
     ml, truth, names = users.to_multilabel(painting, sample.kind)
     _, present = users.multilabel_channels(painting, sample.kind)
-    excl = pooled(implied_labels(painting.paintings, sample.image, "exclusive", outlines=True, background=True),
-                  painting.paintings.shape)
-    multi = pooled(implied_labels(ml, sample.image, "multilabel", outlines=True, background=True), ml.shape)
+    read_e = implied_labels(painting.paintings, sample.image, "exclusive", outlines=True, background=True)
+    read_m = implied_labels(ml, sample.image, "multilabel", outlines=True, background=True)
+    excl, multi = pooled(read_e, painting.paintings.shape), pooled(read_m, ml.shape)
     lines = []
+    # the paint left out of training (SPILLED): one spatial mask, the same in both modes
+    spilled = [np.zeros(painting.paintings.shape, bool) if r.get(SPILLED) is None else r[SPILLED]
+               for r in (read_e, read_m)]
+    if (spilled[0] != spilled[1]).any():
+        lines.append(f"not learnt: exclusive {int(spilled[0].sum())} multi-label {int(spilled[1].sum())} "
+                     f"differ {int((spilled[0] != spilled[1]).sum())}")
     for c, classes in enumerate(present):
         e = np.where(excl == 0, 0, np.where(np.isin(excl, classes), 1, 2)).astype(np.uint8)
         e[ml[c] > 0] = 0  # painted in this channel: no rule says anything there
