@@ -88,8 +88,9 @@ the user's paintings. The rule, per image:
 
 * The spill itself (:func:`spilled_paint`): object paint that this reading would take as
   background if it were unpainted (its threshold and patches, or darker than the rim's share
-  next to them, joined to them), in strokes that lie mostly on an object (their median past the
-  midpoint of the two paints' medians; a stroke on a dim object is kept whole). The trainer
+  next to them, joined to them), in strokes that reach a bright object (the brightest pixel
+  within :data:`RIM_PEAK` of the stroke past the midpoint of the two paints' medians; a stroke
+  on a dim object away from bright ones is kept whole). The trainer
   leaves it out of what it learns from the paint; it is never relabelled
   (:mod:`segstudio.core.implied`).
 
@@ -414,6 +415,15 @@ def _stroke_medians(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
     return med[strokes]
 
 
+def _stroke_maxima(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The maximum of ``g`` over each stroke (face-connected part of ``mask``), at its pixels."""
+    strokes, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros(g.shape, g.dtype)
+    top = np.concatenate([[0.0], np.asarray(ndi.maximum(g, strokes, np.arange(1, n + 1)))])
+    return top[strokes]
+
+
 def _trusted(bg_paint: np.ndarray, obj_paint: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The object and the background paint that the rule's threshold reads (``g`` with the
     objects on the bright side): each stroke less its pixels beyond the midpoint between its own
@@ -453,10 +463,11 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
     spilled = None
     if spill:
         obj_paint = ~unpainted & ~bg_paint
-        # only strokes that lie mostly on an object (their median past the midpoint of the two
-        # paints' medians) can run on past its edge: a stroke laid on a dim object is kept whole
+        # only strokes that reach a bright object (the brightest pixel within RIM_PEAK of them
+        # past the midpoint of the two paints' medians) can run on past its edge: a stroke laid
+        # on a dim object, a correction where the network missed it, is kept whole
         mid = (np.median(g[bg_paint]) + np.median(g[obj_paint])) / 2
-        runs_on = obj_paint & (_stroke_medians(obj_paint, g) >= mid)
+        runs_on = obj_paint & (_stroke_maxima(obj_paint, levels[2]) >= mid)
         out = runs_on & joined
         if share > 0:
             near, local, peak = levels
@@ -596,8 +607,10 @@ def spilled_paint(
 
     A stroke laid quickly across an object runs on past its edge, and an outline traced a pixel
     too wide lies outside it; learnt as the object, that paint teaches a halo. This reads the
-    object paint as the background rule reads unpainted pixels: in strokes that lie mostly on an
-    object (their median past the midpoint of the painted background's and objects' medians),
+    object paint as the background rule reads unpainted pixels: in strokes that reach a bright
+    object (the brightest pixel within :data:`RIM_PEAK` of the stroke past the midpoint of the
+    painted background's and objects' medians; not a stroke on a dim object away from bright
+    ones, a correction where the network missed that object),
     painted pixels that pass its threshold and patches (joined to a background stroke), or that
     lie darker than the rim's share (:func:`rim_share`) of the way from the local background up
     to the local peak next to such background, joined to it. Returns a boolean mask in the

@@ -74,7 +74,7 @@ def test_a_stroke_on_a_dim_object_keeps_its_pixels_in_the_statistics():
     before; only its noise below its own median's midpoint to the background goes), and none of
     it is left out of what is learnt, though parts of it pass the threshold."""
     img, paint, disks = _sloppy_scene()
-    img[88:93, 30:70] += 0.6
+    img[88:93, 30:70] += 0.6  # 30 px below the nearest disk
     paint[90, 34:66] = 2
     g = background.smoothed_intensity(img, None, 2)
     obj, _ = background._trusted(paint == 1, paint == 2, g)
@@ -172,3 +172,20 @@ def test_the_trainer_leaves_the_spill_out_of_every_multilabel_channel():
     target, mask = multilabel_target(np.where(spilled, 0, ml))
     np.testing.assert_array_equal(trainer.prepared[0].mask, mask)
     np.testing.assert_array_equal(trainer.prepared[0].target, target)
+
+
+def test_an_outline_traced_just_outside_an_object_reaches_it(monkeypatch):
+    """A boundary stroke traced 1.5–3 px outside a disk: none of its pixels is bright, but the
+    disk is next to it, so it counts as a stroke that reaches a bright object, and the part of it
+    on what looks like background is left out, as much as if every stroke counted."""
+    img, paint, disks = _sloppy_scene()
+    yy, xx = np.mgrid[:96, :96]
+    r = np.hypot(yy - 48, xx - 48)
+    arc = (r > 10.5) & (r <= 12.0) & (yy > 48)  # the lower half, past the edge (radius 9)
+    paint[arc & (paint == 0)] = 3
+    g = background.smoothed_intensity(img, None, 2)
+    assert g[arc & (paint == 3)].max() < 30.0, "no bright pixel in the stroke (disks are 70)"
+    spilled = spilled_paint(paint, img)
+    monkeypatch.setattr(background, "_stroke_maxima", lambda mask, values: np.full(values.shape, np.inf))
+    np.testing.assert_array_equal(spilled, spilled_paint(paint, img))
+    assert spilled[arc & (paint == 3)].mean() > 0.3
