@@ -7,11 +7,12 @@ from them (the inside of closed outlines, background that looks like the painted
 Labels layers that are not painted into (``inferred``, or ``inferred: NAME`` per class in
 multi-label mode), under the strokes; and, over the strokes, the object paint that the trainer
 leaves out because it lies on background (:data:`~segstudio.core.implied.SPILLED`, a stroke run
-on past an object's edge), in the ``not learnt`` layer, while there is any. It is computed in a worker after painting settles, one job at a time (a
-newer request replaces a pending one), and a result for another image is dropped. The smoothed
-image the background rule reads depends on the image and two switches only, so it is kept
-between requests (:class:`SmoothedKeeper`): a paint change on a 64 × 512 × 512 volume then
-costs the rule, not the image's blurs again.
+on past an object's edge), in the ``not learnt`` layer, while there is any. It is computed in
+a worker after painting settles, one job at a time (a newer request replaces a pending one),
+and a result for another image is dropped. The smoothed image the background rule reads
+depends on the image and two switches only, so it is kept between requests
+(:class:`SmoothedKeeper`): a paint change on a 64 × 512 × 512 volume then costs the rule, not
+the image's blurs again.
 """
 
 from __future__ import annotations

@@ -38,9 +38,10 @@ the user's paintings. The rule, per image:
   across an object runs on past its edge, and a background stroke crosses into one; their
   spilled pixels pulled the objects' ``lo`` quantile down to the background and pushed the
   background's ``hi`` quantile up, the tails overlapped, and the threshold fell back to the
-  background's upper quartile: half of the background was left unlabelled on the quality
-  matrix's *sloppy* paintings (nuclei 2-D seed 0: 53 % of the unpainted background inferred;
-  88 % with the spill left out; benchmarks/RESULTS.md, *Strokes that run on past an edge*). Textures of equal mean fail this test and infer nothing. A
+  background's upper quartile: much of the background was left unlabelled on the quality
+  matrix's *sloppy* paintings (nuclei 2-D seed 0: 53 % of the unpainted background inferred,
+  88 % with the spill left out; dim 3-D 8 % and 71 %; benchmarks/RESULTS.md, *Strokes that run
+  on past an edge*). Textures of equal mean fail this test and infer nothing. A
   background more uneven than the object contrast can pass it, and then part of what is
   inferred is wrong: on the matrix's *dim* images (a ramp stronger than the objects' contrast)
   about 5 % of the inferred pixels were object.
@@ -90,9 +91,8 @@ the user's paintings. The rule, per image:
   background if it were unpainted (its threshold and patches, or darker than the rim's share
   next to them, joined to them), in strokes that reach a bright object (the brightest pixel
   within :data:`RIM_PEAK` of the stroke past the midpoint of the two paints' medians; a stroke
-  on a dim object away from bright ones is kept whole). The trainer
-  leaves it out of what it learns from the paint; it is never relabelled
-  (:mod:`segstudio.core.implied`).
+  on a dim object away from bright ones is kept whole). The trainer leaves it out of what it
+  learns from the paint; it is never relabelled (:mod:`segstudio.core.implied`).
 
 It works the same for multi-label paintings (:func:`infer_background_multilabel`), with
 *absent* as the background. A painting of one class is read like an exclusive one (*absent*
@@ -121,7 +121,8 @@ from segstudio.core.data import LEVEL_QUANTILE, slice_offsets
 
 __all__ = [
     "DEFAULT_QUANTILES", "TOWARDS_OBJECTS", "TOWARDS_OBJECTS_TEXTURES", "UNEVEN_BACKGROUND", "UNEVEN_SIGMA",
-    "background_and_spill", "background_unevenness", "bright_background", "infer_background", "infer_background_multilabel",
+    "background_and_spill", "background_unevenness", "bright_background", "infer_background",
+    "infer_background_multilabel",
     "local_contrast", "object_like_strokes", "patches_only", "reachable", "slice_unevenness",
     "smoothed_intensity", "spilled_paint", "towards_objects",
 ]

@@ -125,7 +125,8 @@ def test_implied_labels_report_the_spill_and_learnt_paint_leaves_it_out():
     assert learnt_paint(paint, "exclusive", None) is paint
     assert SPILLED not in implied_labels(paint, img, "exclusive", outlines=True, background=False)
     # multi-label, as a list of class layers: every channel unpainted there
-    layers = [np.where(paint == 2, 1, np.where(paint == 1, 2, 0)).astype(np.uint8), np.where(paint > 0, 2, 0).astype(np.uint8)]
+    layers = [np.where(paint == 2, 1, np.where(paint == 1, 2, 0)).astype(np.uint8),
+              np.where(paint > 0, 2, 0).astype(np.uint8)]
     ml = learnt_paint(layers, "multilabel", spilled)
     assert ml.shape == (2, *paint.shape) and not ml[:, spilled].any()
     np.testing.assert_array_equal(ml[:, ~spilled], np.stack(layers)[:, ~spilled])
