@@ -429,7 +429,7 @@ def _trusted(bg_paint: np.ndarray, obj_paint: np.ndarray, g: np.ndarray) -> tupl
     """The object and the background paint that the rule's threshold reads (``g`` with the
     objects on the bright side): each stroke less its pixels beyond the midpoint between its own
     median and the other paint's median, the part that ran on past an object's edge. A stroke
-    laid wholly on a dim object keeps nearly all of its pixels (its own median is dim); a
+    laid wholly on a dim object keeps most of its pixels (its own median is dim); a
     background stroke whose median lies past the midpoint of the two paints' medians (painted
     over a bright look-alike) is kept whole. The full paint is used where too little is left
     (:data:`MIN_PIXELS`)."""
