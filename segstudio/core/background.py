@@ -421,7 +421,8 @@ def _stroke_maxima(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
     strokes, n = ndi.label(mask)
     if n == 0:
         return np.zeros(g.shape, g.dtype)
-    top = np.concatenate([[0.0], np.asarray(ndi.maximum(g, strokes, np.arange(1, n + 1)))])
+    painted = strokes > 0  # read at the strokes only: scipy's labelled maximum visits every value given
+    top = np.concatenate([[0.0], np.asarray(ndi.maximum(g[painted], strokes[painted], np.arange(1, n + 1)))])
     return top[strokes]
 
 
