@@ -42,7 +42,7 @@ for dims in (2, 3):
                 bg_truth = (p.truth == 1) & un
                 cells = []
                 for whole in (True, False):
-                    with mock.patch.object(B, "_trusted", (lambda b, o, g: (o, b)) if whole else B._trusted):
+                    with mock.patch.object(B, "_trusted", (lambda b, o, *_: (o, b)) if whole else B._trusted):
                         inf = B.infer_background(p.paintings, s.image, smoothed=g, textures=cfg.filter_texture) == 1
                     cells.append(f"{(inf & bg_truth).sum() / max(bg_truth.sum(), 1):.2f} / {int((inf & (p.truth > 1)).sum())}")
                 spill = (p.paintings > 1) & (p.truth == 1)

@@ -111,7 +111,8 @@ loss term with its own weights, like those of :mod:`segstudio.core.outlines`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -291,13 +292,9 @@ def object_like_strokes(paint: np.ndarray, g: np.ndarray, background: int, level
     whose median intensity lies at or beyond ``level`` towards the object side: background
     painted over something that looks like an object (typically a correction on a bright
     look-alike the network took for an object)."""
-    strokes, n = ndi.label(paint == background)
-    if n == 0:
-        return np.zeros(paint.shape, bool)
-    painted = strokes > 0  # scipy's labelled median sorts every value it is given: only the strokes'
-    med = np.asarray(ndi.median(g[painted], strokes[painted], np.arange(1, n + 1)))
-    flagged = np.concatenate([[False], med >= level if dark else med <= level])
-    return flagged[strokes]
+    strokes = paint == background
+    med = _per_stroke(strokes, g, ndi.median)
+    return strokes & (med >= level if dark else med <= level)
 
 
 def local_contrast(g: np.ndarray, at: np.ndarray, sigma: float | None = None) -> np.ndarray:
@@ -370,10 +367,11 @@ def rim_share(textures: bool = False) -> float:
 
 
 def _threshold(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[float, float],
-               towards: float) -> tuple[np.ndarray, float, float] | None:
-    """The rule's reading of the paint: ``(g, t, level)`` with ``g`` turned so that the objects
-    lie on the bright side, the threshold ``t`` and the objects' ``lo`` quantile ``level``, or
-    ``None`` when the paint does not separate."""
+               towards: float) -> tuple[np.ndarray, float, float, float] | None:
+    """The rule's reading of the paint: ``(g, t, level, mid)`` with ``g`` turned so that the
+    objects lie on the bright side, the threshold ``t``, the objects' ``lo`` quantile ``level``
+    (both read on the strokes less their spilled parts, :func:`_trusted`) and the midpoint of the
+    two paints' medians, or ``None`` when the paint does not separate."""
     bg_paint = paint == background
     obj_paint = (paint != UNPAINTED) & ~bg_paint
     if np.count_nonzero(bg_paint) < MIN_PIXELS or np.count_nonzero(obj_paint) < MIN_PIXELS:
@@ -382,20 +380,22 @@ def _threshold(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tup
     # on a bright background, work on -g: the objects are then above the background either way
     if bright_background(paint, g, background):
         g = -g
+    bg_med = _per_stroke(bg_paint, g, ndi.median)  # each background stroke's median, at its pixels
     other = g[obj_paint]
     level = np.quantile(other, lo)
     counted = bg_paint
-    if LEAVE_OUT_OBJECT_LIKE_STROKES:
-        counted = bg_paint & ~object_like_strokes(paint, g, background, level, dark=True)
+    if LEAVE_OUT_OBJECT_LIKE_STROKES:  # :func:`object_like_strokes`, from the medians above
+        counted = bg_paint & (bg_med < level)
     if np.count_nonzero(counted) < MIN_PIXELS:
         return None
     if np.quantile(other, BULK) <= np.quantile(g[counted], 1.0 - BULK):
         return None
     # the threshold from the strokes less their spilled parts (:func:`_trusted`)
-    obj_stat, bg_stat = _trusted(bg_paint, obj_paint, g)
+    mb, mf = np.median(g[bg_paint]), np.median(other)
+    obj_stat, bg_stat = _trusted(bg_paint, obj_paint, g, bg_med, mb, mf)
     level = np.quantile(g[obj_stat], lo)
     if LEAVE_OUT_OBJECT_LIKE_STROKES:
-        bg_stat = bg_stat & ~object_like_strokes(paint, g, background, level, dark=True)
+        bg_stat = bg_stat & (bg_med < level)
     if np.count_nonzero(bg_stat) < MIN_PIXELS:
         return None
     bg = g[bg_stat]
@@ -404,43 +404,39 @@ def _threshold(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tup
         t = min(np.quantile(bg, 1.0 - BULK), level)
     else:
         t += towards * (level - t)
-    return g, float(t), float(level)
+    return g, float(t), float(level), float((mb + mf) / 2)
 
 
-def _stroke_medians(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The median of ``g`` over each stroke (face-connected part of ``mask``), at its pixels."""
+def _per_stroke(mask: np.ndarray, values: np.ndarray, reduce: Callable[..., Any]) -> np.ndarray:
+    """``reduce`` (``ndi.median``, ``ndi.maximum``) of ``values`` over each stroke
+    (face-connected part of ``mask``), at its pixels; 0 elsewhere."""
     strokes, n = ndi.label(mask)
     if n == 0:
-        return np.zeros(g.shape, g.dtype)
-    med = np.concatenate([[0.0], np.asarray(ndi.median(g[mask], strokes[mask], np.arange(1, n + 1)))])
-    return med[strokes]
+        return np.zeros(values.shape)
+    painted = strokes > 0  # scipy's labelled reductions visit every value given: the strokes' only
+    per = np.concatenate([[0.0], np.asarray(reduce(values[painted], strokes[painted], np.arange(1, n + 1)))])
+    return per[strokes]
 
 
-def _stroke_maxima(mask: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The maximum of ``g`` over each stroke (face-connected part of ``mask``), at its pixels."""
-    strokes, n = ndi.label(mask)
-    if n == 0:
-        return np.zeros(g.shape, g.dtype)
-    painted = strokes > 0  # read at the strokes only: scipy's labelled maximum visits every value given
-    top = np.concatenate([[0.0], np.asarray(ndi.maximum(g[painted], strokes[painted], np.arange(1, n + 1)))])
-    return top[strokes]
+def _reaching(obj_paint: np.ndarray, peak: np.ndarray, mid: float) -> np.ndarray:
+    """The object strokes that reach a bright object: the brightest pixel within
+    :data:`RIM_PEAK` of the stroke (``peak``, :func:`_levels`) at or past ``mid``."""
+    return obj_paint & (_per_stroke(obj_paint, peak, ndi.maximum) >= mid)
 
 
-def _trusted(bg_paint: np.ndarray, obj_paint: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _trusted(bg_paint: np.ndarray, obj_paint: np.ndarray, g: np.ndarray, bg_med: np.ndarray,
+             mb: float, mf: float) -> tuple[np.ndarray, np.ndarray]:
     """The object and the background paint that the rule's threshold reads (``g`` with the
-    objects on the bright side): each stroke less its pixels beyond the midpoint between its own
-    median and the other paint's median, the part that ran on past an object's edge. A stroke
-    laid wholly on a dim object keeps most of its pixels (its own median is dim); a
+    objects on the bright side; ``bg_med`` each background stroke's median at its pixels, ``mb``
+    and ``mf`` the two paints' medians): each stroke less its pixels beyond the midpoint between
+    its own median and the other paint's median, the part that ran on past an object's edge. A
+    stroke laid wholly on a dim object keeps most of its pixels (its own median is dim); a
     background stroke whose median lies past the midpoint of the two paints' medians (painted
     over a bright look-alike) is kept whole. The full paint is used where too little is left
     (:data:`MIN_PIXELS`)."""
-    if not obj_paint.any() or not bg_paint.any():
-        return obj_paint, bg_paint
-    mb, mf = np.median(g[bg_paint]), np.median(g[obj_paint])
-    own = _stroke_medians(obj_paint, g)
+    own = _per_stroke(obj_paint, g, ndi.median)
     obj = obj_paint & (g >= (own + mb) / 2)
-    own = _stroke_medians(bg_paint, g)
-    bg = bg_paint & ((own > (mb + mf) / 2) | (g <= (own + mf) / 2))
+    bg = bg_paint & ((bg_med > (mb + mf) / 2) | (g <= (bg_med + mf) / 2))
     if np.count_nonzero(obj) < MIN_PIXELS or np.count_nonzero(bg) < MIN_PIXELS:
         return obj_paint, bg_paint
     return obj, bg
@@ -454,7 +450,7 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
     read = _threshold(paint, g, background, quantiles, towards)
     if read is None:
         return None, None
-    g, t, level = read
+    g, t, level, mid = read
     bg_paint = paint == background
     unpainted = paint == UNPAINTED
     joined = reachable(patches_only(g <= t), bg_paint, MIN_REGION)
@@ -468,8 +464,7 @@ def _rule(paint: np.ndarray, g: np.ndarray, background: int, quantiles: tuple[fl
         # only strokes that reach a bright object (the brightest pixel within RIM_PEAK of them
         # past the midpoint of the two paints' medians) can run on past its edge: a stroke laid
         # on a dim object, a correction where the network missed it, is kept whole
-        mid = (np.median(g[bg_paint]) + np.median(g[obj_paint])) / 2
-        runs_on = obj_paint & (_stroke_maxima(obj_paint, levels[2]) >= mid)
+        runs_on = _reaching(obj_paint, levels[2], mid)
         out = runs_on & joined
         if share > 0:
             near, local, peak = levels

@@ -12,6 +12,13 @@ from segstudio.core.background import infer_background, infer_background_multila
 from segstudio.core.implied import SPILLED, implied_labels, learnt_paint, merged
 
 
+def _trusted(paint, g):
+    """:func:`background._trusted` of an exclusive painting (background 1, objects 2 and 3)."""
+    bg, obj = paint == 1, paint > 1
+    med = background._per_stroke(bg, g, ndi.median)
+    return background._trusted(bg, obj, g, med, np.median(g[bg]), np.median(g[obj]))
+
+
 def _sloppy_scene(bright_background: bool = False):
     """Six bright disks (radius 9) blurred into a dark, noisy background (σ 1.5 px). Paint: a
     long background stroke in the open, and a background stroke that runs 3 px into the first
@@ -54,7 +61,7 @@ def test_the_threshold_reads_the_strokes_without_their_spilled_parts():
     and the blurred rims up to a fifth of the way to the objects are background too."""
     img, paint, disks = _sloppy_scene()
     g = background.smoothed_intensity(img, None, 2)
-    _, t, level = background._threshold(paint, g, 1, background.DEFAULT_QUANTILES, 0.2)
+    _, t, level, _ = background._threshold(paint, g, 1, background.DEFAULT_QUANTILES, 0.2)
     obj = np.quantile(g[(paint == 2) & disks], 0.05)
     bg = np.quantile(g[(paint == 1) & ~disks], 0.9)
     assert level > bg and level >= 0.9 * obj, "the objects' low quantile is read on the disks"
@@ -64,7 +71,7 @@ def test_the_threshold_reads_the_strokes_without_their_spilled_parts():
     assert inferred[open_bg].mean() > 0.95 and not inferred[disks].any()
     # the strokes whole: the tails overlap and the threshold stays at the background's quartile
     flat = np.where(disks, paint, np.where(paint > 0, 1, 0)).astype(np.uint8)
-    assert background._trusted(paint == 1, paint == 2, g)[0].sum() < (paint == 2).sum()
+    assert _trusted(paint, g)[0].sum() < (paint == 2).sum()
     assert (infer_background(flat, img) == 1)[open_bg].mean() > 0.95
 
 
@@ -77,9 +84,9 @@ def test_a_stroke_on_a_dim_object_keeps_its_pixels_in_the_statistics():
     img[88:93, 30:70] += 0.6  # 30 px below the nearest disk
     paint[90, 34:66] = 2
     g = background.smoothed_intensity(img, None, 2)
-    obj, _ = background._trusted(paint == 1, paint == 2, g)
+    obj, _ = _trusted(paint, g)
     assert obj[90, 34:66].mean() > 0.7
-    _, t, _ = background._threshold(paint, g, 1, background.DEFAULT_QUANTILES, 0.2)
+    _, t, _, _ = background._threshold(paint, g, 1, background.DEFAULT_QUANTILES, 0.2)
     assert (g[90, 34:66] <= t).any()
     spilled = spilled_paint(paint, img)
     assert not spilled[90, 34:66].any() and spilled.any()
@@ -187,6 +194,6 @@ def test_an_outline_traced_just_outside_an_object_reaches_it(monkeypatch):
     g = background.smoothed_intensity(img, None, 2)
     assert g[arc & (paint == 3)].max() < 30.0, "no bright pixel in the stroke (disks are 70)"
     spilled = spilled_paint(paint, img)
-    monkeypatch.setattr(background, "_stroke_maxima", lambda mask, values: np.full(values.shape, np.inf))
+    monkeypatch.setattr(background, "_reaching", lambda obj_paint, peak, mid: obj_paint)  # every stroke
     np.testing.assert_array_equal(spilled, spilled_paint(paint, img))
     assert spilled[arc & (paint == 3)].mean() > 0.3
